@@ -1,0 +1,184 @@
+"""The whole quality model: frames → SwinV2 stage maps → frame features → video embedding → score.
+
+`VQAModel` scores videos; `IQAModel` is its spatial half with a per-image head, trained first on
+image-quality sets (PAPER.md, Model §3) and handed over with `transfer_spatial_params`. Both take
+raw RGB pixels in [0, 255] (uint8 or float) and normalise them with ImageNet statistics inside, so
+callers never have to remember to.
+
+`build_vqa_model` / `build_iqa_model` turn a `config.model` ConfigDict into modules, giving each
+sub-module only the numbers it uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxvqa.models.fusion import MultiStageFusion, TemporalFusion
+from jaxvqa.models.swinv2 import SwinV2
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+SPATIAL_MODULES = ("backbone", "spatial_fusion")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class VQAOutput(NamedTuple):
+  score: jax.Array       # [B] predicted quality, on the training label's scale after calibration
+  embedding: jax.Array   # [B, D] video embedding
+  projection: jax.Array  # [B, P] L2-normalised projection for the group contrastive loss
+
+
+class IQAOutput(NamedTuple):
+  score: jax.Array    # [B]
+  feature: jax.Array  # [B, F] fused frame feature
+
+
+def normalize_pixels(pixels: jax.Array, dtype: Any) -> jax.Array:
+  """[..., 3] RGB in [0, 255] → ImageNet-normalised values in `dtype`."""
+  mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+  std = jnp.asarray(IMAGENET_STD, jnp.float32)
+  return ((pixels.astype(jnp.float32) - mean) / std).astype(dtype)
+
+
+class QualityHead(nn.Module):
+  """[B, D] → [B]: Dense(hidden), GELU, Dense(1) (the authors' head size)."""
+
+  hidden: int = 64
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x))
+    return nn.Dense(1, dtype=self.dtype, name="out")(x)[..., 0].astype(jnp.float32)
+
+
+class ProjectionHead(nn.Module):
+  """[B, D] → [B, P], L2-normalised: the space where the group contrastive loss compares videos."""
+
+  dim: int = 128
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.gelu(nn.Dense(x.shape[-1], dtype=self.dtype, name="hidden")(x))
+    x = nn.Dense(self.dim, dtype=self.dtype, name="out")(x).astype(jnp.float32)
+    return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+
+
+def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, dtype, train):
+  """[N, H, W, 3] pixels → [N, F] fused frame features."""
+  stages = backbone(normalize_pixels(pixels, dtype), train=train).stages
+  if freeze_backbone:
+    stages = jax.lax.stop_gradient(stages)
+  return spatial_fusion(stages, train=train)
+
+
+class VQAModel(nn.Module):
+  """frames [B, T, H, W, 3] in [0, 255], frame_mask [B, T] bool (False = padding) → VQAOutput."""
+
+  backbone: SwinV2
+  spatial_fusion: MultiStageFusion
+  temporal_fusion: TemporalFusion
+  head_hidden: int = 64
+  projection_dim: int = 128
+  freeze_backbone: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, frames, frame_mask=None, *, train: bool = False) -> VQAOutput:
+    batch, num_frames = frames.shape[:2]
+    if frame_mask is None:
+      frame_mask = jnp.ones((batch, num_frames), bool)
+    features = _frame_features(
+        self.backbone, self.spatial_fusion, frames.reshape(batch * num_frames, *frames.shape[2:]),
+        self.freeze_backbone, self.dtype, train)
+    embedding = self.temporal_fusion(features.reshape(batch, num_frames, -1), frame_mask, train=train)
+    score = QualityHead(self.head_hidden, dtype=self.dtype, name="head")(embedding)
+    projection = ProjectionHead(self.projection_dim, dtype=self.dtype, name="projection")(embedding)
+    return VQAOutput(score=score, embedding=embedding, projection=projection)
+
+
+class IQAModel(nn.Module):
+  """images [B, H, W, 3] in [0, 255] → IQAOutput: the spatial pre-training model."""
+
+  backbone: SwinV2
+  spatial_fusion: MultiStageFusion
+  head_hidden: int = 64
+  freeze_backbone: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, *, train: bool = False) -> IQAOutput:
+    feature = _frame_features(
+        self.backbone, self.spatial_fusion, images, self.freeze_backbone, self.dtype, train)
+    score = QualityHead(self.head_hidden, dtype=self.dtype, name="image_head")(feature)
+    return IQAOutput(score=score, feature=feature)
+
+
+def _dtype(model_config) -> Any:
+  if model_config.dtype not in DTYPES:
+    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}")
+  return DTYPES[model_config.dtype]
+
+
+def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
+  dtype = _dtype(model_config)
+  b, f = model_config.backbone, model_config.fusion
+  backbone = SwinV2(
+      embed_dim=b.embed_dim, depths=tuple(b.depths), num_heads=tuple(b.num_heads),
+      window_size=b.window_size, pretrained_window_sizes=tuple(b.pretrained_window_sizes),
+      mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate, dtype=dtype)
+  fusion = MultiStageFusion(
+      grid=f.grid, num_layers=f.num_layers, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
+      dropout=f.dropout, feature_dropout=f.feature_dropout, out_dim=f.out_dim,
+      token_layout=f.token_layout, stage_width=f.stage_width, dtype=dtype)
+  return backbone, fusion
+
+
+def build_vqa_model(model_config) -> VQAModel:
+  """config.model → VQAModel."""
+  backbone, fusion = _spatial_modules(model_config)
+  t = model_config.temporal
+  temporal = TemporalFusion(
+      width=t.width, num_layers=t.num_layers, num_heads=t.num_heads, mlp_ratio=t.mlp_ratio,
+      dropout=t.dropout, max_frames=t.max_frames, dtype=_dtype(model_config))
+  return VQAModel(
+      backbone=backbone, spatial_fusion=fusion, temporal_fusion=temporal,
+      head_hidden=model_config.head_hidden, projection_dim=model_config.projection_dim,
+      freeze_backbone=model_config.freeze_backbone, dtype=_dtype(model_config))
+
+
+def build_iqa_model(model_config) -> IQAModel:
+  """config.model → IQAModel sharing the VQA model's spatial layout."""
+  backbone, fusion = _spatial_modules(model_config)
+  return IQAModel(
+      backbone=backbone, spatial_fusion=fusion, head_hidden=model_config.head_hidden,
+      freeze_backbone=model_config.freeze_backbone, dtype=_dtype(model_config))
+
+
+def transfer_spatial_params(source: Mapping, target: Mapping) -> dict:
+  """Copies the backbone and spatial-fusion subtrees of `source` params into `target` params.
+
+  Used to start a video model from an IQA-pretrained spatial module (or from a converted ImageNet
+  backbone, where `source` holds only 'backbone'). Shapes must match; a mismatch names the module.
+  """
+  result = dict(target)
+  copied = []
+  for name in SPATIAL_MODULES:
+    if name not in source:
+      continue
+    source_shapes = jax.tree.map(jnp.shape, source[name])
+    target_shapes = jax.tree.map(jnp.shape, target[name])
+    if source_shapes != target_shapes:
+      raise ValueError(
+          f"cannot transfer '{name}': its parameter shapes differ between the checkpoint and the "
+          "configured model; make config.model match the model the checkpoint was trained with")
+    result[name] = source[name]
+    copied.append(name)
+  if not copied:
+    raise ValueError(f"the source params hold none of {SPATIAL_MODULES}")
+  return result

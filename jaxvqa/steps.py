@@ -1,0 +1,96 @@
+"""The train state and the two pure steps the trainer jits: one optimisation step, one scoring pass.
+
+Randomness is a function of (seed, step) alone, so a resumed run draws exactly the numbers an
+uninterrupted one would have drawn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxvqa import losses
+
+# Stochastic depth and dropout each draw from their own stream.
+RNG_STREAMS = ("dropout", "drop_path")
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  ema_params: Any
+  opt_state: Any
+  nonfinite_streak: jax.Array  # consecutive skipped steps, for the trainer's stop rule
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @classmethod
+  def create(cls, params, tx: optax.GradientTransformation) -> "TrainState":
+    return cls(
+        step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+        opt_state=tx.init(params), nonfinite_streak=jnp.zeros((), jnp.int32), tx=tx)
+
+
+def _global_norm(tree) -> jax.Array:
+  return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
+
+
+def train_step(
+    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
+    loss_weights: losses.LossWeights, ema_decay: float, base_rng: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One AdamW step on the global batch.
+
+  batch: frames [B, T, H, W, 3] uint8, label [B] float, group [B] int, mask [B] bool
+  (False = padding entry), optional frame_mask [B, T]. Non-finite gradients skip the update
+  (optax.apply_if_finite) and lengthen `nonfinite_streak`.
+  """
+  step_rng = jax.random.fold_in(base_rng, state.step)
+  rngs = dict(zip(RNG_STREAMS, jax.random.split(step_rng, len(RNG_STREAMS))))
+
+  def loss_fn(params):
+    output = model.apply(
+        {"params": params}, batch["frames"], batch.get("frame_mask"), train=True, rngs=rngs)
+    total, parts = losses.total_loss(
+        output.score, batch["label"], output.projection, batch["group"], batch["mask"],
+        loss_weights)
+    return total, parts
+
+  (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(loss) & jnp.isfinite(_global_norm(grads))
+  ema_params = jax.tree.map(
+      lambda ema, new: jnp.where(finite, ema_decay * ema + (1.0 - ema_decay) * new, ema),
+      state.ema_params, params)
+  new_state = state.replace(
+      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state,
+      nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1))
+  metrics = {
+      "loss": loss, **{f"loss/{name}": value for name, value in parts.items()},
+      "grad_norm": _global_norm(grads), "param_norm": _global_norm(params),
+      "finite": finite.astype(jnp.float32),
+  }
+  return new_state, metrics
+
+
+def score_step(params, batch: dict[str, jax.Array], *, model: nn.Module) -> jax.Array:
+  """Deterministic scores [B] for a batch (no dropout, no drop path)."""
+  return model.apply({"params": params}, batch["frames"], batch.get("frame_mask"), train=False).score
+
+
+def jit_train_step(model, loss_weights, ema_decay: float, base_rng) -> Callable:
+  """The train step, jitted with the state donated (its buffers are reused for the new state)."""
+  return jax.jit(
+      lambda state, batch: train_step(
+          state, batch, model=model, loss_weights=loss_weights, ema_decay=ema_decay,
+          base_rng=base_rng),
+      donate_argnums=0)
+
+
+def jit_score_step(model) -> Callable:
+  return jax.jit(lambda params, batch: score_step(params, batch, model=model))
