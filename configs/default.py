@@ -25,8 +25,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(
       builder="compressed",      # a key of jaxvqa.data.builders.BUILDERS
       manual_dir="",             # the `jaxvqa make-dataset --out` directory (or a public set's release)
-      data_dir="",               # where TFDS writes the prepared set; "" = <workdir>/../tfds
-      demo=False,                # True: build the embedded demo set on first use (configs/demo.py)
+      data_dir="",               # where TFDS writes the prepared set; "" = <cache_dir>/tfds
+      cache_dir="",              # "" = $JAXVQA_CACHE or ~/.cache/jaxvqa
+      # The embedded demo set (configs/demo.py): package-shipped clips and photos, encoded at a
+      # small ladder and VMAF-labelled on first use, then cached under cache_dir.
+      demo=dict(enabled=False, num_sources=20, width=160, height=128, num_frames=40,
+                ladder_kbps=(40.0, 80.0, 160.0, 320.0), codecs=("libx264",)),
       train_fraction=0.7,        # split by source content
       validation_fraction=0.1,
       split_seed=0,

@@ -45,7 +45,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"unknown data set {data.builder!r}; known: {sorted(BUILDERS)}")
   _require(data.sampling in SAMPLING_MODES, "data.sampling",
            f"must be one of {SAMPLING_MODES}, got {data.sampling!r}")
-  _require(data.demo or bool(data.manual_dir), "data.manual_dir",
+  _require(data.demo.enabled or bool(data.manual_dir), "data.manual_dir",
            "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
            "release, or set config.data.demo=True")
   for field in ("data.num_frames", "data.frame_size", "data.eval_batch_size", "optim.epochs",

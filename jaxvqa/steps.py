@@ -6,6 +6,7 @@ uninterrupted one would have drawn.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -16,8 +17,8 @@ from flax import struct
 
 from jaxvqa import losses
 
-# Stochastic depth and dropout each draw from their own stream.
-RNG_STREAMS = ("dropout", "drop_path")
+# Dropout and stochastic depth both draw from Flax's "dropout" stream.
+DROPOUT_RNG = "dropout"
 
 
 class TrainState(struct.PyTreeNode):
@@ -31,7 +32,8 @@ class TrainState(struct.PyTreeNode):
   @classmethod
   def create(cls, params, tx: optax.GradientTransformation) -> "TrainState":
     return cls(
-        step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+        # A copy, not an alias: the jitted step donates the state, and one buffer cannot be donated twice.
+        step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
         opt_state=tx.init(params), nonfinite_streak=jnp.zeros((), jnp.int32), tx=tx)
 
 
@@ -49,8 +51,7 @@ def train_step(
   (False = padding entry), optional frame_mask [B, T]. Non-finite gradients skip the update
   (optax.apply_if_finite) and lengthen `nonfinite_streak`.
   """
-  step_rng = jax.random.fold_in(base_rng, state.step)
-  rngs = dict(zip(RNG_STREAMS, jax.random.split(step_rng, len(RNG_STREAMS))))
+  rngs = {DROPOUT_RNG: jax.random.fold_in(base_rng, state.step)}
 
   def loss_fn(params):
     output = model.apply(
@@ -83,8 +84,13 @@ def score_step(params, batch: dict[str, jax.Array], *, model: nn.Module) -> jax.
   return model.apply({"params": params}, batch["frames"], batch.get("frame_mask"), train=False).score
 
 
-def jit_train_step(model, loss_weights, ema_decay: float, base_rng) -> Callable:
-  """The train step, jitted with the state donated (its buffers are reused for the new state)."""
+@functools.lru_cache(maxsize=8)
+def jit_train_step(model, loss_weights: losses.LossWeights, ema_decay: float, seed: int) -> Callable:
+  """The train step, jitted with the state donated (its buffers are reused for the new state).
+
+  Cached on its (hashable) arguments, so runs of one model in a process share compilations.
+  """
+  base_rng = jax.random.PRNGKey(seed)
   return jax.jit(
       lambda state, batch: train_step(
           state, batch, model=model, loss_weights=loss_weights, ema_decay=ema_decay,
@@ -92,5 +98,6 @@ def jit_train_step(model, loss_weights, ema_decay: float, base_rng) -> Callable:
       donate_argnums=0)
 
 
+@functools.lru_cache(maxsize=8)
 def jit_score_step(model) -> Callable:
   return jax.jit(lambda params, batch: score_step(params, batch, model=model))

@@ -6,3 +6,44 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+def tiny_demo_settings(config):
+  """Shrinks configs/demo.py to test size: 6 sources of 64×48, 12 frames, 4 rungs, a ~20k-param model."""
+  demo = config.data.demo
+  demo.num_sources, demo.width, demo.height, demo.num_frames = 6, 64, 48, 12
+  demo.ladder_kbps = (25.0, 50.0, 100.0, 200.0)
+  config.data.update(num_frames=2, frame_size=32, groups_per_batch=4, videos_per_group=2,
+                     eval_batch_size=8, train_fraction=0.5, validation_fraction=0.17)
+  config.model.backbone.update(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
+                               window_size=4, drop_path_rate=0.1)
+  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
+  config.model.temporal.update(width=16, num_heads=2, max_frames=4)
+  config.model.update(head_hidden=8, projection_dim=8)
+  config.optim.update(epochs=2, warmup_epochs=0.5, learning_rate=1e-3)
+  config.train.update(log_every_steps=1, checkpoint_every_steps=2, progress_bar=False)
+  return config
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory):
+  """A cache dir holding the tiny demo set (built once per test session, real encodes and VMAF)."""
+  from configs import demo as demo_config
+  from jaxvqa.data import demo
+
+  cache = tmp_path_factory.mktemp("jaxvqa-cache")
+  demo.ensure_demo_set(tiny_demo_settings(demo_config.get_config()).data.demo, cache)
+  return cache
+
+
+@pytest.fixture
+def tiny_config(demo_cache, tmp_path):
+  """configs/demo.py at test size, reading the session's tiny demo set; workdir under tmp_path."""
+  from configs import demo as demo_config
+
+  config = tiny_demo_settings(demo_config.get_config())
+  config.data.cache_dir = str(demo_cache)
+  config.workdir = str(tmp_path / "run")
+  return config

@@ -1,0 +1,481 @@
+"""SwinV2 backbone (Liu et al., 2022) in Flax Linen, numerically matching timm / HF `Swinv2Model`.
+
+The model maps ImageNet-normalised images [B, H, W, 3] to four stage maps and a pooled
+feature (`SwinV2Output`). What it implements, and where each piece lives:
+
+- patch embedding: conv p×p stride p + LayerNorm (`PatchEmbed`);
+- window attention with scaled cosine similarity, a clamped per-head logit scale, q and v
+  biases (the k bias is fixed at zero) and a continuous position bias from a small MLP over
+  log-spaced relative coordinates (`WindowAttention`, `ContinuousPositionBias`);
+- res-post-norm blocks with (shifted) windows, the −100 mask across cyclic-shift regions and
+  stochastic depth (`SwinV2Block`, `DropPath`);
+- patch merging 2×2 → Linear(4C→2C, no bias) → LayerNorm (`PatchMerging`).
+
+Parity reference: HF `transformers` `Swinv2Model`, including how it pads feature maps that are
+not a multiple of the window and how it picks each stage's window:
+  nominal height of stage i   = (H // patch_size) // 2**i   (floor, as HF derives it from
+                                                              the configured image size)
+  window of stage i           = min(window_size, nominal height)
+  shift of odd blocks         = window_size // 2, or 0 when nominal height <= window_size.
+Windows are square and chosen from the height, as in HF; timm clamps each axis on its own,
+which only differs when one side is <= window < the other. The shift mask is added once with
+−100 (timm); HF adds its mask twice (−200), which changes nothing in fp32 because e^−100
+already underflows against the other logits.
+
+Randomness: stochastic depth draws from the Flax rng stream named `DROP_PATH_RNG` ("dropout",
+the same stream nn.Dropout uses), so `model.apply(..., train=True, rngs={"dropout": key})`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DROP_PATH_RNG = "dropout"
+
+LAYER_NORM_EPS = 1e-5
+MASK_VALUE = -100.0
+LOGIT_SCALE_INIT = math.log(10.0)
+LOGIT_SCALE_MAX = math.log(100.0)
+POSITION_BIAS_HIDDEN = 512
+POSITION_BIAS_RANGE = 16.0
+
+_linear_init = nn.initializers.truncated_normal(stddev=0.02)
+
+
+def _layer_norm(name: str, dtype: Any, param_dtype: Any, zero_init: bool = False) -> nn.LayerNorm:
+  init = nn.initializers.zeros if zero_init else nn.initializers.ones
+  return nn.LayerNorm(
+      epsilon=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, scale_init=init, name=name)
+
+
+def _dense(features: int, name: str, dtype: Any, param_dtype: Any,
+           use_bias: bool = True) -> nn.Dense:
+  return nn.Dense(
+      features, use_bias=use_bias, kernel_init=_linear_init, bias_init=nn.initializers.zeros,
+      dtype=dtype, param_dtype=param_dtype, name=name)
+
+
+class SwinV2Output(NamedTuple):
+  """What the backbone returns.
+
+  stages: 4 maps [B, h_i, w_i, C_i], the output of stage i after its trailing patch merging
+    (Microsoft / HF layout; HF `reshaped_hidden_states[1:]`). For SwinV2-T at 256²:
+    192@32², 384@16², 768@8², 768@8².
+  pooled: [B, C_last], final LayerNorm over the last stage's tokens, then their mean
+    (HF `pooler_output`, timm `forward_head(pre_logits=True)`).
+  """
+  stages: tuple[jax.Array, ...]
+  pooled: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------
+# Static geometry: window choice, partitioning, relative positions, shift mask. All numpy or
+# reshapes on static shapes, so XLA sees fixed sizes.
+
+
+class StageWindow(NamedTuple):
+  """Window side and cyclic shift (for the odd blocks) of one stage; static Python ints."""
+  size: int
+  shift: int
+
+
+def stage_window(nominal_height: int, window_size: int) -> StageWindow:
+  """HF's rule: a stage no taller than the window gets one window of its own height, unshifted."""
+  if nominal_height <= window_size:
+    return StageWindow(size=nominal_height, shift=0)
+  return StageWindow(size=window_size, shift=window_size // 2)
+
+
+def window_partition(x: jax.Array, window: int) -> jax.Array:
+  """[B, H, W, C] with H, W multiples of `window` → [B, nW, window², C], windows row-major."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // window, window, w // window, window, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, (h // window) * (w // window), window * window, c)
+
+
+def window_reverse(windows: jax.Array, window: int, height: int, width: int) -> jax.Array:
+  """[B, nW, window², C] → [B, height, width, C]; inverse of `window_partition`."""
+  b, _, _, c = windows.shape
+  x = windows.reshape(b, height // window, width // window, window, window, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, height, width, c)
+
+
+def relative_coords_table(window: int, pretrained_window: int) -> np.ndarray:
+  """[(2·window−1)², 2] float32: log-spaced relative offsets (dy, dx), the position-bias MLP input.
+
+  Offsets in [−(window−1), window−1] are divided by (pretrained_window − 1) when a pretraining
+  window is given (so a model fine-tuned at a larger window sees the coordinates it learned on),
+  else by (window − 1), scaled to [−8, 8], then mapped through sign·log2(1+|x|)/log2(8).
+  """
+  offsets = np.arange(-(window - 1), window, dtype=np.float32)
+  table = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)
+  if pretrained_window > 0:
+    table = table / (pretrained_window - 1)
+  elif window > 1:
+    table = table / (window - 1)
+  table = table * 8.0
+  table = np.sign(table) * np.log2(np.abs(table) + 1.0) / np.log2(8.0)
+  return table.reshape(-1, 2).astype(np.float32)
+
+
+def relative_position_index(window: int) -> np.ndarray:
+  """[window², window²] int32: row of `relative_coords_table` for each (query, key) pair."""
+  coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(2, -1)
+  relative = coords[:, :, None] - coords[:, None, :] + (window - 1)
+  return (relative[0] * (2 * window - 1) + relative[1]).astype(np.int32)
+
+
+def shifted_window_mask(height: int, width: int, window: StageWindow) -> np.ndarray | None:
+  """[nW, window², window²] float32 additive mask (0 or −100) for a cyclically shifted map.
+
+  After the roll, a window at the bottom/right edge holds tokens from up to three regions per
+  axis that were not neighbours before it; they must not attend to each other. `height` and
+  `width` are the padded map's. None when the stage does not shift.
+  """
+  if window.shift == 0:
+    return None
+
+  def regions(n: int) -> np.ndarray:
+    idx = np.arange(n)
+    return (idx >= n - window.size).astype(np.int32) + (idx >= n - window.shift).astype(np.int32)
+
+  region = regions(height)[:, None] * 3 + regions(width)[None, :]
+  region_windows = window_partition(region[None, :, :, None], window.size)[0, :, :, 0]
+  different = region_windows[:, None, :] != region_windows[:, :, None]
+  return np.where(different, MASK_VALUE, 0.0).astype(np.float32)
+
+
+def _pad_bottom_right(x: jax.Array, multiple: int) -> jax.Array:
+  """[B, H, W, C] → [B, ceil(H/m)·m, ceil(W/m)·m, C], zeros appended (as HF pads)."""
+  _, h, w, _ = x.shape
+  pad_h, pad_w = -h % multiple, -w % multiple
+  if pad_h == 0 and pad_w == 0:
+    return x
+  return jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers.
+
+
+def scaled_cosine_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
+  """softmax(q·kᵀ + bias)·v with q already normalised and scaled, k normalised.
+
+  q, k, v: [..., N, heads, head_dim]; bias broadcastable to [..., heads, N, N] (position bias
+  plus shift mask). Logits and softmax in fp32. This is `jax.nn.dot_product_attention(q, k, v,
+  bias, scale=1.0)` with a leading window axis, kept as one function so a GPU path can swap it.
+  """
+  logits = jnp.einsum("...qhd,...khd->...hqk", q, k, preferred_element_type=jnp.float32)
+  weights = jax.nn.softmax(logits + bias, axis=-1).astype(v.dtype)
+  return jnp.einsum("...hqk,...khd->...qhd", weights, v)
+
+
+class ContinuousPositionBias(nn.Module):
+  """Per-head bias over a window's token pairs from an MLP of relative coordinates.
+
+  Depends only on parameters and static geometry, so it is computed once per block call and
+  broadcast over windows and batch. Returns [heads, window², window²] float32 in (0, 16).
+  """
+  num_heads: int
+  window: int
+  pretrained_window: int = 0
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self) -> jax.Array:
+    table = jnp.asarray(relative_coords_table(self.window, self.pretrained_window))
+    hidden = nn.relu(_dense(POSITION_BIAS_HIDDEN, "hidden", jnp.float32, self.param_dtype)(table))
+    out = _dense(self.num_heads, "out", jnp.float32, self.param_dtype, use_bias=False)
+    per_offset = out(hidden)   # [(2·window−1)², heads]
+    index = relative_position_index(self.window)
+    bias = per_offset[index.reshape(-1)].reshape(*index.shape, self.num_heads)
+    return POSITION_BIAS_RANGE * jax.nn.sigmoid(bias.transpose(2, 0, 1))
+
+
+class WindowAttention(nn.Module):
+  """Scaled cosine multi-head attention inside windows.
+
+  x: [B, nW, N, C] (N = window²) → [B, nW, N, C]. mask: [nW, N, N] or None.
+  Parameters: qkv kernel (C, 3C) without bias, q_bias (C,), v_bias (C,) — the k bias is zero by
+  design, so it is not a parameter —, logit_scale (heads, 1, 1), cpb_mlp, proj.
+  """
+  dim: int
+  num_heads: int
+  window: int
+  pretrained_window: int = 0
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: np.ndarray | None) -> jax.Array:
+    head_dim = self.dim // self.num_heads
+    q_bias = self.param("q_bias", nn.initializers.zeros, (self.dim,), self.param_dtype)
+    v_bias = self.param("v_bias", nn.initializers.zeros, (self.dim,), self.param_dtype)
+    logit_scale = self.param(
+        "logit_scale", nn.initializers.constant(LOGIT_SCALE_INIT), (self.num_heads, 1, 1),
+        self.param_dtype)
+
+    qkv = _dense(3 * self.dim, "qkv", self.dtype, self.param_dtype, use_bias=False)(x)
+    qkv_bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(self.dtype)
+    qkv = (qkv + qkv_bias).reshape(*x.shape[:-1], 3, self.num_heads, head_dim)
+    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+
+    # Normalising in fp32: a bf16 norm of a 32-wide head loses the cosine's precision.
+    scale = jnp.exp(jnp.minimum(logit_scale.astype(jnp.float32), LOGIT_SCALE_MAX)).reshape(-1, 1)
+    q = (_l2_normalize(q) * scale).astype(self.dtype)
+    k = _l2_normalize(k).astype(self.dtype)
+
+    bias = ContinuousPositionBias(
+        self.num_heads, self.window, self.pretrained_window, self.param_dtype, name="cpb_mlp")()
+    if mask is not None:
+      bias = bias + jnp.asarray(mask)[:, None, :, :]   # [nW, heads, N, N]
+    out = scaled_cosine_attention(q, k, v, bias)
+    out = out.reshape(*x.shape[:-1], self.dim)
+    return _dense(self.dim, "proj", self.dtype, self.param_dtype)(out)
+
+
+def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """Unit vectors along the last axis in fp32, with torch `F.normalize`'s floor on the norm.
+
+  The floor is applied to the squared norm: zero vectors do occur (keys of padded tokens, whose
+  k bias is zero), and the gradient of a norm taken with sqrt is NaN there.
+  """
+  x = x.astype(jnp.float32)
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: zero a residual branch for whole samples with probability `rate`.
+
+  x: [B, ...]. Survivors are scaled by 1/(1−rate). Identity when not training or rate is 0.
+  Draws from the `DROP_PATH_RNG` stream.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    kept = jax.random.bernoulli(self.make_rng(DROP_PATH_RNG), keep, shape)
+    return jnp.where(kept, x / keep, jnp.zeros_like(x))
+
+
+class MLP(nn.Module):
+  """Linear(C→hidden) → exact GELU → Linear(hidden→C). x: [..., C] → [..., C]."""
+  dim: int
+  hidden: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = _dense(self.hidden, "fc1", self.dtype, self.param_dtype)(x)
+    x = nn.gelu(x, approximate=False)
+    return _dense(self.dim, "fc2", self.dtype, self.param_dtype)(x)
+
+
+class SwinV2Block(nn.Module):
+  """Res-post-norm block: x + DropPath(norm1(attn(x))), then x + DropPath(norm2(mlp(x))).
+
+  x: [B, H, W, C] → [B, H, W, C]. The map is padded to a multiple of the window, rolled by
+  −shift (if any), attended per window, rolled back and cropped — HF's order of operations.
+  norm1/norm2 start at zero (timm's res-post-norm init), so a fresh block is the identity.
+  """
+  dim: int
+  num_heads: int
+  window: StageWindow
+  pretrained_window: int = 0
+  mlp_ratio: float = 4.0
+  drop_path: float = 0.0
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    _, height, width, _ = x.shape
+    size, shift = self.window
+    shifted = _pad_bottom_right(x, size)
+    _, padded_h, padded_w, _ = shifted.shape
+    if shift:
+      shifted = jnp.roll(shifted, (-shift, -shift), axis=(1, 2))
+    attention = WindowAttention(
+        self.dim, self.num_heads, size, self.pretrained_window, self.dtype, self.param_dtype,
+        name="attn")
+    mask = shifted_window_mask(padded_h, padded_w, self.window)
+    attended = attention(window_partition(shifted, size), mask)
+    attended = window_reverse(attended, size, padded_h, padded_w)
+    if shift:
+      attended = jnp.roll(attended, (shift, shift), axis=(1, 2))
+    attended = attended[:, :height, :width, :]
+
+    drop_path = DropPath(self.drop_path)
+    norm1 = _layer_norm("norm1", self.dtype, self.param_dtype, zero_init=True)
+    norm2 = _layer_norm("norm2", self.dtype, self.param_dtype, zero_init=True)
+    x = x + drop_path(norm1(attended), train=train)
+    mlp = MLP(self.dim, int(self.dim * self.mlp_ratio), self.dtype, self.param_dtype, name="mlp")
+    return x + drop_path(norm2(mlp(x)), train=train)
+
+
+class PatchMerging(nn.Module):
+  """[B, H, W, C] → [B, ⌈H/2⌉, ⌈W/2⌉, 2C]: 2×2 cells → Linear(4C→2C, no bias) → LayerNorm.
+
+  Odd sides get a zero row/column. The cell's pixels are concatenated in the order
+  (0,0), (1,0), (0,1), (1,1) as (row, col) offsets — the order pretrained kernels expect.
+  """
+  dim: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = _pad_bottom_right(x, 2)
+    cell = [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]
+    x = jnp.concatenate(cell, axis=-1)
+    x = _dense(2 * self.dim, "reduction", self.dtype, self.param_dtype, use_bias=False)(x)
+    return _layer_norm("norm", self.dtype, self.param_dtype)(x)
+
+
+class PatchEmbed(nn.Module):
+  """[B, H, W, 3] → [B, ⌈H/p⌉, ⌈W/p⌉, C]: conv p×p stride p + LayerNorm; H, W zero-padded to p."""
+  dim: int
+  patch_size: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = _pad_bottom_right(x, self.patch_size)
+    p = self.patch_size
+    x = nn.Conv(self.dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
+                param_dtype=self.param_dtype, name="proj")(x)
+    return _layer_norm("norm", self.dtype, self.param_dtype)(x)
+
+
+class SwinV2Stage(nn.Module):
+  """`depth` blocks (odd ones shifted), then patch merging unless it is the last stage.
+
+  x: [B, H, W, C] → [B, ⌈H/2⌉, ⌈W/2⌉, 2C], or [B, H, W, C] for the last stage.
+  """
+  dim: int
+  depth: int
+  num_heads: int
+  window: StageWindow
+  pretrained_window: int
+  mlp_ratio: float
+  drop_path: Sequence[float]
+  downsample: bool
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    for j in range(self.depth):
+      window = self.window if j % 2 else StageWindow(self.window.size, 0)
+      x = SwinV2Block(
+          self.dim, self.num_heads, window, self.pretrained_window, self.mlp_ratio,
+          self.drop_path[j], self.dtype, self.param_dtype, name=f"block_{j}")(x, train=train)
+    if self.downsample:
+      x = PatchMerging(self.dim, self.dtype, self.param_dtype, name="downsample")(x)
+    return x
+
+
+class SwinV2(nn.Module):
+  """SwinV2 backbone. x: [B, H, W, 3] float, already ImageNet-normalised → `SwinV2Output`.
+
+  Any H, W works as long as every stage keeps at least one row (H ≥ patch_size·2^(stages−1));
+  the window of each stage follows from H as the module docstring explains.
+  Parameters are `param_dtype`; matmuls run in `dtype` (bf16 fast path) with attention
+  logits, softmax and LayerNorm statistics in fp32.
+  """
+  embed_dim: int = 96
+  depths: Sequence[int] = (2, 2, 6, 2)
+  num_heads: Sequence[int] = (3, 6, 12, 24)
+  window_size: int = 8
+  pretrained_window_sizes: Sequence[int] = (0, 0, 0, 0)
+  patch_size: int = 4
+  mlp_ratio: float = 4.0
+  drop_path_rate: float = 0.1
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def _check_fields(self) -> None:
+    n = len(self.depths)
+    for field in ("num_heads", "pretrained_window_sizes"):
+      if len(getattr(self, field)) != n:
+        raise ValueError(f"SwinV2.{field} has {len(getattr(self, field))} entries but depths "
+                         f"has {n}; give one per stage.")
+    for i, heads in enumerate(self.num_heads):
+      if (self.embed_dim * 2**i) % heads:
+        raise ValueError(f"SwinV2 stage {i}: width {self.embed_dim * 2**i} is not divisible by "
+                         f"num_heads[{i}]={heads}.")
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> SwinV2Output:
+    self._check_fields()
+    if x.ndim != 4 or x.shape[-1] != 3:
+      raise ValueError(f"SwinV2 expects images [B, H, W, 3], got shape {x.shape}.")
+    num_stages = len(self.depths)
+    grid_height = x.shape[1] // self.patch_size
+    if grid_height // 2**(num_stages - 1) < 1:
+      raise ValueError(f"SwinV2: input height {x.shape[1]} is too small for {num_stages} stages; "
+                       f"need at least {self.patch_size * 2**(num_stages - 1)} pixels.")
+    rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths)).tolist()
+
+    embed = PatchEmbed(self.embed_dim, self.patch_size, self.dtype, self.param_dtype,
+                       name="patch_embed")
+    x = embed(x.astype(self.dtype))
+    stages = []
+    for i, depth in enumerate(self.depths):
+      first = sum(self.depths[:i])
+      x = SwinV2Stage(
+          dim=self.embed_dim * 2**i, depth=depth, num_heads=self.num_heads[i],
+          window=stage_window(grid_height // 2**i, self.window_size),
+          pretrained_window=self.pretrained_window_sizes[i], mlp_ratio=self.mlp_ratio,
+          drop_path=rates[first:first + depth], downsample=i < num_stages - 1,
+          dtype=self.dtype, param_dtype=self.param_dtype, name=f"stage_{i}")(x, train=train)
+      stages.append(x)
+    tokens = _layer_norm("norm", self.dtype, self.param_dtype)(x)
+    pooled = tokens.astype(jnp.float32).mean(axis=(1, 2)).astype(self.dtype)
+    return SwinV2Output(stages=tuple(stages), pooled=pooled)
+
+
+def _variant(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window: int,
+             pretrained_windows: tuple[int, ...] = (0, 0, 0, 0)) -> dict:
+  return dict(embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window,
+              pretrained_window_sizes=pretrained_windows)
+
+
+# Named configs after timm's model names; values are SwinV2 field values.
+VARIANTS: dict[str, dict] = {
+    "swinv2_tiny_window8_256": _variant(96, (2, 2, 6, 2), (3, 6, 12, 24), 8),
+    "swinv2_tiny_window16_256": _variant(96, (2, 2, 6, 2), (3, 6, 12, 24), 16),
+    "swinv2_small_window8_256": _variant(96, (2, 2, 18, 2), (3, 6, 12, 24), 8),
+    "swinv2_small_window16_256": _variant(96, (2, 2, 18, 2), (3, 6, 12, 24), 16),
+    "swinv2_base_window8_256": _variant(128, (2, 2, 18, 2), (4, 8, 16, 32), 8),
+    "swinv2_base_window16_256": _variant(128, (2, 2, 18, 2), (4, 8, 16, 32), 16),
+    # ImageNet-22k pretrained at window 12 / 192 px, fine-tuned at window 16 / 256 px.
+    "swinv2_base_window12to16_192to256": _variant(
+        128, (2, 2, 18, 2), (4, 8, 16, 32), 16, (12, 12, 12, 6)),
+}
+
+
+def from_variant(name: str, **overrides: Any) -> SwinV2:
+  """SwinV2 for a named config in `VARIANTS`, with any field overridden (e.g. dtype)."""
+  if name not in VARIANTS:
+    raise ValueError(f"Unknown SwinV2 variant {name!r}; known: {', '.join(sorted(VARIANTS))}.")
+  fields = set(SwinV2.__dataclass_fields__) - {"parent", "name"}
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(f"from_variant({name!r}): unknown SwinV2 field(s) {unknown}; "
+                     f"fields are {sorted(fields)}.")
+  return SwinV2(**{**VARIANTS[name], **overrides})

@@ -1,0 +1,206 @@
+"""The training loop: build the state, step, evaluate, checkpoint, resume; report held-out metrics.
+
+    train_and_evaluate(config, workdir)
+      ├─ open_run_data        prepared splits, group sampler (jaxvqa.data.datasets)
+      ├─ create_train_state   model init (+ converted / IQA-pretrained weights), AdamW
+      ├─ RunCheckpoints       resume from the latest save, if any
+      ├─ loop: train_step ──▶ log (JSON lines, TensorBoard, progress bar)
+      │        every epoch:  validation SRCC → best checkpoint, score calibration
+      └─ test split: metrics of the best weights (EMA and raw) and the bits-per-pixel baseline
+
+Randomness depends on (seed, step) only and the input stream restarts at the saved step, so a
+killed run resumes to the parameters an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxvqa import baselines, checkpointing, config as config_lib, evaluation, losses, metrics, optim, parallel, steps
+from jaxvqa.data import datasets, pipeline
+from jaxvqa.models import convert, vqa
+from jaxvqa.run_log import RunLog
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteTrainingError(RuntimeError):
+  """Raised after too many consecutive steps with non-finite loss or gradients."""
+
+
+@functools.lru_cache(maxsize=8)
+def _jit_init(model: vqa.VQAModel, clip_shape: tuple[int, ...]):
+  dummy = jnp.zeros((1, *clip_shape), jnp.uint8)
+  return jax.jit(lambda rng: model.init(rng, dummy, train=False)["params"])
+
+
+def init_params(model: vqa.VQAModel, frames: pipeline.FrameOptions, seed: int) -> Any:
+  """Parameters of `model` for clips of `frames` (one dummy video; weights do not depend on it)."""
+  clip_shape = (frames.num_frames, frames.size, frames.size, 3)
+  return _jit_init(model, clip_shape)(jax.random.PRNGKey(seed))
+
+
+def load_initial_weights(params: Any, init_config) -> Any:
+  """Replaces the backbone (converted ImageNet weights) or the spatial half (IQA run) of `params`."""
+  if init_config.spatial:
+    spatial, _ = checkpointing.load_params(init_config.spatial)
+    log.info("starting the spatial modules from the IQA run in %s", init_config.spatial)
+    params = vqa.transfer_spatial_params(spatial, params)
+  if init_config.backbone:
+    backbone, _ = convert.load_converted(init_config.backbone)
+    log.info("starting the backbone from converted weights in %s", init_config.backbone)
+    params = vqa.transfer_spatial_params({"backbone": backbone}, params)
+  return params
+
+
+def create_train_state(config, model, frames, steps_per_epoch: int, mesh) -> steps.TrainState:
+  params = load_initial_weights(init_params(model, frames, config.seed), config.init)
+  tx = optim.build_optimizer(
+      config.optim, steps_per_epoch, freeze_backbone=config.model.freeze_backbone)
+  return parallel.replicate(steps.TrainState.create(params, tx), mesh)
+
+
+def _host_metrics(metrics_tree: dict[str, jax.Array]) -> dict[str, float]:
+  return {name: float(value) for name, value in jax.device_get(metrics_tree).items()}
+
+
+class Trainer:
+  """One training run; `run()` trains to the configured number of epochs and returns test reports."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path, *,
+               num_devices: int | None = None):
+    config_lib.validate(config)
+    self.config = config
+    self.workdir = Path(workdir)
+    parallel.initialize_distributed()
+    self.mesh = parallel.make_mesh(num_devices)
+    self.global_batch_size = config.data.groups_per_batch * config.data.videos_per_group
+    parallel.check_batch_size(self.global_batch_size, self.mesh, "groups_per_batch × videos_per_group")
+    self.data = datasets.open_run_data(config.data, seed=config.seed)
+    self.model = vqa.build_vqa_model(config.model)
+    self.total_steps = max(1, round(config.optim.epochs * self.data.steps_per_epoch))
+    self.loss_weights = losses.LossWeights(**config.loss)
+    self.train_step = steps.jit_train_step(
+        self.model, self.loss_weights, config.optim.ema_decay, config.seed + 1)
+    self.score_step = steps.jit_score_step(self.model)
+    self.checkpoints = checkpointing.RunCheckpoints(self.workdir, keep=config.train.keep_checkpoints)
+    self.is_chief = jax.process_index() == 0
+
+  def evaluate(self, params, split: str) -> evaluation.SplitPredictions:
+    return evaluation.predict_split(
+        self.score_step, params, self.data.splits[split], self.data.frames,
+        batch_size=self.config.data.eval_batch_size, mesh=self.mesh,
+        num_workers=self.config.data.num_workers, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  def _validate(self, state, step: int, run_log: RunLog, best_srcc: float) -> float:
+    """Scores the validation split with the EMA weights; saves a best checkpoint on a new high."""
+    split = datasets.VALIDATION if datasets.VALIDATION in self.data.splits else datasets.TRAIN
+    predictions = self.evaluate(state.ema_params, split)
+    report = predictions.report(name=f"{split}@{step}")
+    run_log.write(step, {f"{split}/{key}": value for key, value in report.to_dict().items()
+                         if isinstance(value, (int, float))})
+    srcc = report.srcc if np.isfinite(report.srcc) else -1.0
+    if srcc > best_srcc:
+      self.checkpoints.save(state, {
+          **self._meta(step), "best_metric": srcc, "validation": report.to_dict(),
+          "calibration": list(evaluation.fit_calibration(predictions.score, predictions.label))},
+          best=True)
+      return srcc
+    return best_srcc
+
+  def _meta(self, step: int) -> dict:
+    return {"step": step, "epoch": step / self.data.steps_per_epoch,
+            "global_batch_size": self.global_batch_size}
+
+  def train(self, *, stop_after_step: int | None = None) -> steps.TrainState:
+    """Trains from the latest checkpoint (or from scratch) to the end, or to `stop_after_step`.
+
+    Stopping early is how a job on a time-sliced or preemptible machine hands over to its next
+    invocation: it saves, and the next run resumes from that save.
+    """
+    config = self.config
+    state = create_train_state(config, self.model, self.data.frames, self.data.steps_per_epoch, self.mesh)
+    state, meta = self.checkpoints.restore_latest(state)
+    start_step = int(jax.device_get(state.step))
+    best_srcc = float(meta.get("best_srcc", -1.0)) if meta else -1.0
+    if meta:
+      log.info("resuming from step %d of %d", start_step, self.total_steps)
+    if self.is_chief:
+      checkpointing.save_config(self.workdir, config)
+    end_step = self.total_steps if stop_after_step is None else min(stop_after_step, self.total_steps)
+    loader = iter(pipeline.train_loader(
+        self.data.splits[datasets.TRAIN], self.data.sampler, self.data.frames, seed=config.seed,
+        start_step=start_step, num_steps=max(0, end_step - start_step),
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        num_workers=config.data.num_workers))
+    eval_every = max(1, config.train.eval_every_epochs * self.data.steps_per_epoch)
+    with RunLog(self.workdir, enabled=self.is_chief, total_steps=self.total_steps,
+                initial_step=start_step, show_progress=config.train.progress_bar) as run_log:
+      tick, videos_since = time.perf_counter(), 0
+      for step in range(start_step, end_step):
+        state, step_metrics = self.train_step(state, parallel.global_batch(next(loader), self.mesh))
+        done = step + 1
+        videos_since += self.global_batch_size
+        run_log.advance()
+        if done % config.train.log_every_steps == 0 or done == self.total_steps:
+          values = _host_metrics(step_metrics)
+          streak = int(jax.device_get(state.nonfinite_streak))
+          now = time.perf_counter()
+          values["videos_per_second"] = videos_since / (now - tick)
+          tick, videos_since = now, 0
+          run_log.write(done, values, progress={"loss": values["loss"]})
+          if streak >= config.optim.max_consecutive_nonfinite:
+            raise NonFiniteTrainingError(
+                f"{streak} consecutive steps up to step {done} had non-finite loss or gradients; "
+                f"parameters were left unchanged by them and the last good checkpoint is in "
+                f"{self.workdir / 'checkpoints'}. Lower config.optim.learning_rate or check the data.")
+        if done % eval_every == 0 or done == self.total_steps:
+          best_srcc = self._validate(state, done, run_log, best_srcc)
+        if done % config.train.checkpoint_every_steps == 0 or done in (end_step, self.total_steps):
+          self.checkpoints.save(state, {**self._meta(done), "best_srcc": best_srcc})
+    self.checkpoints.wait()
+    return state
+
+  def test_reports(self, state) -> list[metrics.QualityReport]:
+    """Held-out reports: best EMA and raw weights (calibrated), and the bits-per-pixel baseline."""
+    split = datasets.TEST if datasets.TEST in self.data.splits else datasets.VALIDATION
+    best_state, best_meta = self.checkpoints.restore_best(state)
+    calibration = tuple(best_meta["calibration"]) if best_meta else None
+    reports = []
+    for label, params in (("model (EMA weights)", best_state.ema_params),
+                          ("model (raw weights)", best_state.params)):
+      predictions = self.evaluate(params, split)
+      reports.append(predictions.report(f"{label}, {split}", calibration))
+    baseline = baselines.bits_per_pixel_baseline(
+        self.data.splits[datasets.TRAIN], self.data.splits[split])
+    if baseline is not None:
+      reports.append(baseline.report(f"bits-per-pixel linear baseline, {split}"))
+    return reports
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> list[metrics.QualityReport]:
+  """Trains (or resumes) the configured run, then prints and saves held-out metrics."""
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  # Orbax and Grain report every save and read at INFO through absl's logger; keep their warnings.
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  trainer = Trainer(config, workdir)
+  state = trainer.train()
+  reports = trainer.test_reports(state)
+  trainer.checkpoints.close()
+  if jax.process_index() == 0:
+    print(metrics.format_table(reports))
+    (Path(workdir) / "results.json").write_text(
+        json.dumps([report.to_dict() for report in reports], indent=2))
+    print(f"checkpoints and logs in {Path(workdir).absolute()}")
+  return reports

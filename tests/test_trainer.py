@@ -1,0 +1,144 @@
+"""The training loop: device-count invariance, exact resume, non-finite steps, config errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvqa import checkpointing, config as config_lib, losses, steps, trainer
+
+
+def _leaves(tree):
+  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(tree))]
+
+
+def _assert_trees_close(a, b, rtol, atol):
+  for left, right in zip(_leaves(a), _leaves(b), strict=True):
+    np.testing.assert_allclose(left, right, rtol=rtol, atol=atol)
+
+
+def _losses(workdir):
+  import json
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
+  assert jax.device_count() == 8, "tests/conftest.py forces 8 CPU devices"
+  finals = {}
+  for devices in (1, 8):
+    run = trainer.Trainer(tiny_config, tmp_path / f"d{devices}", num_devices=devices)
+    finals[devices] = run.train(stop_after_step=3)
+    run.checkpoints.close()
+  one, eight = _losses(tmp_path / "d1"), _losses(tmp_path / "d8")
+  assert sorted(one) == [1, 2, 3]
+  np.testing.assert_allclose([one[s] for s in one], [eight[s] for s in one], rtol=1e-4)
+  # Adam moves a parameter by about lr·g/|g| whatever |g|, so where a gradient is at rounding level
+  # (the zero-initialised SwinV2 post-norms) the all-reduce order shows up element-wise. The fair
+  # measure is the whole difference against how far training moved the parameters.
+  start = trainer.init_params(run.model, run.data.frames, tiny_config.seed)
+  flat = lambda tree: np.concatenate([leaf.ravel() for leaf in _leaves(tree)])  # noqa: E731
+  moved = np.linalg.norm(flat(finals[1].params) - flat(start))
+  assert moved > 1e-3, "training did not move the parameters"
+  assert np.linalg.norm(flat(finals[8].params) - flat(finals[1].params)) < 1e-3 * moved
+
+
+def test_killed_run_resumes_to_the_uninterrupted_parameters(tiny_config, tmp_path):
+  uninterrupted = trainer.Trainer(tiny_config, tmp_path / "whole", num_devices=2)
+  total = uninterrupted.total_steps
+  assert total >= 4
+  reference = uninterrupted.train()
+  uninterrupted.checkpoints.close()
+
+  first = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=2)
+  first.train(stop_after_step=3)  # "killed" after step 3: the last save was at step 2 or 3
+  first.checkpoints.close()
+  second = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=2)
+  resumed = second.train()
+  second.checkpoints.close()
+  assert int(resumed.step) == total
+  _assert_trees_close(reference.params, resumed.params, rtol=1e-5, atol=1e-7)
+  _assert_trees_close(reference.ema_params, resumed.ema_params, rtol=1e-5, atol=1e-7)
+  _assert_trees_close(reference.opt_state, resumed.opt_state, rtol=1e-5, atol=1e-7)
+
+
+def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, monkeypatch):
+  good = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
+  good.train(stop_after_step=2)
+  good.checkpoints.close()
+  saved_params, _ = checkpointing.load_params(tmp_path / "run", which="latest", ema=False)
+
+  original_loss = losses.total_loss
+
+  def nan_loss(*args, **kwargs):
+    total, parts = original_loss(*args, **kwargs)
+    return total * jnp.nan, parts
+
+  monkeypatch.setattr(losses, "total_loss", nan_loss)
+  steps.jit_train_step.cache_clear()
+  tiny_config.optim.max_consecutive_nonfinite = 2
+  tiny_config.optim.epochs = 4
+  broken = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
+  with pytest.raises(trainer.NonFiniteTrainingError, match="2 consecutive steps"):
+    broken.train()
+  broken.checkpoints.close()
+  steps.jit_train_step.cache_clear()
+  # The skipped steps left the parameters as they were: the saved ones are the good ones.
+  latest_params, meta = checkpointing.load_params(tmp_path / "run", which="latest", ema=False)
+  assert meta["step"] == 2
+  _assert_trees_close(saved_params, latest_params, rtol=0, atol=0)
+  assert all(np.isfinite(leaf).all() for leaf in _leaves(latest_params))
+
+
+def test_train_step_skips_a_nonfinite_update(tiny_config):
+  from jaxvqa import optim
+  from jaxvqa.data import pipeline
+  from jaxvqa.models import vqa
+
+  model = vqa.build_vqa_model(tiny_config.model)
+  frames = pipeline.FrameOptions(num_frames=2, size=32)
+  state = steps.TrainState.create(trainer.init_params(model, frames, seed=0), optim.build_optimizer(
+      tiny_config.optim, steps_per_epoch=10, freeze_backbone=False))
+  rng = np.random.default_rng(0)
+  batch = {"frames": jnp.asarray(rng.integers(0, 255, (8, 2, 32, 32, 3)), jnp.uint8),
+           "label": jnp.asarray(rng.uniform(20, 90, 8), jnp.float32),
+           "group": jnp.asarray([0, 0, 0, 0, 1, 1, 1, 1], jnp.int32), "mask": jnp.ones(8, bool)}
+  params = jax.device_get(state.params)  # host copy: the step donates (deletes) the state's buffers
+  step = steps.jit_train_step(model, losses.LossWeights(), 0.9, 0)
+  bad = dict(batch, label=batch["label"].at[3].set(jnp.nan))
+  skipped, metrics = step(state, bad)
+  assert float(metrics["finite"]) == 0.0 and int(skipped.nonfinite_streak) == 1
+  _assert_trees_close(params, skipped.params, rtol=0, atol=0)
+  _assert_trees_close(params, skipped.ema_params, rtol=0, atol=0)
+  moved, metrics = step(skipped, batch)
+  assert float(metrics["finite"]) == 1.0 and int(moved.nonfinite_streak) == 0
+  assert np.isfinite(float(metrics["loss"]))
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(params), _leaves(moved.params)))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("data.sampling", "bilinear", "config.data.sampling"),
+    ("data.groups_per_batch", 1, "config.data.groups_per_batch"),
+    ("model.dtype", "float16", "config.model.dtype"),
+    ("loss.contrastive_variant", "triplet", "config.loss.contrastive_variant"),
+    ("model.backbone.num_heads", (1, 3, 2, 2), "config.model.backbone.num_heads"),
+    ("optim.ema_decay", 1.0, "config.optim.ema_decay"),
+])
+def test_bad_config_values_name_the_field(tiny_config, field, value, message):
+  section, _, name = field.rpartition(".")
+  node = tiny_config
+  for part in section.split("."):
+    node = node[part]
+  node[name] = value
+  with pytest.raises(config_lib.ConfigError, match=message.replace(".", r"\.")):
+    config_lib.validate(tiny_config)
+
+
+def test_unknown_config_field_is_refused_by_the_flag_parser(tmp_path):
+  import subprocess
+  import sys
+  result = subprocess.run(
+      [sys.executable, "train.py", "--config", "configs/demo.py", "--config.data.smapling=x"],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert "smapling" in result.stderr

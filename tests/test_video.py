@@ -1,0 +1,295 @@
+"""jaxvqa.data.video: sampling, decoding (against ffmpeg), resizing, fragments, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import media
+from jaxvqa.data import video
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_eval_indices_are_segment_centres():
+  # N=10, T=4: segments [0,2) [2,5) [5,7) [7,10).
+  np.testing.assert_array_equal(
+      video.sample_frame_indices(10, 4, train=False, rng=None), [1, 3, 6, 8])
+  np.testing.assert_array_equal(
+      video.sample_frame_indices(8, 8, train=False, rng=None), np.arange(8))
+
+
+def test_short_video_repeats_frames_in_order():
+  np.testing.assert_array_equal(
+      video.sample_frame_indices(3, 8, train=False, rng=None), [0, 0, 0, 1, 1, 1, 2, 2])
+  train = video.sample_frame_indices(3, 8, train=True, rng=np.random.default_rng(0))
+  np.testing.assert_array_equal(train, [0, 0, 0, 1, 1, 1, 2, 2])
+
+
+@settings(max_examples=200, deadline=None)
+@given(num_frames=st.integers(1, 400), num_segments=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), train=st.booleans())
+def test_sampling_invariants(num_frames, num_segments, seed, train):
+  indices = video.sample_frame_indices(num_frames, num_segments, train=train,
+                                       rng=np.random.default_rng(seed))
+  assert indices.shape == (num_segments,)
+  assert (indices >= 0).all() and (indices < num_frames).all()
+  assert (np.diff(indices) >= 0).all()
+  if num_frames >= num_segments:
+    # One frame from each segment [⌊iN/T⌋, ⌊(i+1)N/T⌋).
+    for i, index in enumerate(indices):
+      assert i * num_frames // num_segments <= index < (i + 1) * num_frames // num_segments
+  else:
+    # Every frame appears; repeat counts differ by at most one.
+    counts = np.bincount(indices, minlength=num_frames)
+    assert counts.min() >= 1 and counts.max() - counts.min() <= 1
+
+
+def test_training_offsets_cover_each_segment_and_are_reproducible():
+  draws = np.stack([video.sample_frame_indices(40, 4, train=True,
+                                               rng=np.random.default_rng(seed))
+                    for seed in range(400)])
+  for segment in range(4):
+    assert set(draws[:, segment]) == set(range(segment * 10, segment * 10 + 10))
+  again = video.sample_frame_indices(40, 4, train=True, rng=np.random.default_rng(7))
+  np.testing.assert_array_equal(again, draws[7])
+
+
+def test_training_without_rng_is_an_error():
+  with pytest.raises(ValueError, match="rng"):
+    video.sample_frame_indices(10, 4, train=True, rng=None)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+  """Small real clips with the properties under test (built once, ~2 s)."""
+  root = tmp_path_factory.mktemp("clips")
+  return {
+      # x264 default GOP has B-frames, so frame numbers ≠ packet order.
+      "h264": media.make_clip(root / "h264.mp4", size=(96, 64), frames=24,
+                              codec_options=["-bf", "3", "-g", "8"]),
+      "odd": media.make_clip(root / "odd.mkv", size=(97, 75), frames=10, codec="ffv1"),
+      "grey": media.make_clip(root / "grey.mkv", size=(64, 48), frames=10, codec="ffv1",
+                              pix_fmt="gray"),
+      "10bit": media.make_clip(root / "tenbit.mp4", size=(96, 64), frames=10,
+                               pix_fmt="yuv420p10le"),
+      "hevc10": media.make_clip(root / "hevc10.mp4", size=(96, 64), frames=10,
+                                codec="libx265", pix_fmt="yuv420p10le",
+                                codec_options=["-x265-params", "log-level=error"]),
+      "rot90": media.make_clip(root / "rot90.mp4", size=(96, 64), frames=10, rotation=90),
+      "rot270": media.make_clip(root / "rot270.mov", size=(96, 64), frames=10,
+                                rotation=270),
+      "narrow": media.make_clip(root / "narrow.mp4", size=(48, 64), frames=10),
+      "vp9": media.make_clip(root / "vp9.webm", size=(96, 64), frames=10,
+                             codec="libvpx-vp9"),
+      "short": media.make_clip(root / "short.mp4", size=(96, 64), frames=3),
+      "large": media.make_clip(root / "large.mp4", size=(320, 272), frames=8),
+  }
+
+
+def test_frames_are_the_frames_asked_for(clips):
+  indices = [17, 0, 5, 5, 23, 9]  # any order, with a repeat
+  got = video.read_frames(clips["h264"], indices)
+  assert got.dtype == np.uint8 and got.shape == (6, 64, 96, 3)
+  np.testing.assert_array_equal(got, media.ffmpeg_decode_frames(clips["h264"], indices))
+
+
+def test_bytes_source_equals_path_source(clips):
+  data = clips["h264"].read_bytes()
+  np.testing.assert_array_equal(video.read_frames(data, [3, 20]),
+                                video.read_frames(clips["h264"], [3, 20]))
+  assert video.probe(data) == video.probe(clips["h264"])
+
+
+@pytest.mark.parametrize("name,max_mean_error", [
+    ("odd", 0.5), ("10bit", 0.5), ("hevc10", 0.5), ("vp9", 0.0), ("narrow", 0.0)])
+def test_formats_decode_like_ffmpeg(clips, name, max_mean_error):
+  # decord and ffmpeg's swscale round chroma of odd sizes / 10-bit slightly
+  # differently; the frames must still be the same pictures.
+  indices = [0, 4, 9]
+  got = video.read_frames(clips[name], indices)
+  want = media.ffmpeg_decode_frames(clips[name], indices)
+  assert got.dtype == np.uint8 and got.shape == want.shape
+  assert np.abs(got.astype(int) - want).mean() <= max_mean_error
+
+
+def test_grey_source_decodes_to_equal_rgb_channels(clips):
+  got = video.read_frames(clips["grey"], [0, 7])
+  np.testing.assert_array_equal(got[..., 0], got[..., 1])
+  np.testing.assert_array_equal(got[..., 0], got[..., 2])
+  np.testing.assert_array_equal(got, media.ffmpeg_decode_frames(clips["grey"], [0, 7]))
+
+
+@pytest.mark.parametrize("name,turns", [("rot90", 1), ("rot270", 3)])
+def test_rotation_metadata_gives_display_orientation(clips, name, turns):
+  got = video.read_frames(clips[name], [2, 6])
+  assert got.shape == (2, 96, 64, 3)  # 96×64 stored, shown portrait
+  np.testing.assert_array_equal(got, media.ffmpeg_decode_frames(clips[name], [2, 6]))
+  # Same pixels as the stored picture turned counter-clockwise `turns` times.
+  stored = media.ffmpeg_decode_frames(clips["h264"], [2, 6])  # same source frames
+  unrotated = np.rot90(got, -turns, axes=(1, 2))
+  assert np.abs(unrotated.astype(int) - stored).mean() < 3  # different encodes
+
+
+def test_probe_matches_ffmpeg(clips):
+  info = video.probe(clips["rot90"])
+  assert (info.num_frames, info.width, info.height) == (10, 64, 96)
+  assert info.fps == pytest.approx(25.0)
+  assert info.duration == pytest.approx(0.4)
+  assert video.probe(clips["odd"]).num_frames == 10
+
+
+# ----------------------------------------------------------------------------- clips
+
+
+def test_short_video_clip_repeats_frames(clips):
+  got = video.load_clip(clips["short"], num_frames=8, size=64)
+  frames = media.ffmpeg_decode_frames(clips["short"], [0, 0, 0, 1, 1, 1, 2, 2])
+  want = video.resize_short_side_center_crop(frames, 64)
+  np.testing.assert_array_equal(got, want)
+  assert not np.array_equal(got[0], got[7])
+
+
+def test_resize_crop_matches_full_resize_then_crop(clips):
+  got = video.load_clip(clips["large"], num_frames=4, size=128)
+  assert got.shape == (4, 128, 128, 3) and got.dtype == np.uint8
+  frames = media.ffmpeg_decode_frames(clips["large"], [1, 3, 5, 7])  # 4 segment centres
+  # Reference: resize the whole 320×272 frame to 151×128, crop the centre 128.
+  resized = np.stack([np.asarray(Image.fromarray(f).resize((151, 128), Image.BICUBIC))
+                      for f in frames])
+  left = (151 - 128) // 2
+  want = resized[:, :, left:left + 128]
+  assert np.abs(got.astype(int) - want).mean() < 4  # half-pixel offset of ⌊23/2⌋
+
+
+def coordinate_frames(height: int, width: int, num_frames: int = 2) -> np.ndarray:
+  """uint8 frames whose pixels spell their own (y, x): y = c0 + 256·(c2 // 16),
+  x = c1 + 256·(c2 % 16)."""
+  y, x = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+  frame = np.stack([y % 256, x % 256, (y // 256) * 16 + x // 256], -1).astype(np.uint8)
+  return np.repeat(frame[None], num_frames, 0)
+
+
+def decode_coordinates(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  frames = frames.astype(int)
+  return (frames[..., 0] + 256 * (frames[..., 2] // 16),
+          frames[..., 1] + 256 * (frames[..., 2] % 16))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_fragments_are_native_windows_inside_their_cells(train):
+  height, width, grid, patch = 300, 520, 8, 32
+  frames = coordinate_frames(height, width)
+  rng = np.random.default_rng(3) if train else None
+  out = video.extract_fragments(frames, grid=grid, patch=patch, rng=rng)
+  assert out.shape == (2, 256, 256, 3)
+  ys, xs = decode_coordinates(out)
+  np.testing.assert_array_equal(ys[0], ys[1])  # same windows in every frame
+  for i in range(grid):
+    for j in range(grid):
+      cell_y = ys[0, i * patch:(i + 1) * patch, j * patch:(j + 1) * patch]
+      cell_x = xs[0, i * patch:(i + 1) * patch, j * patch:(j + 1) * patch]
+      top, left = cell_y[0, 0], cell_x[0, 0]
+      # Native pixels: a contiguous, unscaled window.
+      np.testing.assert_array_equal(cell_y, top + np.arange(patch)[:, None] + 0 * cell_y)
+      np.testing.assert_array_equal(cell_x, left + np.arange(patch)[None, :] + 0 * cell_x)
+      y0, y1 = i * height // grid, (i + 1) * height // grid
+      x0, x1 = j * width // grid, (j + 1) * width // grid
+      assert y0 <= top and top + patch <= y1 and x0 <= left and left + patch <= x1
+      if not train:
+        assert top == y0 + (y1 - y0 - patch) // 2 and left == x0 + (x1 - x0 - patch) // 2
+
+
+def test_training_fragment_positions_vary():
+  frames = coordinate_frames(300, 520, num_frames=1)
+  tops = {int(decode_coordinates(video.extract_fragments(
+      frames, grid=8, patch=32, rng=np.random.default_rng(seed)))[0][0, 0, 0])
+          for seed in range(20)}
+  assert len(tops) > 1 and all(0 <= top <= 37 - 32 for top in tops)
+
+
+def test_load_clip_fragments_on_real_video(clips):
+  got = video.load_clip(clips["large"], num_frames=4, size=128, mode="fragments",
+                        fragment_grid=8)
+  frames = media.ffmpeg_decode_frames(clips["large"], [1, 3, 5, 7])
+  ys = video.fragment_origins(272, 8, 16, None)
+  xs = video.fragment_origins(320, 8, 16, None)
+  rows = (ys[:, None] + np.arange(16)).reshape(-1)
+  cols = (xs[:, None] + np.arange(16)).reshape(-1)
+  np.testing.assert_array_equal(got, frames[:, rows][:, :, cols])
+
+
+def test_fragments_upscale_small_video(clips):
+  got = video.load_clip(clips["odd"], num_frames=2, size=128, mode="fragments")
+  assert got.shape == (2, 128, 128, 3)
+  with pytest.raises(ValueError, match="divisible"):
+    video.load_clip(clips["odd"], num_frames=2, size=100, mode="fragments")
+
+
+def test_training_flip_is_horizontal_mirror_of_eval(clips):
+  # 24 frames, T=24: training and evaluation pick the same frames, so the
+  # training clip is the eval clip or its mirror.
+  evaluation = video.load_clip(clips["h264"], num_frames=24, size=64)
+  flips = []
+  for seed in range(8):
+    clip = video.load_clip(clips["h264"], num_frames=24, size=64, train=True,
+                           rng=np.random.default_rng(seed))
+    if np.array_equal(clip, evaluation):
+      flips.append(False)
+    else:
+      np.testing.assert_array_equal(clip, evaluation[:, :, ::-1])
+      flips.append(True)
+  assert any(flips) and not all(flips)
+  no_flip = video.load_clip(clips["h264"], num_frames=24, size=64, train=True, hflip=False,
+                            rng=np.random.default_rng(1))
+  np.testing.assert_array_equal(no_flip, evaluation)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, clips):
+  root = tmp_path_factory.mktemp("bad")
+  faststart = media.make_clip(root / "faststart.mp4", size=(96, 64), frames=40,
+                              codec_options=["-movflags", "+faststart"])
+  return {
+      "zero bytes": media.make_empty_file(root / "empty.mp4"),
+      "not found": root / "missing.mp4",
+      "not a video": media.make_not_a_video(root / "notes.mp4"),
+      "truncated index": media.make_truncated_copy(clips["h264"], root / "cut.mp4"),
+      "truncated frames": media.make_truncated_copy(faststart, root / "cut_fast.mp4", 0.4),
+      # VVC: the static ffmpeg encodes it, decord's FFmpeg has no decoder.
+      "unknown codec": media.make_clip(root / "vvc.mp4", size=(64, 48), frames=2,
+                                       codec="libvvenc", codec_options=["-preset", "faster"]),
+  }
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("zero bytes", "0 bytes"), ("not found", "not found"), ("not a video", "not a video"),
+    ("truncated index", "truncated"), ("truncated frames", "truncated"),
+    ("unknown codec", "unknown codec")])
+def test_bad_files_raise_video_decode_error_naming_file(bad_files, kind, reason):
+  path = bad_files[kind]
+  with pytest.raises(video.VideoDecodeError) as caught:
+    video.load_clip(path, num_frames=40, size=32)
+  assert str(path) in str(caught.value) and reason in str(caught.value)
+
+
+def test_bad_bytes_raise_video_decode_error():
+  with pytest.raises(video.VideoDecodeError, match="0 bytes"):
+    video.read_frames(b"", [0])
+  with pytest.raises(video.VideoDecodeError, match="<12 bytes in memory>"):
+    video.read_frames(b"not a video!", [0])
+
+
+def test_index_outside_video_names_file(clips):
+  with pytest.raises(IndexError, match="short.mp4.*3 frames"):
+    video.read_frames(clips["short"], [0, 3])
