@@ -1,11 +1,11 @@
 """The training loop: device-count invariance, exact resume, non-finite steps, config errors."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvqa import checkpointing, config as config_lib, losses, steps, trainer
+from jaxvqa import checkpointing, config as config_lib, parallel, trainer
+from jaxvqa.data import pipeline
 
 
 def _leaves(tree):
@@ -44,16 +44,16 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_parameters(tiny_config, tmp_path):
-  uninterrupted = trainer.Trainer(tiny_config, tmp_path / "whole", num_devices=2)
+  uninterrupted = trainer.Trainer(tiny_config, tmp_path / "whole", num_devices=1)
   total = uninterrupted.total_steps
   assert total >= 4
   reference = uninterrupted.train()
   uninterrupted.checkpoints.close()
 
-  first = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=2)
+  first = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=1)
   first.train(stop_after_step=3)  # "killed" after step 3: the last save was at step 2 or 3
   first.checkpoints.close()
-  second = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=2)
+  second = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=1)
   resumed = second.train()
   second.checkpoints.close()
   assert int(resumed.step) == total
@@ -68,21 +68,19 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, mo
   good.checkpoints.close()
   saved_params, _ = checkpointing.load_params(tmp_path / "run", which="latest", ema=False)
 
-  original_loss = losses.total_loss
+  # Poison the data, not the step: the compiled step is shared with the other tests.
+  clean_loader = pipeline.train_loader
 
-  def nan_loss(*args, **kwargs):
-    total, parts = original_loss(*args, **kwargs)
-    return total * jnp.nan, parts
+  def nan_label_loader(*args, **kwargs):
+    for batch in clean_loader(*args, **kwargs):
+      yield dict(batch, label=np.full_like(batch["label"], np.nan))
 
-  monkeypatch.setattr(losses, "total_loss", nan_loss)
-  steps.jit_train_step.cache_clear()
-  tiny_config.optim.max_consecutive_nonfinite = 2
-  tiny_config.optim.epochs = 4
+  monkeypatch.setattr(pipeline, "train_loader", nan_label_loader)
+  tiny_config.optim.max_consecutive_nonfinite = 2  # steps 3 and 4 of 4 are poisoned
   broken = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
   with pytest.raises(trainer.NonFiniteTrainingError, match="2 consecutive steps"):
     broken.train()
   broken.checkpoints.close()
-  steps.jit_train_step.cache_clear()
   # The skipped steps left the parameters as they were: the saved ones are the good ones.
   latest_params, meta = checkpointing.load_params(tmp_path / "run", which="latest", ema=False)
   assert meta["step"] == 2
@@ -91,27 +89,23 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, mo
 
 
 def test_train_step_skips_a_nonfinite_update(tiny_config):
-  from jaxvqa import optim
-  from jaxvqa.data import pipeline
-  from jaxvqa.models import vqa
-
-  model = vqa.build_vqa_model(tiny_config.model)
-  frames = pipeline.FrameOptions(num_frames=2, size=32)
-  state = steps.TrainState.create(trainer.init_params(model, frames, seed=0), optim.build_optimizer(
-      tiny_config.optim, steps_per_epoch=10, freeze_backbone=False))
-  rng = np.random.default_rng(0)
-  batch = {"frames": jnp.asarray(rng.integers(0, 255, (8, 2, 32, 32, 3)), jnp.uint8),
-           "label": jnp.asarray(rng.uniform(20, 90, 8), jnp.float32),
-           "group": jnp.asarray([0, 0, 0, 0, 1, 1, 1, 1], jnp.int32), "mask": jnp.ones(8, bool)}
+  run = trainer.Trainer(tiny_config, tiny_config.workdir, num_devices=1)
+  state = trainer.create_train_state(
+      tiny_config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh)
+  batch = next(iter(pipeline.train_loader(
+      run.data.splits["train"], run.data.sampler, run.data.frames, seed=0, start_step=0,
+      num_steps=1)))
   params = jax.device_get(state.params)  # host copy: the step donates (deletes) the state's buffers
-  step = steps.jit_train_step(model, losses.LossWeights(), 0.9, 0)
-  bad = dict(batch, label=batch["label"].at[3].set(jnp.nan))
-  skipped, metrics = step(state, bad)
+  bad = dict(batch, label=batch["label"].copy())
+  bad["label"][3] = np.nan
+  skipped, metrics = run.train_step(state, parallel.global_batch(bad, run.mesh))
   assert float(metrics["finite"]) == 0.0 and int(skipped.nonfinite_streak) == 1
   _assert_trees_close(params, skipped.params, rtol=0, atol=0)
   _assert_trees_close(params, skipped.ema_params, rtol=0, atol=0)
-  moved, metrics = step(skipped, batch)
+  moved, metrics = run.train_step(skipped, parallel.global_batch(batch, run.mesh))
   assert float(metrics["finite"]) == 1.0 and int(moved.nonfinite_streak) == 0
+  # The warm-up's first learning rate is 0; the second good step moves the parameters.
+  moved, metrics = run.train_step(moved, parallel.global_batch(batch, run.mesh))
   assert np.isfinite(float(metrics["loss"]))
   assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(params), _leaves(moved.params)))
 
