@@ -13,6 +13,7 @@ from jaxvqa.models.vqa import DTYPES
 
 SAMPLING_MODES = ("resize_crop", "fragments")
 CONTRASTIVE_VARIANTS = ("mean_positive", "supcon")
+MODEL_TASKS = ("vqa", "iqa")
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "data.train_fraction",
            f"train ({data.train_fraction}) + validation ({data.validation_fraction}) fractions "
            "must leave a test share in (0, 1)")
+  _require(model.task in MODEL_TASKS, "model.task", f"must be one of {MODEL_TASKS}, got {model.task!r}")
+  if model.task == "iqa":
+    _require(loss.group == 0, "loss.group",
+             "must be 0 for model.task='iqa': the image model has no projection to contrast")
+    _require(data.num_frames == 1, "data.num_frames", "must be 1 for model.task='iqa' (images)")
   _require(model.dtype in DTYPES, "model.dtype", f"must be one of {sorted(DTYPES)}, got {model.dtype!r}")
   _require(model.fusion.token_layout in TOKEN_LAYOUTS, "model.fusion.token_layout",
            f"must be one of {TOKEN_LAYOUTS}, got {model.fusion.token_layout!r}")

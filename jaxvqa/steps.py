@@ -16,6 +16,7 @@ import optax
 from flax import struct
 
 from jaxvqa import losses
+from jaxvqa.models import vqa
 
 # Dropout and stochastic depth both draw from Flax's "dropout" stream.
 DROPOUT_RNG = "dropout"
@@ -54,11 +55,9 @@ def train_step(
   rngs = {DROPOUT_RNG: jax.random.fold_in(base_rng, state.step)}
 
   def loss_fn(params):
-    output = model.apply(
-        {"params": params}, batch["frames"], batch.get("frame_mask"), train=True, rngs=rngs)
+    score, projection = forward(model, params, batch, train=True, rngs=rngs)
     total, parts = losses.total_loss(
-        output.score, batch["label"], output.projection, batch["group"], batch["mask"],
-        loss_weights)
+        score, batch["label"], projection, batch["group"], batch["mask"], loss_weights)
     return total, parts
 
   (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -79,9 +78,23 @@ def train_step(
   return new_state, metrics
 
 
+def forward(model: nn.Module, params, batch: dict[str, jax.Array], *, train: bool,
+            rngs=None) -> tuple[jax.Array, jax.Array | None]:
+  """(score [B], projection [B, P] or None) of a VQA or IQA model on a loader batch.
+
+  Image sets load as one-frame clips [B, 1, H, W, 3]; the IQA model scores the frame and has no
+  projection (config validation keeps the group loss off for it).
+  """
+  if isinstance(model, vqa.IQAModel):
+    return model.apply({"params": params}, batch["frames"][:, 0], train=train, rngs=rngs).score, None
+  output = model.apply(
+      {"params": params}, batch["frames"], batch.get("frame_mask"), train=train, rngs=rngs)
+  return output.score, output.projection
+
+
 def score_step(params, batch: dict[str, jax.Array], *, model: nn.Module) -> jax.Array:
   """Deterministic scores [B] for a batch (no dropout, no drop path)."""
-  return model.apply({"params": params}, batch["frames"], batch.get("frame_mask"), train=False).score
+  return forward(model, params, batch, train=False)[0]
 
 
 @functools.lru_cache(maxsize=8)

@@ -39,27 +39,37 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=8)
-def _jit_init(model: vqa.VQAModel, clip_shape: tuple[int, ...]):
-  dummy = jnp.zeros((1, *clip_shape), jnp.uint8)
+def _jit_init(model: vqa.VQAModel | vqa.IQAModel, input_shape: tuple[int, ...]):
+  dummy = jnp.zeros((1, *input_shape), jnp.uint8)
   return jax.jit(lambda rng: model.init(rng, dummy, train=False)["params"])
 
 
-def init_params(model: vqa.VQAModel, frames: pipeline.FrameOptions, seed: int) -> Any:
-  """Parameters of `model` for clips of `frames` (one dummy video; weights do not depend on it)."""
-  clip_shape = (frames.num_frames, frames.size, frames.size, 3)
-  return _jit_init(model, clip_shape)(jax.random.PRNGKey(seed))
+def init_params(model: vqa.VQAModel | vqa.IQAModel, frames: pipeline.FrameOptions, seed: int) -> Any:
+  """Parameters of `model` for clips (or images) of `frames`; one dummy input, weights do not depend on it."""
+  input_shape = (frames.size, frames.size, 3)
+  if isinstance(model, vqa.VQAModel):
+    input_shape = (frames.num_frames, *input_shape)
+  return _jit_init(model, input_shape)(jax.random.PRNGKey(seed))
+
+
+def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
+  """config.model → the video model, or its spatial half for IQA pre-training (task "iqa")."""
+  return vqa.build_iqa_model(model_config) if model_config.task == "iqa" else vqa.build_vqa_model(model_config)
 
 
 def load_initial_weights(params: Any, init_config) -> Any:
   """Replaces the backbone (converted ImageNet weights) or the spatial half (IQA run) of `params`."""
   if init_config.spatial:
-    spatial, _ = checkpointing.load_params(init_config.spatial)
+    try:
+      spatial, _ = checkpointing.load_params(init_config.spatial, which="best")
+    except FileNotFoundError:  # a run too short to validate has periodic saves only
+      spatial, _ = checkpointing.load_params(init_config.spatial, which="latest")
     log.info("starting the spatial modules from the IQA run in %s", init_config.spatial)
     params = vqa.transfer_spatial_params(spatial, params)
   if init_config.backbone:
-    backbone, _ = convert.load_converted(init_config.backbone)
+    variables, _ = convert.load_converted(init_config.backbone)
     log.info("starting the backbone from converted weights in %s", init_config.backbone)
-    params = vqa.transfer_spatial_params({"backbone": backbone}, params)
+    params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
   return params
 
 
@@ -87,7 +97,7 @@ class Trainer:
     self.global_batch_size = config.data.groups_per_batch * config.data.videos_per_group
     parallel.check_batch_size(self.global_batch_size, self.mesh, "groups_per_batch × videos_per_group")
     self.data = datasets.open_run_data(config.data, seed=config.seed)
-    self.model = vqa.build_vqa_model(config.model)
+    self.model = build_model(config.model)
     self.total_steps = max(1, round(config.optim.epochs * self.data.steps_per_epoch))
     self.loss_weights = losses.LossWeights(**config.loss)
     self.train_step = steps.jit_train_step(
@@ -107,6 +117,10 @@ class Trainer:
     """Scores the validation split with the EMA weights; saves a best checkpoint on a new high."""
     split = datasets.VALIDATION if datasets.VALIDATION in self.data.splits else datasets.TRAIN
     predictions = self.evaluate(state.ema_params, split)
+    if len(predictions.score) < metrics.MIN_SAMPLES:
+      log.warning("the %s split has %d decodable examples; correlations need %d, so no best "
+                  "checkpoint is chosen", split, len(predictions.score), metrics.MIN_SAMPLES)
+      return best_srcc
     report = predictions.report(name=f"{split}@{step}")
     run_log.write(step, {f"{split}/{key}": value for key, value in report.to_dict().items()
                          if isinstance(value, (int, float))})

@@ -136,3 +136,49 @@ def test_unknown_config_field_is_refused_by_the_flag_parser(tmp_path):
       capture_output=True, text=True, timeout=120)
   assert result.returncode != 0
   assert "smapling" in result.stderr
+
+
+def _tiny_koniq(directory):
+  """A KonIQ-10k-shaped release of 12 scikit-image photos with made-up MOS values."""
+  import csv
+
+  from PIL import Image
+
+  from jaxvqa.data import sources
+  shipped = sources.package_data_dir("skimage", "data")
+  names = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
+           "retina.jpg", "hubble_deep_field.jpg", "ihc.png", "brick.png", "camera.png", "coins.png",
+           "grass.png"]
+  (directory / "1024x768").mkdir(parents=True)
+  with open(directory / "koniq10k_scores_and_distributions.csv", "w", newline="") as handle:
+    writer = csv.writer(handle)
+    writer.writerow(["image_name", "MOS", "SD", "MOS_zscore"])
+    for k, name in enumerate(names):
+      Image.open(shipped / name).convert("RGB").resize((48, 36)).save(directory / "1024x768" / f"{k}.png")
+      writer.writerow([f"{k}.png", 1.5 + 0.3 * k, 0.5, 30 + 5 * k])
+  return directory
+
+
+def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_config, tmp_path):
+  from configs import iqa_pretrain
+
+  iqa = iqa_pretrain.get_config()
+  iqa.data.update(tiny_config.data.to_dict(), builder="koniq_10k", demo={**tiny_config.data.demo, "enabled": False},
+                  manual_dir=str(_tiny_koniq(tmp_path / "koniq")), num_frames=1,
+                  train_fraction=0.5, validation_fraction=0.25)
+  iqa.model.update(tiny_config.model.to_dict(), task="iqa")
+  iqa.optim, iqa.train = tiny_config.optim, tiny_config.train
+  iqa_run = trainer.Trainer(iqa, tmp_path / "iqa", num_devices=1)
+  iqa_state = iqa_run.train()
+  iqa_run.checkpoints.close()
+  assert "temporal_fusion" not in iqa_state.params and "image_head" in iqa_state.params
+
+  tiny_config.init.spatial = str(tmp_path / "iqa")
+  video = trainer.Trainer(tiny_config, tmp_path / "video", num_devices=1)
+  state = trainer.create_train_state(
+      tiny_config, video.model, video.data.frames, video.data.steps_per_epoch, video.mesh)
+  handed, _ = checkpointing.load_params(tmp_path / "iqa", which="best")
+  for module in ("backbone", "spatial_fusion"):
+    _assert_trees_close(handed[module], state.params[module], rtol=0, atol=0)
+  fresh = trainer.init_params(video.model, video.data.frames, tiny_config.seed)
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(fresh["backbone"]), _leaves(state.params["backbone"])))
