@@ -47,10 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       task="vqa",                # "vqa": videos → score; "iqa": the spatial half on images (pre-training)
       dtype="bfloat16",          # compute dtype; parameters stay float32
-      backbone=dict(swinv2.VARIANTS["swinv2_tiny_window16_256"], drop_path_rate=0.1),
+      backbone=dict(swinv2.VARIANTS["swinv2_tiny_window16_256"], mlp_ratio=4.0, drop_path_rate=0.1),
       fusion=dict(grid=8, num_layers=2, num_heads=16, mlp_dim=64, dropout=0.5,
                   feature_dropout=0.1, out_dim=768, token_layout="channel_concat",
-                  stage_width=256),
+                  stage_width=256, token_norm=False),
       temporal=dict(width=768, num_layers=2, num_heads=8, mlp_ratio=4.0, dropout=0.1,
                     max_frames=64),
       head_hidden=64,
@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
       backbone_lr_multiplier=1.0,
       weight_decay=0.05,
       warmup_epochs=2.5,
-      epochs=50,
+      epochs=50.0,               # float: fractions of an epoch are fine
       grad_clip_norm=1.0,
       ema_decay=0.999,           # 0 disables the EMA copy
       max_consecutive_nonfinite=5,  # skipped non-finite steps before the run stops

@@ -12,6 +12,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+  from jaxvqa import scoring
   from jaxvqa.data import compress
   from jaxvqa.models import convert
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
   subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   convert.add_subcommand(subparsers)
   compress.add_subcommand(subparsers)
+  scoring.add_subcommand(subparsers)
   return parser
 
 

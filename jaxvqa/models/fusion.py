@@ -144,6 +144,10 @@ class MultiStageFusion(nn.Module):
   out_dim: int = 768
   token_layout: str = "channel_concat"
   stage_width: int = 256  # common width for token_layout="stage_tokens"
+  # LayerNorm each pooled stage token. The authors' unit-norm-then-pool tokens are small (|x| ≈ 0.03
+  # per channel) next to the layers' biases, so a randomly initialised model sees nearly the same
+  # token for every frame; pretrained features survive that, random ones learn slowly (docs/METHOD.md).
+  token_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -151,12 +155,15 @@ class MultiStageFusion(nn.Module):
     if self.token_layout not in TOKEN_LAYOUTS:
       raise ValueError(f"token_layout must be one of {TOKEN_LAYOUTS}, got {self.token_layout!r}")
     pooled = []
-    for stage in stages:
+    for index, stage in enumerate(stages):
       stage = stage.astype(jnp.float32)
       stage = stage / (jnp.linalg.norm(stage, axis=-1, keepdims=True) + 1e-6)
       stage = hann_l2_pool(stage)
       stage = nn.Dropout(self.feature_dropout)(stage, deterministic=not train)
-      pooled.append(adaptive_avg_pool(stage, self.grid).astype(self.dtype))
+      stage = adaptive_avg_pool(stage, self.grid)
+      if self.token_norm:
+        stage = nn.LayerNorm(name=f"token_norm_{index}")(stage)
+      pooled.append(stage.astype(self.dtype))
     frames = pooled[0].shape[0]
 
     if self.token_layout == "channel_concat":

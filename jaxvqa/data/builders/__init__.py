@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 from pathlib import Path
 
 import tensorflow_datasets as tfds
@@ -54,12 +55,17 @@ def prepare(
   split_config = dataclasses.replace(builder_class.BUILDER_CONFIGS[0], **config)
   split_config = dataclasses.replace(
       split_config, name=base.config_name(split_config, builder_class.label_fingerprint(manual_dir)))
-  builder = builder_class(
-      data_dir=str(Path(data_dir).expanduser()), config=split_config, file_format="array_record")
-  builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
-  )
+  data_dir = Path(data_dir).expanduser()
+  data_dir.mkdir(parents=True, exist_ok=True)
+  # Runs started together (a sweep, the processes of a multi-host job) share one prepared copy:
+  # the first prepares it under the lock, the others wait and then find it ready.
+  with open(data_dir / f".{builder_class.name}-{split_config.name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    builder = builder_class(data_dir=str(data_dir), config=split_config, file_format="array_record")
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+    )
   return builder
 
 

@@ -1,0 +1,185 @@
+"""A finished training run, loaded for inference: its model, weights, frame options and calibration.
+
+    WORKDIR/config.json ──▶ model + frame options
+    WORKDIR/best|checkpoints/<step> ──▶ weights (EMA or raw) + calibration (slope, intercept)
+    clips uint8 [N, T, S, S, 3] ──padded batches, sharded over the mesh──▶ raw scores [N]
+      ──calibration──▶ scores on the label's scale (VMAF 0–100 for compressed sets)
+
+`eval.py` and `jaxvqa score` both start here, so both see the same model and the same scores.
+This module and `jaxvqa.scoring` import neither TFDS nor Grain: scoring must run on inference
+machines that carry only JAX, Orbax, decord and Pillow.
+
+Batches are sized per device: a call scores `per_device_batch` clips on each device, the last
+batch padded with zero clips whose scores are dropped. Every call then runs the same per-device
+program on the same shapes, so a clip's score is bit-identical whether it is scored alone or among
+many, and on 1 device or 8 (the model has no cross-example operation at inference). A global batch
+size split differently over devices would change XLA's blocking and the last bits of the scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxvqa import checkpointing, parallel, steps
+from jaxvqa.models import vqa
+
+WHICH_CHECKPOINTS = ("best", "latest")
+# Clips per device per call, for `jaxvqa score` and `eval.py` alike (8 clips of 8 frames = 64
+# frames, the batch the speed targets are measured at).
+DEFAULT_PER_DEVICE_BATCH = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOptions:
+  """How a video becomes model input: the fields of `pipeline.FrameOptions`.
+
+  Not that class itself: `jaxvqa.data.pipeline` imports Grain, which inference machines lack.
+  tests/test_scoring.py pins the two to the same values for a config.
+  """
+
+  num_frames: int
+  size: int
+  mode: str = "resize_crop"
+  fragment_grid: int = 8
+
+
+def clip_options(data_config) -> ClipOptions:
+  """config.data → ClipOptions, as `datasets.frame_options` builds FrameOptions."""
+  return ClipOptions(num_frames=data_config.num_frames, size=data_config.frame_size,
+                     mode=data_config.sampling)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+  """Which saved weights were loaded."""
+
+  path: Path    # the Orbax step directory, e.g. WORKDIR/best/120
+  which: str    # "best" (highest validation SRCC) or "latest"
+  step: int     # training step of the save
+  weights: str  # "ema" or "raw"
+
+  def describe(self) -> str:
+    return f"{self.path} (step {self.step}, {self.which}, {self.weights} weights)"
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"path": str(self.path), "which": self.which, "step": self.step, "weights": self.weights}
+
+
+def describe_model(config: ml_collections.ConfigDict) -> str:
+  """One line naming the architecture and input of `config` (what produced a score)."""
+  backbone, fusion, temporal, data = (
+      config.model.backbone, config.model.fusion, config.model.temporal, config.data)
+  return (f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
+          f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
+          f"fusion out_dim={fusion.out_dim}; temporal width={temporal.width}; "
+          f"{data.num_frames} frames of {data.frame_size}px ({data.sampling}); {config.model.dtype}")
+
+
+class TrainedModel:
+  """A run's model with its weights placed on a mesh; scores batches of prepared clips."""
+
+  def __init__(self, config: ml_collections.ConfigDict, params: Any, meta: Mapping[str, Any],
+               checkpoint: CheckpointInfo, *, num_devices: int | None = None):
+    self.config = config
+    self.checkpoint = checkpoint
+    self.frames = clip_options(config.data)
+    self.model = vqa.build_vqa_model(config.model)
+    self.mesh = parallel.make_mesh(num_devices)
+    self.params = parallel.replicate(params, self.mesh)
+    # The best checkpoint carries the (slope, intercept) fitted on the validation split; a periodic
+    # save has none, and then scores stay on the model's raw scale.
+    calibration = meta.get("calibration")
+    self.calibration: tuple[float, float] | None = (
+        (float(calibration[0]), float(calibration[1])) if calibration is not None else None)
+    self.score_step = steps.jit_score_step(self.model)
+
+  @property
+  def num_devices(self) -> int:
+    return int(self.mesh.devices.size)
+
+  @property
+  def clip_shape(self) -> tuple[int, int, int, int]:
+    """(T, S, S, 3) of one prepared clip."""
+    return (self.frames.num_frames, self.frames.size, self.frames.size, 3)
+
+  def describe(self) -> str:
+    return describe_model(self.config)
+
+  def global_batch_size(self, per_device_batch: int) -> int:
+    """Clips per call over the whole mesh."""
+    if per_device_batch < 1:
+      raise ValueError(f"per-device batch must be >= 1, got {per_device_batch}")
+    return per_device_batch * self.num_devices
+
+  def dispatch(self, clips: np.ndarray, per_device_batch: int) -> jax.Array:
+    """Starts scoring up to `per_device_batch` × devices clips; returns at once (JAX dispatch is
+    asynchronous).
+
+    clips: uint8 [n, T, S, S, 3]. Returns raw scores [per_device_batch × devices] on the devices;
+    rows n and beyond score the zero padding and must be ignored.
+    """
+    batch_size = self.global_batch_size(per_device_batch)
+    if len(clips) > batch_size:
+      raise ValueError(f"{len(clips)} clips do not fit a batch of {batch_size}")
+    padded = np.zeros((batch_size, *self.clip_shape), np.uint8)
+    padded[:len(clips)] = clips
+    return self.score_step(self.params, parallel.global_batch({"frames": padded}, self.mesh))
+
+  def raw_scores(self, clips: np.ndarray, per_device_batch: int = DEFAULT_PER_DEVICE_BATCH
+                 ) -> np.ndarray:
+    """float64 [N] raw scores of clips uint8 [N, T, S, S, 3]."""
+    batch_size = self.global_batch_size(per_device_batch)
+    pending = [(start, self.dispatch(clips[start:start + batch_size], per_device_batch))
+               for start in range(0, len(clips), batch_size)]
+    scores = np.zeros(len(clips), np.float64)
+    for start, device_scores in pending:
+      count = min(batch_size, len(clips) - start)
+      scores[start:start + count] = np.asarray(device_scores, np.float64)[:count]
+    return scores
+
+  def calibrate(self, raw: np.ndarray) -> np.ndarray:
+    """Raw scores → the label's scale; unchanged (as float64) when the checkpoint has no calibration."""
+    raw = np.asarray(raw, np.float64)
+    if self.calibration is None:
+      return raw
+    slope, intercept = self.calibration  # as evaluation.calibrate, which the trainer uses
+    return slope * raw + intercept
+
+
+def load_trained_model(
+    workdir: str | Path, *, which: str = "best", ema: bool = True, num_devices: int | None = None,
+    config: ml_collections.ConfigDict | None = None,
+) -> TrainedModel:
+  """Loads the run in `workdir` (what `python train.py` wrote).
+
+  which: "best" or "latest". ema: the EMA copy of the weights (what validation chose) or the raw
+  ones. config: the run's config with overrides applied (default: WORKDIR/config.json as saved).
+  Raises FileNotFoundError naming what is missing.
+  """
+  if which not in WHICH_CHECKPOINTS:
+    raise ValueError(f"which must be one of {WHICH_CHECKPOINTS}, got {which!r}")
+  workdir = Path(workdir).absolute()
+  if config is None:
+    config = load_run_config(workdir)
+  task = config.model.get("task", "vqa")
+  if task != "vqa":
+    raise ValueError(
+        f"{workdir} is a config.model.task={task!r} run (an image-quality pre-training run scores "
+        "images, not videos); score and evaluate the video run that starts from it instead")
+  params, meta = checkpointing.load_params(workdir, which=which, ema=ema)
+  step = int(meta["step"])
+  directory = workdir / ("best" if which == "best" else "checkpoints")
+  checkpoint = CheckpointInfo(path=directory / str(step), which=which, step=step,
+                              weights="ema" if ema else "raw")
+  return TrainedModel(config, params, meta, checkpoint, num_devices=num_devices)
+
+
+def load_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
+  """WORKDIR/config.json as a ConfigDict (lists where the run had tuples; builders accept both)."""
+  return ml_collections.ConfigDict(checkpointing.load_config_dict(workdir))
