@@ -612,6 +612,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--skip-torch", action="store_true", help="no PyTorch rows")
   parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
   parser.add_argument("--skip-vqa", action="store_true", help="no full VQA train-step row")
+  parser.add_argument("--work", choices=("infer", "train", "both"), default="both",
+                      help="backbone rows to time: inference, training step, or both")
   parser.add_argument("--json", type=Path, help="also write the result as JSON here")
   parser.add_argument("--profile",
                       help="write a jax.profiler trace of a few backbone train steps here")
@@ -639,11 +641,12 @@ def main(argv=None) -> None:
   # A ceiling row's "frame" is one matmul, so its achieved flops are the matmul's rate.
   ceilings["jnp.dot"] = measure(f"ceiling jnp.dot {sizes.matmul_size}³", 1,
                                 lambda: time_matmul_jax(sizes.matmul_size, args))
-  rows.append(measure("jax backbone infer", sizes.batch,
-                      lambda: time_jax_backbone_inference(sizes, args)))
-  rows.append(measure("jax backbone train", sizes.batch,
-                      lambda: time_jax_backbone_training(sizes, args)))
-  flops_per_frame = {work: row.flops_per_frame for work, row in zip(("infer", "train"), rows)}
+  works = ("infer", "train") if args.work == "both" else (args.work,)
+  timers = {"infer": time_jax_backbone_inference, "train": time_jax_backbone_training}
+  for work in works:
+    rows.append(measure(f"jax backbone {work}", sizes.batch,
+                        lambda: timers[work](sizes, args)))
+  flops_per_frame = {work: row.flops_per_frame for work, row in zip(works, rows)}
 
   if not args.skip_torch:
     try:
@@ -657,7 +660,8 @@ def main(argv=None) -> None:
       ceilings["torch.matmul"] = measure(f"ceiling torch.matmul {sizes.matmul_size}³", 1,
                                          lambda: time_torch_matmul(setup, sizes.matmul_size, args))
       modes = ("eager",) if args.skip_compile else ("eager", "compiled")
-      for work, time_work in (("infer", time_torch_inference), ("train", time_torch_training)):
+      torch_timers = {"infer": time_torch_inference, "train": time_torch_training}
+      for work, time_work in ((work, torch_timers[work]) for work in works):
         for mode in modes:
           rows.append(measure(
               f"{reference} {mode} {work}", sizes.batch,
