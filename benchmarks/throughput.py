@@ -370,7 +370,7 @@ def torch_backbone(reference: str, sizes: Sizes):
   fields = sizes.backbone
   common = dict(embed_dim=fields["embed_dim"], depths=tuple(fields["depths"]),
                 num_heads=tuple(fields["num_heads"]), window_size=fields["window_size"],
-                mlp_ratio=fields["mlp_ratio"], drop_path_rate=fields["drop_path_rate"],
+                mlp_ratio=fields.get("mlp_ratio", 4.0), drop_path_rate=fields["drop_path_rate"],
                 pretrained_window_sizes=tuple(fields["pretrained_window_sizes"]))
   if reference == "timm":
     import timm
