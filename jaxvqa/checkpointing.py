@@ -102,12 +102,19 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
   """
   workdir = Path(workdir).absolute()
   directory = workdir / ("best" if which == "best" else "checkpoints")
-  manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+  manager = ocp.CheckpointManager(directory, item_handlers={
+      "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint under {directory}: did the training run save one?")
+  # Restore onto this process's first device, whatever mesh saved it: a run trained on 8 GPUs
+  # is scored on a laptop, and Orbax refuses the saved sharding on a different topology.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+      manager.item_metadata(step)["state"])
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+      state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
   manager.close()
   state = restored["state"]
   return (state["ema_params"] if ema else state["params"]), dict(restored["meta"])

@@ -42,6 +42,20 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   assert moved > 1e-3, "training did not move the parameters"
   assert np.linalg.norm(flat(finals[8].params) - flat(finals[1].params)) < 1e-3 * moved
 
+  # Trained on 8 devices, loaded where there is one (a laptop scoring a cluster's run).
+  import os
+  import subprocess
+  import sys
+  load = ("import jax, numpy as np; from jaxvqa import checkpointing; "
+          f"params, meta = checkpointing.load_params({str(tmp_path / 'd8')!r}, which='latest', ema=False); "
+          "print(jax.device_count(), meta['step'], sum(float(np.abs(x).sum()) for x in jax.tree.leaves(params)))")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  devices, step, total = result.stdout.split()
+  assert (devices, step) == ("1", "3")
+  np.testing.assert_allclose(float(total), sum(np.abs(x).sum() for x in _leaves(finals[8].params)), rtol=1e-5)
+
 
 def test_killed_run_resumes_to_the_uninterrupted_parameters(tiny_config, tmp_path):
   uninterrupted = trainer.Trainer(tiny_config, tmp_path / "whole", num_devices=1)
