@@ -48,7 +48,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"must be one of {SAMPLING_MODES}, got {data.sampling!r}")
   _require(data.demo.enabled or bool(data.manual_dir), "data.manual_dir",
            "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
-           "release, or set config.data.demo=True")
+           "release, or set config.data.demo.enabled=True")
   for field in ("data.num_frames", "data.frame_size", "data.eval_batch_size", "optim.epochs",
                 "optim.learning_rate", "optim.grad_clip_norm", "loss.temperature",
                 "train.log_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints"):
