@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxvqa import inference, scoring
+from jaxvqa.data import video
 
 
 def make_clips(directory: Path, count: int, width: int, height: int, frames: int) -> list[str]:
@@ -85,15 +86,11 @@ def shrink_for_smoke(config):
 
 
 def random_model(config, num_devices: int | None) -> inference.TrainedModel:
-  import jax
-  import jax.numpy as jnp
-
+  from jaxvqa import steps
   from jaxvqa.models import vqa
 
   model = vqa.build_vqa_model(config.model)
-  options = inference.clip_options(config.data)
-  dummy = jnp.zeros((1, options.num_frames, options.size, options.size, 3), jnp.uint8)
-  params = jax.jit(lambda rng: model.init(rng, dummy, train=False)["params"])(jax.random.PRNGKey(0))
+  params = steps.init_params(model, video.FrameOptions.from_data_config(config.data), seed=0)
   checkpoint = inference.CheckpointInfo(path=Path("<random initialisation>"), which="none", step=0,
                                         weights="random")
   return inference.TrainedModel(config, params, {}, checkpoint, num_devices=num_devices)

@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxvqa import evaluation, inference, metrics, plots
 from jaxvqa.data import datasets, pipeline
+from jaxvqa.run_log import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +166,7 @@ def evaluate_checkpoint(
 
 def main(workdir: str | Path, **kwargs) -> EvalResult:
   """`eval.py`: evaluates, prints the metrics table and where the files went."""
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-  # Orbax and Grain report every read at INFO through absl's logger; keep their warnings.
-  logging.getLogger("absl").setLevel(logging.WARNING)
+  configure_logging()
   result = evaluate_checkpoint(workdir, **kwargs)
   print(f"checkpoint: {result.checkpoint.describe()}")
   if result.calibration is None:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxvqa import metrics, parallel
+from jaxvqa import calibration as calibration_lib, metrics, parallel
 from jaxvqa.data import pipeline
 
 
@@ -20,7 +20,7 @@ class SplitPredictions:
   dropped: int        # examples that failed to decode and were left out
 
   def report(self, name: str = "", calibration: tuple[float, float] | None = None) -> metrics.QualityReport:
-    score = self.score if calibration is None else calibrate(self.score, calibration)
+    score = self.score if calibration is None else calibration_lib.calibrate(self.score, calibration)
     return metrics.evaluate(score, self.label, name=name)
 
 
@@ -48,21 +48,3 @@ def predict_split(
   return SplitPredictions(
       index=np.concatenate(indices), score=np.concatenate(scores), label=np.concatenate(labels),
       dropped=dropped)
-
-
-def fit_calibration(score: np.ndarray, label: np.ndarray) -> tuple[float, float]:
-  """Least-squares (slope, intercept) mapping raw scores onto the label scale.
-
-  The training losses (PLCC, rank, contrastive) are blind to the scale of the output, so the raw
-  score is mapped linearly onto the labels' scale (VMAF 0–100 for the compressed sets) after
-  training; correlations are unchanged by it.
-  """
-  if len(score) < 2 or np.ptp(score) == 0:
-    return 0.0, float(np.mean(label)) if len(label) else 0.0
-  slope, intercept = np.polyfit(np.asarray(score, np.float64), np.asarray(label, np.float64), 1)
-  return float(slope), float(intercept)
-
-
-def calibrate(score: np.ndarray, calibration: tuple[float, float]) -> np.ndarray:
-  slope, intercept = calibration
-  return slope * np.asarray(score, np.float64) + intercept

@@ -26,33 +26,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxvqa import checkpointing, parallel, steps
+from jaxvqa import calibration, checkpointing, parallel, steps
+from jaxvqa.data import video
 from jaxvqa.models import vqa
 
 WHICH_CHECKPOINTS = ("best", "latest")
 # Clips per device per call, for `jaxvqa score` and `eval.py` alike (8 clips of 8 frames = 64
 # frames, the batch the speed targets are measured at).
 DEFAULT_PER_DEVICE_BATCH = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipOptions:
-  """How a video becomes model input: the fields of `pipeline.FrameOptions`.
-
-  Not that class itself: `jaxvqa.data.pipeline` imports Grain, which inference machines lack.
-  tests/test_scoring.py pins the two to the same values for a config.
-  """
-
-  num_frames: int
-  size: int
-  mode: str = "resize_crop"
-  fragment_grid: int = 8
-
-
-def clip_options(data_config) -> ClipOptions:
-  """config.data → ClipOptions, as `datasets.frame_options` builds FrameOptions."""
-  return ClipOptions(num_frames=data_config.num_frames, size=data_config.frame_size,
-                     mode=data_config.sampling)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,15 +69,15 @@ class TrainedModel:
                checkpoint: CheckpointInfo, *, num_devices: int | None = None):
     self.config = config
     self.checkpoint = checkpoint
-    self.frames = clip_options(config.data)
+    self.frames = video.FrameOptions.from_data_config(config.data)
     self.model = vqa.build_vqa_model(config.model)
     self.mesh = parallel.make_mesh(num_devices)
     self.params = parallel.replicate(params, self.mesh)
     # The best checkpoint carries the (slope, intercept) fitted on the validation split; a periodic
     # save has none, and then scores stay on the model's raw scale.
-    calibration = meta.get("calibration")
+    saved = meta.get("calibration")
     self.calibration: tuple[float, float] | None = (
-        (float(calibration[0]), float(calibration[1])) if calibration is not None else None)
+        (float(saved[0]), float(saved[1])) if saved is not None else None)
     self.score_step = steps.jit_score_step(self.model)
 
   @property
@@ -145,11 +126,9 @@ class TrainedModel:
 
   def calibrate(self, raw: np.ndarray) -> np.ndarray:
     """Raw scores → the label's scale; unchanged (as float64) when the checkpoint has no calibration."""
-    raw = np.asarray(raw, np.float64)
     if self.calibration is None:
-      return raw
-    slope, intercept = self.calibration  # as evaluation.calibrate, which the trainer uses
-    return slope * raw + intercept
+      return np.asarray(raw, np.float64)
+    return calibration.calibrate(raw, self.calibration)
 
 
 def load_trained_model(
@@ -167,7 +146,7 @@ def load_trained_model(
   workdir = Path(workdir).absolute()
   if config is None:
     config = load_run_config(workdir)
-  task = config.model.get("task", "vqa")
+  task = config.model.task
   if task != "vqa":
     raise ValueError(
         f"{workdir} is a config.model.task={task!r} run (an image-quality pre-training run scores "

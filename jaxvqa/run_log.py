@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def configure_logging() -> None:
+  """INFO for jaxvqa's own messages on stderr; WARNING for absl's, through which Orbax, Grain and
+  TFDS report every save and read at INFO (train.py and eval.py)."""
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 class RunLog:

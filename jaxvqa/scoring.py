@@ -44,7 +44,7 @@ from jaxvqa.data import video
 from jaxvqa.data.compress import VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
-  from jaxvqa.inference import ClipOptions, TrainedModel
+  from jaxvqa.inference import TrainedModel
 
 FORMATS = ("table", "csv", "json")
 # The same as inference.DEFAULT_PER_DEVICE_BATCH (not imported: that pulls in JAX, and
@@ -149,15 +149,7 @@ def segment_bounds(num_frames: int, num_segments: int) -> list[tuple[int, int]]:
   return [(start, max(stop, start + 1)) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
-def _prepare(frames: np.ndarray, options: ClipOptions) -> np.ndarray:
-  """Decoded frames [K, H, W, 3] → model input [K, S, S, 3], as `video.load_clip` in evaluation."""
-  if options.mode == "resize_crop":
-    return video.resize_short_side_center_crop(frames, options.size)
-  return video.extract_fragments(frames, grid=options.fragment_grid,
-                                 patch=options.size // options.fragment_grid, rng=None)
-
-
-def decode_video(path: video.VideoSource, options: ClipOptions, *, num_segments: int = 0,
+def decode_video(path: video.VideoSource, options: video.FrameOptions, *, num_segments: int = 0,
                  decode_threads: int = 1) -> DecodedVideo:
   """The whole-video clip and `num_segments` segment clips of one file.
 
@@ -178,10 +170,10 @@ def decode_video(path: video.VideoSource, options: ClipOptions, *, num_segments:
   unique, inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
-  # again. `_read_from_reader` is video.py's reader-level read (it also works around decord's
-  # narrow-frame bug); it is private there only because nothing else needed it yet.
-  frames = video._read_from_reader(reader, unique, video.describe_source(path))
-  prepared = np.ascontiguousarray(_prepare(frames, options))
+  # again.
+  frames = video.read_from_reader(reader, unique, video.describe_source(path))
+  prepared = np.ascontiguousarray(video.prepare_frames(
+      frames, options.size, mode=options.mode, fragment_grid=options.fragment_grid))
   clips = prepared[inverse.reshape(len(index_sets), clip_length)]
   return DecodedVideo(clips=clips, num_frames=num_frames, fps=fps, segments=tuple(segments))
 
@@ -195,7 +187,7 @@ def _failure_reason(path: str, error: Exception) -> str:
   return f"{type(error).__name__}: {message}"
 
 
-def _decode_or_failure(path: str, options: ClipOptions, num_segments: int
+def _decode_or_failure(path: str, options: video.FrameOptions, num_segments: int
                        ) -> DecodedVideo | ScoreFailure:
   try:
     return decode_video(path, options, num_segments=num_segments, decode_threads=1)

@@ -16,6 +16,7 @@ import optax
 from flax import struct
 
 from jaxvqa import losses
+from jaxvqa.data import video
 from jaxvqa.models import vqa
 
 # Dropout and stochastic depth both draw from Flax's "dropout" stream.
@@ -36,6 +37,20 @@ class TrainState(struct.PyTreeNode):
         # A copy, not an alias: the jitted step donates the state, and one buffer cannot be donated twice.
         step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
         opt_state=tx.init(params), nonfinite_streak=jnp.zeros((), jnp.int32), tx=tx)
+
+
+@functools.lru_cache(maxsize=8)
+def _jit_init(model: nn.Module, input_shape: tuple[int, ...]):
+  dummy = jnp.zeros((1, *input_shape), jnp.uint8)
+  return jax.jit(lambda rng: model.init(rng, dummy, train=False)["params"])
+
+
+def init_params(model: nn.Module, frames: video.FrameOptions, seed: int) -> Any:
+  """Parameters of `model` for clips (or images) of `frames`; one dummy input, weights do not depend on it."""
+  input_shape = (frames.size, frames.size, 3)
+  if isinstance(model, vqa.VQAModel):
+    input_shape = (frames.num_frames, *input_shape)
+  return _jit_init(model, input_shape)(jax.random.PRNGKey(seed))
 
 
 def _global_norm(tree) -> jax.Array:

@@ -14,7 +14,6 @@ killed run resumes to the parameters an uninterrupted run reaches.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -22,34 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxvqa import baselines, checkpointing, config as config_lib, evaluation, losses, metrics, optim, parallel, steps
+from jaxvqa import baselines, calibration, checkpointing, config as config_lib, evaluation, losses, metrics, optim, parallel, steps
 from jaxvqa.data import datasets, pipeline
 from jaxvqa.models import convert, vqa
-from jaxvqa.run_log import RunLog
+from jaxvqa.run_log import RunLog, configure_logging
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteTrainingError(RuntimeError):
   """Raised after too many consecutive steps with non-finite loss or gradients."""
-
-
-@functools.lru_cache(maxsize=8)
-def _jit_init(model: vqa.VQAModel | vqa.IQAModel, input_shape: tuple[int, ...]):
-  dummy = jnp.zeros((1, *input_shape), jnp.uint8)
-  return jax.jit(lambda rng: model.init(rng, dummy, train=False)["params"])
-
-
-def init_params(model: vqa.VQAModel | vqa.IQAModel, frames: pipeline.FrameOptions, seed: int) -> Any:
-  """Parameters of `model` for clips (or images) of `frames`; one dummy input, weights do not depend on it."""
-  input_shape = (frames.size, frames.size, 3)
-  if isinstance(model, vqa.VQAModel):
-    input_shape = (frames.num_frames, *input_shape)
-  return _jit_init(model, input_shape)(jax.random.PRNGKey(seed))
 
 
 def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
@@ -74,7 +58,7 @@ def load_initial_weights(params: Any, init_config) -> Any:
 
 
 def create_train_state(config, model, frames, steps_per_epoch: int, mesh) -> steps.TrainState:
-  params = load_initial_weights(init_params(model, frames, config.seed), config.init)
+  params = load_initial_weights(steps.init_params(model, frames, config.seed), config.init)
   tx = optim.build_optimizer(
       config.optim, steps_per_epoch, freeze_backbone=config.model.freeze_backbone)
   return parallel.replicate(steps.TrainState.create(params, tx), mesh)
@@ -128,7 +112,7 @@ class Trainer:
     if srcc > best_srcc:
       self.checkpoints.save(state, {
           **self._meta(step), "best_metric": srcc, "validation": report.to_dict(),
-          "calibration": list(evaluation.fit_calibration(predictions.score, predictions.label))},
+          "calibration": list(calibration.fit_calibration(predictions.score, predictions.label))},
           best=True)
       return srcc
     return best_srcc
@@ -190,12 +174,12 @@ class Trainer:
     """Held-out reports: best EMA and raw weights (calibrated), and the bits-per-pixel baseline."""
     split = datasets.TEST if datasets.TEST in self.data.splits else datasets.VALIDATION
     best_state, best_meta = self.checkpoints.restore_best(state)
-    calibration = tuple(best_meta["calibration"]) if best_meta else None
+    best_calibration = tuple(best_meta["calibration"]) if best_meta else None
     reports = []
     for label, params in (("model (EMA weights)", best_state.ema_params),
                           ("model (raw weights)", best_state.params)):
       predictions = self.evaluate(params, split)
-      reports.append(predictions.report(f"{label}, {split}", calibration))
+      reports.append(predictions.report(f"{label}, {split}", best_calibration))
     baseline = baselines.bits_per_pixel_baseline(
         self.data.splits[datasets.TRAIN], self.data.splits[split])
     if baseline is not None:
@@ -205,9 +189,7 @@ class Trainer:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> list[metrics.QualityReport]:
   """Trains (or resumes) the configured run, then prints and saves held-out metrics."""
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-  # Orbax and Grain report every save and read at INFO through absl's logger; keep their warnings.
-  logging.getLogger("absl").setLevel(logging.WARNING)
+  configure_logging()
   trainer = Trainer(config, workdir)
   state = trainer.train()
   reports = trainer.test_reports(state)

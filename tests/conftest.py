@@ -47,3 +47,23 @@ def tiny_config(demo_cache, tmp_path):
   config.data.cache_dir = str(demo_cache)
   config.workdir = str(tmp_path / "run")
   return config
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(demo_cache, tmp_path_factory):
+  """configs/demo.py at test size, trained 2 steps (one epoch) on 1 device; the evaluation and
+  scoring tests read it.
+
+  Step 2 ends the first epoch, so the run validates (best checkpoint with its calibration) and
+  saves (latest checkpoint), both at step 2.
+  """
+  from configs import demo as demo_config
+  from jaxvqa import trainer
+
+  config = tiny_demo_settings(demo_config.get_config())
+  config.data.cache_dir = str(demo_cache)
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  run = trainer.Trainer(config, workdir, num_devices=1)
+  run.train(stop_after_step=2)
+  run.checkpoints.close()
+  return workdir

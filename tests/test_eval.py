@@ -13,14 +13,29 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from fixtures_trained import manifest_labels, trained_workdir  # noqa: F401 (a fixture)
 from jaxvqa import cli, eval_run, inference, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def manifest_labels(workdir: Path) -> dict[str, float]:
+  """Absolute encode path → VMAF label, read from the run's make-dataset manifest (not from TFDS).
+
+  The labels are rounded to float32, as the data set stores them.
+  """
+  from jaxvqa.data import demo
+
+  config = inference.load_run_config(workdir)
+  manual_dir = demo.ensure_demo_set(config.data.demo, demo.cache_dir(config.data.cache_dir))
+  labels = {}
+  for line in (manual_dir / "manifest.jsonl").read_text().splitlines():
+    record = json.loads(line)
+    labels[str(manual_dir / record["path"])] = float(np.float32(record["vmaf"]))
+  return labels
+
+
 @pytest.fixture(scope="module")
-def eval_output(trained_workdir, tmp_path_factory):  # noqa: F811
+def eval_output(trained_workdir, tmp_path_factory):
   """eval.py run as a user runs it, on the test split; (completed process, JSON document, out dir)."""
   out = tmp_path_factory.mktemp("eval")
   completed = subprocess.run(
@@ -33,7 +48,7 @@ def eval_output(trained_workdir, tmp_path_factory):  # noqa: F811
 
 
 def test_eval_metrics_equal_metrics_of_jaxvqa_score_on_the_same_files(
-    eval_output, trained_workdir, tmp_path, capsys):  # noqa: F811
+    eval_output, trained_workdir, tmp_path, capsys):
   completed, document, _ = eval_output
   paths = [video["path"] for video in document["videos"]]
   assert document["metrics"]["count"] == len(paths) >= 3
@@ -81,7 +96,7 @@ def test_eval_writes_a_scatter_plot(eval_output):
   assert coloured.sum() > 200
 
 
-def test_only_data_fields_can_be_overridden(trained_workdir):  # noqa: F811
+def test_only_data_fields_can_be_overridden(trained_workdir):
   config = inference.load_run_config(trained_workdir)
   eval_run.apply_overrides(config, {"data.manual_dir": "/elsewhere", "data.eval_batch_size": 4})
   assert config.data.manual_dir == "/elsewhere" and config.data.eval_batch_size == 4

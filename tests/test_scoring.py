@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import media
-from fixtures_trained import trained_workdir  # noqa: F401 (a fixture)
 from jaxvqa import cli, inference, scoring
 from jaxvqa.data import pipeline, video
 
@@ -45,7 +44,7 @@ def clip_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(trained_workdir):  # noqa: F811
+def trained(trained_workdir):
   return inference.load_trained_model(trained_workdir)
 
 
@@ -57,12 +56,13 @@ def test_default_batch_is_the_inference_default():
 
 
 def test_clip_options_are_the_evaluation_frame_options(tiny_config):
-  from jaxvqa.data import datasets
-
+  # Training, evaluation and scoring share one FrameOptions class and one reading of config.data.
+  assert pipeline.FrameOptions is video.FrameOptions
   for sampling in ("resize_crop", "fragments"):
     tiny_config.data.sampling = sampling
-    assert (dataclasses.asdict(inference.clip_options(tiny_config.data))
-            == dataclasses.asdict(datasets.frame_options(tiny_config.data)))
+    assert dataclasses.asdict(video.FrameOptions.from_data_config(tiny_config.data)) == {
+        "num_frames": tiny_config.data.num_frames, "size": tiny_config.data.frame_size,
+        "mode": sampling, "fragment_grid": 8}
 
 
 def test_scoring_imports_neither_grain_nor_tfds():
@@ -117,7 +117,7 @@ def test_find_videos_walks_directories_expands_globs_and_reports_missing(clip_di
 # ----------------------------------------------------------------------------- with a model
 
 
-def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, clip_dir,  # noqa: F811
+def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, clip_dir,
                                                                 tmp_path, capsys):
   out = tmp_path / "scores.csv"
   status = cli.main(["score", "--workdir", str(trained_workdir), "--segments", "2",
@@ -142,7 +142,7 @@ def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, 
     assert rows[str(path)]["score"] == "" and rows[str(path)]["error"]
 
 
-def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_dir, capsys):  # noqa: F811
+def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_dir, capsys):
   odd = str(clip_dir["root"] / ODD_NAME)
   status = cli.main(["score", "--workdir", str(trained_workdir), "--format", "json",
                      "--no-progress", "--", odd])
@@ -158,7 +158,7 @@ def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_d
   assert video_score["score"] == pytest.approx(slope * video_score["raw_score"] + intercept)
 
 
-def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_dir, tmp_path,  # noqa: F811
+def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_dir, tmp_path,
                                                            capsys):
   clip = str(clip_dir["good"][1])
   assert cli.main(["score", "--workdir", str(trained_workdir), "--no-progress", clip]) == 0
@@ -182,7 +182,7 @@ def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_
 
 
 def test_scores_are_identical_alone_in_a_batch_and_on_one_or_eight_devices(
-    trained_workdir, clip_dir, trained):  # noqa: F811
+    trained_workdir, clip_dir, trained):
   good = [str(p) for p in clip_dir["good"]]
   many = good * 2 + good[:1]  # 11 clips: on 1 device a full batch of 8 and a padded one
   on_one = inference.load_trained_model(trained_workdir, num_devices=1)

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvqa import checkpointing, config as config_lib, parallel, trainer
+from jaxvqa import checkpointing, config as config_lib, parallel, steps, trainer
 from jaxvqa.data import pipeline
 
 
@@ -36,7 +36,7 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   # Adam moves a parameter by about lr·g/|g| whatever |g|, so where a gradient is at rounding level
   # (the zero-initialised SwinV2 post-norms) the all-reduce order shows up element-wise. The fair
   # measure is the whole difference against how far training moved the parameters.
-  start = trainer.init_params(run.model, run.data.frames, tiny_config.seed)
+  start = steps.init_params(run.model, run.data.frames, tiny_config.seed)
   flat = lambda tree: np.concatenate([leaf.ravel() for leaf in _leaves(tree)])  # noqa: E731
   moved = np.linalg.norm(flat(finals[1].params) - flat(start))
   assert moved > 1e-3, "training did not move the parameters"
@@ -194,5 +194,5 @@ def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_confi
   handed, _ = checkpointing.load_params(tmp_path / "iqa", which="best")
   for module in ("backbone", "spatial_fusion"):
     _assert_trees_close(handed[module], state.params[module], rtol=0, atol=0)
-  fresh = trainer.init_params(video.model, video.data.frames, tiny_config.seed)
+  fresh = steps.init_params(video.model, video.data.frames, tiny_config.seed)
   assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(fresh["backbone"]), _leaves(state.params["backbone"])))

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jaxvqa.data import builders, demo, pipeline
+from jaxvqa.data import builders, demo, pipeline, video
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
@@ -20,14 +20,9 @@ TRAIN, VALIDATION, TEST = "train", "validation", "test"
 class RunData:
   splits: dict[str, Any]                 # split name → random-access data source
   sampler: pipeline.GroupBatchSampler | pipeline.ShuffleBatchSampler
-  frames: pipeline.FrameOptions
+  frames: video.FrameOptions
   steps_per_epoch: int
   manual_dir: Path
-
-
-def frame_options(data_config) -> pipeline.FrameOptions:
-  return pipeline.FrameOptions(
-      num_frames=data_config.num_frames, size=data_config.frame_size, mode=data_config.sampling)
 
 
 def open_run_data(data_config, *, seed: int) -> RunData:
@@ -53,6 +48,6 @@ def open_run_data(data_config, *, seed: int) -> RunData:
   else:
     sampler = pipeline.ShuffleBatchSampler(len(splits[TRAIN]), global_batch_size, seed=seed)
   return RunData(
-      splits=splits, sampler=sampler, frames=frame_options(data_config),
+      splits=splits, sampler=sampler, frames=video.FrameOptions.from_data_config(data_config),
       steps_per_epoch=max(1, math.ceil(len(splits[TRAIN]) / global_batch_size)),
       manual_dir=manual_dir)

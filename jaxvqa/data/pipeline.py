@@ -41,20 +41,11 @@ import grain
 import numpy as np
 
 from jaxvqa.data import video
+from jaxvqa.data.video import FrameOptions
 
 log = logging.getLogger(__name__)
 
 DataSource = Sequence[dict[str, Any]]
-
-
-@dataclasses.dataclass(frozen=True)
-class FrameOptions:
-  """How a video becomes model input: T frames of S x S (see `video.load_clip`)."""
-
-  num_frames: int
-  size: int
-  mode: str = "resize_crop"
-  fragment_grid: int = 8
 
 
 def text(value: str | bytes) -> str:

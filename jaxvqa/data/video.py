@@ -37,6 +37,22 @@ VideoSource = str | os.PathLike | bytes
 MODES = ("resize_crop", "fragments")
 
 
+@dataclasses.dataclass(frozen=True)
+class FrameOptions:
+  """How a video becomes model input: T frames of S x S (see `load_clip`)."""
+
+  num_frames: int
+  size: int
+  mode: str = "resize_crop"
+  fragment_grid: int = 8
+
+  @classmethod
+  def from_data_config(cls, data_config) -> "FrameOptions":
+    """config.data → what training, evaluation and `jaxvqa score` all sample."""
+    return cls(num_frames=data_config.num_frames, size=data_config.frame_size,
+               mode=data_config.sampling)
+
+
 class VideoDecodeError(Exception):
   """A video could not be opened or read; the message names the file and why."""
 
@@ -204,10 +220,11 @@ def read_frames(source: VideoSource, indices, *, num_threads: int = 0) -> np.nda
     IndexError: an index outside the video, naming the file and its length.
   """
   reader = open_reader(source, num_threads=num_threads)
-  return _read_from_reader(reader, indices, describe_source(source))
+  return read_from_reader(reader, indices, describe_source(source))
 
 
-def _read_from_reader(reader, indices, name: str) -> np.ndarray:
+def read_from_reader(reader, indices, name: str) -> np.ndarray:
+  """`read_frames` on an open reader (several reads of one file share its reader); `name` for errors."""
   indices = np.asarray(indices, dtype=np.int64).reshape(-1)
   num_frames = len(reader)
   bad = indices[(indices < 0) | (indices >= num_frames)]
@@ -287,15 +304,24 @@ def load_clip(source: VideoSource, *, num_frames: int, size: int, train: bool = 
   reader = open_reader(source, num_threads=num_threads)
   name = describe_source(source)
   indices = sample_frame_indices(len(reader), num_frames, train=train, rng=rng)
-  frames = _read_from_reader(reader, indices, name)
-  if mode == "resize_crop":
-    clip = resize_short_side_center_crop(frames, size)
-  else:
-    clip = extract_fragments(frames, grid=fragment_grid, patch=size // fragment_grid,
-                             rng=rng if train else None)
+  frames = read_from_reader(reader, indices, name)
+  clip = prepare_frames(frames, size, mode=mode, fragment_grid=fragment_grid,
+                        rng=rng if train else None)
   if train and hflip and rng.random() < 0.5:
     clip = clip[:, :, ::-1]
   return np.ascontiguousarray(clip)
+
+
+def prepare_frames(frames: np.ndarray, size: int, *, mode: str = "resize_crop",
+                   fragment_grid: int = 8, rng: np.random.Generator | None = None) -> np.ndarray:
+  """Decoded frames [K, H, W, 3] → model input [K, S, S, 3] in `mode` (see `load_clip`).
+
+  Works frame by frame, except that fragment positions (random with `rng`, centred without) are
+  shared by all K frames.
+  """
+  if mode == "resize_crop":
+    return resize_short_side_center_crop(frames, size)
+  return extract_fragments(frames, grid=fragment_grid, patch=size // fragment_grid, rng=rng)
 
 
 def resize_short_side_center_crop(frames: np.ndarray, size: int) -> np.ndarray:

@@ -136,7 +136,7 @@ def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
       grid=f.grid, num_layers=f.num_layers, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
       dropout=f.dropout, feature_dropout=f.feature_dropout, out_dim=f.out_dim,
       token_layout=f.token_layout, stage_width=f.stage_width,
-      token_norm=f.get("token_norm", False), dtype=dtype)
+      token_norm=f.token_norm, dtype=dtype)
   return backbone, fusion
 
 
