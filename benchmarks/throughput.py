@@ -22,9 +22,12 @@ Before them, a bf16 matmul ceiling: jnp.dot of 8192² matrices (torch.matmul bes
 Each row: warm-up iterations (compilation included) that are not timed, then --repeats timings of
 --iters iterations, each ending in a device synchronisation (block_until_ready on every output /
 torch.cuda.synchronize); frames/s is from the median repeat, spread = (max − min) / median.
-GFLOP/frame comes from XLA's cost analysis of the compiled jax program (forward for infer rows,
-the whole step for train rows); the torch rows do the same work and are credited with the jax
-count. Achieved TFLOP/s = GFLOP/frame × frames/s, shown as a fraction of the jnp.dot ceiling.
+GFLOP/frame is the backbone's matmul count (`swinv2.forward_flops`: 11.84 for SwinV2-T window 8
+at 256², timm's 5.92 GMAC), times 3 for a training step (forward and two backward matmuls each);
+the torch rows do the same work and get the same count; the VQA row counts its window-16 backbone
+only. (XLA's cost analysis of the GPU program is no use here: it leaves out the matmuls it hands
+to cuBLAS.) Achieved TFLOP/s = GFLOP/frame × frames/s, as a fraction of the jnp.dot ceiling.
+"compile s" is the XLA compilation of the timed jax program.
 Ratios are jax frames/s ÷ reference frames/s (> 1: jax is faster). The last line of output is
 the whole result as JSON; --json also writes it to a file.
 
@@ -73,7 +76,6 @@ LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 0.05
 PARAM_JITTER = 0.02
 INPUT_SETS = 2
-PROFILE_STEPS = 3
 # Only sets the VQA row's learning-rate schedule, which does not change the step's cost.
 VQA_STEPS_PER_EPOCH = 100
 
@@ -111,6 +113,7 @@ class Row:
   frames_per_iteration: int
   seconds_per_iteration: list[float] = dataclasses.field(default_factory=list)  # one per repeat
   flops_per_frame: float | None = None
+  compile_seconds: float | None = None   # jax rows: XLA compilation of the timed program
   error: str | None = None
 
   @property
@@ -146,14 +149,15 @@ def time_repeats(run_iterations: Callable[[int], None], iters: int, repeats: int
   return seconds
 
 
-def measure(name: str, frames_per_iteration: int,
-            body: Callable[[], tuple[list[float], float | None]]) -> Row:
-  """Runs `body` → (seconds per iteration, flops per frame); an error ends this row only."""
+def measure(name: str, frames_per_iteration: int, body: Callable[[], tuple]) -> Row:
+  """Runs `body` → (seconds per iteration, flops per frame[, compile seconds]); an error ends
+  this row only."""
   print(f"[{name}] running ...", flush=True)
   started = time.perf_counter()
   row = Row(name, frames_per_iteration)
   try:
-    row.seconds_per_iteration, row.flops_per_frame = body()
+    row.seconds_per_iteration, row.flops_per_frame, *compile_seconds = body()
+    row.compile_seconds = compile_seconds[0] if compile_seconds else None
   except Exception as error:  # one broken row (torch.compile, OOM) must not cost the others
     lines = traceback.format_exc().splitlines()
     print("\n".join(lines[-30:]), file=sys.stderr, flush=True)
@@ -170,31 +174,28 @@ def measure(name: str, frames_per_iteration: int,
 # JAX
 
 
-def _counted_flops(stage) -> float | None:
-  analysis = stage.cost_analysis()
-  if isinstance(analysis, (list, tuple)):  # older jax: one dict per device program
-    analysis = analysis[0] if analysis else None
-  flops = (analysis or {}).get("flops", 0.0)
-  return float(flops) if flops > 0 else None
+TRAIN_FLOPS_FACTOR = 3  # a training step: the forward matmuls and two backward ones each
 
 
-def xla_flops(lowered, compiled, name: str) -> float | None:
-  """Flops XLA counts for the compiled program (matmuls, convolutions and elementwise ops).
-
-  The count before optimisation is the check: library calls (cuBLAS, cuDNN) replace dots after
-  it, and a count that missed them would credit every row with too little work.
-  """
-  optimised, unoptimised = _counted_flops(compiled), _counted_flops(lowered)
-  if optimised and unoptimised and abs(optimised / unoptimised - 1.0) > 0.25:
-    print(f"[{name}] warning: XLA counts {optimised / 1e9:.1f} GFLOP after optimisation but "
-          f"{unoptimised / 1e9:.1f} before; reporting the first", file=sys.stderr)
-  return optimised or unoptimised
+def backbone_flops_per_frame(model: swinv2.SwinV2, image_size: int, work: str) -> float:
+  forward = swinv2.forward_flops(model, image_size, image_size)
+  return float(forward * (TRAIN_FLOPS_FACTOR if work == "train" else 1))
 
 
-def init_jittered_params(model: nn.Module, *inputs: jax.Array, seed: int) -> Any:
+def lower_and_compile(jitted, *args) -> tuple[Any, float]:
+  """(compiled, seconds the XLA compilation took) of a jitted function."""
+  lowered = jitted.lower(*args)
+  print("  compiling ...", flush=True)
+  started = time.perf_counter()
+  compiled = lowered.compile()
+  seconds = time.perf_counter() - started
+  print(f"  compiled in {seconds:.1f} s", flush=True)
+  return compiled, seconds
+
+
+def init_jittered_params(model: nn.Module, *inputs: np.ndarray, seed: int) -> Any:
   """The module's initial params + PARAM_JITTER·N(0, 1), so no weight (or activation) is exactly
-  zero. One jitted program, one key per leaf. (Jittering a ravelled copy instead made XLA's GPU
-  compiler take minutes over the 28M-element concatenate and its slices.)"""
+  zero; made on the host CPU like the trainer's (`steps.on_host`), then put on the device."""
 
   def init(rng):
     params = model.init(rng, *inputs)["params"]
@@ -203,7 +204,7 @@ def init_jittered_params(model: nn.Module, *inputs: jax.Array, seed: int) -> Any
              for i, leaf in enumerate(leaves)]
     return jax.tree.unflatten(treedef, noisy)
 
-  return jax.jit(init)(jax.random.PRNGKey(seed))
+  return jax.device_put(steps.on_host(lambda: jax.jit(init)(jax.random.PRNGKey(seed))))
 
 
 def jax_random_images(sizes: Sizes) -> list[jax.Array]:
@@ -216,7 +217,7 @@ def jax_random_images(sizes: Sizes) -> list[jax.Array]:
 def jax_backbone(sizes: Sizes) -> tuple[swinv2.SwinV2, Any]:
   """(module, jittered fp32 params) of the bf16-compute SwinV2."""
   model = swinv2.SwinV2(**sizes.backbone, dtype=jnp.bfloat16, param_dtype=jnp.float32)
-  dummy = jnp.zeros((1, sizes.image_size, sizes.image_size, 3), jnp.bfloat16)
+  dummy = np.zeros((1, sizes.image_size, sizes.image_size, 3), jnp.bfloat16)
   return model, init_jittered_params(model, dummy, seed=0)
 
 
@@ -233,27 +234,25 @@ def time_matmul_jax(size: int, args) -> tuple[list[float], float]:
   return time_repeats(run, args.iters, args.repeats), 2.0 * size**3
 
 
-def time_jax_backbone_inference(sizes: Sizes, args) -> tuple[list[float], float | None]:
+def time_jax_backbone_inference(sizes: Sizes, args) -> tuple:
   model, params = jax_backbone(sizes)
   images = jax_random_images(sizes)
   forward = jax.jit(lambda params, images: model.apply({"params": params}, images).pooled)
-  lowered = forward.lower(params, images[0])
-  compiled = lowered.compile()
+  compiled, compile_seconds = lower_and_compile(forward, params, images[0])
 
   def run(k):
     jax.block_until_ready([compiled(params, images[i % INPUT_SETS]) for i in range(k)])
 
   run(args.warmup)
-  flops = xla_flops(lowered, compiled, "jax backbone infer")
-  return time_repeats(run, args.iters, args.repeats), flops and flops / sizes.batch
+  return (time_repeats(run, args.iters, args.repeats),
+          backbone_flops_per_frame(model, sizes.image_size, "infer"), compile_seconds)
 
 
-def time_train_steps(compiled, state, inputs: list, args, profile_dir: str | None = None
-                     ) -> tuple[list[float], list]:
+def time_train_steps(compiled, state, inputs: list, args) -> tuple[list[float], list]:
   """Times `state, aux = compiled(state, inputs[i])`, the state donated and carried on.
 
   Returns the seconds per iteration of each repeat and the aux outputs of the last repeat's
-  steps. With `profile_dir`, a few more steps run under jax.profiler.trace.
+  steps.
   """
   last_outputs = []
 
@@ -266,16 +265,7 @@ def time_train_steps(compiled, state, inputs: list, args, profile_dir: str | Non
     jax.block_until_ready((state, last_outputs))
 
   run(args.warmup)
-  seconds = time_repeats(run, args.iters, args.repeats)
-  outputs = last_outputs
-  if profile_dir:
-    try:
-      with jax.profiler.trace(profile_dir):
-        run(PROFILE_STEPS)
-      print(f"profile of {PROFILE_STEPS} steps written to {profile_dir}", flush=True)
-    except Exception as error:  # e.g. no CUPTI: the timings above still stand
-      print(f"no profile: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
-  return seconds, outputs
+  return time_repeats(run, args.iters, args.repeats), last_outputs
 
 
 class BackboneTrainState(NamedTuple):
@@ -299,18 +289,22 @@ def backbone_train_step(state: BackboneTrainState, images: jax.Array, *, model: 
   return BackboneTrainState(state.step + 1, params, opt_state), loss
 
 
-def time_jax_backbone_training(sizes: Sizes, args) -> tuple[list[float], float | None]:
-  model, params = jax_backbone(sizes)
-  images = jax_random_images(sizes)
+def jax_backbone_train_step(model: swinv2.SwinV2, params: Any) -> tuple[BackboneTrainState, Any]:
+  """(initial state, jitted `backbone_train_step` that donates the state) with optax AdamW."""
   tx = optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY)
   state = jax.jit(lambda params: BackboneTrainState(jnp.zeros((), jnp.int32), params,
                                                     tx.init(params)))(params)
   step = jax.jit(functools.partial(backbone_train_step, model=model, tx=tx), donate_argnums=0)
-  lowered = step.lower(state, images[0])
-  compiled = lowered.compile()
-  seconds, _ = time_train_steps(compiled, state, images, args, profile_dir=args.profile)
-  flops = xla_flops(lowered, compiled, "jax backbone train")
-  return seconds, flops and flops / sizes.batch
+  return state, step
+
+
+def time_jax_backbone_training(sizes: Sizes, args) -> tuple:
+  model, params = jax_backbone(sizes)
+  images = jax_random_images(sizes)
+  state, step = jax_backbone_train_step(model, params)
+  compiled, compile_seconds = lower_and_compile(step, state, images[0])
+  seconds, _ = time_train_steps(compiled, state, images, args)
+  return seconds, backbone_flops_per_frame(model, sizes.image_size, "train"), compile_seconds
 
 
 def synthetic_vqa_batch(data_config, seed: int) -> dict[str, np.ndarray]:
@@ -332,27 +326,26 @@ def vqa_frames_per_step(config) -> int:
   return config.data.groups_per_batch * config.data.videos_per_group * config.data.num_frames
 
 
-def time_jax_vqa_training(sizes: Sizes, args) -> tuple[list[float], float | None]:
+def time_jax_vqa_training(sizes: Sizes, args) -> tuple:
   config = sizes.vqa_config
   model = vqa.build_vqa_model(config.model)
   clip = (1, config.data.num_frames, config.data.frame_size, config.data.frame_size, 3)
-  params = init_jittered_params(model, jnp.zeros(clip, jnp.uint8), seed=config.seed)
+  params = init_jittered_params(model, np.zeros(clip, np.uint8), seed=config.seed)
   tx = optim.build_optimizer(config.optim, VQA_STEPS_PER_EPOCH, freeze_backbone=False)
   state = jax.jit(lambda params: steps.TrainState.create(params, tx))(params)
   train_step = steps.jit_train_step(
       model, losses.LossWeights(**config.loss), config.optim.ema_decay, config.seed + 1)
   # Already on the device: this row times the step, not the host-to-device copy of the loader.
   batches = [jax.device_put(synthetic_vqa_batch(config.data, seed)) for seed in range(INPUT_SETS)]
-  lowered = train_step.lower(state, batches[0])
-  compiled = lowered.compile()
+  compiled, compile_seconds = lower_and_compile(train_step, state, batches[0])
   seconds, metrics_seen = time_train_steps(compiled, state, batches, args)
   # A skipped (non-finite) update costs less than a real one, so it would flatter the row.
   skipped = sum(1 for metrics in metrics_seen if not float(metrics["finite"]))
   if skipped:
     print(f"[jax vqa train] warning: {skipped} of the last {len(metrics_seen)} steps skipped a "
           "non-finite update", file=sys.stderr)
-  flops = xla_flops(lowered, compiled, "jax vqa train")
-  return seconds, flops and flops / vqa_frames_per_step(config)
+  return (seconds, backbone_flops_per_frame(model.backbone, config.data.frame_size, "train"),
+          compile_seconds)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,7 +548,7 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
                                        f"(spread {ceiling_row['spread']:.1%})")
     print(f"bf16 matmul ceiling, {name}: {outcome}")
   header = (f"{'row':<24}{'frames/s':>11}{'ms/iter':>10}{'spread':>8}{'GFLOP/frame':>13}"
-            f"{'TFLOP/s':>9}{'of ceiling':>12}")
+            f"{'TFLOP/s':>9}{'of ceiling':>12}{'compile s':>11}")
   print()
   print(header)
   print("-" * len(header))
@@ -569,7 +562,8 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
           f"{row.spread:>8.1%}"
           f"{format_number(row.flops_per_frame and row.flops_per_frame / 1e9, '.2f'):>13}"
           f"{format_number(achieved and achieved / 1e12, '.1f'):>9}"
-          f"{format_number(achieved and ceiling and achieved / ceiling, '.1%'):>12}")
+          f"{format_number(achieved and ceiling and achieved / ceiling, '.1%'):>12}"
+          f"{format_number(row.compile_seconds, '.1f'):>11}")
   print()
   if not any(result["ratios"].values()):
     print("no jax / torch ratios: the torch rows were skipped or failed")
@@ -587,6 +581,7 @@ def row_json(row: Row, ceiling: float | None) -> dict[str, Any]:
       "flops_per_frame": row.flops_per_frame,
       "achieved_tflops": achieved and achieved / 1e12,
       "fraction_of_ceiling": achieved and ceiling and achieved / ceiling,
+      "compile_seconds": row.compile_seconds,
       "error": row.error,
   }
 
@@ -612,11 +607,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--skip-torch", action="store_true", help="no PyTorch rows")
   parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
   parser.add_argument("--skip-vqa", action="store_true", help="no full VQA train-step row")
-  parser.add_argument("--work", choices=("infer", "train", "both"), default="both",
-                      help="backbone rows to time: inference, training step, or both")
+  parser.add_argument("--work", choices=("infer", "train", "both", "none"), default="both",
+                      help="backbone rows to time: inference, training step, both, or none (the "
+                           "VQA row alone)")
   parser.add_argument("--json", type=Path, help="also write the result as JSON here")
-  parser.add_argument("--profile",
-                      help="write a jax.profiler trace of a few backbone train steps here")
   args = parser.parse_args(argv)
   defaults = dict(batch=2, iters=2, repeats=2, warmup=1) if args.smoke else dict(
       batch=64, iters=20, repeats=5, warmup=3)
@@ -641,11 +635,10 @@ def main(argv=None) -> None:
   # A ceiling row's "frame" is one matmul, so its achieved flops are the matmul's rate.
   ceilings["jnp.dot"] = measure(f"ceiling jnp.dot {sizes.matmul_size}³", 1,
                                 lambda: time_matmul_jax(sizes.matmul_size, args))
-  works = ("infer", "train") if args.work == "both" else (args.work,)
+  works = {"both": ("infer", "train"), "none": ()}.get(args.work, (args.work,))
   timers = {"infer": time_jax_backbone_inference, "train": time_jax_backbone_training}
   for work in works:
-    rows.append(measure(f"jax backbone {work}", sizes.batch,
-                        lambda: timers[work](sizes, args)))
+    rows.append(measure(f"jax backbone {work}", sizes.batch, lambda: timers[work](sizes, args)))
   flops_per_frame = {work: row.flops_per_frame for work, row in zip(works, rows)}
 
   if not args.skip_torch:

@@ -124,6 +124,26 @@ def test_bf16_compute_is_close_to_fp32():
   assert l2_relative_error(bf16.pooled, fp32.pooled) < 1e-2
 
 
+def test_forward_flops_match_timm_and_xla():
+  model = from_variant("swinv2_tiny_window8_256")
+  flops = swinv2.forward_flops(model, 256, 256)
+  assert abs(flops / 2 - 5.92e9) < 0.01e9  # timm's model card: 5.9 GMACs
+  # XLA's CPU count of the same program also holds the elementwise work and the position-bias
+  # MLP, so it sits a little above the matmul count.
+  images = jnp.zeros((1, 256, 256, 3))
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images))["params"]
+  lowered = jax.jit(lambda p, x: model.apply({"params": p}, x).pooled).lower(params, images)
+  xla_flops = lowered.cost_analysis()["flops"]
+  assert 0.9 < flops / xla_flops < 1.0
+  # By hand: one stage, 20×20 px → a 5×5 map, attended as 8×8 after padding to window 4.
+  one_stage = SwinV2(embed_dim=8, depths=(1,), num_heads=(1,), window_size=4,
+                     pretrained_window_sizes=(0,), mlp_ratio=2.0)
+  patch_embed = 2 * 25 * (4 * 4 * 3) * 8
+  attention = 2 * 64 * 8 * 24 + 2 * 2 * 64 * 16 * 8 + 2 * 64 * 8 * 8
+  mlp = 2 * 2 * 25 * 8 * 16
+  assert swinv2.forward_flops(one_stage, 20, 20) == patch_embed + attention + mlp
+
+
 def test_gradient_reaches_every_parameter():
   c = converted("odd_depth_padded")
   model = c.model()

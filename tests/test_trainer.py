@@ -23,6 +23,21 @@ def _losses(workdir):
   return {row["step"]: row["loss"] for row in rows if "loss" in row}
 
 
+def test_initial_parameters_are_made_on_the_host_and_equal_an_init_on_the_device(tiny_config):
+  from jaxvqa.data import video
+  from jaxvqa.models import vqa
+
+  model = vqa.build_vqa_model(tiny_config.model)
+  frames = video.FrameOptions.from_data_config(tiny_config.data)
+  params = steps.init_params(model, frames, seed=3)
+  assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(params))
+  clip = np.zeros((1, frames.num_frames, frames.size, frames.size, 3), np.uint8)
+  with jax.default_device(jax.devices()[-1]):  # another device than the host's first
+    direct = jax.jit(lambda rng: model.init(rng, clip, train=False)["params"])(jax.random.PRNGKey(3))
+  for made, reference in zip(_leaves(params), _leaves(direct), strict=True):
+    np.testing.assert_array_equal(made, reference)
+
+
 def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   assert jax.device_count() == 8, "tests/conftest.py forces 8 CPU devices"
   finals = {}
