@@ -163,10 +163,12 @@ class Trainer:
                 f"{streak} consecutive steps up to step {done} had non-finite loss or gradients; "
                 f"parameters were left unchanged by them and the last good checkpoint is in "
                 f"{self.workdir / 'checkpoints'}. Lower config.optim.learning_rate or check the data.")
+        paused = time.perf_counter()
         if done % eval_every == 0 or done == self.total_steps:
           best_srcc = self._validate(state, done, run_log, best_srcc)
         if done % config.train.checkpoint_every_steps == 0 or done in (end_step, self.total_steps):
           self.checkpoints.save(state, {**self._meta(done), "best_srcc": best_srcc})
+        tick += time.perf_counter() - paused  # videos_per_second counts training time only
     self.checkpoints.wait()
     return state
 

@@ -1,5 +1,8 @@
 """The training loop: device-count invariance, exact resume, non-finite steps, config errors."""
 
+import json
+import time
+
 import jax
 import numpy as np
 import pytest
@@ -18,7 +21,6 @@ def _assert_trees_close(a, b, rtol, atol):
 
 
 def _losses(workdir):
-  import json
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   return {row["step"]: row["loss"] for row in rows if "loss" in row}
 
@@ -211,3 +213,24 @@ def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_confi
     _assert_trees_close(handed[module], state.params[module], rtol=0, atol=0)
   fresh = steps.init_params(video.model, video.data.frames, tiny_config.seed)
   assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(fresh["backbone"]), _leaves(state.params["backbone"])))
+
+
+def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, monkeypatch):
+  pause = 2.0
+  validate = trainer.Trainer._validate
+
+  def slow_validate(self, *args):
+    time.sleep(pause)
+    return validate(self, *args)
+
+  monkeypatch.setattr(trainer.Trainer, "_validate", slow_validate)
+  tiny_config.train.log_every_steps = 2
+  run = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
+  run.train()
+  run.checkpoints.close()
+  rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  rates = {row["step"]: row["videos_per_second"] for row in rows if "videos_per_second" in row}
+  # Steps 3-4 follow the validation at step 2; had its pause been counted, their 16 videos
+  # would have taken longer than `pause` seconds.
+  assert sorted(rates) == [2, 4]
+  assert rates[4] > 2 * tiny_config.data.groups_per_batch * tiny_config.data.videos_per_group / pause
