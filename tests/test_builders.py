@@ -370,3 +370,15 @@ def test_a_wrong_label_file_is_named_with_its_columns(tmp_path):
   write_csv(manual / "dmos.csv", ["image", "score"], [("a.png", 3.0)])
   with pytest.raises(ValueError, match=r"dmos.csv: columns \['dist_img', 'ref_img', 'dmos'\]"):
     builders.prepare("kadid_10k", manual, tmp_path / "tfds")
+
+
+def test_a_bad_label_cell_is_named_by_its_line_in_the_file(tmp_path):
+  from jaxvqa.data.builders import label_files
+
+  path = tmp_path / "KoNViD_1k_mos.csv"
+  path.write_text("flickr_id,mos\n1,3.5\n\n2,n/a\n")  # a blank line before the bad row
+  rows = label_files.read_csv_rows(path, ["flickr_id", "mos"])
+  assert [row.text("flickr_id") for row in rows] == ["1", "2"]
+  assert rows[0].number("mos") == 3.5
+  with pytest.raises(label_files.LabelFileError, match=r"line 4, column 'mos' is 'n/a', not a number"):
+    rows[1].number("mos")

@@ -32,15 +32,11 @@ class Koniq10k(base.LabelledMediaBuilder):
   )
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
-    path = manual_dir / "koniq10k_scores_and_distributions.csv"
-    rows = []
-    for number, record in enumerate(
-        label_files.read_csv_rows(path, ["image_name", "MOS"]), 2):
-      image = record["image_name"].strip()
-      rows.append(base.LabelRow(
-          name=f"1024x768/{image}", source=image,
-          raw_score=label_files.parse_float(path, number, "MOS", record["MOS"])))
-    return rows
+    records = label_files.read_csv_rows(
+        manual_dir / "koniq10k_scores_and_distributions.csv", ["image_name", "MOS"])
+    return [base.LabelRow(name=f"1024x768/{row.text('image_name')}", source=row.text("image_name"),
+                          raw_score=row.number("MOS"))
+            for row in records]
 
 
 class Kadid10k(base.LabelledMediaBuilder):
@@ -64,14 +60,10 @@ class Kadid10k(base.LabelledMediaBuilder):
   )
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
-    path = manual_dir / "dmos.csv"
-    rows = []
-    for number, record in enumerate(
-        label_files.read_csv_rows(path, ["dist_img", "ref_img", "dmos"]), 2):
-      rows.append(base.LabelRow(
-          name=f"images/{record['dist_img'].strip()}", source=record["ref_img"].strip(),
-          raw_score=label_files.parse_float(path, number, "dmos", record["dmos"])))
-    return rows
+    records = label_files.read_csv_rows(manual_dir / "dmos.csv", ["dist_img", "ref_img", "dmos"])
+    return [base.LabelRow(name=f"images/{row.text('dist_img')}", source=row.text("ref_img"),
+                          raw_score=row.number("dmos"))
+            for row in records]
 
 
 class LiveIqa(base.LabelledMediaBuilder):

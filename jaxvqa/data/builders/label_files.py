@@ -7,6 +7,7 @@ when they are absent, since a wrong or re-exported label file is the usual failu
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +19,37 @@ class LabelFileError(ValueError):
   """A label file exists but does not have the published columns / variables."""
 
 
-def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-  """Rows of a CSV file with a header line, as {column: text}; checks `required` columns."""
+@dataclasses.dataclass(frozen=True)
+class CsvRow:
+  """One data row of a label CSV, with where it came from so that a bad cell can be named."""
+  path: Path
+  line: int                 # line number in the file, header = 1
+  cells: dict[str, str]
+
+  def text(self, column: str) -> str:
+    return (self.cells[column] or "").strip()
+
+  def number(self, column: str) -> float:
+    try:
+      return float(self.cells[column])
+    except (TypeError, ValueError):
+      raise self._error(column, "not a number") from None
+
+  def flag(self, column: str) -> bool:
+    value = self.text(column).lower()
+    if value in ("true", "1", "1.0", "yes"):
+      return True
+    if value in ("false", "0", "0.0", "no"):
+      return False
+    raise self._error(column, "not a boolean")
+
+  def _error(self, column: str, problem: str) -> LabelFileError:
+    return LabelFileError(
+        f"{self.path}: line {self.line}, column {column!r} is {self.cells[column]!r}, {problem}")
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> list[CsvRow]:
+  """The non-blank data rows of a CSV file with a header line; checks `required` columns."""
   with open(path, newline="", encoding="utf-8-sig") as file:
     reader = csv.DictReader(file)
     header = [name.strip() for name in (reader.fieldnames or [])]
@@ -29,7 +59,8 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
       raise LabelFileError(
           f"{path}: columns {absent} not found (header is {header}); is this the official file?"
       )
-    return [row for row in reader if any((value or "").strip() for value in row.values())]
+    return [CsvRow(path, reader.line_num, cells) for cells in reader
+            if any((value or "").strip() for value in cells.values())]
 
 
 def pick_column(path: Path, header: Sequence[str], choices: Sequence[str]) -> str:
@@ -38,24 +69,6 @@ def pick_column(path: Path, header: Sequence[str], choices: Sequence[str]) -> st
     if name in header:
       return name
   raise LabelFileError(f"{path}: none of the columns {list(choices)} found (header is {list(header)})")
-
-
-def parse_float(path: Path, row_number: int, column: str, text: str) -> float:
-  try:
-    return float(text)
-  except (TypeError, ValueError):
-    raise LabelFileError(
-        f"{path}: row {row_number}, column {column!r} is {text!r}, not a number"
-    ) from None
-
-
-def parse_bool(path: Path, row_number: int, column: str, text: str) -> bool:
-  value = (text or "").strip().lower()
-  if value in ("true", "1", "1.0", "yes"):
-    return True
-  if value in ("false", "0", "0.0", "no"):
-    return False
-  raise LabelFileError(f"{path}: row {row_number}, column {column!r} is {text!r}, not a boolean")
 
 
 def load_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:

@@ -32,16 +32,10 @@ class Konvid1k(base.LabelledMediaBuilder):
   )
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
-    path = manual_dir / "KoNViD_1k_mos.csv"
-    rows = []
-    for number, record in enumerate(label_files.read_csv_rows(path, ["flickr_id", "mos"]), 2):
-      flickr_id = record["flickr_id"].strip()
-      rows.append(base.LabelRow(
-          name=f"KoNViD_1k_videos/{flickr_id}.mp4",
-          source=flickr_id,
-          raw_score=label_files.parse_float(path, number, "mos", record["mos"]),
-      ))
-    return rows
+    records = label_files.read_csv_rows(manual_dir / "KoNViD_1k_mos.csv", ["flickr_id", "mos"])
+    return [base.LabelRow(name=f"KoNViD_1k_videos/{row.text('flickr_id')}.mp4",
+                          source=row.text("flickr_id"), raw_score=row.number("mos"))
+            for row in records]
 
 
 class LiveVqc(base.LabelledMediaBuilder):
@@ -113,22 +107,16 @@ class YoutubeUgc(base.LabelledMediaBuilder):
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
     path = manual_dir / self.CSV_NAME
     records = label_files.read_csv_rows(path, ["vid"])
-    score_column = label_files.pick_column(path, list(records[0]) if records else [],
+    score_column = label_files.pick_column(path, list(records[0].cells) if records else [],
                                            self.SCORE_COLUMNS)
     videos = {
         file.stem: file.relative_to(manual_dir).as_posix()
         for file in sorted((manual_dir / "original_videos").rglob("*"))
         if file.suffix.lower() in VIDEO_SUFFIXES and file.is_file()
     }
-    rows = []
-    for number, record in enumerate(records, 2):
-      vid = record["vid"].strip()
-      rows.append(base.LabelRow(
-          name=videos.get(vid, f"original_videos/<any>/{vid}.mkv"),
-          source=vid,
-          raw_score=label_files.parse_float(path, number, score_column, record[score_column]),
-      ))
-    return rows
+    return [base.LabelRow(name=videos.get(row.text("vid"), f"original_videos/<any>/{row.text('vid')}.mkv"),
+                          source=row.text("vid"), raw_score=row.number(score_column))
+            for row in records]
 
 
 class Lsvq(base.LabelledMediaBuilder):
@@ -153,23 +141,14 @@ class Lsvq(base.LabelledMediaBuilder):
   )
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
-    rows = []
-    main = manual_dir / "labels_train_test.csv"
-    for number, record in enumerate(
-        label_files.read_csv_rows(main, ["name", "mos", "is_test"]), 2):
-      is_test = label_files.parse_bool(main, number, "is_test", record["is_test"])
-      rows.append(self._row(main, number, record, "test" if is_test else "train"))
-    extra = manual_dir / "labels_test_1080p.csv"
-    for number, record in enumerate(label_files.read_csv_rows(extra, ["name", "mos"]), 2):
-      rows.append(self._row(extra, number, record, "test_1080p"))
-    return rows
+    main = label_files.read_csv_rows(manual_dir / "labels_train_test.csv", ["name", "mos", "is_test"])
+    extra = label_files.read_csv_rows(manual_dir / "labels_test_1080p.csv", ["name", "mos"])
+    return ([self._row(row, "test" if row.flag("is_test") else "train") for row in main]
+            + [self._row(row, "test_1080p") for row in extra])
 
   @staticmethod
-  def _row(path: Path, number: int, record: dict[str, str], split: str) -> base.LabelRow:
-    name = record["name"].strip()
+  def _row(row: label_files.CsvRow, split: str) -> base.LabelRow:
+    name = row.text("name")
     return base.LabelRow(
         name=name if Path(name).suffix.lower() in VIDEO_SUFFIXES else f"{name}.mp4",
-        source=name,
-        raw_score=label_files.parse_float(path, number, "mos", record["mos"]),
-        split=split,
-    )
+        source=name, raw_score=row.number("mos"), split=split)
