@@ -135,3 +135,64 @@ def _display_size(path: str | os.PathLike) -> tuple[int, int]:
       width, height = line.split(":")[1].strip().split("x")
       return int(width), int(height)
   raise ValueError(f"ffmpeg reported no video dimensions for {path}")
+
+
+def make_vfr_clip(path: str | os.PathLike, *, source: str = "bikes",
+                  size: tuple[int, int] = (64, 48), rates: Sequence[float] = (30.0, 8.0),
+                  frames_per_rate: int = 8) -> Path:
+  """A variable-frame-rate clip: `frames_per_rate` frames at each of `rates` in turn.
+
+  Timestamps are in a 1/1000 time base and the encoder keeps each one
+  (`-fps_mode passthrough`, `-enc_time_base filter`), as phones and screen
+  recorders write VFR files; check with `presentation_timestamps`.
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # pts of frame N, in seconds: the segments' durations laid end to end (the
+  # expression is single-quoted in the graph, so its commas need no escaping).
+  expression = "0"
+  for k, rate in enumerate(rates):  # the last segment is tested first
+    segment_start = sum(frames_per_rate / r for r in rates[:k])
+    expression = (f"if(gte(N,{k * frames_per_rate}),{segment_start}+"
+                  f"(N-{k * frames_per_rate})/{rate},{expression})")
+  ffmpeg.run_ffmpeg(["-v", "error", "-i", shipped_video(source), "-map", "0:v:0", "-an",
+                     "-vf", f"scale={size[0]}:{size[1]}:flags=bicubic,setsar=1,settb=1/1000,"
+                            f"setpts='({expression})/TB'",
+                     "-frames:v", str(frames_per_rate * len(rates)),
+                     "-fps_mode", "passthrough", "-enc_time_base", "filter",
+                     "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                     "-f", CONTAINERS[path.suffix.lower()], path])
+  return path
+
+
+def make_audio_only(path: str | os.PathLike, seconds: float = 0.5) -> Path:
+  """A file with one AAC audio stream and no video (container from the suffix)."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  ffmpeg.run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                     "-c:a", "aac", "-f", CONTAINERS[path.suffix.lower()], path])
+  return path
+
+
+def presentation_timestamps(path: str | os.PathLike) -> tuple[list[int], tuple[int, int]]:
+  """The first video stream's packet pts, sorted (presentation order), and its time base.
+
+  Their differences show a variable rate; Matroska's packet durations do not
+  (it writes one default duration for every block).
+  """
+  completed = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0", "-c", "copy",
+                                 "-f", "framecrc", "-"], capture_stdout=True)
+  lines = completed.stdout.decode().splitlines()
+  time_base = next(line for line in lines if line.startswith("#tb 0:"))
+  numerator, denominator = time_base.split(":")[1].strip().split("/")
+  pts = sorted(int(line.split(",")[2]) for line in lines if line and not line.startswith("#"))
+  return pts, (int(numerator), int(denominator))
+
+
+def count_decoded_frames(path: str | os.PathLike) -> int:
+  """How many frames ffmpeg decodes from the first video stream (none dropped or repeated)."""
+  completed = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0",
+                                 "-fps_mode", "passthrough", "-f", "framecrc", "-"],
+                                capture_stdout=True)
+  return sum(1 for line in completed.stdout.decode().splitlines()
+             if line and not line.startswith("#"))

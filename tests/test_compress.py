@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -254,3 +257,177 @@ def test_other_codecs(tmp_path):
       "encodes/bikes/libvpx-vp9_15k.webm", "encodes/bikes/libvpx-vp9_150k.webm"]
   assert json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0]) == (
       result.rows[0])
+
+
+# ----------------------------------------------------------------------------- resolution ladder
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory):
+  """One source (96×64, 10 frames) at scales 0.5 and 1 × two bitrates, through the CLI (~3 s)."""
+  root = tmp_path_factory.mktemp("scaled")
+  media.make_clip(root / "sources" / "bikes.mp4", size=(96, 64), frames=10)
+  out = root / "out"
+  code = cli.main(["make-dataset", "--sources", str(root / "sources"), "--out", str(out),
+                   "--ladder", "30k,150k", "--scales", "1,0.5", "--jobs", "2",
+                   "--no-progress"])
+  assert code == 0
+  return {"root": root, "out": out, "rows": compress.read_manifest(out / "manifest.jsonl")}
+
+
+def test_parse_scales():
+  assert compress.parse_scales("1,0.75,0.5") == [0.5, 0.75, 1.0]
+  for bad, message in (("1,1.5", "'1.5'"), ("0", "'0'"), ("1,half", "'half'"),
+                       ("0.5,0.50", "twice")):
+    with pytest.raises(ValueError, match=message):
+      compress.parse_scales(bad)
+  assert compress.coded_size(384, 216, 0.75) == (288, 162)
+  assert compress.coded_size(96, 64, 0.5) == (48, 32)
+  assert compress.coded_size(100, 70, 0.3) == (30, 22)  # 21 → even
+
+
+def test_scaled_ladder_rows(scaled):
+  rows = scaled["rows"]
+  assert [(row["scale"], row["target_kbps"], row["rung"]) for row in rows] == [
+      (0.5, 30.0, 0), (0.5, 150.0, 1), (1.0, 30.0, 2), (1.0, 150.0, 3)]
+  for row in rows:
+    assert tuple(row) == compress.MANIFEST_KEYS
+    # The coded size, read back from the file by ffmpeg.
+    assert media._display_size(scaled["out"] / row["path"]) == (
+        row["encode_width"], row["encode_height"]) == (
+        (48, 32) if row["scale"] == 0.5 else (96, 64))
+    assert (row["width"], row["height"]) == (96, 64)
+    assert row["bits_per_pixel"] == pytest.approx(
+        row["bitrate_kbps"] * 1000 / (row["encode_width"] * row["encode_height"] * row["fps"]))
+    assert len(row["vmaf_frames"]) == row["num_frames"] == 10
+  assert [row["path"] for row in rows] == [
+      "encodes/bikes/libx264_30k_x0.5.mp4", "encodes/bikes/libx264_150k_x0.5.mp4",
+      "encodes/bikes/libx264_30k.mp4", "encodes/bikes/libx264_150k.mp4"]
+  # Half the lines lose detail no bitrate can restore.
+  assert rows[1]["vmaf"] < rows[3]["vmaf"]
+
+
+def test_scaled_vmaf_is_bicubic_upscale_against_mezzanine(scaled):
+  row = scaled["rows"][1]
+  out = scaled["out"]
+  # An independent run of libvmaf on the bicubic upscale the docstring promises; a
+  # different upscaler (here lanczos) gives a different score.
+  scores = {}
+  for flags in ("bicubic", "lanczos"):
+    ffmpeg.run_ffmpeg(["-v", "error", "-i", out / row["path"], "-i", out / row["source_path"],
+                       "-lavfi", f"[0:v]scale=96:64:flags={flags},format=yuv420p[d];"
+                                 f"[d][1:v]libvmaf=log_fmt=json:log_path=v.json",
+                       "-f", "null", "-"], cwd=scaled["root"])
+    log = json.loads((scaled["root"] / "v.json").read_text())
+    scores[flags] = [frame["metrics"]["vmaf"] for frame in log["frames"]]
+  np.testing.assert_allclose(row["vmaf_frames"], scores["bicubic"], atol=1e-4)
+  assert np.abs(np.subtract(row["vmaf_frames"], scores["lanczos"])).max() > 1e-3
+
+
+def test_scales_one_keeps_the_old_rows(scaled, tmp_path):
+  # The same source with --scales 1: the scale-1 rows of the two-scale run, renumbered.
+  result = compress.make_dataset([scaled["root"] / "sources" / "bikes.mp4"], tmp_path,
+                                 [30, 150], progress=False, jobs=2)
+  two_scale = [dict(row, rung=row["rung"] - 2) for row in scaled["rows"][2:]]
+  assert result.rows == two_scale
+  assert [row["rung"] for row in result.rows] == [0, 1]
+
+
+def test_read_display_frames(scaled):
+  out = scaled["out"]
+  full, half = scaled["rows"][3], scaled["rows"][1]
+  np.testing.assert_array_equal(compress.read_display_frames(full, out),
+                                media.ffmpeg_decode_frames(out / full["path"], range(10)))
+  np.testing.assert_array_equal(compress.read_display_frames(full, out, [7, 2, 7]),
+                                media.ffmpeg_decode_frames(out / full["path"], [7, 2, 7]))
+  frames = compress.read_display_frames(half, out, [0, 9])
+  assert frames.shape == (2, 64, 96, 3) and frames.dtype == np.uint8
+  coded = media.ffmpeg_decode_frames(out / half["path"], [0, 9])
+  assert coded.shape == (2, 32, 48, 3)
+  nearest = coded.repeat(2, axis=1).repeat(2, axis=2)
+  assert np.abs(frames.astype(int) - nearest).mean() > 1
+  # And the bicubic upscale is nearer the mezzanine than a pixel-repeating one.
+  reference = media.ffmpeg_decode_frames(out / half["source_path"], [0, 9]).astype(float)
+  assert np.mean((frames - reference) ** 2) < np.mean((nearest - reference) ** 2)
+
+
+def test_summary_line_counts_made_and_skipped(scaled, capsys):
+  args = ["make-dataset", "--sources", str(scaled["root"] / "sources"), "--out",
+          str(scaled["out"]), "--ladder", "30k,150k", "--scales", "1,0.5", "--jobs", "2",
+          "--no-progress"]
+  assert cli.main(args) == 0
+  summary = capsys.readouterr().err.splitlines()[-1]
+  assert re.fullmatch(r"jaxvqa make-dataset: 1 sources \(0 failed\), encodes: 0 made, 4 "
+                      r"skipped \(already done\), 0 failed; [\d.]+ s wall, 0.00 encodes/s",
+                      summary), summary
+  (scaled["out"] / "encodes/bikes/libx264_30k_x0.5.json").unlink()
+  assert cli.main(args + ["--jobs", "1"]) == 0
+  summary = capsys.readouterr().err.splitlines()[-1]
+  made = re.search(r"encodes: 1 made, 3 skipped .* ([\d.]+) s wall, ([\d.]+) encodes/s",
+                   summary)
+  assert made and float(made.group(2)) == pytest.approx(1 / float(made.group(1)), rel=0.05)
+
+
+def test_threads_and_pool(tmp_path, monkeypatch):
+  # Two cores and jobs left to default: a pool of two; mezzanines and encodes all
+  # run on pool threads (nothing on the caller's), one ffmpeg thread each as at
+  # least two tasks are pending; the encoders always run single-threaded.
+  monkeypatch.setattr(os, "cpu_count", lambda: 2)
+  pools, calls = [], []
+  pool_class, run_ffmpeg = concurrent.futures.ThreadPoolExecutor, ffmpeg.run_ffmpeg
+
+  def recording_pool(workers, *args, **kwargs):
+    pools.append(workers)
+    return pool_class(workers, *args, **kwargs)
+
+  def recording_run(args, **kwargs):
+    calls.append((threading.current_thread() is threading.main_thread(), list(map(str, args))))
+    return run_ffmpeg(args, **kwargs)
+
+  sources = [media.make_clip(tmp_path / "src" / f"c{k}.mp4", size=(64, 48), frames=6,
+                             start_frame=20 * k) for k in range(2)]
+  monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", recording_pool)
+  monkeypatch.setattr(ffmpeg, "run_ffmpeg", recording_run)
+  result = compress.make_dataset(sources, tmp_path / "out", [60, 200], progress=False)
+  assert result.failures == [] and result.made == 4 and result.skipped == 0
+  assert pools == [2]
+  assert [args for on_main, args in calls if on_main] == []
+  assert sum("-xerror" in args for _, args in calls) == 2  # the two mezzanines
+  thread_args = [args[k + 1] for _, args in calls for k, arg in enumerate(args)
+                 if arg == "-threads"]
+  assert thread_args and set(thread_args) == {"1"}
+  # One pending encode on two cores: decoding and VMAF get both, the encoder one.
+  (tmp_path / "out/encodes/c0/libx264_60k.json").unlink()
+  calls.clear()
+  result = compress.make_dataset(sources, tmp_path / "out", [60, 200], progress=False)
+  assert (result.made, result.skipped) == (1, 3)
+  vmaf = [args for _, args in calls if "-lavfi" in args]
+  assert len(vmaf) == 1 and "n_threads=2" in vmaf[0][vmaf[0].index("-lavfi") + 1]
+  encoder_threads = [args[len(args) - args[::-1].index("-threads")] for _, args in calls
+                     if "libx264" in args]
+  assert encoder_threads == ["1", "1"]  # both passes
+
+
+def test_builder_carries_ladder_keys_and_reads_old_manifests(scaled, tmp_path):
+  from jaxvqa.data import builders
+  from jaxvqa.data.builders import compressed
+  builder = builders.prepare("compressed", scaled["out"], tmp_path / "tfds", seed=0,
+                             train_fraction=1.0, validation_fraction=0.0, test_fraction=0.0)
+  by_name = {row["path"]: row for row in scaled["rows"]}
+  seen = 0
+  for split in builder.info.splits:
+    source = builder.as_data_source(split)
+    for k in range(len(source)):
+      record = source[k]
+      row = by_name[record["name"].decode()]
+      assert record["group"] == row["rung"] and record["scale"] == row["scale"]
+      assert (record["encode_width"], record["encode_height"]) == (
+          row["encode_width"], row["encode_height"])
+      assert record["bits_per_pixel"] == pytest.approx(row["bits_per_pixel"], rel=1e-6)
+      seen += 1
+  assert seen == len(scaled["rows"])
+  # A manifest written before --scales: read as scale-1 encodes.
+  old_keys = compressed.MANIFEST_KEYS
+  (tmp_path / "manifest.jsonl").write_text("".join(
+      json.dumps({key: row[key] for key in old_keys}) + "\n" for row in scaled["rows"][2:]))
+  assert compressed.read_manifest(tmp_path / "manifest.jsonl") == scaled["rows"][2:]

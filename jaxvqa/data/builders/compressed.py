@@ -10,11 +10,17 @@ Features:
     video         bytes        the encoded file
     label         float32      mean VMAF against the source (0-100, not rescaled)
     vmaf_frames   float32 [F]  per-frame VMAF
-    group         int32        bitrate rung, 0 = lowest bitrate
+    group         int32        rung: index in the ladder sorted by (scale, kbps); 0 = lowest
     source        text         source id (the split unit)
     codec         text         e.g. libx264
     bitrate_kbps  float32      measured; target_kbps float32 the ladder's target
-    width, height, num_frames  int32; fps float32
+    width, height, num_frames  int32 (display size: the mezzanine's); fps float32
+    scale         float32      resolution factor of the encode (1 = display size)
+    encode_width, encode_height  int32  the coded size
+    bits_per_pixel float32     bitrate_kbps·1000 / (encode_width·encode_height·fps)
+
+Manifests made before `--scales` existed lack the last four keys; they are read as scale 1,
+coded size = display size, and bits per pixel computed from those, which is what they were.
 """
 
 from __future__ import annotations
@@ -30,7 +36,19 @@ from jaxvqa.data.builders import base
 MANIFEST_KEYS = (
     "source", "source_path", "path", "codec", "rung", "target_kbps", "bitrate_kbps", "vmaf",
     "vmaf_frames", "width", "height", "num_frames", "fps",
-)
+)  # required; the resolution-ladder keys below have defaults (see the module docstring)
+LADDER_KEYS = ("scale", "encode_width", "encode_height", "bits_per_pixel")
+
+
+def with_ladder_defaults(record: dict) -> dict:
+  """`record` with the resolution-ladder keys of a scale-1 encode filled in where absent."""
+  record = dict(record)
+  record.setdefault("scale", 1.0)
+  record.setdefault("encode_width", record["width"])
+  record.setdefault("encode_height", record["height"])
+  record.setdefault("bits_per_pixel", float(record["bitrate_kbps"]) * 1000.0 / (
+      float(record["encode_width"]) * float(record["encode_height"]) * float(record["fps"])))
+  return record
 
 
 class ManifestError(ValueError):
@@ -50,16 +68,18 @@ def read_manifest(path: Path) -> list[dict]:
     absent = [key for key in MANIFEST_KEYS if key not in record]
     if absent:
       raise ManifestError(f"{path}:{number}: keys {absent} missing; re-run make-dataset")
-    records.append(record)
+    records.append(with_ladder_defaults(record))
   if not records:
     raise ManifestError(f"{path} holds no encodes; run `jaxvqa make-dataset` again")
   return records
 
 
 class CompressedVideos(base.ManualDirBuilder):
-  """Sources encoded along a bitrate ladder, each encode labelled with its mean VMAF."""
+  """Sources encoded along a bitrate (and resolution) ladder, each labelled with its mean VMAF."""
 
   name = "jaxvqa_compressed_videos"
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "scale, encode_width, encode_height, bits_per_pixel (--scales)"}
   BUILDER_CONFIGS = [base.SplitConfig(
       name="default", train_fraction=0.7, validation_fraction=0.15, test_fraction=0.15)]
   LABEL_FILES = ("manifest.jsonl",)
@@ -88,6 +108,10 @@ class CompressedVideos(base.ManualDirBuilder):
             "height": tfds.features.Scalar(dtype=np.int32),
             "num_frames": tfds.features.Scalar(dtype=np.int32),
             "fps": tfds.features.Scalar(dtype=np.float32),
+            "scale": tfds.features.Scalar(dtype=np.float32),
+            "encode_width": tfds.features.Scalar(dtype=np.int32),
+            "encode_height": tfds.features.Scalar(dtype=np.int32),
+            "bits_per_pixel": tfds.features.Scalar(dtype=np.float32),
         }),
     )
 
@@ -125,4 +149,8 @@ class CompressedVideos(base.ManualDirBuilder):
           "height": int(record["height"]),
           "num_frames": int(record["num_frames"]),
           "fps": float(record["fps"]),
+          "scale": float(record["scale"]),
+          "encode_width": int(record["encode_width"]),
+          "encode_height": int(record["encode_height"]),
+          "bits_per_pixel": float(record["bits_per_pixel"]),
       }
