@@ -431,3 +431,79 @@ def test_builder_carries_ladder_keys_and_reads_old_manifests(scaled, tmp_path):
   (tmp_path / "manifest.jsonl").write_text("".join(
       json.dumps({key: row[key] for key in old_keys}) + "\n" for row in scaled["rows"][2:]))
   assert compressed.read_manifest(tmp_path / "manifest.jsonl") == scaled["rows"][2:]
+
+
+# ----------------------------------------------------------------------------- real-world rates
+
+
+@pytest.fixture(scope="module")
+def any_rate(tmp_path_factory):
+  """Sources at 23.976 (ms time base), 26.78 (mp4, timescale 1000), 29.97 and variable fps,
+  plus an audio-only file, at two rungs (~4 s)."""
+  root = tmp_path_factory.mktemp("rates")
+  src = root / "sources"
+  media.make_clip(src / "film.mkv", fps="24000/1001", frames=12)
+  media.make_clip(src / "camera.mp4", source="bigbuckbunny", fps=26.78, frames=24,
+                  codec_options=["-video_track_timescale", "1000"])
+  media.make_clip(src / "carphone.mkv", source="carphone_pristine", frames=8)
+  media.make_vfr_clip(src / "phone.mkv", rates=(30.0, 8.0), frames_per_rate=6)
+  media.make_audio_only(src / "voice.mp4")
+  result = compress.make_dataset(src, root / "out", [50, 200], jobs=2, progress=False)
+  return {"src": src, "out": root / "out", "result": result}
+
+
+def test_sources_really_have_those_rates(any_rate):
+  src = any_rate["src"]
+  pts, time_base = media.presentation_timestamps(src / "camera.mp4")
+  assert time_base == (1, 1000) and set(np.diff(pts)) == {37, 38}  # 26.78 fps in ms
+  pts, time_base = media.presentation_timestamps(src / "film.mkv")
+  assert time_base == (1, 1000) and set(np.diff(pts)) == {41, 42}  # 23.976 in ms
+  pts, _ = media.presentation_timestamps(src / "phone.mkv")
+  steps = np.diff(pts)
+  assert steps.max() > 3 * steps.min()  # 1/8 s and 1/30 s frames: really variable
+
+
+def test_only_the_audio_file_fails(any_rate):
+  assert [os.path.basename(f.name) for f in any_rate["result"].failures] == ["voice.mp4"]
+
+
+@pytest.mark.parametrize("name", ["film", "camera", "carphone", "phone"])
+def test_any_frame_rate_gets_every_rung(any_rate, name):
+  result, out, src = any_rate["result"], any_rate["out"], any_rate["src"]
+  source = next(src.glob(f"{name}.*"))
+  rows = [row for row in result.rows if row["source"] == name]
+  assert [row["rung"] for row in rows] == [0, 1]
+  pts, (num, den) = media.presentation_timestamps(source)
+  mean_fps = (len(pts) - 1) / ((pts[-1] - pts[0]) * num / den)
+  expected_fps = {"film": 24000 / 1001, "carphone": 30000 / 1001,
+                  "camera": pytest.approx(26.78, rel=1e-3),
+                  "phone": pytest.approx(mean_fps, rel=1e-3)}[name]
+  frames = media.count_decoded_frames(source)
+  for row in rows:
+    assert row["num_frames"] == frames == len(row["vmaf_frames"])
+    assert media.count_decoded_frames(out / row["path"]) == frames
+    assert row["fps"] == expected_fps
+    assert row["vmaf"] > 40, row  # frame n against frame n: a shifted pairing scores far lower
+  assert rows[1]["vmaf"] > rows[0]["vmaf"]
+  # Every source frame is one mezzanine frame (lossless), none dropped or repeated ...
+  mezzanine = out / "sources" / f"{name}.mkv"
+  np.testing.assert_array_equal(media.ffmpeg_decode_frames(mezzanine, range(frames)),
+                                media.ffmpeg_decode_frames(source, range(frames)))
+  # ... at a constant rate (Matroska rounds each timestamp to the millisecond).
+  pts, _ = media.presentation_timestamps(mezzanine)
+  assert np.ptp(np.diff(pts)) <= 1
+
+
+def test_audio_only_source_says_no_video_stream(any_rate):
+  (failure,) = any_rate["result"].failures
+  assert failure.name.endswith("voice.mp4")
+  assert "no video stream" in failure.reason and "voice.mp4" in failure.reason
+
+
+def test_encoder_refusal_is_reported_with_its_reason(made, tmp_path):
+  # x264 refuses 1 kb/s; ffmpeg then prints thread-shutdown lines the report skips.
+  result = compress.make_dataset(_good_sources(made)[:1], tmp_path, [1], max_frames=12,
+                                 progress=False)
+  (failure,) = result.failures
+  assert failure.name == "bikes/libx264_1k"
+  assert "requested bitrate is too low" in failure.reason, failure.reason

@@ -20,8 +20,9 @@ Decisions:
   then `-fps_mode cfr -r R`, which then has nothing to drop or duplicate). R is
   the source's average rate, a rational measured from its packet timestamps
   ((packets − 1) / span); it is snapped to a broadcast rate (24000/1001, 24,
-  25, 30000/1001, ...) within 0.1 % (millisecond time bases round 23.976 to
-  23.983), else rounded to 1/1000 Hz. A variable-rate source thus plays at its
+  25, 30000/1001, ...) when within 0.1 % of it or when every timestamp is that
+  rate's rounded to the time base (a millisecond time base makes eight frames
+  of 29.97 look like 29.915), else rounded to 1/1000 Hz. A variable-rate source thus plays at its
   mean rate: its frames, not its timing, are what the encoders and VMAF see.
   R is kept in the mezzanine's sidecar (as "fps_rational") and every later step
   re-times the frames it decodes the same way (encodes: `setpts=N` on the
@@ -364,7 +365,7 @@ def _framecrc_rows(path: Path, *, copy: bool, threads: int = 1) -> tuple[str, li
                                    "-map", "0:v:0", *mode, "-f", "framecrc", "-"],
                                   capture_stdout=True)
   except ffmpeg.FfmpegError as error:
-    if "matches no streams" in error.reason or "matches no streams" in str(error.args_list):
+    if "matches no streams" in error.stderr:  # the -map 0:v:0 above found no video
       raise EncodeCheckError(
           f"no video stream in {Path(path).name} (audio or data only): give a video file") \
           from None
@@ -392,9 +393,19 @@ def source_rate(path: Path) -> fractions.Fraction:
   else:
     rate = fractions.Fraction(25)
   for broadcast in BROADCAST_RATES:
-    if abs(rate / broadcast - 1) <= 0.001:
+    if abs(rate / broadcast - 1) <= 0.001 or _rounded_from(stamps, tb, broadcast):
       return broadcast
   return fractions.Fraction(round(rate * 1000), 1000)
+
+
+def _rounded_from(stamps: Sequence[int], tb: fractions.Fraction,
+                  rate: fractions.Fraction) -> bool:
+  """Whether `stamps` (sorted, in units of `tb`) are frames at `rate` each rounded to
+  the time base: within one tick of k / rate from the first (both ends rounded)."""
+  if len(stamps) < 2 or 1 / rate < 2 * tb:
+    return False
+  return all(abs((stamp - stamps[0]) * tb - k / rate) <= tb
+             for k, stamp in enumerate(stamps))
 
 
 def _stream_facts(path: Path, threads: int = 1) -> tuple[int, int, int, float]:

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 
 
 class FfmpegError(RuntimeError):
-  """An ffmpeg run exited non-zero; `reason` is the last lines of its stderr."""
+  """An ffmpeg run exited non-zero; `reason` is the last lines of its stderr, `stderr` all."""
 
   def __init__(self, args: Sequence[str], returncode: int, stderr: str):
     self.args_list = list(args)
     self.returncode = returncode
+    self.stderr = stderr
     self.reason = last_error_lines(stderr)
     super().__init__(f"ffmpeg exited with {returncode}: {self.reason}")
 
@@ -63,7 +64,13 @@ def last_error_lines(stderr: str, max_lines: int = 2) -> str:
   lines = [re.sub(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+", "", line.strip())
            for line in stderr.splitlines() if line.strip()]
   # ffmpeg ends many failures with generic lines; the cause is just above them.
-  generic = ("Conversion failed!", "Exiting normally", "Error opening input file")
+  # ffmpeg 7+ follows an encoder's own message ("requested bitrate is too low")
+  # with lines from each of its threads saying only that something failed.
+  generic = ("Conversion failed!", "Exiting normally", "Error opening input file",
+             "Terminating thread with return code", "Nothing was written into output file",
+             "Task finished with error code", "Error sending frames to consumers",
+             "Could not open encoder before EOF", "Error while opening encoder",
+             "Error while filtering", "Error closing file")
   useful = [line for line in lines if not line.startswith(generic)]
   tail = (useful or lines)[-max_lines:]
   return " | ".join(tail) if tail else "no message"
