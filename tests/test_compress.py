@@ -286,6 +286,12 @@ def test_parse_scales():
   assert compress.coded_size(100, 70, 0.3) == (30, 22)  # 21 → even
 
 
+def test_cli_rejects_bad_scales(tmp_path, capsys):
+  assert cli.main(["make-dataset", "--sources", str(tmp_path), "--out",
+                   str(tmp_path / "out"), "--scales", "1,2"]) == 2
+  assert "bad scale '2' in --scales '1,2': must be in (0, 1]" in capsys.readouterr().err
+
+
 def test_scaled_ladder_rows(scaled):
   rows = scaled["rows"]
   assert [(row["scale"], row["target_kbps"], row["rung"]) for row in rows] == [
@@ -340,6 +346,8 @@ def test_read_display_frames(scaled):
                                 media.ffmpeg_decode_frames(out / full["path"], range(10)))
   np.testing.assert_array_equal(compress.read_display_frames(full, out, [7, 2, 7]),
                                 media.ffmpeg_decode_frames(out / full["path"], [7, 2, 7]))
+  with pytest.raises(IndexError, match=r"\[10\] are outside encodes/bikes/libx264_150k.mp4"):
+    compress.read_display_frames(full, out, [3, 10])
   frames = compress.read_display_frames(half, out, [0, 9])
   assert frames.shape == (2, 64, 96, 3) and frames.dtype == np.uint8
   coded = media.ffmpeg_decode_frames(out / half["path"], [0, 9])

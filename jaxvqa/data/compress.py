@@ -551,8 +551,12 @@ def read_display_frames(row: dict, dataset_dir: str | os.PathLike,
   unique = None
   if frame_indices is not None:
     unique = sorted({int(i) for i in frame_indices})
-    if unique and unique[0] < 0:
-      raise ValueError(f"frame_indices must be ≥ 0, got {unique[0]}")
+    beyond = [i for i in unique if i < 0 or i >= int(row.get("num_frames", sys.maxsize))]
+    if beyond:
+      raise IndexError(f"frame_indices {beyond[:5]} are outside {row['path']}, which has "
+                       f"{row.get('num_frames', '?')} frames (0-based)")
+    if not unique:
+      return np.zeros((0, height, width, 3), np.uint8)
     filters.append("select='" + "+".join(f"eq(n\\,{i})" for i in unique) + "'")
   if (int(row.get("encode_width", width)), int(row.get("encode_height", height))) != (
       width, height):
@@ -566,9 +570,8 @@ def read_display_frames(row: dict, dataset_dir: str | os.PathLike,
   if unique is None:
     return frames
   if len(frames) != len(unique):
-    missing = [i for i in unique if i >= len(frames) + unique[0]] or unique
-    raise IndexError(f"{path}: frames {missing[:5]} requested, the encode has fewer "
-                     f"(num_frames={row.get('num_frames')})")
+    raise IndexError(f"{path}: {len(unique)} frames requested, {len(frames)} decoded: "
+                     f"frame_indices run past the end of the encode")
   position = {index: k for k, index in enumerate(unique)}
   return frames[[position[int(i)] for i in frame_indices]]
 
