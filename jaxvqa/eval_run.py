@@ -3,9 +3,18 @@
     WORKDIR/config.json (+ --config.data.* overrides) ──▶ data set split, model
     WORKDIR/best|checkpoints ──▶ weights, calibration
       ──evaluation.predict_split──▶ raw scores ──calibration──▶ label-scale scores
-      ──metrics.evaluate──▶ PLCC, SRCC, KRCC, RMSE, count (printed as a table)
-      ──▶ OUT/<split>_<which>_<weights>.json   metrics, fit, checkpoint, every video's score
-      ──▶ OUT/<split>_<which>_<weights>.png    label against score, with the fitted logistic
+      ──metrics.evaluate──▶ PLCC, raw Pearson, SRCC, KRCC, RMSE, count (printed as a table)
+      ──▶ OUT/<split>_<which>_<weights>.json       metrics, fit, checkpoint, every video's score
+      ──▶ OUT/<split>_<which>_<weights>.png        label against score over the label range,
+                                                   identity line, colour = rung, marker = source
+      ──▶ OUT/<split>_<which>_<weights>_rate.png   per source: predicted score (solid) and label
+                                                   (dashed) against achieved bitrate (compressed
+                                                   sets only: the others carry no bitrate)
+      ──▶ WORKDIR/tensorboard (when it exists)     the same figures as images
+
+A checkpoint without a calibration (a periodic save) gives raw scores on the model's own scale;
+its figures then plot the scores through a calibration fitted on the evaluated split itself, so the
+axes are still the label's, and the axis title says so.
 
 The per-device batch is the one `jaxvqa score` uses, so the JSON's scores are bit-identical to
 what `jaxvqa score` prints for the same files (the data set stores each file's bytes; decoding
@@ -24,7 +33,7 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from jaxvqa import evaluation, inference, metrics, plots
+from jaxvqa import calibration as calibration_lib, evaluation, inference, metrics, plots
 from jaxvqa.data import datasets, pipeline
 from jaxvqa.run_log import configure_logging
 
@@ -32,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Only the data may be changed at evaluation time: the model is fixed by the checkpoint.
 OVERRIDABLE_PREFIX = "data."
+# Where train.py's RunLog writes TensorBoard events under the workdir.
+TENSORBOARD_DIR = "tensorboard"
 
 
 @dataclasses.dataclass
@@ -40,11 +51,11 @@ class EvalResult:
   fit: metrics.LogisticFit
   checkpoint: inference.CheckpointInfo
   split: str
-  calibration: tuple[float, float] | None
+  calibration: calibration_lib.Calibration | None
   videos: list[dict[str, Any]]  # one record per scored video (see `_video_records`)
   dropped: int                  # videos that failed to decode and were left out
   json_path: Path
-  plot_path: Path
+  plot_paths: list[Path]        # the scatter plot, then the rate plot when the set has bitrates
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
@@ -63,24 +74,70 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
     node[name] = value
 
 
-def _names(data_source, indices: np.ndarray, chunk: int = 64) -> list[str]:
-  """The `name` field of the examples at `indices` (reads those records again)."""
-  names = []
+def _descriptions(data_source, indices: np.ndarray, chunk: int = 64) -> list[dict[str, Any]]:
+  """name, source and, where the set has them (compressed sets), rung and achieved bitrate of the
+  examples at `indices` (reads those records again)."""
+  described = []
   for start in range(0, len(indices), chunk):
     keys = [int(i) for i in indices[start:start + chunk]]
     records = (data_source.__getitems__(keys) if hasattr(data_source, "__getitems__")
                else [data_source[k] for k in keys])
-    names.extend(pipeline.text(record["name"]) for record in records)
-  return names
+    for record in records:
+      entry = {"name": pipeline.text(record["name"])}
+      if "source" in record:
+        entry["source"] = pipeline.text(record["source"])
+      if "group" in record:
+        entry["rung"] = int(record["group"])
+      if "bitrate_kbps" in record:
+        entry["bitrate_kbps"] = float(record["bitrate_kbps"])
+      described.append(entry)
+  return described
 
 
 def _video_records(predictions: evaluation.SplitPredictions, scores: np.ndarray,
-                   names: list[str], manual_dir: Path) -> list[dict[str, Any]]:
+                   described: list[dict[str, Any]], manual_dir: Path) -> list[dict[str, Any]]:
   return [
-      {"index": int(index), "name": name, "path": str(manual_dir / name), "label": float(label),
-       "score": float(score), "raw_score": float(raw)}
-      for index, name, label, score, raw in zip(
-          predictions.index, names, predictions.label, scores, predictions.score)]
+      {"index": int(index), **entry, "path": str(manual_dir / entry["name"]),
+       "label": float(label), "score": float(score), "raw_score": float(raw)}
+      for index, entry, label, score, raw in zip(
+          predictions.index, described, predictions.label, scores, predictions.score)]
+
+
+def _column(videos: list[dict[str, Any]], key: str) -> list[Any] | None:
+  """Every video's `key`, or None when any video lacks it."""
+  return [video[key] for video in videos] if all(key in video for video in videos) else None
+
+
+def _figures(videos: list[dict[str, Any]], report: metrics.QualityReport, fit: metrics.LogisticFit,
+             *, calibrated: bool, scale: str, label_name: str, title: str) -> dict[str, Any]:
+  """{"scatter": Figure, ["rate": Figure]} of the evaluated videos (module docstring)."""
+  scores = np.array([video["score"] for video in videos])
+  label = np.array([video["label"] for video in videos])
+  # Raw scores are put on the label's scale by the same increasing map a best checkpoint carries,
+  # fitted here; `fit` itself can be a falling line, which would flip a backwards model.
+  shown = scores if calibrated else calibration_lib.fit_calibration(scores, label)(scores)
+  xlabel = (f"predicted score ({scale})" if calibrated
+            else "raw score, calibrated on this split for display")
+  sources, rungs = _column(videos, "source"), _column(videos, "rung")
+  figures = {"scatter": plots.scatter_figure(
+      shown, label, fit=fit if calibrated else None, report=report, rungs=rungs, sources=sources,
+      title=title, xlabel=xlabel, ylabel=f"label ({label_name})")}
+  bitrates = _column(videos, "bitrate_kbps")
+  if bitrates is not None and sources is not None:
+    figures["rate"] = plots.rate_quality_figure(
+        np.array(bitrates), shown, label, sources, title=title, label_name=label_name,
+        ylabel=f"score ({scale if calibrated else 'raw, calibrated on this split'})")
+  return figures
+
+
+def _write_tensorboard(directory: Path, tag: str, figures: Mapping[str, Any], step: int) -> None:
+  from tensorboardX import SummaryWriter
+
+  # add_image of pixels rendered here: tensorboardX's add_figure imports pyplot, which the plots
+  # module keeps out of the process.
+  with SummaryWriter(str(directory)) as writer:
+    for name, figure in figures.items():
+      writer.add_image(f"{tag}/{name}", plots.figure_rgb(figure), step, dataformats="HWC")
 
 
 def _strict_json(value: Any) -> Any:
@@ -134,7 +191,8 @@ def evaluate_checkpoint(
   report = metrics.evaluate(
       scores, predictions.label, name=f"{split} ({checkpoint.which}, {checkpoint.weights} weights)")
   fit = metrics.fit_logistic(scores, predictions.label)
-  videos = _video_records(predictions, scores, _names(source, predictions.index), data.manual_dir)
+  videos = _video_records(predictions, scores, _descriptions(source, predictions.index),
+                          data.manual_dir)
 
   out_dir = Path(out_dir) if out_dir is not None else workdir / "eval"
   stem = f"{split}_{checkpoint.which}_{checkpoint.weights}"
@@ -143,9 +201,9 @@ def evaluate_checkpoint(
       "data": str(data.manual_dir),
       "model": trained.describe(),
       "checkpoint": checkpoint.to_dict(),
-      "calibration": list(trained.calibration) if trained.calibration is not None else None,
+      "calibration": trained.calibration.to_dict() if trained.calibration is not None else None,
       "metrics": report.to_dict(),
-      "fit": {"kind": fit.kind, "params": list(fit.params)},
+      "fit": fit.to_dict(),
       "dropped": predictions.dropped,
       "videos": videos,
   }
@@ -153,15 +211,19 @@ def evaluate_checkpoint(
   json_path = out_dir / f"{stem}.json"
   json_path.write_text(json.dumps(_strict_json(document), indent=2, allow_nan=False) + "\n")
   scale = "VMAF-scale" if config.data.builder == "compressed" else "calibrated"
-  plot_path = plots.scatter_with_fit(
-      scores, predictions.label, out_dir / f"{stem}.png", fit=fit, report=report,
+  figures = _figures(
+      videos, report, fit, calibrated=trained.calibration is not None, scale=scale,
+      label_name="VMAF" if config.data.builder == "compressed" else "MOS",
       title=f"{split} split, {checkpoint.which} checkpoint (step {checkpoint.step}, "
-            f"{checkpoint.weights} weights)",
-      xlabel=f"predicted score ({scale})" if trained.calibration else "predicted score (raw)",
-      ylabel="label")
+            f"{checkpoint.weights} weights)")
+  plot_paths = [plots.save_png(figure, out_dir / f"{stem}{'' if name == 'scatter' else '_' + name}.png")
+                for name, figure in figures.items()]
+  tensorboard = workdir / TENSORBOARD_DIR
+  if tensorboard.is_dir():
+    _write_tensorboard(tensorboard, f"eval/{stem}", figures, checkpoint.step)
   return EvalResult(report=report, fit=fit, checkpoint=checkpoint, split=split,
                     calibration=trained.calibration, videos=videos, dropped=predictions.dropped,
-                    json_path=json_path, plot_path=plot_path)
+                    json_path=json_path, plot_paths=plot_paths)
 
 
 def main(workdir: str | Path, **kwargs) -> EvalResult:
@@ -171,8 +233,12 @@ def main(workdir: str | Path, **kwargs) -> EvalResult:
   print(f"checkpoint: {result.checkpoint.describe()}")
   if result.calibration is None:
     print("scores: raw model output (this checkpoint carries no calibration)")
+  else:
+    print(f"scores: label scale (calibration: {result.calibration.describe()})")
   print(metrics.format_table([result.report]))
+  if result.fit.reason:
+    print(f"PLCC and RMSE through the {result.fit.kind} fit: {result.fit.reason}")
   if result.dropped:
     print(f"{result.dropped} videos failed to decode and were left out")
-  print(f"wrote {result.json_path} and {result.plot_path}")
+  print(f"wrote {', '.join(str(path) for path in [result.json_path, *result.plot_paths])}")
   return result

@@ -19,8 +19,9 @@ class SplitPredictions:
   label: np.ndarray   # float [N]
   dropped: int        # examples that failed to decode and were left out
 
-  def report(self, name: str = "", calibration: tuple[float, float] | None = None) -> metrics.QualityReport:
-    score = self.score if calibration is None else calibration_lib.calibrate(self.score, calibration)
+  def report(self, name: str = "", calibration: calibration_lib.Calibration | None = None
+             ) -> metrics.QualityReport:
+    score = self.score if calibration is None else calibration(self.score)
     return metrics.evaluate(score, self.label, name=name)
 
 

@@ -1,7 +1,7 @@
 """A finished training run, loaded for inference: its model, weights, frame options and calibration.
 
     WORKDIR/config.json ──▶ model + frame options
-    WORKDIR/best|checkpoints/<step> ──▶ weights (EMA or raw) + calibration (slope, intercept)
+    WORKDIR/best|checkpoints/<step> ──▶ weights (EMA or raw) + calibration (bounded logistic)
     clips uint8 [N, T, S, S, 3] ──padded batches, sharded over the mesh──▶ raw scores [N]
       ──calibration──▶ scores on the label's scale (VMAF 0–100 for compressed sets)
 
@@ -73,11 +73,9 @@ class TrainedModel:
     self.model = vqa.build_vqa_model(config.model)
     self.mesh = parallel.make_mesh(num_devices)
     self.params = parallel.replicate(params, self.mesh)
-    # The best checkpoint carries the (slope, intercept) fitted on the validation split; a periodic
+    # The best checkpoint carries the calibration fitted on the validation split; a periodic
     # save has none, and then scores stay on the model's raw scale.
-    saved = meta.get("calibration")
-    self.calibration: tuple[float, float] | None = (
-        (float(saved[0]), float(saved[1])) if saved is not None else None)
+    self.calibration: calibration.Calibration | None = calibration.from_saved(meta.get("calibration"))
     self.score_step = steps.jit_score_step(self.model)
 
   @property

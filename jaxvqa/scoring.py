@@ -313,8 +313,7 @@ def _video_score(path: str, decoded: DecodedVideo, raw: np.ndarray, trained: Tra
 def scale_description(trained: TrainedModel) -> str:
   if trained.calibration is None:
     return "raw model output (this checkpoint carries no calibration; use --which best)"
-  slope, intercept = trained.calibration
-  return f"label scale (calibration: {slope:.6g} * raw + {intercept:.6g})"
+  return f"label scale (calibration: {trained.calibration.describe()})"
 
 
 def _number(value: float) -> Any:
@@ -328,7 +327,7 @@ def format_json(scores: Sequence[VideoScore], failures: Sequence[ScoreFailure],
       "model": trained.describe(),
       "model_config": trained.config.model.to_dict(),
       "checkpoint": trained.checkpoint.to_dict(),
-      "calibration": list(trained.calibration) if trained.calibration is not None else None,
+      "calibration": trained.calibration.to_dict() if trained.calibration is not None else None,
       "scale": scale_description(trained),
       "segments": num_segments,
       "videos": [

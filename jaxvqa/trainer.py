@@ -112,7 +112,7 @@ class Trainer:
     if srcc > best_srcc:
       self.checkpoints.save(state, {
           **self._meta(step), "best_metric": srcc, "validation": report.to_dict(),
-          "calibration": list(calibration.fit_calibration(predictions.score, predictions.label))},
+          "calibration": calibration.fit_calibration(predictions.score, predictions.label).to_dict()},
           best=True)
       return srcc
     return best_srcc
@@ -176,7 +176,7 @@ class Trainer:
     """Held-out reports: best EMA and raw weights (calibrated), and the bits-per-pixel baseline."""
     split = datasets.TEST if datasets.TEST in self.data.splits else datasets.VALIDATION
     best_state, best_meta = self.checkpoints.restore_best(state)
-    best_calibration = tuple(best_meta["calibration"]) if best_meta else None
+    best_calibration = calibration.from_saved(best_meta["calibration"]) if best_meta else None
     reports = []
     for label, params in (("model (EMA weights)", best_state.ema_params),
                           ("model (raw weights)", best_state.params)):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import media
-from jaxvqa import cli, inference, scoring
+from jaxvqa import calibration as calibration_lib, cli, inference, scoring
 from jaxvqa.data import pipeline, video
 
 ODD_NAME = "-lead dash 'quoted' \"clip\" name.mp4"
@@ -153,9 +153,9 @@ def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_d
   assert document["failures"] == []
   assert document["checkpoint"]["step"] == 2 and document["checkpoint"]["which"] == "best"
   assert document["model_config"]["backbone"]["embed_dim"] == 8
-  slope, intercept = document["calibration"]
+  calibration = calibration_lib.from_saved(document["calibration"])
   video_score = document["videos"][0]
-  assert video_score["score"] == pytest.approx(slope * video_score["raw_score"] + intercept)
+  assert video_score["score"] == pytest.approx(float(calibration([video_score["raw_score"]])[0]))
 
 
 def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_dir, tmp_path,
