@@ -2,13 +2,19 @@ r"""Trains a jaxvqa model: `python train.py --config configs/demo.py [--config.f
 
 Flags: --config (an ml_collections config file; `--config.a.b=v` overrides a field, unknown fields
 are an error) and --workdir (overrides config.workdir). A run that finds checkpoints in its workdir
-resumes from the latest one.
+resumes from the newest one, whenever the previous run was killed.
+
+Exit status: 0 done; 2 with one line on stderr for a config error, a damaged checkpoint or a
+workdir another train.py is writing; 128 + the signal number (143 SIGTERM, 130 SIGINT) when a
+signal stopped training: it saved first, and rerunning the same command resumes.
 """
+
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxvqa import trainer
+from jaxvqa import run_log
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: config.workdir).")
@@ -18,8 +24,18 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value or _CONFIG.value.workdir)
+  # Imported here: flag and config errors are reported before the slow imports.
+  from jaxvqa import checkpointing, config as config_lib, trainer
+
+  try:
+    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value or _CONFIG.value.workdir)
+  except trainer.TrainingInterrupted as stop:
+    print(f"train.py: {stop}", file=sys.stderr)
+    sys.exit(128 + stop.signum)
+  except (config_lib.ConfigError, checkpointing.CheckpointError,
+          checkpointing.WorkdirLockedError) as error:
+    run_log.exit_with_error("train.py", error)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=run_log.parse_flags_or_exit("train.py"))

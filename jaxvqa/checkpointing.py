@@ -4,23 +4,108 @@ Layout of a workdir:
   config.json           the full run config (eval.py and `jaxvqa score` rebuild the model from it)
   checkpoints/<step>/   periodic saves, keep-N, each with the train state and its metadata
   best/<step>/          the save with the best validation SRCC (keep 1)
+  train.lock            held (flock) by the train.py process writing the workdir
 
 Metadata travels with each save as JSON: the data step to resume the input stream from, the
 evaluation metrics and the score calibration. The train state is saved whole (params, EMA params,
-optimizer moments, step), so a resumed run continues exactly where it stopped.
+optimizer moments, step) in both kinds of save, so a run resumes from whichever is newer and
+continues exactly where it stopped.
+
+A checkpoint that cannot be read raises CheckpointError with one line naming the directory and
+what is wrong; train.py and eval.py print that line and exit 2.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = "train.lock"
 STATE_FIELDS = ("step", "params", "ema_params", "opt_state", "nonfinite_streak")
+WHICH = ("best", "latest")
+
+
+class CheckpointError(Exception):
+  """A run directory or checkpoint that cannot be used; the message is one line naming it."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+  """No run, or no checkpoint, where one was asked for (also a FileNotFoundError for old callers)."""
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another live process holds the workdir's lock; the message names the workdir."""
+
+
+# TensorStore's status codes for a file that is gone, cut short or garbled.
+_DATA_FAULTS = {"NOT_FOUND": "missing data file", "OUT_OF_RANGE": "truncated data file",
+                "DATA_LOSS": "corrupt data file"}
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).split(" [tensorstore_spec=")[0].strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
+def _unparsable_json(step_dir: Path) -> str | None:
+  """The first metadata file under `step_dir` that is not valid JSON, described; None if all are.
+
+  json's own error names no file ("Unterminated string starting at ..."), so look for it.
+  """
+  for path in sorted(step_dir.rglob("*")):
+    inside = path.relative_to(step_dir).parts
+    if not path.is_file() or "d" in inside[:-1] or path.name in ("manifest.ocdbt", "commit_success.txt"):
+      continue  # array data and OCDBT indexes are binary
+    try:
+      json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as error:
+      return f"{path} is not valid JSON (truncated or overwritten: {_first_line(error)})"
+  return None
+
+
+def _missing_part(step_dir: Path) -> str | None:
+  """The first file or directory every save of RunCheckpoints holds that `step_dir` lacks."""
+  for part in ("state", "meta", "state/_METADATA", "meta/metadata"):
+    if not (step_dir / part).exists():
+      return f"{step_dir / part} is missing"
+  return None
+
+
+def _describe_damage(step_dir: Path, error: BaseException) -> str:
+  missing = _missing_part(step_dir)
+  if missing:
+    return missing
+  if isinstance(error, json.JSONDecodeError):
+    return _unparsable_json(step_dir) or f"invalid JSON: {_first_line(error)}"
+  text = _first_line(error)
+  status = re.match(r"([A-Z_]+): ", text)
+  files = re.findall(r'local file "([^"]+)"', text)
+  if status and status.group(1) in _DATA_FAULTS and files:
+    detail = text.rsplit(f'local file "{files[-1]}"', 1)[1].lstrip(": ")
+    return f"{_DATA_FAULTS[status.group(1)]} {files[-1]}" + (f" ({detail})" if detail else "")
+  return text
+
+
+def _restore_or_explain(manager: ocp.CheckpointManager, step: int, args) -> Any:
+  step_dir = Path(manager.directory) / str(step)
+  advice = "; move that directory away to use the run's previous save"
+  missing = _missing_part(step_dir)  # checked first: Orbax logs warnings of its own about it
+  if missing:
+    raise CheckpointError(f"checkpoint {step_dir} is damaged: {missing}{advice}")
+  try:
+    return manager.restore(step, args=args)
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise CheckpointError(
+        f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}{advice}") from error
 
 
 def _state_tree(state) -> dict[str, Any]:
@@ -61,9 +146,24 @@ class RunCheckpoints:
     self.latest.wait_until_finished()
     self.best.wait_until_finished()
 
-  def restore_latest(self, state):
-    """(state, meta) from the newest periodic save, or (state, None) when there is none."""
-    return self._restore(self.latest, self.latest.latest_step(), state)
+  def latest_step(self) -> int | None:
+    """The step of the newest periodic save."""
+    return self.latest.latest_step()
+
+  def restore_newest(self, state):
+    """(state, meta) from the newest save, periodic or best, or (state, None) when there is none.
+
+    A best save is newer than every periodic one when a run is killed after a validation and
+    before its next periodic save. Resuming from the older periodic save would replay to that
+    step and save the best again, which Orbax refuses (StepAlreadyExistsError), on every later
+    start. The best save holds the whole train state, so the run resumes from it instead. meta
+    holds "best_srcc" either way.
+    """
+    latest, best = self.latest.latest_step(), self.best.latest_step()
+    if best is not None and (latest is None or best > latest):
+      state, meta = self._restore(self.best, best, state)
+      return state, {**meta, "best_srcc": meta["best_metric"]}
+    return self._restore(self.latest, latest, state)
 
   def restore_best(self, state):
     return self._restore(self.best, self.best.best_step(), state)
@@ -71,7 +171,7 @@ class RunCheckpoints:
   def _restore(self, manager, step, state):
     if step is None:
       return state, None
-    restored = manager.restore(step, args=ocp.args.Composite(
+    restored = _restore_or_explain(manager, step, ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract(_state_tree(state))), meta=ocp.args.JsonRestore()))
     return state.replace(**restored["state"]), dict(restored["meta"])
 
@@ -88,33 +188,97 @@ def save_config(workdir: str | Path, config) -> None:
 
 
 def load_config_dict(workdir: str | Path) -> dict[str, Any]:
+  """WORKDIR/config.json as a dict; CheckpointError (one line) when it is missing or unreadable."""
   path = Path(workdir) / CONFIG_FILE
-  if not path.exists():
-    raise FileNotFoundError(
-        f"{path} not found: --workdir must be the directory a `python train.py` run wrote")
-  return json.loads(path.read_text())
+  if not path.is_file():
+    raise CheckpointNotFoundError(
+        f"{path} not found: {workdir} is not a train.py workdir (--workdir must be the directory "
+        "a `python train.py` run wrote)")
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as error:
+    raise CheckpointError(
+        f"{path} cannot be read ({_first_line(error)}): restore it from the run's copy or "
+        "train again") from error
 
 
 def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -> tuple[Any, dict]:
   """(params, meta) of a finished run, without rebuilding the optimizer.
 
   which: "best" (highest validation SRCC) or "latest". ema: take the EMA copy of the weights.
+  Raises CheckpointError (CheckpointNotFoundError when there is nothing to load) in one line.
   """
+  if which not in WHICH:
+    raise ValueError(f"which={which!r}: must be one of {WHICH}")
   workdir = Path(workdir).absolute()
   directory = workdir / ("best" if which == "best" else "checkpoints")
+  if not directory.is_dir():
+    what = "a train.py workdir" if (workdir / CONFIG_FILE).is_file() else "not a train.py workdir"
+    raise CheckpointNotFoundError(
+        f"no checkpoint under {directory} ({workdir} is {what}): did the training run save one?")
   manager = ocp.CheckpointManager(directory, item_handlers={
       "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint under {directory}: did the training run save one?")
-  # Restore onto this process's first device, whatever mesh saved it: a run trained on 8 GPUs
-  # is scored on a laptop, and Orbax refuses the saved sharding on a different topology.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
-      manager.item_metadata(step)["state"])
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-  manager.close()
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise CheckpointNotFoundError(f"no checkpoint under {directory}: did the training run save one?")
+    # Restore onto this process's first device, whatever mesh saved it: a run trained on 8 GPUs
+    # is scored on a laptop, and Orbax refuses the saved sharding on a different topology.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    step_dir = directory / str(step)
+    missing = _missing_part(step_dir)  # checked first: Orbax logs warnings of its own about it
+    if missing:
+      raise CheckpointError(f"checkpoint {step_dir} is damaged: {missing}; use the run's other "
+                            "checkpoint (best or latest) or train again")
+    try:
+      saved = manager.item_metadata(step)["state"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+      raise CheckpointError(
+          f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}; use the run's "
+          "other checkpoint (best or latest) or train again") from error
+    target = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), saved)
+    restored = _restore_or_explain(manager, step, ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+  finally:
+    manager.close()
   state = restored["state"]
   return (state["ema_params"] if ema else state["params"]), dict(restored["meta"])
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str | Path) -> Iterator[None]:
+  """Holds WORKDIR/train.lock exclusively, or raises WorkdirLockedError naming the workdir.
+
+  flock rather than a PID file: the OS drops the lock when its holder dies, however it dies, so a
+  killed run never leaves a stale lock. Re-entrant within a process (train_and_evaluate holds it
+  around Trainer.train, which takes it as well); the lock is per process, not per thread.
+  """
+  path = (Path(workdir) / LOCK_FILE).absolute()
+  if path in _HELD_LOCKS:
+    _HELD_LOCKS[path][1] += 1
+  else:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      holder = handle.read().strip() or "?"
+      handle.close()
+      raise WorkdirLockedError(
+          f"{Path(workdir)} is in use by another train.py process (pid {holder}, holding {path}); "
+          "wait for it to end or choose another --workdir") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _HELD_LOCKS[path] = [handle, 1]
+  try:
+    yield
+  finally:
+    _HELD_LOCKS[path][1] -= 1
+    if _HELD_LOCKS[path][1] == 0:
+      _HELD_LOCKS.pop(path)[0].close()
+
+
+_HELD_LOCKS: dict[Path, list] = {}  # lock file -> [open handle, depth]

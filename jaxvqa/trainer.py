@@ -3,26 +3,33 @@
     train_and_evaluate(config, workdir)
       ├─ open_run_data        prepared splits, group sampler (jaxvqa.data.datasets)
       ├─ create_train_state   model init (+ converted / IQA-pretrained weights), AdamW
-      ├─ RunCheckpoints       resume from the latest save, if any
+      ├─ RunCheckpoints       resume from the newest save (periodic or best), if any
       ├─ loop: train_step ──▶ log (JSON lines, TensorBoard, progress bar)
       │        every epoch:  validation SRCC → best checkpoint, score calibration
+      │        SIGTERM/SIGINT: save, then stop with TrainingInterrupted
       └─ test split: metrics of the best weights (EMA and raw) and the bits-per-pixel baseline
 
-Randomness depends on (seed, step) only and the input stream restarts at the saved step, so a
-killed run resumes to the parameters an uninterrupted run reaches.
+Randomness depends on (seed, step) only and the input stream restarts at the saved step, so a run
+killed at any moment resumes to the parameters, best checkpoint and test metrics an uninterrupted
+run reaches (tests/test_resume.py kills one at several points). One process at a time writes a
+workdir: training holds WORKDIR/train.lock (checkpointing.lock_workdir).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from jaxvqa import baselines, calibration, checkpointing, config as config_lib, evaluation, losses, metrics, optim, parallel, steps
 from jaxvqa.data import datasets, pipeline
@@ -34,6 +41,39 @@ log = logging.getLogger(__name__)
 
 class NonFiniteTrainingError(RuntimeError):
   """Raised after too many consecutive steps with non-finite loss or gradients."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGTERM or SIGINT stopped training after a save; rerunning the same command resumes."""
+
+  def __init__(self, step: int, signum: int):
+    self.step, self.signum = step, signum
+    super().__init__(f"{signal.Signals(signum).name}: interrupted at step {step}, saved; rerun the "
+                     "same command to resume")
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+  """Collects SIGTERM/SIGINT into the yielded list instead of dying mid-step, so the loop can save
+  first. A second signal of the same kind acts as it did before (a second Ctrl-C aborts)."""
+  received: list[int] = []
+  if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+    yield received
+    return
+  previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+  def request_stop(signum, frame):
+    del frame
+    received.append(signum)
+    signal.signal(signum, previous[signum])
+
+  for signum in previous:
+    signal.signal(signum, request_stop)
+  try:
+    yield received
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
 
 
 def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
@@ -83,6 +123,7 @@ class Trainer:
     self.data = datasets.open_run_data(config.data, seed=config.seed)
     self.model = build_model(config.model)
     self.total_steps = max(1, round(config.optim.epochs * self.data.steps_per_epoch))
+    self.learning_rate = optim.learning_rate_schedule(config.optim, self.data.steps_per_epoch)
     self.loss_weights = losses.LossWeights(**config.loss)
     self.train_step = steps.jit_train_step(
         self.model, self.loss_weights, config.optim.ema_decay, config.seed + 1)
@@ -121,22 +162,43 @@ class Trainer:
     return {"step": step, "epoch": step / self.data.steps_per_epoch,
             "global_batch_size": self.global_batch_size}
 
+  def _learning_rate(self, state, step: int) -> float:
+    """The head's rate in the update of `step` (the backbone's is backbone_lr_multiplier times it).
+
+    Updates skipped as non-finite do not advance optax's schedule, so they are counted out.
+    """
+    skipped = int(jax.device_get(optax.tree_utils.tree_get(state.opt_state, "total_notfinite")))
+    return float(self.learning_rate(max(step - 1 - skipped, 0)))
+
+  def lock_workdir(self) -> contextlib.AbstractContextManager:
+    """The workdir's writer lock (checkpointing.lock_workdir), taken by the chief process only:
+    the other hosts of a multi-host run write the same workdir with it, through Orbax."""
+    return checkpointing.lock_workdir(self.workdir) if self.is_chief else contextlib.nullcontext()
+
   def train(self, *, stop_after_step: int | None = None) -> steps.TrainState:
-    """Trains from the latest checkpoint (or from scratch) to the end, or to `stop_after_step`.
+    """Trains from the newest checkpoint (or from scratch) to the end, or to `stop_after_step`.
 
     Stopping early is how a job on a time-sliced or preemptible machine hands over to its next
-    invocation: it saves, and the next run resumes from that save.
+    invocation: it saves, and the next run resumes from that save. SIGTERM or SIGINT does the
+    same and then raises TrainingInterrupted. Raises WorkdirLockedError when another process is
+    training in the workdir, CheckpointError when the save to resume from cannot be read.
     """
+    with self.lock_workdir(), _stop_requests() as stop_signals:
+      return self._train(stop_after_step, stop_signals)
+
+  def _train(self, stop_after_step: int | None, stop_signals: list[int]) -> steps.TrainState:
     config = self.config
     state = create_train_state(config, self.model, self.data.frames, self.data.steps_per_epoch, self.mesh)
-    state, meta = self.checkpoints.restore_latest(state)
+    state, meta = self.checkpoints.restore_newest(state)
     start_step = int(jax.device_get(state.step))
-    best_srcc = float(meta.get("best_srcc", -1.0)) if meta else -1.0
+    best_srcc = float(meta["best_srcc"]) if meta else -1.0
     if meta:
       log.info("resuming from step %d of %d", start_step, self.total_steps)
     if self.is_chief:
       checkpointing.save_config(self.workdir, config)
     end_step = self.total_steps if stop_after_step is None else min(stop_after_step, self.total_steps)
+    end_step = max(end_step, start_step)
+    saved_step = self.checkpoints.latest_step()
     loader = iter(pipeline.train_loader(
         self.data.splits[datasets.TRAIN], self.data.sampler, self.data.frames, seed=config.seed,
         start_step=start_step, num_steps=max(0, end_step - start_step),
@@ -145,6 +207,7 @@ class Trainer:
     eval_every = max(1, config.train.eval_every_epochs * self.data.steps_per_epoch)
     with RunLog(self.workdir, enabled=self.is_chief, total_steps=self.total_steps,
                 initial_step=start_step, show_progress=config.train.progress_bar) as run_log:
+      run_log.write_config(start_step, config.to_dict())
       tick, videos_since = time.perf_counter(), 0
       for step in range(start_step, end_step):
         state, step_metrics = self.train_step(state, parallel.global_batch(next(loader), self.mesh))
@@ -156,6 +219,7 @@ class Trainer:
           streak = int(jax.device_get(state.nonfinite_streak))
           now = time.perf_counter()
           values["videos_per_second"] = videos_since / (now - tick)
+          values["learning_rate"] = self._learning_rate(state, done)
           tick, videos_since = now, 0
           run_log.write(done, values, progress={"loss": values["loss"]})
           if streak >= config.optim.max_consecutive_nonfinite:
@@ -166,10 +230,19 @@ class Trainer:
         paused = time.perf_counter()
         if done % eval_every == 0 or done == self.total_steps:
           best_srcc = self._validate(state, done, run_log, best_srcc)
-        if done % config.train.checkpoint_every_steps == 0 or done in (end_step, self.total_steps):
+        if (done % config.train.checkpoint_every_steps == 0 or done in (end_step, self.total_steps)
+            or stop_signals):
           self.checkpoints.save(state, {**self._meta(done), "best_srcc": best_srcc})
+          saved_step = done
+        if stop_signals:
+          self.checkpoints.wait()
+          raise TrainingInterrupted(done, stop_signals[0])
         tick += time.perf_counter() - paused  # videos_per_second counts training time only
+    if saved_step != end_step:  # resumed from a best save at end_step, killed before its periodic save
+      self.checkpoints.save(state, {**self._meta(end_step), "best_srcc": best_srcc})
     self.checkpoints.wait()
+    if stop_signals:  # arrived after the last step: all is saved, but the caller asked to stop
+      raise TrainingInterrupted(end_step, stop_signals[0])
     return state
 
   def test_reports(self, state) -> list[metrics.QualityReport]:
@@ -189,16 +262,25 @@ class Trainer:
     return reports
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> list[metrics.QualityReport]:
-  """Trains (or resumes) the configured run, then prints and saves held-out metrics."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                       num_devices: int | None = None) -> list[metrics.QualityReport]:
+  """Trains (or resumes) the configured run, then prints and saves held-out metrics.
+
+  The test metrics also go to TensorBoard: as scalars `test/<report>/<metric>` and, with the
+  config, as an HParams session (tensorboard/hparams/).
+  """
   configure_logging()
-  trainer = Trainer(config, workdir)
-  state = trainer.train()
-  reports = trainer.test_reports(state)
-  trainer.checkpoints.close()
-  if jax.process_index() == 0:
-    print(metrics.format_table(reports))
-    (Path(workdir) / "results.json").write_text(
-        json.dumps([report.to_dict() for report in reports], indent=2))
-    print(f"checkpoints and logs in {Path(workdir).absolute()}")
+  trainer = Trainer(config, workdir, num_devices=num_devices)
+  with trainer.lock_workdir():
+    state = trainer.train()
+    reports = trainer.test_reports(state)
+    trainer.checkpoints.close()
+    if trainer.is_chief:
+      with RunLog(workdir, enabled=True, total_steps=trainer.total_steps,
+                  initial_step=trainer.total_steps, show_progress=False) as run_log:
+        run_log.write_test_reports(trainer.total_steps, reports, config.to_dict())
+      print(metrics.format_table(reports))
+      (Path(workdir) / "results.json").write_text(
+          json.dumps([report.to_dict() for report in reports], indent=2))
+      print(f"checkpoints and logs in {Path(workdir).absolute()}")
   return reports

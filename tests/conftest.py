@@ -67,3 +67,18 @@ def trained_workdir(demo_cache, tmp_path_factory):
   run.train(stop_after_step=2)
   run.checkpoints.close()
   return workdir
+
+
+@pytest.fixture(scope="session")
+def finished_run(demo_cache, tmp_path_factory):
+  """The tiny demo config trained to the end by train.py's path (train_and_evaluate) on 1 device:
+  results.json, TensorBoard events, best and latest checkpoints. The resume tests compare killed
+  runs against it; they use the same config, so they share its compiled train step."""
+  from configs import demo as demo_config
+  from jaxvqa import trainer
+
+  config = tiny_demo_settings(demo_config.get_config())
+  config.data.cache_dir = str(demo_cache)
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  trainer.train_and_evaluate(config, workdir, num_devices=1)
+  return workdir

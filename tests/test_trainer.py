@@ -1,6 +1,8 @@
-"""The training loop: device-count invariance, exact resume, non-finite steps, config errors."""
+"""The training loop: device-count invariance, non-finite steps, config errors, damaged checkpoints,
+entry-point errors, TensorBoard. Resuming after a kill: tests/test_resume.py."""
 
 import json
+import re
 import time
 
 import jax
@@ -74,25 +76,6 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   np.testing.assert_allclose(float(total), sum(np.abs(x).sum() for x in _leaves(finals[8].params)), rtol=1e-5)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_parameters(tiny_config, tmp_path):
-  uninterrupted = trainer.Trainer(tiny_config, tmp_path / "whole", num_devices=1)
-  total = uninterrupted.total_steps
-  assert total >= 4
-  reference = uninterrupted.train()
-  uninterrupted.checkpoints.close()
-
-  first = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=1)
-  first.train(stop_after_step=3)  # "killed" after step 3: the last save was at step 2 or 3
-  first.checkpoints.close()
-  second = trainer.Trainer(tiny_config, tmp_path / "split", num_devices=1)
-  resumed = second.train()
-  second.checkpoints.close()
-  assert int(resumed.step) == total
-  _assert_trees_close(reference.params, resumed.params, rtol=1e-5, atol=1e-7)
-  _assert_trees_close(reference.ema_params, resumed.ema_params, rtol=1e-5, atol=1e-7)
-  _assert_trees_close(reference.opt_state, resumed.opt_state, rtol=1e-5, atol=1e-7)
-
-
 def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, monkeypatch):
   good = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
   good.train(stop_after_step=2)
@@ -157,16 +140,6 @@ def test_bad_config_values_name_the_field(tiny_config, field, value, message):
   node[name] = value
   with pytest.raises(config_lib.ConfigError, match=message.replace(".", r"\.")):
     config_lib.validate(tiny_config)
-
-
-def test_unknown_config_field_is_refused_by_the_flag_parser(tmp_path):
-  import subprocess
-  import sys
-  result = subprocess.run(
-      [sys.executable, "train.py", "--config", "configs/demo.py", "--config.data.smapling=x"],
-      capture_output=True, text=True, timeout=120)
-  assert result.returncode != 0
-  assert "smapling" in result.stderr
 
 
 def _tiny_koniq(directory):
@@ -234,3 +207,157 @@ def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, mon
   # would have taken longer than `pause` seconds.
   assert sorted(rates) == [2, 4]
   assert rates[4] > 2 * tiny_config.data.groups_per_batch * tiny_config.data.videos_per_group / pause
+
+
+# Damaged checkpoints and entry-point errors: one line naming what is wrong, exit 2.
+
+def _copy_run(finished_run, tmp_path):
+  import shutil
+  copy = tmp_path / "run"
+  shutil.copytree(finished_run, copy)
+  return copy
+
+
+def _newest_save(workdir, kind):
+  return max((path for path in (workdir / kind).iterdir() if path.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _data_files(step_dir):
+  return sorted((step_dir / "state" / "d").iterdir())
+
+
+def test_a_missing_data_file_is_named_in_one_line(finished_run, tmp_path):
+  workdir = _copy_run(finished_run, tmp_path)
+  step_dir = _newest_save(workdir, "best")
+  missing = _data_files(step_dir)[0]
+  missing.unlink()
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    checkpointing.load_params(workdir, which="best")
+  message = str(error.value)
+  assert "\n" not in message
+  assert str(step_dir) in message and f"missing data file {missing}" in message
+
+
+def test_a_truncated_metadata_file_is_named_in_one_line(finished_run, tmp_path):
+  workdir = _copy_run(finished_run, tmp_path)
+  step_dir = _newest_save(workdir, "checkpoints")
+  metadata = step_dir / "state" / "_METADATA"
+  metadata.write_bytes(metadata.read_bytes()[:1000])
+  with pytest.raises(checkpointing.CheckpointError, match=re.escape(f"{metadata} is not valid JSON")):
+    checkpointing.load_params(workdir, which="latest")
+
+
+def test_a_directory_that_is_not_a_run_and_a_bad_which_are_refused(tmp_path):
+  with pytest.raises(checkpointing.CheckpointError, match="not a train.py workdir"):
+    checkpointing.load_config_dict(tmp_path)
+  with pytest.raises(checkpointing.CheckpointError, match="not a train.py workdir"):
+    checkpointing.load_params(tmp_path)
+  (tmp_path / "config.json").write_text('{"seed": 0, "da')
+  with pytest.raises(checkpointing.CheckpointError, match=re.escape(str(tmp_path / "config.json"))):
+    checkpointing.load_config_dict(tmp_path)
+  with pytest.raises(ValueError, match="which='newest'"):
+    checkpointing.load_params(tmp_path, which="newest")
+
+
+def test_resuming_from_a_damaged_save_names_it(finished_run, tiny_config, tmp_path):
+  workdir = _copy_run(finished_run, tmp_path)
+  step_dir = workdir / "checkpoints" / "4"
+  (step_dir / "meta" / "metadata").unlink()
+  run = trainer.Trainer(tiny_config, workdir, num_devices=1)
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=re.escape(f"checkpoint {step_dir} is damaged: {step_dir / 'meta' / 'metadata'} is missing")):
+    run.train()
+
+
+def _run_all(commands, timeout=300):
+  """Runs the commands side by side (each is mostly Python start-up); [(returncode, stderr)]."""
+  import subprocess
+  processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for command in commands]
+  return [(process.wait(timeout=timeout), process.communicate()[1]) for process in processes]
+
+
+def _lines(text):
+  return [line for line in text.splitlines() if line.strip()]
+
+
+def test_config_and_checkpoint_errors_give_one_line_and_exit_2(finished_run, tmp_path):
+  import sys
+  workdir = _copy_run(finished_run, tmp_path)
+  step_dir = _newest_save(workdir, "best")
+  missing = _data_files(step_dir)[-1]
+  missing.unlink()
+  python = sys.executable
+  cases = {
+      "train.py: --config.data.smapling: the config has no field 'smapling' (did you mean 'sampling'?)":
+          [python, "train.py", "--config", "configs/demo.py", "--config.data.smapling=x"],
+      "train.py: --config configs/nonexistent.py: no such config file":
+          [python, "train.py", "--config", "configs/nonexistent.py"],
+      "train.py: config.data.sampling: must be one of":
+          [python, "train.py", "--config", "configs/demo.py", "--config.data.sampling=bilinear",
+           "--workdir", str(tmp_path / "never")],
+      "eval.py: --config.data.smapling: the config has no field 'smapling'":
+          [python, "eval.py", "--workdir", str(workdir), "--config.data.smapling=x"],
+      f"eval.py: checkpoint {step_dir} is damaged: missing data file {missing}":
+          [python, "eval.py", "--workdir", str(workdir)],
+      f"eval.py: {tmp_path / 'config.json'} not found: {tmp_path} is not a train.py workdir":
+          [python, "eval.py", "--workdir", str(tmp_path)],
+  }
+  for (expected, command), (status, stderr) in zip(cases.items(), _run_all(cases.values()), strict=True):
+    assert status == 2, (command, stderr[-3000:])
+    assert len(_lines(stderr)) == 1 and _lines(stderr)[0].startswith(expected), (command, stderr[-3000:])
+
+
+# TensorBoard: learning rate, config, test metrics.
+
+def _events(directory):
+  """Every Event in the TFRecord event files of `directory` (length, crc, data, crc per record)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):
+      (length,) = struct.unpack_from("<Q", data, offset)
+      yield event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+
+
+def _scalars(directory):
+  return {(value.tag, event.step): value.simple_value
+          for event in _events(directory) for value in event.summary.value if value.HasField("simple_value")}
+
+
+def test_tensorboard_holds_learning_rate_config_and_test_metrics(finished_run, tiny_config):
+  import math
+
+  scalars = _scalars(finished_run / "tensorboard")
+  rates = {step: value for (tag, step), value in scalars.items() if tag == "learning_rate"}
+  # optax's warm-up + cosine, written out from the config: 2 steps an epoch, 2 epochs, warm-up
+  # 0.5 epoch (1 step) from 0 to the peak, cosine to 0 at step 4; step N's update used rate(N - 1).
+  optim, steps_per_epoch = tiny_config.optim, 2
+  total, warmup = optim.epochs * steps_per_epoch, round(optim.warmup_epochs * steps_per_epoch)
+
+  def rate(count):
+    if count < warmup:
+      return optim.learning_rate * count / warmup
+    return optim.learning_rate * 0.5 * (1 + math.cos(math.pi * (count - warmup) / (total - warmup)))
+
+  assert sorted(rates) == [1, 2, 3, 4]
+  np.testing.assert_allclose([rates[step] for step in (1, 2, 3, 4)],
+                             [rate(step - 1) for step in (1, 2, 3, 4)], rtol=1e-6, atol=1e-12)
+
+  texts = [value.tensor.string_val[0].decode() for event in _events(finished_run / "tensorboard")
+           for value in event.summary.value if value.tag.startswith("config")]
+  assert texts and f"| optim.learning_rate | {optim.learning_rate!r} |" in texts[0]
+
+  results = json.loads((finished_run / "results.json").read_text())
+  ema = results[0]
+  assert ema["name"].startswith("model (EMA weights)")
+  for metric in ("srcc", "plcc", "krcc", "rmse"):
+    logged = scalars[(f"test/model_ema_weights_test/{metric}", 4)]
+    np.testing.assert_allclose(logged, ema[metric], rtol=1e-6)
+  hparams = list(_events(finished_run / "tensorboard" / "hparams"))
+  plugin = [value.metadata.plugin_data.plugin_name for event in hparams for value in event.summary.value]
+  assert "hparams" in plugin
+  assert _scalars(finished_run / "tensorboard" / "hparams")[("hparams/srcc", 4)] == pytest.approx(ema["srcc"], rel=1e-6)
