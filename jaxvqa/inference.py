@@ -19,6 +19,9 @@ size split differently over devices would change XLA's blocking and the last bit
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -89,6 +92,25 @@ class TrainedModel:
 
   def describe(self) -> str:
     return describe_model(self.config)
+
+  @functools.cached_property
+  def identity(self) -> str:
+    """A fingerprint of everything a score depends on: "sha256:" and 16 hex digits.
+
+    It hashes the weights themselves (so the EMA and raw copies, or a retrained run in the same
+    workdir, differ), the model config, the frame options and the calibration, and nothing else:
+    a data-path override or another device count keeps it. `jaxvqa score` writes it on every row,
+    and `--resume` refuses to extend rows with another.
+    """
+    digest = hashlib.sha256(json.dumps({
+        "model": self.config.model.to_dict(), "frames": dataclasses.asdict(self.frames),
+        "calibration": self.calibration.to_dict() if self.calibration is not None else None,
+    }, sort_keys=True, default=str).encode())
+    for path, leaf in jax.tree_util.tree_flatten_with_path(self.params)[0]:
+      array = np.ascontiguousarray(jax.device_get(leaf))
+      digest.update(f"{jax.tree_util.keystr(path)} {array.dtype} {array.shape}".encode())
+      digest.update(array.tobytes())
+    return f"sha256:{digest.hexdigest()[:16]}"
 
   def global_batch_size(self, per_device_batch: int) -> int:
     """Clips per call over the whole mesh."""

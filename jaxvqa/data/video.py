@@ -388,3 +388,24 @@ def extract_fragments(frames: np.ndarray, *, grid: int, patch: int,
   rows = (ys[:, None] + np.arange(patch)).reshape(-1)  # [grid·patch]
   cols = (xs[:, None] + np.arange(patch)).reshape(-1)
   return frames[:, rows][:, :, cols]
+
+
+def frame_start_seconds(reader) -> np.ndarray:
+  """When each frame of an open reader starts, from the stream's timestamps: float64 [F + 1].
+
+  Entry k < F is frame k's presentation time and entry F is when the last frame ends, all in
+  seconds from the first frame. A variable-frame-rate clip (phones, screen recordings) does not
+  follow frame / mean fps: a frame held for 0.5 s among frames of 0.04 s would shift every later
+  time. decord's own end time of a frame is its start plus its packet's duration, which for
+  variable rates is not when the next frame starts; only the last frame's end is taken from it.
+  Streams whose timestamps are missing or not increasing fall back to frame / mean fps.
+  decord keeps timestamps as float32; they are rounded to the microsecond (0.52, not 0.51999998).
+  """
+  num_frames = len(reader)
+  spans = np.asarray(reader.get_frame_timestamp(np.arange(num_frames)), np.float64).reshape(-1, 2)
+  starts = np.append(spans[:, 0], spans[-1, 1])
+  if np.all(np.isfinite(starts)) and np.all(np.diff(starts) > 0):
+    return np.round(starts - starts[0], 6)
+  fps = float(reader.get_avg_fps())
+  return np.arange(num_frames + 1, dtype=np.float64) / fps if fps > 0 else np.full(
+      num_frames + 1, np.nan)
