@@ -27,8 +27,13 @@ def main(argv):
   # Imported here: flag and config errors are reported before the slow imports.
   from jaxvqa import checkpointing, config as config_lib, trainer
 
+  config, workdir = _CONFIG.value, _WORKDIR.value or _CONFIG.value.workdir
   try:
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value or _CONFIG.value.workdir)
+    if "kfold" in config:  # configs/kfold.py: every variant on every fold (jaxvqa/kfold.py)
+      from jaxvqa import kfold
+      kfold.run_kfold(config, workdir)
+    else:
+      trainer.train_and_evaluate(config, workdir)
   except trainer.TrainingInterrupted as stop:
     print(f"train.py: {stop}", file=sys.stderr)
     sys.exit(128 + stop.signum)

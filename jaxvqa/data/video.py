@@ -351,22 +351,24 @@ def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def fragment_origins(length: int, grid: int, patch: int,
-                     rng: np.random.Generator | None) -> np.ndarray:
+                     rng: np.random.Generator | None, size: tuple[int, ...] = ()) -> np.ndarray:
   """Top (or left) pixel of each of `grid` patches along one axis of `length` px.
 
   Cell i spans [⌊i·L/g⌋, ⌊(i+1)·L/g⌋); its patch starts at a random pixel of
   the cell's free range when `rng` is given, else at the range's centre.
+  `size` draws that many independent sets at once (the K-fold sampler's batches).
 
   Returns:
-    int64 [grid].
+    int64 [*size, grid].
   """
   bounds = (np.arange(grid + 1, dtype=np.int64) * length) // grid
   free = bounds[1:] - bounds[:-1] - patch
   if (free < 0).any():
     raise ValueError(f"a frame side of {length} px is too small for {grid} patches of "
                      f"{patch} px")
-  offsets = rng.integers(0, free + 1) if rng is not None else free // 2
-  return bounds[:-1] + offsets
+  if rng is None:
+    return np.broadcast_to(bounds[:-1] + free // 2, (*size, grid)).copy()
+  return bounds[:-1] + rng.integers(0, free + 1, size=(*size, grid))
 
 
 def extract_fragments(frames: np.ndarray, *, grid: int, patch: int,

@@ -45,15 +45,22 @@ def normalize_pixels(pixels: jax.Array, dtype: Any) -> jax.Array:
 
 
 class QualityHead(nn.Module):
-  """[B, D] → [B]: Dense(hidden), GELU, Dense(1) (the authors' head size)."""
+  """[B, D] (+ [B, C] container features) → [B]: Dense(hidden), GELU, Dense(1) (the authors' size).
+
+  Container features enter through their own bias-free Dense added before the GELU, so a
+  pixel-only model is the same tree without the `container` leaf, and zero features change nothing.
+  """
 
   hidden: int = 64
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
-    x = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x))
-    return nn.Dense(1, dtype=self.dtype, name="out")(x)[..., 0].astype(jnp.float32)
+  def __call__(self, x, container=None):
+    x = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x)
+    if container is not None:
+      x = x + nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="container")(
+          container.astype(self.dtype))
+    return nn.Dense(1, dtype=self.dtype, name="out")(nn.gelu(x))[..., 0].astype(jnp.float32)
 
 
 class ProjectionHead(nn.Module):
@@ -78,7 +85,11 @@ def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, dtype, tr
 
 
 class VQAModel(nn.Module):
-  """frames [B, T, H, W, 3] in [0, 255], frame_mask [B, T] bool (False = padding) → VQAOutput."""
+  """frames [B, T, H, W, 3] in [0, 255], frame_mask [B, T] bool (False = padding) → VQAOutput.
+
+  With `container_dim` > 0 (the hybrid variant, after ITU-T P.1204.5) the head also reads
+  `container` [B, container_dim]: what the file says without decoding it (`container_features`).
+  """
 
   backbone: SwinV2
   spatial_fusion: MultiStageFusion
@@ -86,10 +97,16 @@ class VQAModel(nn.Module):
   head_hidden: int = 64
   projection_dim: int = 128
   freeze_backbone: bool = False
+  container_dim: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, frames, frame_mask=None, *, train: bool = False) -> VQAOutput:
+  def __call__(self, frames, frame_mask=None, container=None, *, train: bool = False) -> VQAOutput:
+    if self.container_dim and container is None:
+      raise ValueError(f"this hybrid model reads container features [B, {self.container_dim}]; "
+                       "pass container=")
+    if not self.container_dim:
+      container = None
     batch, num_frames = frames.shape[:2]
     if frame_mask is None:
       frame_mask = jnp.ones((batch, num_frames), bool)
@@ -97,7 +114,7 @@ class VQAModel(nn.Module):
         self.backbone, self.spatial_fusion, frames.reshape(batch * num_frames, *frames.shape[2:]),
         self.freeze_backbone, self.dtype, train)
     embedding = self.temporal_fusion(features.reshape(batch, num_frames, -1), frame_mask, train=train)
-    score = QualityHead(self.head_hidden, dtype=self.dtype, name="head")(embedding)
+    score = QualityHead(self.head_hidden, dtype=self.dtype, name="head")(embedding, container)
     projection = ProjectionHead(self.projection_dim, dtype=self.dtype, name="projection")(embedding)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
 
@@ -150,7 +167,21 @@ def build_vqa_model(model_config) -> VQAModel:
   return VQAModel(
       backbone=backbone, spatial_fusion=fusion, temporal_fusion=temporal,
       head_hidden=model_config.head_hidden, projection_dim=model_config.projection_dim,
-      freeze_backbone=model_config.freeze_backbone, dtype=_dtype(model_config))
+      freeze_backbone=model_config.freeze_backbone,
+      container_dim=CONTAINER_DIM if model_config.get("container_features", False) else 0,
+      dtype=_dtype(model_config))
+
+
+def container_features(bits_per_pixel, scale, fps, is_hevc) -> jax.Array:
+  """[B] each → [B, CONTAINER_DIM]: what a streaming engineer reads off the container, scaled to
+  about unit range: log bits per pixel (coded size), coded/display height, log(fps/25), HEVC flag."""
+  columns = (jnp.log(jnp.maximum(jnp.asarray(bits_per_pixel, jnp.float32), 1e-6)) / 4.0,
+             jnp.asarray(scale, jnp.float32), jnp.log(jnp.asarray(fps, jnp.float32) / 25.0),
+             jnp.asarray(is_hevc, jnp.float32))
+  return jnp.stack(columns, axis=-1)
+
+
+CONTAINER_DIM = 4
 
 
 def build_iqa_model(model_config) -> IQAModel:

