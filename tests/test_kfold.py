@@ -252,3 +252,24 @@ def test_hybrid_head_with_zero_container_features_is_the_pixel_only_head():
   np.testing.assert_allclose(container[:, 0], np.log([0.05, 0.2, 1.0]) / 4, rtol=1e-6)
   with pytest.raises(ValueError, match="reads container features"):
     hybrid.apply({"params": params}, frames)
+
+
+def test_quality_head_resolves_small_differences_on_a_large_mean():
+  """The head computes in float32 in a bf16 model: scores of one source may differ by far less than
+  their mean, and bf16 (8-bit mantissa) would round them together."""
+  import jax
+  import scipy.special
+  from jaxvqa.models import vqa
+  rng = np.random.default_rng(0)
+  embedding = (50.0 + 0.01 * rng.normal(size=(6, 16))).astype(np.float32)
+  head = vqa.QualityHead(hidden=8)
+  params = head.init(jax.random.PRNGKey(0), embedding)["params"]
+  hidden = embedding.astype(np.float64) @ np.asarray(params["hidden"]["kernel"], np.float64) + \
+      np.asarray(params["hidden"]["bias"], np.float64)
+  gelu = 0.5 * hidden * (1 + scipy.special.erf(hidden / np.sqrt(2)))
+  expected = (gelu @ np.asarray(params["out"]["kernel"], np.float64))[:, 0] + float(
+      params["out"]["bias"][0])
+  got = np.asarray(head.apply({"params": params}, embedding))
+  assert scipy.stats.spearmanr(got, expected)[0] > 0.99
+  np.testing.assert_allclose(got - got.mean(), expected - expected.mean(),
+                             atol=0.05 * np.std(expected))

@@ -47,32 +47,35 @@ def normalize_pixels(pixels: jax.Array, dtype: Any) -> jax.Array:
 class QualityHead(nn.Module):
   """[B, D] (+ [B, C] container features) → [B]: Dense(hidden), GELU, Dense(1) (the authors' size).
 
+  Always float32, whatever the model's compute dtype: the losses standardise scores, so a model
+  may put a small spread on a large mean, and bf16's 8-bit mantissa would round videos of one
+  source to the same score. The head is a negligible share of the FLOPs.
   Container features enter through their own bias-free Dense added before the GELU, so a
   pixel-only model is the same tree without the `container` leaf, and zero features change nothing.
   """
 
   hidden: int = 64
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, container=None):
-    x = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x)
+    x = nn.Dense(self.hidden, dtype=jnp.float32, name="hidden")(x.astype(jnp.float32))
     if container is not None:
-      x = x + nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="container")(
-          container.astype(self.dtype))
-    return nn.Dense(1, dtype=self.dtype, name="out")(nn.gelu(x))[..., 0].astype(jnp.float32)
+      x = x + nn.Dense(self.hidden, use_bias=False, dtype=jnp.float32, name="container")(
+          container.astype(jnp.float32))
+    return nn.Dense(1, dtype=jnp.float32, name="out")(nn.gelu(x))[..., 0]
 
 
 class ProjectionHead(nn.Module):
-  """[B, D] → [B, P], L2-normalised: the space where the group contrastive loss compares videos."""
+  """[B, D] → [B, P], L2-normalised: the space where the group contrastive loss compares videos.
+  Float32 like the quality head: cosine similarities are divided by τ = 0.1 in the loss."""
 
   dim: int = 128
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    x = nn.gelu(nn.Dense(x.shape[-1], dtype=self.dtype, name="hidden")(x))
-    x = nn.Dense(self.dim, dtype=self.dtype, name="out")(x).astype(jnp.float32)
+    x = x.astype(jnp.float32)
+    x = nn.gelu(nn.Dense(x.shape[-1], dtype=jnp.float32, name="hidden")(x))
+    x = nn.Dense(self.dim, dtype=jnp.float32, name="out")(x)
     return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
 
 
@@ -114,8 +117,8 @@ class VQAModel(nn.Module):
         self.backbone, self.spatial_fusion, frames.reshape(batch * num_frames, *frames.shape[2:]),
         self.freeze_backbone, self.dtype, train)
     embedding = self.temporal_fusion(features.reshape(batch, num_frames, -1), frame_mask, train=train)
-    score = QualityHead(self.head_hidden, dtype=self.dtype, name="head")(embedding, container)
-    projection = ProjectionHead(self.projection_dim, dtype=self.dtype, name="projection")(embedding)
+    score = QualityHead(self.head_hidden, name="head")(embedding, container)
+    projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
 
 
@@ -132,7 +135,7 @@ class IQAModel(nn.Module):
   def __call__(self, images, *, train: bool = False) -> IQAOutput:
     feature = _frame_features(
         self.backbone, self.spatial_fusion, images, self.freeze_backbone, self.dtype, train)
-    score = QualityHead(self.head_hidden, dtype=self.dtype, name="image_head")(feature)
+    score = QualityHead(self.head_hidden, name="image_head")(feature)
     return IQAOutput(score=score, feature=feature)
 
 
