@@ -169,32 +169,34 @@ class HostSampler:
   def _rng(self, stage: str, step: int) -> np.random.Generator:
     return np.random.default_rng([self.seed, (PRETRAIN, FINETUNE).index(stage), step])
 
+  def _free_label_batch(self, fold: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Whole tuples (one source, codec, resolution at several bitrates), a group each; a batch
+    that tuples do not fill is padded with singleton groups, which form no rank pairs."""
+    per_tuple = min(self.tuple_size, self.batch_size)
+    count = self.batch_size // per_tuple
+    chosen = rng.choice(len(self.tuples[fold]), count, replace=False)
+    videos = np.concatenate([rng.choice(self.tuples[fold][t], per_tuple, replace=False)
+                             for t in chosen])
+    groups = np.repeat(np.arange(count), per_tuple)
+    pad = self.batch_size - len(videos)
+    return (np.concatenate([videos, videos[:pad]]),
+            np.concatenate([groups, count + np.arange(pad)]))
+
+  def _group_batch(self, fold: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """`groups` bitrate groups × `per_group` videos of that rung from different draws."""
+    rungs = sorted(self.by_rung[fold])
+    chosen = rng.choice(len(rungs), self.groups, replace=False)
+    videos = np.concatenate([rng.choice(self.by_rung[fold][rungs[c]], self.per_group,
+                                        replace=False) for c in chosen])
+    return videos, np.repeat(np.asarray(rungs)[chosen], self.per_group)
+
   def draw(self, stage: str, step: int) -> dict[str, np.ndarray]:
     """Index arrays for every fold: video [K, B], group [K, B], frame picks [K, B, T],
     fragment origins rows/cols [K, B, g], flip [K, B]; `rank_label` [K, B] for the free labels."""
     rng = self._rng(stage, step)
-    videos, groups, rank_label = [], [], []
-    for fold in range(len(self.by_rung)):
-      if stage == PRETRAIN:
-        per_tuple = min(self.tuple_size, self.batch_size)
-        count = self.batch_size // per_tuple
-        chosen = rng.choice(len(self.tuples[fold]), count, replace=False)
-        members = [rng.choice(self.tuples[fold][t], per_tuple, replace=False) for t in chosen]
-        fold_videos = np.concatenate(members)
-        fold_groups = np.repeat(np.arange(count), per_tuple)
-        pad = self.batch_size - len(fold_videos)
-        fold_videos = np.concatenate([fold_videos, fold_videos[:pad]])
-        fold_groups = np.concatenate([fold_groups, fold_groups[:pad] + count])  # singletons: no pairs
-        rank_label.append(np.log(self.data.bits_per_pixel[fold_videos]))
-      else:
-        rungs = sorted(self.by_rung[fold])
-        chosen = rng.choice(len(rungs), self.groups, replace=False)
-        fold_videos = np.concatenate([
-            rng.choice(self.by_rung[fold][rungs[c]], self.per_group, replace=False) for c in chosen])
-        fold_groups = np.repeat(np.asarray(rungs)[chosen], self.per_group)
-        rank_label.append(np.zeros(len(fold_videos)))
-      videos.append(fold_videos)
-      groups.append(fold_groups)
+    batch_of = self._free_label_batch if stage == PRETRAIN else self._group_batch
+    videos, groups = zip(*(batch_of(fold, rng) for fold in range(len(self.by_rung))))
+    rank_label = [np.log(self.data.bits_per_pixel[fold_videos]) for fold_videos in videos]
     num_folds, batch = len(videos), self.batch_size
     layout = self.layout
     stored = self.data.frames.shape[1]
