@@ -11,6 +11,7 @@ Bad media (for error paths):
   make_empty_file(path)       zero bytes
   make_truncated_copy(...)    the first part of a real file
   make_not_a_video(path)      text with a video extension
+  make_unknown_codec_clip(path) a stream whose codec no decoder knows
 Reference decoding (independent of decord):
   ffmpeg_decode_frames(path, indices)   frames by ffmpeg's `select`, rgb24
 """
@@ -196,3 +197,15 @@ def count_decoded_frames(path: str | os.PathLike) -> int:
                                 capture_stdout=True)
   return sum(1 for line in completed.stdout.decode().splitlines()
              if line and not line.startswith("#"))
+
+
+def make_unknown_codec_clip(path: str | os.PathLike, *, frames: int = 4) -> Path:
+  """An AVI whose video stream has a codec no decoder knows (FourCC "QQQQ"), as an exotic camera
+  codec would look to both decord and ffmpeg: an FFV1 clip with its FourCC overwritten."""
+  path = Path(path)
+  make_clip(path, codec="ffv1", frames=frames)
+  data = path.read_bytes()
+  # The FourCC sits twice in the header (strh handler, strf compression) and nowhere in the frames.
+  assert data.count(b"FFV1") == 2, f"{path}: expected the FFV1 FourCC twice in the AVI header"
+  path.write_bytes(data.replace(b"FFV1", b"QQQQ"))
+  return path

@@ -30,7 +30,7 @@ ODD_NAME = "-lead dash 'quoted' \"clip\" name.mp4"
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
   """Good clips in four container/codec pairs (one in a subdirectory, one with an odd name); bad
-  files: truncated, text with a video extension, zero bytes, a codec decord lacks (AV1); and a
+  files: truncated, text with a video extension, zero bytes, a codec no decoder knows; and a
   file without a video extension, which directory search skips."""
   root = tmp_path_factory.mktemp("clips")
   good = [
@@ -43,7 +43,7 @@ def clip_dir(tmp_path_factory):
   truncated = media.make_truncated_copy(good[0], root / "truncated.mp4")
   not_a_video = media.make_not_a_video(root / "notes.mkv")
   empty = media.make_empty_file(root / "empty.mov")
-  unknown_codec = media.make_clip(root / "av1.mkv", codec="libsvtav1", frames=4)
+  unknown_codec = media.make_unknown_codec_clip(root / "unknown.avi")  # AV1 now decodes
   (root / "readme.txt").write_text("not a video and no video extension: skipped")
   bad = {truncated: "truncated", not_a_video: "not a video", empty: "0 bytes",
          unknown_codec: "no video stream decord can decode"}
@@ -108,7 +108,7 @@ def test_find_videos_walks_directories_expands_globs_and_reports_missing(clip_di
   root = clip_dir["root"]
   found, failures = scoring.find_videos([str(root)])
   names = sorted(p.rsplit("/", 1)[-1] for p in found)
-  assert names == sorted([ODD_NAME, "av1.mkv", "empty.mov", "h264.mp4", "matroska.mkv",
+  assert names == sorted([ODD_NAME, "unknown.avi", "empty.mov", "h264.mp4", "matroska.mkv",
                           "mpeg4.avi", "notes.mkv", "truncated.mp4", "vp9.webm"])
   assert failures == []
   # A literal name with glob characters, a pattern, a repeat, a missing file and a dead pattern.

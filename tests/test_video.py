@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import media
-from jaxvqa.data import video
+from jaxvqa.data import ffmpeg, video
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -266,9 +270,9 @@ def bad_files(tmp_path_factory, clips):
       "not a video": media.make_not_a_video(root / "notes.mp4"),
       "truncated index": media.make_truncated_copy(clips["h264"], root / "cut.mp4"),
       "truncated frames": media.make_truncated_copy(faststart, root / "cut_fast.mp4", 0.4),
-      # VVC: the static ffmpeg encodes it, decord's FFmpeg has no decoder.
-      "unknown codec": media.make_clip(root / "vvc.mp4", size=(64, 48), frames=2,
-                                       codec="libvvenc", codec_options=["-preset", "faster"]),
+      # A FourCC neither decord nor the bundled ffmpeg decodes (VVC, once used here, now
+      # decodes through the ffmpeg fallback: see test_ffmpeg_fallback_reads_every_codec).
+      "unknown codec": media.make_unknown_codec_clip(root / "unknown.avi", frames=2),
   }
 
 
@@ -293,3 +297,144 @@ def test_bad_bytes_raise_video_decode_error():
 def test_index_outside_video_names_file(clips):
   with pytest.raises(IndexError, match="short.mp4.*3 frames"):
     video.read_frames(clips["short"], [0, 3])
+
+
+# ----------------------------------------------------------------------------- ffmpeg fallback
+
+
+@pytest.fixture(scope="module")
+def codec_clips(tmp_path_factory):
+  """64×48, 8-frame clips in every codec `make-dataset` offers, 10-bit and rotated (~1.5 s)."""
+  root = tmp_path_factory.mktemp("codecs")
+  x265_quiet = ["-x265-params", "log-level=error"]
+  return {
+      "av1": media.make_clip(root / "av1.mkv", codec="libsvtav1", frames=8),
+      "av1_rot90": media.make_clip(root / "av1_rot90.mp4", codec="libsvtav1", frames=8,
+                                   rotation=90),
+      "av1_10bit_rot270": media.make_clip(root / "av1_10bit.mp4", codec="libsvtav1", frames=8,
+                                          pix_fmt="yuv420p10le", rotation=270),
+      "vvc": media.make_clip(root / "vvc.mp4", codec="libvvenc", frames=8,
+                             codec_options=["-preset", "faster"]),
+      "vp9": media.make_clip(root / "vp9.webm", codec="libvpx-vp9", frames=8),
+      "hevc10": media.make_clip(root / "hevc10.mkv", codec="libx265", frames=8,
+                                pix_fmt="yuv420p10le", codec_options=x265_quiet),
+      "h264_rot90": media.make_clip(root / "h264_rot90.mp4", frames=8, rotation=90),
+  }
+
+
+# name: (the reader `open_reader` picks, display (height, width), largest mean |difference| of
+# the frames it reads from ffmpeg's own rgb24 decode). decord converts 10-bit to RGB with its own
+# rounding (differences of a few levels on a few pixels); the ffmpeg fallback is ffmpeg itself.
+CODEC_CASES = {
+    "av1": ("FfmpegReader", (48, 64), 0.0),
+    "av1_rot90": ("FfmpegReader", (64, 48), 0.0),
+    "av1_10bit_rot270": ("FfmpegReader", (64, 48), 0.0),
+    "vvc": ("FfmpegReader", (48, 64), 0.0),
+    "vp9": ("VideoReader", (48, 64), 0.0),
+    "hevc10": ("VideoReader", (48, 64), 0.5),
+    "h264_rot90": ("VideoReader", (64, 48), 0.0),
+}
+
+
+@pytest.mark.parametrize("name", list(CODEC_CASES))
+def test_every_codec_reads_in_display_orientation_like_ffmpeg(codec_clips, name):
+  reader_kind, display, max_mean_error = CODEC_CASES[name]
+  path = codec_clips[name]
+  indices = [7, 0, 3, 3]
+  want = media.ffmpeg_decode_frames(path, indices)
+  assert want.shape == (4, *display, 3)
+  # Whichever decoder `open_reader` picks (decord stays the fast path where it can) ...
+  assert type(video.open_reader(path)).__name__ == reader_kind
+  got = video.read_frames(path, indices)
+  assert got.dtype == np.uint8 and got.shape == want.shape
+  assert np.abs(got.astype(int) - want).mean() <= max_mean_error
+  # ... and the ffmpeg reader on any codec: every frame, the same pixels as ffmpeg's decode.
+  reader = video.FfmpegReader(path)
+  assert len(reader) == media.count_decoded_frames(path) == 8
+  np.testing.assert_array_equal(video.read_from_reader(reader, indices, str(path)), want)
+  np.testing.assert_array_equal(reader[3], want[2])
+
+
+def test_probe_and_timestamps_of_a_rotated_ten_bit_av1_clip(codec_clips):
+  path = codec_clips["av1_10bit_rot270"]
+  pts, (numerator, denominator) = media.presentation_timestamps(path)
+  duration = (pts[-1] + pts[1] - pts[0]) * numerator / denominator  # constant rate: one more step
+  info = video.probe(path)
+  assert info == video.VideoInfo(num_frames=len(pts), fps=pytest.approx(25.0), width=48,
+                                 height=64, duration=pytest.approx(duration))
+  starts = video.frame_start_seconds(video.open_reader(path))
+  np.testing.assert_allclose(starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator,
+                             atol=1e-6)
+  assert starts[-1] == pytest.approx(duration)
+
+
+def test_ffmpeg_reader_keeps_variable_frame_rate_timestamps(tmp_path):
+  path = media.make_vfr_clip(tmp_path / "vfr.mkv", rates=(30.0, 8.0), frames_per_rate=4)
+  pts, (numerator, denominator) = media.presentation_timestamps(path)
+  reader = video.FfmpegReader(path)
+  starts = video.frame_start_seconds(reader)
+  np.testing.assert_allclose(starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator,
+                             atol=1e-6)
+  assert starts[-1] > starts[-2]
+  # The mean rate over the stream's time, not the first rate nor the container's nominal one.
+  assert reader.get_avg_fps() == pytest.approx(len(pts) / starts[-1])
+
+
+def test_av1_bytes_read_like_the_file_and_leave_no_temporary_file(codec_clips, tmp_path,
+                                                                  monkeypatch):
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+  path = codec_clips["av1_rot90"]
+  data = path.read_bytes()
+  np.testing.assert_array_equal(video.read_frames(data, [1, 6]), video.read_frames(path, [1, 6]))
+  assert video.probe(data) == video.probe(path)
+  clip = video.load_clip(data, num_frames=4, size=32)
+  np.testing.assert_array_equal(clip, video.load_clip(path, num_frames=4, size=32))
+  assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind,decord_says,ffmpeg_says", [
+    ("unknown codec", "unknown codec", "no decoder found"),
+    ("audio only", "no video stream decord can decode", "no video stream"),
+])
+def test_when_both_decoders_fail_the_error_gives_both_reasons(tmp_path, kind, decord_says,
+                                                              ffmpeg_says):
+  path = (media.make_unknown_codec_clip(tmp_path / "camera.avi") if kind == "unknown codec"
+          else media.make_audio_only(tmp_path / "voice.mp4"))
+  with pytest.raises(video.VideoDecodeError) as caught:
+    video.read_frames(path, [0])
+  message = str(caught.value)
+  decord_part, _, ffmpeg_part = message.partition("; the bundled ffmpeg could not read it either: ")
+  assert decord_part.startswith(f"{path}: ") and decord_says in decord_part
+  assert ffmpeg_says in ffmpeg_part, message
+
+
+def test_av1_without_imageio_ffmpeg_says_what_to_install(codec_clips, monkeypatch):
+  # Inference machines may carry decord but not imageio-ffmpeg (see test_scoring's import test).
+  def missing():
+    raise ImportError("No module named 'imageio_ffmpeg'")
+  monkeypatch.setattr(ffmpeg, "ffmpeg_exe", missing)
+  with pytest.raises(video.VideoDecodeError, match=r"no video stream decord can decode .*"
+                     r"could not read it either: imageio-ffmpeg is not installed .*pip install"):
+    video.read_frames(codec_clips["av1"], [0])
+
+
+def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(trained_workdir, codec_clips,
+                                                                tmp_path):
+  from jaxvqa import inference, scoring
+
+  odd_name = os.path.join(os.fsencode(tmp_path), b"av1-\xff.mkv")
+  shutil.copyfile(codec_clips["av1"], odd_name)
+  paths = [str(codec_clips["av1_10bit_rot270"]), os.fsdecode(odd_name)]
+  trained = inference.load_trained_model(trained_workdir)
+  scores, failures = scoring.score_videos(paths, trained, num_segments=2, workers=1)
+  assert failures == []
+  # Each score is the model's score of ffmpeg's own decode of the frames evaluation samples.
+  options = trained.frames
+  for score, path in zip(scores, [codec_clips["av1_10bit_rot270"], codec_clips["av1"]]):
+    indices = video.sample_frame_indices(8, options.num_frames, train=False, rng=None)
+    clip = video.prepare_frames(media.ffmpeg_decode_frames(path, indices), options.size,
+                                mode=options.mode, fragment_grid=options.fragment_grid)
+    want = trained.calibrate(trained.raw_scores(clip[None]))[0]
+    assert score.num_frames == 8 and score.fps == pytest.approx(25.0)
+    assert score.score == pytest.approx(want, abs=1e-6)
+    assert [segment.start_seconds for segment in score.segments] == pytest.approx([0.0, 0.16])
