@@ -25,8 +25,6 @@ configs with a `kfold` section here). Checkpoints (Orbax) after each stage and e
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import logging
 import time
@@ -35,21 +33,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 
 from jaxvqa import calibration, checkpointing, config as config_lib, losses, metrics, optim, run_log, steps
 from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
-from jaxvqa.data.device_clips import Layout, evaluation_draw, gather_clips
-from jaxvqa.models import vqa
+from jaxvqa.data.device_clips import Layout
+from jaxvqa.stacked import FINETUNE, LOSS_TERMS, PRETRAIN, ModelSpec, StackedRun
 
 log = logging.getLogger(__name__)
 
-LOSS_TERMS = ("plcc", "l1", "rank", "all_pairs_rank", "group")
-PRETRAIN, FINETUNE = "pretrain", "finetune"
-HEVC_CODECS = ("libx265",)
 BASELINE = "bits-per-pixel line"
 
 
@@ -108,17 +101,6 @@ def assign_folds(family: np.ndarray, num_folds: int, seed: int) -> np.ndarray:
     fold_of[family_id] = target
     load[target] += counts[family_id]
   return fold_of
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  """One stacked model: which variant, trained on which fold's complement."""
-  variant: str
-  fold: int            # 0..K-1, or K for the "ship" model
-  sampling: str        # "fragments" or "resize_crop"
-  pretrain: bool
-  container: bool
-  loss_weights: tuple[float, ...]  # in LOSS_TERMS order
 
 
 def model_specs(config) -> list[ModelSpec]:
@@ -210,159 +192,6 @@ class HostSampler:
             "picks": picks.astype(np.int32), "rows": rows.astype(np.int32),
             "cols": cols.astype(np.int32), "flip": rng.random((num_folds, batch)) < 0.5,
             "rank_label": np.stack(rank_label).astype(np.float32)}
-
-
-# ------------------------------------------------------------------------------------- the step
-
-def weighted_loss(score, label, projection, group, mask, weights, *, temperature: float,
-                  margin: float, contrastive_variant: str) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [5] (losses.total_loss takes static
-  ones and skips zero terms; stacked models need one program for every weighting)."""
-  terms = {
-      "plcc": losses.plcc_loss(score, label, mask),
-      "l1": losses.l1_loss(score, label, mask),
-      "rank": losses.in_group_rank_loss(score, label, group, mask, margin),
-      "all_pairs_rank": losses.rank_loss(score, label, mask, margin),
-      "group": losses.group_contrastive_loss(projection, group, mask, temperature,
-                                             contrastive_variant),
-  }
-  total = sum(weights[i] * terms[name] for i, name in enumerate(LOSS_TERMS))
-  return total, terms
-
-
-def _model_step(state: steps.TrainState, clips, label, group, container, weights, rng, *, model,
-                loss_config, ema_decay):
-  """One AdamW step of one model (vmapped over the stack)."""
-  mask = jnp.ones(label.shape, bool)
-
-  def loss_fn(params):
-    output = model.apply({"params": params}, clips, None, container, train=True,
-                         rngs={steps.DROPOUT_RNG: rng})
-    return weighted_loss(output.score, label, output.projection, group, mask, weights,
-                         temperature=loss_config.temperature, margin=loss_config.margin,
-                         contrastive_variant=loss_config.contrastive_variant)
-
-  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
-  ema = jax.tree.map(lambda e, p: jnp.where(finite, ema_decay * e + (1 - ema_decay) * p, e),
-                     state.ema_params, params)
-  new_state = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
-                            nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1))
-  return new_state, {"loss": loss, **terms}
-
-
-class StackedRun:
-  """The device side: frames and labels on the accelerator, the stacked states, jitted programs."""
-
-  def __init__(self, config, data: decoded_lib.DecodedSet, specs: list[ModelSpec], layout: Layout):
-    self.config, self.data, self.specs, self.layout = config, data, specs, layout
-    model_config = ml_collections.ConfigDict(config.model.to_dict())
-    model_config.container_features = any(spec.container for spec in specs)
-    self.model = vqa.build_vqa_model(model_config)
-    log.info("placing %.2f GB of decoded frames on %s", data.frames.nbytes / 1e9, jax.devices()[0])
-    self.frames = jnp.asarray(np.ascontiguousarray(data.frames))
-    self.label = jnp.asarray(data.label)
-    self.frame_label = jnp.asarray(data.frame_label)
-    is_hevc = np.isin(np.asarray(data.codec_names)[data.codec], HEVC_CODECS)
-    self.container = vqa.container_features(data.bits_per_pixel, data.scale, data.fps, is_hevc)
-    self.fold_of_model = jnp.asarray([spec.fold for spec in specs])
-    self.uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
-    self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
-    self.modes = sorted({spec.sampling for spec in specs})
-
-  def init_states(self, tx, seed: int) -> steps.TrainState:
-    frames = video.FrameOptions(num_frames=self.layout.num_frames, size=self.layout.size)
-    container = jnp.zeros((1, vqa.CONTAINER_DIM)) if self.model.container_dim else None
-
-    def init(rng):
-      dummy = jnp.zeros((1, frames.num_frames, frames.size, frames.size, 3), jnp.uint8)
-      return self.model.init(rng, dummy, None, container, train=False)["params"]
-
-    rngs = jax.random.split(jax.random.PRNGKey(seed), len(self.specs))
-    params = steps.on_host(lambda: jax.vmap(init)(rngs))
-    return jax.jit(jax.vmap(lambda p: steps.TrainState.create(p, tx)))(params)
-
-  @property
-  def arrays(self) -> dict[str, jax.Array]:
-    """The device-resident data, passed to the jitted programs as arguments (captured as
-    constants, 6 GB of frames make XLA's compile take minutes)."""
-    return {"frames": self.frames, "label": self.label, "frame_label": self.frame_label,
-            "container": self.container}
-
-  def _model_clips(self, frames, draw) -> jax.Array:
-    """[M, B, T, S, S, 3]: each model's fold batch in its variant's sampling mode."""
-    by_mode = {mode: gather_clips(frames, draw, self.layout, mode)[self.fold_of_model]
-               for mode in self.modes}
-    if len(by_mode) == 1:
-      return by_mode[self.modes[0]]
-    return jnp.where(self.resized[:, None, None, None, None, None], by_mode["resize_crop"],
-                     by_mode["fragments"])
-
-  @functools.cached_property
-  def _weights(self):
-    return {
-        FINETUNE: jnp.asarray([spec.loss_weights for spec in self.specs], jnp.float32),
-        PRETRAIN: jnp.tile(jnp.asarray([[0, 0, 1, 0, 0]], jnp.float32), (len(self.specs), 1)),
-    }
-
-  @functools.lru_cache(maxsize=2)
-  def train_step(self, stage: str):
-    config = self.config
-    loss_config = config.loss if stage == FINETUNE else ml_collections.ConfigDict(dict(
-        temperature=config.loss.temperature, margin=config.pretrain.margin,
-        contrastive_variant=config.loss.contrastive_variant))
-    ema_decay = config.optim.ema_decay
-    step_fn = functools.partial(_model_step, model=self.model, loss_config=loss_config,
-                                ema_decay=ema_decay)
-    weights = self._weights[stage]
-    use_frame_labels = config.data.use_frame_labels
-
-    def step(states, draw, base_rng, arrays):
-      clips = self._model_clips(arrays["frames"], draw)
-      fold = self.fold_of_model
-      video_index = draw["video"][fold]  # [M, B]
-      if stage == PRETRAIN:
-        label = draw["rank_label"][fold]
-      elif use_frame_labels:
-        picked = jnp.take_along_axis(arrays["frame_label"][draw["video"]], draw["picks"], axis=2)
-        label = picked.mean(-1)[fold]
-      else:
-        label = arrays["label"][video_index]
-      container = arrays["container"][video_index] * self.uses_container[:, None, None]
-      rngs = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base_rng, i),
-                                                   states.step[0]))(jnp.arange(len(self.specs)))
-      return jax.vmap(step_fn)(states, clips, label, draw["group"][fold], container, weights, rngs)
-
-    return jax.jit(step, donate_argnums=0)
-
-  @functools.cached_property
-  def _score(self):
-    def score(params, draw, indices, arrays):
-      clips = gather_clips(arrays["frames"], draw, self.layout, "fragments")[0]
-      resized = (gather_clips(arrays["frames"], draw, self.layout, "resize_crop")[0]
-                 if "resize_crop" in self.modes else clips)
-
-      def one(model_params, use_resize, use_container):
-        model_clips = jnp.where(use_resize, resized, clips)
-        container = arrays["container"][indices] * use_container
-        return self.model.apply({"params": model_params}, model_clips, None, container).score
-
-      return jax.vmap(one)(params, self.resized, self.uses_container)
-    return jax.jit(score)
-
-  def predict(self, params, batch_size: int) -> np.ndarray:
-    """Scores [M, N] of every model on every encode (evaluation sampling)."""
-    num = len(self.data)
-    stored = self.data.frames.shape[1]
-    out = []
-    for start in range(0, num, batch_size):
-      indices = np.arange(start, min(num, start + batch_size))
-      padded = np.concatenate([indices, np.full(batch_size - len(indices), indices[-1])])
-      draw = evaluation_draw(padded, self.layout, stored)
-      out.append(np.asarray(self._score(params, draw, jnp.asarray(padded), self.arrays))[:, :len(indices)])
-    return np.concatenate(out, axis=1)
 
 
 # ---------------------------------------------------------------------------------- the protocol
