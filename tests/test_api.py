@@ -220,7 +220,7 @@ def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differenc
   # score, ~1e-7, over a step of 2, is far below that; curvature over ±1 level is what is left).
   flat = np.argsort(np.abs(gradient).ravel())[-6:].tolist()
   flat += np.random.default_rng(0).integers(0, gradient.size, 2).tolist()
-  scale = np.abs(gradient).max()
+  scale = float(np.abs(gradient).max())
   for index in flat:
     position = np.unravel_index(index, gradient.shape)
     step = np.zeros(gradient.shape, np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -84,7 +85,10 @@ def test_build_is_idempotent_and_repairs(demo, monkeypatch):
   # A cut-off clip is rebuilt; the others are left alone.
   media.make_truncated_copy(paths[2], paths[2])
   sources.build_demo_sources(out, size=(64, 48), num_frames=10, max_sources=5)
-  assert len(calls) == 1 and video.probe(paths[2]).num_frames == 10
+  # One encode rebuilds it (the cut-off file's own ffmpeg read, the decoder's fallback when
+  # decord cannot open it, is not an encode).
+  encodes = [args for args in calls if os.fspath(args[args.index("-i") + 1]) != os.fspath(paths[2])]
+  assert len(encodes) == 1 and video.probe(paths[2]).num_frames == 10
   assert [path.stat().st_mtime_ns for path in paths[:2]] == mtimes[:2]
 
 
