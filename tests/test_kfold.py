@@ -234,24 +234,31 @@ def test_hybrid_head_with_zero_container_features_is_the_pixel_only_head():
   from configs import demo
   from conftest import tiny_demo_settings
   from jaxvqa.models import vqa
-  model_config = tiny_demo_settings(demo.get_config()).model
-  model_config.container_features = True
-  hybrid = vqa.build_vqa_model(model_config)
-  model_config.container_features = False
-  pixel_only = vqa.build_vqa_model(model_config)
-  frames = jax.random.randint(jax.random.PRNGKey(0), (3, 2, 32, 32, 3), 0, 256).astype(jnp.uint8)
+  embedding = jax.random.normal(jax.random.PRNGKey(0), (3, 16))
   container = vqa.container_features(jnp.array([0.05, 0.2, 1.0]), jnp.array([1.0, 0.5, 1.0]),
                                      jnp.array([24.0, 25.0, 30.0]), jnp.array([0, 1, 0]))
-  params = hybrid.init(jax.random.PRNGKey(1), frames, None, container)["params"]
-  pixel_params = {**params, "head": {k: v for k, v in params["head"].items() if k != "container"}}
-  expected = pixel_only.apply({"params": pixel_params}, frames).score
-  zero = hybrid.apply({"params": params}, frames, None, jnp.zeros_like(container)).score
+  head = vqa.QualityHead(hidden=8)
+  params = head.init(jax.random.PRNGKey(1), embedding, container)["params"]
+  pixel_params = {key: value for key, value in params.items() if key != "container"}
+  expected = head.apply({"params": pixel_params}, embedding)
+  zero = head.apply({"params": params}, embedding, jnp.zeros_like(container))
   np.testing.assert_allclose(zero, expected, rtol=1e-6, atol=1e-6)
-  informed = hybrid.apply({"params": params}, frames, None, container).score
+  informed = head.apply({"params": params}, embedding, container)
   assert np.abs(np.asarray(informed) - np.asarray(expected)).max() > 1e-4
   np.testing.assert_allclose(container[:, 0], np.log([0.05, 0.2, 1.0]) / 4, rtol=1e-6)
+  # The whole model: the container leaf exists only in the hybrid, which refuses to run without it.
+  model_config = tiny_demo_settings(demo.get_config()).model
+  frames = jnp.zeros((3, 2, 32, 32, 3), jnp.uint8)
+  model_config.container_features = True
+  hybrid = vqa.build_vqa_model(model_config)
+  shapes = jax.eval_shape(hybrid.init, jax.random.PRNGKey(1), frames, None, container)["params"]
+  assert shapes["head"]["container"]["kernel"].shape == (vqa.CONTAINER_DIM, model_config.head_hidden)
   with pytest.raises(ValueError, match="reads container features"):
-    hybrid.apply({"params": params}, frames)
+    jax.eval_shape(hybrid.init, jax.random.PRNGKey(1), frames)
+  model_config.container_features = False
+  pixel_only = vqa.build_vqa_model(model_config)
+  shapes = jax.eval_shape(pixel_only.init, jax.random.PRNGKey(1), frames)["params"]
+  assert "container" not in shapes["head"]
 
 
 def test_quality_head_resolves_small_differences_on_a_large_mean():
