@@ -108,7 +108,7 @@ def _restore_or_explain(manager: ocp.CheckpointManager, step: int, args) -> Any:
         f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}{advice}") from error
 
 
-def _state_tree(state) -> dict[str, Any]:
+def state_tree(state) -> dict[str, Any]:
   return {field: getattr(state, field) for field in STATE_FIELDS}
 
 
@@ -135,7 +135,7 @@ class RunCheckpoints:
     step = int(jax.device_get(state.step))
     manager = self.best if best else self.latest
     args = ocp.args.Composite(
-        state=ocp.args.StandardSave(_state_tree(state)), meta=ocp.args.JsonSave(meta))
+        state=ocp.args.StandardSave(state_tree(state)), meta=ocp.args.JsonSave(meta))
     if best:
       # orbax's best_fn reads the metrics argument, not the item.
       manager.save(step, args=args, metrics={"best_metric": meta["best_metric"]}, force=True)
@@ -172,7 +172,7 @@ class RunCheckpoints:
     if step is None:
       return state, None
     restored = _restore_or_explain(manager, step, ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(_state_tree(state))), meta=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(_abstract(state_tree(state))), meta=ocp.args.JsonRestore()))
     return state.replace(**restored["state"]), dict(restored["meta"])
 
   def close(self) -> None:

@@ -229,19 +229,15 @@ def bits_per_pixel_line(data: decoded_lib.DecodedSet, train: np.ndarray) -> np.n
   return slope * log_bpp + intercept
 
 
-def _state_tree(states: steps.TrainState) -> dict[str, Any]:
-  return {field: getattr(states, field)
-          for field in ("step", "params", "ema_params", "opt_state", "nonfinite_streak")}
-
-
 class KFoldRun:
   """The whole protocol for one config and workdir (see the module docstring)."""
 
   def __init__(self, config, workdir: str | Path):
     self.config, self.workdir = config, Path(workdir)
     if not (config.data.manual_dir or config.data.decoded_dir):
-      raise config_lib.ConfigError("config.data.manual_dir is empty: point it at a `jaxvqa make-dataset --out` "
-                       "directory (or config.data.decoded_dir at a decoded set)")
+      raise config_lib.ConfigError(
+          "config.data.manual_dir is empty: point it at a `jaxvqa make-dataset --out` directory "
+          "(or config.data.decoded_dir at a decoded set)")
     decoded_dir = Path(config.data.decoded_dir or Path(config.data.manual_dir) / "decoded")
     if config.data.manual_dir:
       decoded_lib.build(config.data.manual_dir, decoded_dir,
@@ -278,7 +274,7 @@ class KFoldRun:
     manager = self._checkpoints(stage)
     latest = manager.latest_step()
     if latest is not None:
-      restored = manager.restore(latest, args=ocp.args.StandardRestore(_state_tree(states)))
+      restored = manager.restore(latest, args=ocp.args.StandardRestore(checkpointing.state_tree(states)))
       states = states.replace(**restored)
       log.info("%s: resumed at step %d of %d", stage, latest, num_steps)
     start = int(jax.device_get(states.step[0]))
@@ -298,7 +294,7 @@ class KFoldRun:
                  num_steps, np.array2string(np.asarray(values["loss"])[:8], precision=3), rate,
                  len(self.specs), self.sampler.batch_size)
       if done % every == 0 or done == num_steps or time.monotonic() > self.deadline:
-        manager.save(done, args=ocp.args.StandardSave(_state_tree(states)), force=True)
+        manager.save(done, args=ocp.args.StandardSave(checkpointing.state_tree(states)), force=True)
         manager.wait_until_finished()
         if time.monotonic() > self.deadline and done < num_steps:
           log.warning("%s: stopping at step %d (train.stop_after_seconds); run again to resume",

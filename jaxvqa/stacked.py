@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxvqa import losses, steps
 from jaxvqa.data import decoded as decoded_lib
@@ -75,13 +74,7 @@ def _model_step(state: steps.TrainState, clips, label, group, container, weights
                          contrastive_variant=loss_config.contrastive_variant)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
-  ema = jax.tree.map(lambda e, p: jnp.where(finite, ema_decay * e + (1 - ema_decay) * p, e),
-                     state.ema_params, params)
-  new_state = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
-                            nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1))
+  new_state, _ = steps.apply_gradients(state, loss, grads, ema_decay)
   return new_state, {"loss": loss, **terms}
 
 

@@ -95,6 +95,22 @@ def train_step(
     return total, parts
 
   (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state, finite = apply_gradients(state, loss, grads, ema_decay)
+  metrics = {
+      "loss": loss, **{f"loss/{name}": value for name, value in parts.items()},
+      "grad_norm": _global_norm(grads), "param_norm": _global_norm(new_state.params),
+      "finite": finite.astype(jnp.float32),
+  }
+  return new_state, metrics
+
+
+def apply_gradients(state: TrainState, loss: jax.Array, grads, ema_decay: float
+                    ) -> tuple[TrainState, jax.Array]:
+  """(the state after one optimizer step, whether loss and gradients were finite).
+
+  A non-finite step leaves parameters and moments unchanged (optax.apply_if_finite in the
+  optimizer), keeps the EMA as it was and lengthens `nonfinite_streak`.
+  """
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(loss) & jnp.isfinite(_global_norm(grads))
@@ -104,12 +120,7 @@ def train_step(
   new_state = state.replace(
       step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state,
       nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1))
-  metrics = {
-      "loss": loss, **{f"loss/{name}": value for name, value in parts.items()},
-      "grad_norm": _global_norm(grads), "param_norm": _global_norm(params),
-      "finite": finite.astype(jnp.float32),
-  }
-  return new_state, metrics
+  return new_state, finite
 
 
 def forward(model: nn.Module, params, batch: dict[str, jax.Array], *, train: bool,

@@ -525,6 +525,14 @@ def measure_vmaf(distorted: Path, reference: Path, *, threads: int,
   return [float(frame["metrics"]["vmaf"]) for frame in log["frames"]]
 
 
+def bits_per_pixel(row: dict) -> float:
+  """Achieved bits per coded pixel of a manifest row: a lower rung counts the size it was encoded
+  at (`encode_width` × `encode_height`); rows made before `--scales` have the display size only."""
+  width = row.get("encode_width", row["width"])
+  height = row.get("encode_height", row["height"])
+  return float(row["bitrate_kbps"]) * 1000.0 / (float(width) * float(height) * float(row["fps"]))
+
+
 def read_display_frames(row: dict, dataset_dir: str | os.PathLike,
                         frame_indices: Sequence[int] | None = None) -> np.ndarray:
   """The frames of a manifest row's encode as VMAF judged them: uint8 [N, H, W, 3] rgb24.
@@ -641,8 +649,8 @@ def _make_encode(mezzanine: Mezzanine, out_dir: Path, codec: str, rung: Rung,
       "scale": float(rung.scale),
       "encode_width": width,
       "encode_height": height,
-      "bits_per_pixel": bitrate_kbps * 1000 / (width * height * mezzanine.fps),
   }
+  row["bits_per_pixel"] = bits_per_pixel(row)
   write_atomically(encode_path.with_suffix(".json"),
                    json.dumps({"recipe": recipe, "row": row}))
   return row

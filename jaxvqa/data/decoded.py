@@ -78,12 +78,6 @@ def _decode_row(task: tuple[dict, str, int]) -> np.ndarray:
   return compress.read_display_frames(row, dataset_dir, frame_indices=indices)
 
 
-def _bits_per_pixel(row: dict) -> float:
-  width = row.get("encode_width", row["width"])
-  height = row.get("encode_height", row["height"])
-  return float(row["bitrate_kbps"]) * 1000.0 / (float(width) * float(height) * float(row["fps"]))
-
-
 def build(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, frames_per_video: int = 8,
           jobs: int | None = None, decode: Callable[[tuple[dict, str, int]], np.ndarray] = _decode_row
           ) -> Path:
@@ -145,7 +139,7 @@ def _write_meta(rows: list[dict], path: Path, frames_per_video: int) -> None:
   np.savez(
       path, label=np.array([row["vmaf"] for row in rows], np.float32), frame_label=frame_label,
       source=source, family=family, rung=np.array([row["rung"] for row in rows], np.int32),
-      codec=codec, bits_per_pixel=np.array([_bits_per_pixel(row) for row in rows], np.float32),
+      codec=codec, bits_per_pixel=np.array([compress.bits_per_pixel(row) for row in rows], np.float32),
       scale=np.array([float(row.get("encode_height", row["height"])) / float(row["height"])
                       for row in rows], np.float32),
       fps=np.array([row["fps"] for row in rows], np.float32),
