@@ -14,7 +14,7 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
   from jaxvqa import scoring
-  from jaxvqa.data import compress
+  from jaxvqa.commands import make_dataset, score_beam
   from jaxvqa.models import convert
 
   parser = argparse.ArgumentParser(
@@ -22,9 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
       description="No-reference video quality assessment in JAX/Flax.")
   subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   convert.add_subcommand(subparsers)
-  compress.add_subcommand(subparsers)
+  make_dataset.add_subcommand(subparsers)
   add_make_corpus(subparsers)
   scoring.add_subcommand(subparsers)
+  score_beam.add_subcommand(subparsers)
   return parser
 
 

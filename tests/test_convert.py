@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
+from jaxvqa.commands import convert as convert_command
 from jaxvqa.models import convert
 from jaxvqa.models.convert import (CheckpointError, convert_state_dict, load_checkpoint,
                                    load_converted, save_converted)
@@ -199,7 +200,7 @@ def test_unreadable_paths_are_named(tmp_path):
 
 def _cli(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="jaxvqa")
-  convert.add_subcommand(parser.add_subparsers(dest="command", required=True))
+  convert_command.add_subcommand(parser.add_subparsers(dest="command", required=True))
   args = parser.parse_args(argv)
   return args.run(args)
 

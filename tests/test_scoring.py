@@ -22,6 +22,8 @@ import pytest
 
 import media
 from jaxvqa import calibration as calibration_lib, cli, inference, scoring
+from jaxvqa.commands import score as score_command
+from jaxvqa.scoring import records as score_records
 from jaxvqa.data import ffmpeg, pipeline, video
 
 ODD_NAME = "-lead dash 'quoted' \"clip\" name.mp4"
@@ -56,10 +58,6 @@ def trained(trained_workdir):
 
 
 # ----------------------------------------------------------------------------- without a model
-
-
-def test_default_batch_is_the_inference_default():
-  assert scoring.DEFAULT_PER_DEVICE_BATCH == inference.DEFAULT_PER_DEVICE_BATCH
 
 
 def test_clip_options_are_the_evaluation_frame_options(tiny_config):
@@ -131,7 +129,7 @@ def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, 
                      "--format", "csv", "--output", str(out), "--workers", "2",
                      str(clip_dir["root"])])
   stderr = capsys.readouterr().err
-  assert status == scoring.EXIT_SOME_FAILED
+  assert status == score_command.EXIT_SOME_FAILED
   for bad, reason in clip_dir["reasons"].items():
     line = next(line for line in stderr.splitlines() if line.startswith(f"jaxvqa score: {bad}: "))
     assert reason in line, line
@@ -154,7 +152,7 @@ def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_d
   status = cli.main(["score", "--workdir", str(trained_workdir), "--format", "json",
                      "--no-progress", "--", odd])
   captured = capsys.readouterr()
-  assert status == scoring.EXIT_OK, captured.err
+  assert status == score_command.EXIT_OK, captured.err
   document = json.loads(captured.out)
   assert [video["path"] for video in document["videos"]] == [odd]
   assert document["failures"] == []
@@ -180,11 +178,11 @@ def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_
   assert document["checkpoint"]["which"] == "latest" and document["checkpoint"]["weights"] == "raw"
   assert document["videos"][0]["score"] == document["videos"][0]["raw_score"]
   # Nothing to score, or no run: usage errors (2), before any model is loaded.
-  assert cli.main(["score", "--workdir", str(trained_workdir), str(tmp_path)]) == scoring.EXIT_USAGE
+  assert cli.main(["score", "--workdir", str(trained_workdir), str(tmp_path)]) == score_command.EXIT_USAGE
   assert "no video files to score" in capsys.readouterr().err
   empty_workdir = tmp_path / "not-a-run"
   empty_workdir.mkdir()
-  assert cli.main(["score", "--workdir", str(empty_workdir), clip]) == scoring.EXIT_USAGE
+  assert cli.main(["score", "--workdir", str(empty_workdir), clip]) == score_command.EXIT_USAGE
   assert "config.json not found" in capsys.readouterr().err
 
 
@@ -278,13 +276,13 @@ def test_output_that_is_an_input_or_unusable_is_refused_before_scoring(
   link = tmp_path / "hard link.mp4"
   os.link(clip, link)
   for output in (clip, str(link)):
-    assert score("--format", "csv", "--output", output, clip) == scoring.EXIT_USAGE
+    assert score("--format", "csv", "--output", output, clip) == score_command.EXIT_USAGE
     assert "is one of the files to score" in capsys.readouterr().err
   assert open(clip, "rb").read() == original
   # A directory, a path under a file, a missing directory.
   for output, reason in ((tmp_path, "is a directory"), (f"{clip}/scores.csv", "is not a directory"),
                          (tmp_path / "missing" / "s.csv", "does not exist")):
-    assert score("--output", str(output), clip) == scoring.EXIT_USAGE
+    assert score("--output", str(output), clip) == score_command.EXIT_USAGE
     assert reason in capsys.readouterr().err
   assert scored_by == []  # all refused before any clip was scored
 
@@ -293,7 +291,7 @@ def test_replaced_output_is_announced_and_a_late_failure_keeps_old_file_and_resu
     odd_clips, tmp_path, scored_by, monkeypatch, capsys):
   out = tmp_path / "scores.csv"
   out.write_text("yesterday's scores\n")
-  assert score("--format", "csv", "--output", str(out), odd_clips["plain"]) == scoring.EXIT_OK
+  assert score("--format", "csv", "--output", str(out), odd_clips["plain"]) == score_command.EXIT_OK
   assert "(replaced the previous file)" in capsys.readouterr().err
   assert [row["path"] for row in read_csv(out)] == [odd_clips["plain"]]
   # Writing the final file fails after scoring: the old file is whole, every score is kept.
@@ -302,9 +300,9 @@ def test_replaced_output_is_announced_and_a_late_failure_keeps_old_file_and_resu
   def full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
-  monkeypatch.setattr(scoring.os, "fsync", full_disk)
+  monkeypatch.setattr(os, "fsync", full_disk)
   status = score("--format", "csv", "--output", str(out), odd_clips["plain"], odd_clips["formula"])
-  assert status == scoring.EXIT_USAGE
+  assert status == score_command.EXIT_USAGE
   assert out.read_bytes() == before
   kept = [json.loads(line) for line in open(f"{out}.partial")]
   assert [row["path"] for row in kept] == [odd_clips["plain"], odd_clips["formula"]]
@@ -319,7 +317,7 @@ def test_names_not_utf8_with_newlines_or_formulas_are_written_losslessly_and_saf
   names = [odd_clips[key] for key in ("not_utf8", "carriage_return", "formula")]
   out = tmp_path / "scores.csv"
   out.write_text("old\n")
-  assert score("--format", "csv", "--output", str(out), *names) == scoring.EXIT_OK
+  assert score("--format", "csv", "--output", str(out), *names) == score_command.EXIT_OK
   rows = read_csv(out)
   escaped = os.fsencode(names[0]).decode("utf-8", "backslashreplace")
   assert escaped.endswith("clip\\xff.mp4")
@@ -328,12 +326,12 @@ def test_names_not_utf8_with_newlines_or_formulas_are_written_losslessly_and_saf
   assert all(math.isfinite(float(row["score"])) for row in rows)
   monkeypatch.chdir(os.path.dirname(names[2]))
   assert score("--format", "csv", "--output", str(out), os.path.basename(names[2]),
-               os.path.basename(names[1])) == scoring.EXIT_OK
+               os.path.basename(names[1])) == score_command.EXIT_OK
   assert [row["path"] for row in read_csv(out)] == ["'=HYPERLINK(1).mkv", "two\rlines.mp4"]
   # JSON and the table carry the same escape; nothing reaches stdout that its encoding cannot hold.
-  assert score("--format", "json", names[0]) == scoring.EXIT_OK
+  assert score("--format", "json", names[0]) == score_command.EXIT_OK
   assert [video["path"] for video in json.loads(capsys.readouterr().out)["videos"]] == [escaped]
-  assert score(names[1]) == scoring.EXIT_OK
+  assert score(names[1]) == score_command.EXIT_OK
   assert capsys.readouterr().out.splitlines()[-1].endswith("two\\rlines.mp4")
 
 
@@ -365,7 +363,7 @@ def test_unreadable_directories_files_fifos_and_link_loops_are_named_with_their_
   monkeypatch.setattr(os, "open", open_file)
   status = score("--format", "csv", "--output", str(tmp_path / "s.csv"), str(root), "/dev/null")
   err = capsys.readouterr().err
-  assert status == scoring.EXIT_SOME_FAILED
+  assert status == score_command.EXIT_SOME_FAILED
 
   def reason(path):
     prefix = f"jaxvqa score: {path}: "
@@ -385,10 +383,10 @@ def test_resume_scores_only_the_files_a_killed_run_left(odd_clips, tmp_path, sco
                                                         monkeypatch, capsys):
   clips = [odd_clips[key] for key in ("plain", "vfr", "formula")]
   reference = tmp_path / "uninterrupted.csv"
-  assert score("--format", "csv", "--output", str(reference), *clips) == scoring.EXIT_OK
+  assert score("--format", "csv", "--output", str(reference), *clips) == score_command.EXIT_OK
   out = tmp_path / "scores.csv"
   partial = f"{out}.partial"
-  record = scoring.score_record
+  record = score_records.score_record
   on_disk = []
 
   def stopped_at_the_third(*args):
@@ -398,16 +396,16 @@ def test_resume_scores_only_the_files_a_killed_run_left(odd_clips, tmp_path, sco
       raise KeyboardInterrupt
     return record(*args)
 
-  monkeypatch.setattr(scoring, "score_record", stopped_at_the_third)
-  assert score("--format", "csv", "--output", str(out), *clips) == scoring.EXIT_INTERRUPTED
-  monkeypatch.setattr(scoring, "score_record", record)
+  monkeypatch.setattr(score_records, "score_record", stopped_at_the_third)
+  assert score("--format", "csv", "--output", str(out), *clips) == score_command.EXIT_INTERRUPTED
+  monkeypatch.setattr(score_records, "score_record", record)
   assert on_disk == [0, 1, 2] and not out.exists()
   assert "2 results are kept in" in capsys.readouterr().err
   # Without --resume the kept results are never overwritten.
-  assert score("--format", "csv", "--output", str(out), *clips) == scoring.EXIT_USAGE
+  assert score("--format", "csv", "--output", str(out), *clips) == score_command.EXIT_USAGE
   assert "add --resume" in capsys.readouterr().err
   del scored_by[:]
-  assert score("--format", "csv", "--output", str(out), "--resume", *clips) == scoring.EXIT_OK
+  assert score("--format", "csv", "--output", str(out), "--resume", *clips) == score_command.EXIT_OK
   assert "2 of 3 files already scored by this model" in capsys.readouterr().err
   assert scored_by == [1]  # one clip: the file the killed run had not scored
   assert out.read_bytes() == reference.read_bytes() and not os.path.exists(partial)
@@ -444,13 +442,13 @@ def test_a_run_killed_by_sigkill_resumes_with_the_files_it_had_not_scored(
 
 def test_resume_refuses_rows_of_another_model(odd_clips, tmp_path, scored_by, capsys):
   out = tmp_path / "scores.jsonl"
-  assert score("--format", "jsonl", "--output", str(out), odd_clips["plain"]) == scoring.EXIT_OK
+  assert score("--format", "jsonl", "--output", str(out), odd_clips["plain"]) == score_command.EXIT_OK
   (row,) = [json.loads(line) for line in out.read_text().splitlines()]
   other = {**row, "model_id": "sha256:0123456789abcdef"}
   Path(f"{out}.partial").write_text(json.dumps(other) + "\n" + '{"path": "cut sh')
   status = score("--format", "jsonl", "--output", str(out), "--resume", odd_clips["plain"])
   err = capsys.readouterr().err
-  assert status == scoring.EXIT_USAGE
+  assert status == score_command.EXIT_USAGE
   assert "holds scores by another model (sha256:0123456789abcdef" in err
   assert row["model_id"] in err  # this run's model, named
   assert scored_by == [1]
@@ -492,7 +490,7 @@ def test_segment_times_follow_the_stream_timestamps_of_a_variable_rate_clip(
   clip = odd_clips["vfr"]
   starts, end = ffmpeg_frame_times(clip)
   assert len(set(np.round(np.diff(starts), 6))) == 2  # the rate really varies: 0.48 s and 0.08 s
-  assert score("--format", "json", "--segments", "2", clip) == scoring.EXIT_OK
+  assert score("--format", "json", "--segments", "2", clip) == score_command.EXIT_OK
   (result,) = json.loads(capsys.readouterr().out)["videos"]
   assert result["num_frames"] == 12
   assert [(s["start_frame"], s["end_frame"]) for s in result["segments"]] == [(0, 6), (6, 12)]
@@ -507,6 +505,6 @@ def test_a_damaged_checkpoint_is_one_line_and_exit_2(trained_workdir, odd_clips,
   shutil.copytree(trained_workdir, damaged)
   (metadata,) = (damaged / "best").glob("*/state/_METADATA")
   metadata.write_bytes(metadata.read_bytes()[:100])
-  assert cli.main(["score", "--workdir", str(damaged), odd_clips["plain"]]) == scoring.EXIT_USAGE
+  assert cli.main(["score", "--workdir", str(damaged), odd_clips["plain"]]) == score_command.EXIT_USAGE
   err = capsys.readouterr().err
   assert len(err.splitlines()) == 1 and str(metadata.parent.parent) in err, err

@@ -1,0 +1,5 @@
+"""The `jaxvqa` subcommands, one module each: argument parsing, messages and exit status.
+
+A command module holds no work of its own: it parses, calls the library module named in its
+docstring, and turns the outcome into lines on stderr and an exit status.
+"""
