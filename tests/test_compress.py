@@ -1,4 +1,5 @@
-"""jaxvqa.data.compress / `jaxvqa make-dataset`: ladder, VMAF labels, manifest, resume."""
+"""jaxvqa.data.compress (+ .ladder, .encoding) / `jaxvqa make-dataset`: ladder, VMAF labels,
+manifest, resume."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import pytest
 import media
 from jaxvqa import cli
 from jaxvqa.data import compress
+from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
+from jaxvqa.data import ladder
 from jaxvqa.data import video
 
 LADDER = "25k,50k,120k"
@@ -31,21 +34,21 @@ LADDER = "25k,50k,120k"
 @pytest.mark.parametrize("text,kbps", [
     ("200k", 200.0), ("1.5M", 1500.0), ("8000", 8000.0), (" 2m ", 2000.0), ("12.5K", 12.5)])
 def test_parse_bitrate(text, kbps):
-  assert compress.parse_bitrate_kbps(text) == kbps
+  assert ladder.parse_bitrate_kbps(text) == kbps
 
 
 def test_parse_ladder_sorts_and_names_bad_values():
-  assert compress.parse_ladder("1M,200k,500") == [200.0, 500.0, 1000.0]
+  assert ladder.parse_ladder("1M,200k,500") == [200.0, 500.0, 1000.0]
   with pytest.raises(ValueError, match="'fast'"):
-    compress.parse_ladder("200k,fast,1M")
+    ladder.parse_ladder("200k,fast,1M")
   with pytest.raises(ValueError, match="'0k'"):
-    compress.parse_ladder("0k,1M")
+    ladder.parse_ladder("0k,1M")
   with pytest.raises(ValueError, match="appears twice"):
-    compress.parse_ladder("1M,1000k")
+    ladder.parse_ladder("1M,1000k")
   with pytest.raises(ValueError, match="libx999"):
-    compress.parse_codecs("libx264,libx999")
+    encoding.parse_codecs("libx264,libx999")
   with pytest.raises(ValueError, match="even"):
-    compress.parse_scale("97x75")
+    ladder.parse_scale("97x75")
 
 
 def test_cli_rejects_bad_ladder(tmp_path, capsys):
@@ -252,7 +255,7 @@ def test_other_codecs(tmp_path):
   for low, high in zip(result.rows[::2], result.rows[1::2]):
     assert low["vmaf"] < high["vmaf"] and low["bitrate_kbps"] < high["bitrate_kbps"]
     # Counted by ffmpeg: decord's FFmpeg has no AV1 decoder.
-    assert compress._stream_facts(tmp_path / "out" / high["path"])[2] == 10
+    assert encoding.stream_facts(tmp_path / "out" / high["path"])[2] == 10
   assert [row["path"] for row in result.rows if row["codec"] == "libvpx-vp9"] == [
       "encodes/bikes/libvpx-vp9_15k.webm", "encodes/bikes/libvpx-vp9_150k.webm"]
   assert json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0]) == (
@@ -276,14 +279,14 @@ def scaled(tmp_path_factory):
 
 
 def test_parse_scales():
-  assert compress.parse_scales("1,0.75,0.5") == [0.5, 0.75, 1.0]
+  assert ladder.parse_scales("1,0.75,0.5") == [0.5, 0.75, 1.0]
   for bad, message in (("1,1.5", "'1.5'"), ("0", "'0'"), ("1,half", "'half'"),
                        ("0.5,0.50", "twice")):
     with pytest.raises(ValueError, match=message):
-      compress.parse_scales(bad)
-  assert compress.coded_size(384, 216, 0.75) == (288, 162)
-  assert compress.coded_size(96, 64, 0.5) == (48, 32)
-  assert compress.coded_size(100, 70, 0.3) == (30, 22)  # 21 → even
+      ladder.parse_scales(bad)
+  assert ladder.coded_size(384, 216, 0.75) == (288, 162)
+  assert ladder.coded_size(96, 64, 0.5) == (48, 32)
+  assert ladder.coded_size(100, 70, 0.3) == (30, 22)  # 21 → even
 
 
 def test_cli_rejects_bad_scales(tmp_path, capsys):
