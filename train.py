@@ -1,7 +1,7 @@
 r"""Trains a jaxvqa model: `python train.py --config configs/demo.py [--config.field=value ...]`.
 
 Flags: --config (an ml_collections config file; `--config.a.b=v` overrides a field, unknown fields
-are an error) and --workdir (overrides config.workdir). A run that finds checkpoints in its workdir
+are an error), --workdir (overrides config.workdir) and --version. A run that finds checkpoints in its workdir
 resumes from the newest one, whenever the previous run was killed.
 
 Exit status: 0 done; 2 with one line on stderr for a config error, a damaged checkpoint or a
@@ -14,6 +14,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+import jaxvqa
 from jaxvqa import run_log
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
@@ -42,5 +43,12 @@ def main(argv):
     run_log.exit_with_error("train.py", error)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  if "--version" in argv[1:]:
+    print(f"train.py (jaxvqa {jaxvqa.__version__})")
+    sys.exit(0)
+  return run_log.parse_flags_or_exit("train.py")(argv)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=run_log.parse_flags_or_exit("train.py"))
+  app.run(main, flags_parser=parse_flags)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxvqa.data import compress
-from jaxvqa.evaluation import SplitPredictions
+from jaxvqa.split_predictions import SplitPredictions
 
 _RATE_FIELDS = ("bitrate_kbps", "width", "height", "fps")
 

@@ -30,7 +30,7 @@ import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "train.lock"
-STATE_FIELDS = ("step", "params", "ema_params", "opt_state", "nonfinite_streak")
+STATE_FIELDS = ("step", "params", "ema_params", "opt_state")
 WHICH = ("best", "latest")
 
 
@@ -206,6 +206,8 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
   """(params, meta) of a finished run, without rebuilding the optimizer.
 
   which: "best" (highest validation SRCC) or "latest". ema: take the EMA copy of the weights.
+  Only those weights are read (an Orbax partial restore): the other copy and the optimizer's
+  moments, twice the weights again for Adam, stay on disk.
   Raises CheckpointError (CheckpointNotFoundError when there is nothing to load) in one line.
   """
   if which not in WHICH:
@@ -216,8 +218,9 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
     what = "a train.py workdir" if (workdir / CONFIG_FILE).is_file() else "not a train.py workdir"
     raise CheckpointNotFoundError(
         f"no checkpoint under {directory} ({workdir} is {what}): did the training run save one?")
+  wanted = "ema_params" if ema else "params"
   manager = ocp.CheckpointManager(directory, item_handlers={
-      "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+      "state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
   try:
     step = manager.latest_step()
     if step is None:
@@ -236,14 +239,16 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
       raise CheckpointError(
           f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}; use the run's "
           "other checkpoint (best or latest) or train again") from error
-    target = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), saved)
+    target = {wanted: jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), saved[wanted])}
     restored = _restore_or_explain(manager, step, ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        state=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True),
+        meta=ocp.args.JsonRestore()))
   finally:
     manager.close()
-  state = restored["state"]
-  return (state["ema_params"] if ema else state["params"]), dict(restored["meta"])
+  return restored["state"][wanted], dict(restored["meta"])
 
 
 @contextlib.contextmanager

@@ -2,17 +2,19 @@
 
 Unknown fields are already refused by the locked ConfigDict (`--config.data.smapling=...` fails in
 the flag parser); this module checks values: choices, ranges and the relations between fields.
+Choice lists are imported from the modules that use them, and what an object checks itself
+(`losses.LossWeights`) is checked by building it, so no rule is written twice.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
+from jaxvqa import losses
+from jaxvqa.data.video import MODES as SAMPLING_MODES
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
 from jaxvqa.models.vqa import DTYPES
 
-SAMPLING_MODES = ("resize_crop", "fragments")
-CONTRASTIVE_VARIANTS = ("mean_positive", "supcon")
 MODEL_TASKS = ("vqa", "iqa")
 
 
@@ -50,8 +52,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
            "release, or set config.data.demo.enabled=True")
   for field in ("data.num_frames", "data.frame_size", "data.eval_batch_size", "optim.epochs",
-                "optim.learning_rate", "optim.grad_clip_norm", "loss.temperature",
-                "train.log_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints"):
+                "optim.learning_rate", "optim.grad_clip_norm", "train.log_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints"):
     _positive(config, field)
   _require(data.groups_per_batch >= 2, "data.groups_per_batch",
            f"must be >= 2 so the group contrastive loss has groups to separate, got {data.groups_per_batch}")
@@ -81,10 +82,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"stage {stage} width {width} is not divisible by {heads} heads")
   _require(model.temporal.width % model.temporal.num_heads == 0, "model.temporal.num_heads",
            f"temporal width {model.temporal.width} is not divisible by {model.temporal.num_heads} heads")
-  _require(loss.contrastive_variant in CONTRASTIVE_VARIANTS, "loss.contrastive_variant",
-           f"must be one of {CONTRASTIVE_VARIANTS}, got {loss.contrastive_variant!r}")
-  for name in ("plcc", "l1", "rank", "all_pairs_rank", "group"):
-    _require(loss[name] >= 0, f"loss.{name}", f"weights must be >= 0, got {loss[name]}")
+  try:
+    losses.LossWeights(**loss)
+  except (TypeError, ValueError) as error:  # its messages name the field as LossWeights.<field>
+    raise ConfigError(str(error).replace("LossWeights.", "config.loss.", 1)) from error
   _require(any(loss[name] > 0 for name in ("plcc", "l1", "rank", "all_pairs_rank")), "loss.plcc",
            "at least one score loss (plcc, l1, rank, all_pairs_rank) must have a positive weight")
   _require(0 <= optim.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1), got {optim.ema_decay}")

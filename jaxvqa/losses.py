@@ -27,13 +27,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxvqa.models.l2 import l2_normalize
+
 CONTRASTIVE_VARIANTS = ("mean_positive", "supcon")
 
 # Added to the standard deviation before dividing, as in the authors' PLCC loss.
 _PLCC_STD_EPS = 1e-8
-# Floor on the embedding norm (as torch.nn.functional.normalize) so a zero
-# vector normalises to zero instead of 0/0.
-_NORM_EPS = 1e-12
 
 
 def _valid_float(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -73,12 +72,6 @@ def _masked_standardise(values: jax.Array, mask: jax.Array) -> jax.Array:
   positive = variance > 0
   std = jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
   return centred / (std + _PLCC_STD_EPS)
-
-
-def _l2_normalise(embedding: jax.Array) -> jax.Array:
-  """Rows divided by max(‖row‖, 1e-12), with a gradient finite at zero. [B, D] -> [B, D]."""
-  squared_norm = jnp.sum(embedding**2, axis=-1, keepdims=True)
-  return embedding / jnp.sqrt(jnp.maximum(squared_norm, _NORM_EPS**2))
 
 
 def plcc_loss(pred: jax.Array, label: jax.Array, mask: jax.Array) -> jax.Array:
@@ -243,7 +236,7 @@ def group_contrastive_loss(
     )
   mask = jnp.asarray(mask, bool)
   group = jnp.asarray(group)
-  unit = _l2_normalise(_valid_float(embedding, mask))
+  unit = l2_normalize(_valid_float(embedding, mask))
   logits = (unit @ unit.T) / temperature  # [B, B]
   valid_pairs = _valid_pairs(mask)
   same_group = group[:, None] == group[None, :]

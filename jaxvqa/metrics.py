@@ -62,6 +62,8 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
+from jaxvqa import strict_json
+
 MIN_SAMPLES = 3
 
 # LogisticFit.kind values.
@@ -291,8 +293,7 @@ class QualityReport:
 
   def to_json(self, **json_kwargs: Any) -> str:
     """Strict JSON (NaN written as null, since JSON has no NaN)."""
-    data = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.to_dict().items()}
-    return json.dumps(data, allow_nan=False, **json_kwargs)
+    return strict_json.dumps(self.to_dict(), **json_kwargs)
 
   @classmethod
   def from_dict(cls, data: Mapping[str, Any]) -> QualityReport:

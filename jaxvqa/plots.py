@@ -4,7 +4,7 @@ Both are drawn over the labels' range, so a wild fit or a stray prediction canno
 points into one row: a prediction outside that range is drawn on the edge, hollow. Built with
 matplotlib's object API on an Agg canvas, never through pyplot, so importing or calling this
 changes no global backend and needs no display. The builders return the `Figure` (tests read its
-axes; eval_run saves it and hands it to TensorBoard).
+axes; checkpoint_report saves it and hands it to TensorBoard).
 """
 
 from __future__ import annotations

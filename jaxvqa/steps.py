@@ -17,26 +17,31 @@ from flax import struct
 
 from jaxvqa import losses
 from jaxvqa.data import video
-from jaxvqa.models import vqa
+from jaxvqa.models import swinv2, vqa
 
-# Dropout and stochastic depth both draw from Flax's "dropout" stream.
-DROPOUT_RNG = "dropout"
+# Dropout and stochastic depth both draw from Flax's "dropout" stream, named once by the backbone.
+DROPOUT_RNG = swinv2.DROP_PATH_RNG
 
 
 class TrainState(struct.PyTreeNode):
   step: jax.Array
   params: Any
   ema_params: Any
-  opt_state: Any
-  nonfinite_streak: jax.Array  # consecutive skipped steps, for the trainer's stop rule
+  opt_state: Any  # optax.ApplyIfFiniteState at the top (optim.build_optimizer)
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @property
+  def nonfinite_streak(self) -> jax.Array:
+    """Consecutive skipped (non-finite) steps, for the trainer's stop rule: apply_if_finite's own
+    count, so skipping and counting are one mechanism."""
+    return self.opt_state.notfinite_count
 
   @classmethod
   def create(cls, params, tx: optax.GradientTransformation) -> "TrainState":
     return cls(
         # A copy, not an alias: the jitted step donates the state, and one buffer cannot be donated twice.
         step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
-        opt_state=tx.init(params), nonfinite_streak=jnp.zeros((), jnp.int32), tx=tx)
+        opt_state=tx.init(params), tx=tx)
 
 
 def on_host(function: Callable[..., Any], *args) -> Any:
@@ -118,8 +123,7 @@ def apply_gradients(state: TrainState, loss: jax.Array, grads, ema_decay: float
       lambda ema, new: jnp.where(finite, ema_decay * ema + (1.0 - ema_decay) * new, ema),
       state.ema_params, params)
   new_state = state.replace(
-      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state,
-      nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1))
+      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state)
   return new_state, finite
 
 

@@ -31,8 +31,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxvqa import baselines, calibration, checkpointing, config as config_lib, evaluation, losses, metrics, optim, parallel, steps
-from jaxvqa.data import datasets, pipeline
+from jaxvqa import baselines, calibration, checkpointing, config as config_lib, losses, metrics, optim, parallel, split_predictions, steps
+from jaxvqa.data import datasets, demo, pipeline
 from jaxvqa.models import convert, vqa
 from jaxvqa.run_log import RunLog, configure_logging
 
@@ -114,6 +114,10 @@ class Trainer:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path, *,
                num_devices: int | None = None):
     config_lib.validate(config)
+    # config.json records where the data was cached, so eval.py reads this run's data set whatever
+    # JAXVQA_CACHE says when it runs.
+    config = config.copy_and_resolve_references()
+    config.data.cache_dir = str(demo.cache_dir(config.data.cache_dir))
     self.config = config
     self.workdir = Path(workdir)
     parallel.initialize_distributed()
@@ -131,8 +135,8 @@ class Trainer:
     self.checkpoints = checkpointing.RunCheckpoints(self.workdir, keep=config.train.keep_checkpoints)
     self.is_chief = jax.process_index() == 0
 
-  def evaluate(self, params, split: str) -> evaluation.SplitPredictions:
-    return evaluation.predict_split(
+  def evaluate(self, params, split: str) -> split_predictions.SplitPredictions:
+    return split_predictions.predict_split(
         self.score_step, params, self.data.splits[split], self.data.frames,
         batch_size=self.config.data.eval_batch_size, mesh=self.mesh,
         num_workers=self.config.data.num_workers, process_index=jax.process_index(),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxvqa import cli, eval_run, inference, metrics, plots
+from jaxvqa import checkpoint_report, cli, inference, metrics, plots
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,7 @@ def eval_output(trained_workdir, tmp_path_factory):
   return completed, document, out
 
 
+@pytest.mark.slow
 def test_eval_metrics_equal_metrics_of_jaxvqa_score_on_the_same_files(
     eval_output, trained_workdir, tmp_path, capsys):
   completed, document, _ = eval_output
@@ -105,6 +106,7 @@ def test_eval_metrics_equal_metrics_of_jaxvqa_score_on_the_same_files(
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_eval_writes_both_plots_and_the_tensorboard_images(eval_output, trained_workdir):
   import matplotlib.image
 
@@ -212,10 +214,10 @@ def test_rate_plot_has_one_solid_and_one_dashed_line_per_source_on_a_log_axis(tm
 
 def test_only_data_fields_can_be_overridden(trained_workdir):
   config = inference.load_run_config(trained_workdir)
-  eval_run.apply_overrides(config, {"data.manual_dir": "/elsewhere", "data.eval_batch_size": 4})
+  checkpoint_report.apply_overrides(config, {"data.manual_dir": "/elsewhere", "data.eval_batch_size": 4})
   assert config.data.manual_dir == "/elsewhere" and config.data.eval_batch_size == 4
   with pytest.raises(ValueError, match="only data fields"):
-    eval_run.apply_overrides(config, {"model.dtype": "bfloat16"})
+    checkpoint_report.apply_overrides(config, {"model.dtype": "bfloat16"})
   with pytest.raises(ValueError, match="no such field"):
-    eval_run.apply_overrides(config, {"data.smapling": "fragments"})
+    checkpoint_report.apply_overrides(config, {"data.smapling": "fragments"})
 

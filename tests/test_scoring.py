@@ -186,6 +186,7 @@ def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_
   assert "config.json not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_scores_are_identical_alone_in_a_batch_and_on_one_or_eight_devices(
     trained_workdir, clip_dir, trained):
   good = [str(p) for p in clip_dir["good"]]
@@ -411,6 +412,7 @@ def test_resume_scores_only_the_files_a_killed_run_left(odd_clips, tmp_path, sco
   assert out.read_bytes() == reference.read_bytes() and not os.path.exists(partial)
 
 
+@pytest.mark.slow
 def test_a_run_killed_by_sigkill_resumes_with_the_files_it_had_not_scored(
     trained_workdir, odd_clips, tmp_path, scored_by, capsys):
   clips = tmp_path / "clips"

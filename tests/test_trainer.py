@@ -4,6 +4,7 @@ entry-point errors, TensorBoard. Resuming after a kill: tests/test_resume.py."""
 import json
 import re
 import time
+import types
 
 import jax
 import numpy as np
@@ -189,13 +190,17 @@ def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_confi
 
 
 def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, monkeypatch):
-  pause = 2.0
+  # The validation takes `pause` seconds of a clock the trainer reads (not of the wall), so the
+  # test does not depend on how busy the machine is.
+  pause, clock_offset = 1000.0, [0.0]
   validate = trainer.Trainer._validate
 
   def slow_validate(self, *args):
-    time.sleep(pause)
+    clock_offset[0] += pause
     return validate(self, *args)
 
+  monkeypatch.setattr(trainer, "time", types.SimpleNamespace(
+      perf_counter=lambda: time.perf_counter() + clock_offset[0]))
   monkeypatch.setattr(trainer.Trainer, "_validate", slow_validate)
   tiny_config.train.log_every_steps = 2
   run = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)

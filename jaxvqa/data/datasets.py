@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from jaxvqa.data import builders, demo, pipeline, video
+from jaxvqa.data.builders.base import SPLIT_NAMES
 
-TRAIN, VALIDATION, TEST = "train", "validation", "test"
+TRAIN, VALIDATION, TEST = SPLIT_NAMES
 
 
 @dataclasses.dataclass

@@ -34,7 +34,7 @@ import dataclasses
 import io
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import grain
@@ -67,17 +67,23 @@ class ExampleTable:
   names: tuple[str, ...]
 
 
+def read_records(data_source: DataSource, indices: Sequence[int], chunk: int = 256
+                 ) -> Iterator[dict[str, Any]]:
+  """The records at `indices`, in order, read `chunk` at a time (one `__getitems__` call each
+  where the source has it: an ArrayRecord source reads a chunk in one pass)."""
+  for start in range(0, len(indices), chunk):
+    keys = [int(i) for i in indices[start:start + chunk]]
+    yield from (data_source.__getitems__(keys) if hasattr(data_source, "__getitems__")
+                else [data_source[k] for k in keys])
+
+
 def read_example_table(data_source: DataSource, chunk: int = 256) -> ExampleTable:
   """Scans `data_source` once (this reads every record, media included)."""
   groups, sources, names = [], [], []
-  for start in range(0, len(data_source), chunk):
-    keys = list(range(start, min(start + chunk, len(data_source))))
-    records = (data_source.__getitems__(keys) if hasattr(data_source, "__getitems__")
-               else [data_source[k] for k in keys])
-    for record in records:
-      groups.append(int(record.get("group", 0)))
-      sources.append(text(record["source"]))
-      names.append(text(record["name"]))
+  for record in read_records(data_source, range(len(data_source)), chunk):
+    groups.append(int(record.get("group", 0)))
+    sources.append(text(record["source"]))
+    names.append(text(record["name"]))
   source_names, codes = np.unique(np.array(sources, dtype=object).astype(str), return_inverse=True)
   return ExampleTable(
       groups=np.asarray(groups, np.int32), sources=codes.astype(np.int32).reshape(-1),
@@ -260,11 +266,9 @@ class TrainBatch:
     for slot, position in enumerate(positions):
       rng = np.random.default_rng([self.seed, step, int(position)])
       index, example, clip = self._load(int(global_indices[position]), global_indices, rng)
+      _fill_slot(batch, slot, index, example)
       batch["frames"][slot] = clip
-      batch["label"][slot] = example["label"]
-      batch["group"][slot] = example.get("group", 0)
       batch["mask"][slot] = True
-      batch["index"][slot] = index
     return batch
 
   def _load(self, index: int, taken: np.ndarray, rng: np.random.Generator):
@@ -303,9 +307,7 @@ class EvalBatch:
       if index >= len(self.data_source):
         continue  # padding: index -1, mask False
       example = self.data_source[int(index)]
-      batch["index"][slot] = index
-      batch["label"][slot] = example["label"]
-      batch["group"][slot] = example.get("group", 0)
+      _fill_slot(batch, slot, int(index), example)
       try:
         batch["frames"][slot] = decode_example(
             example, self.frames, train=False, rng=None, decode_threads=self.decode_threads)
@@ -314,6 +316,14 @@ class EvalBatch:
         continue
       batch["mask"][slot] = True
     return batch
+
+
+def _fill_slot(batch: dict[str, np.ndarray], slot: int, index: int, example: dict[str, Any]
+               ) -> None:
+  """The example's index, label and group in `slot`; frames and mask are the caller's."""
+  batch["index"][slot] = index
+  batch["label"][slot] = example["label"]
+  batch["group"][slot] = example.get("group", 0)
 
 
 def count_dropped(batch: dict[str, np.ndarray]) -> int:

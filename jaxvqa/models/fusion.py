@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvqa.models.l2 import l2_normalize
+
 TOKEN_LAYOUTS = ("channel_concat", "stage_tokens")
 
 
@@ -156,8 +158,7 @@ class MultiStageFusion(nn.Module):
       raise ValueError(f"token_layout must be one of {TOKEN_LAYOUTS}, got {self.token_layout!r}")
     pooled = []
     for index, stage in enumerate(stages):
-      stage = stage.astype(jnp.float32)
-      stage = stage / (jnp.linalg.norm(stage, axis=-1, keepdims=True) + 1e-6)
+      stage = l2_normalize(stage)
       stage = hann_l2_pool(stage)
       stage = nn.Dropout(self.feature_dropout)(stage, deterministic=not train)
       stage = adaptive_avg_pool(stage, self.grid)

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvqa.models.l2 import l2_normalize
+
 DROP_PATH_RNG = "dropout"
 
 LAYER_NORM_EPS = 1e-5
@@ -230,8 +232,8 @@ class WindowAttention(nn.Module):
 
     # Normalising in fp32: a bf16 norm of a 32-wide head loses the cosine's precision.
     scale = jnp.exp(jnp.minimum(logit_scale.astype(jnp.float32), LOGIT_SCALE_MAX)).reshape(-1, 1)
-    q = (_l2_normalize(q) * scale).astype(self.dtype)
-    k = _l2_normalize(k).astype(self.dtype)
+    q = (l2_normalize(q) * scale).astype(self.dtype)
+    k = l2_normalize(k).astype(self.dtype)
 
     bias = ContinuousPositionBias(
         self.num_heads, self.window, self.pretrained_window, self.param_dtype, name="cpb_mlp")()
@@ -240,16 +242,6 @@ class WindowAttention(nn.Module):
     out = scaled_cosine_attention(q, k, v, bias)
     out = out.reshape(*x.shape[:-1], self.dim)
     return _dense(self.dim, "proj", self.dtype, self.param_dtype)(out)
-
-
-def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """Unit vectors along the last axis in fp32, with torch `F.normalize`'s floor on the norm.
-
-  The floor is applied to the squared norm: zero vectors do occur (keys of padded tokens, whose
-  k bias is zero), and the gradient of a norm taken with sqrt is NaN there.
-  """
-  x = x.astype(jnp.float32)
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
 
 
 class DropPath(nn.Module):

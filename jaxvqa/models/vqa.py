@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvqa.models.fusion import MultiStageFusion, TemporalFusion
+from jaxvqa.models.l2 import l2_normalize
 from jaxvqa.models.swinv2 import SwinV2
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -76,7 +77,7 @@ class ProjectionHead(nn.Module):
     x = x.astype(jnp.float32)
     x = nn.gelu(nn.Dense(x.shape[-1], dtype=jnp.float32, name="hidden")(x))
     x = nn.Dense(self.dim, dtype=jnp.float32, name="out")(x)
-    return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+    return l2_normalize(x)
 
 
 def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, dtype, train):

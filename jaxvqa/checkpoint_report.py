@@ -2,7 +2,7 @@
 
     WORKDIR/config.json (+ --config.data.* overrides) ──▶ data set split, model
     WORKDIR/best|checkpoints ──▶ weights, calibration
-      ──evaluation.predict_split──▶ raw scores ──calibration──▶ label-scale scores
+      ──split_predictions.predict_split──▶ raw scores ──calibration──▶ label-scale scores
       ──metrics.evaluate──▶ PLCC, raw Pearson, SRCC, KRCC, RMSE, count (printed as a table)
       ──▶ OUT/<split>_<which>_<weights>.json       metrics, fit, checkpoint, every video's score
       ──▶ OUT/<split>_<which>_<weights>.png        label against score over the label range,
@@ -24,16 +24,14 @@ them or the file gives the same frames).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import ml_collections
 import numpy as np
 
-from jaxvqa import calibration as calibration_lib, evaluation, inference, metrics, plots
+from jaxvqa import calibration as calibration_lib, inference, metrics, plots, split_predictions, strict_json
 from jaxvqa.data import datasets, pipeline
 from jaxvqa.run_log import configure_logging
 
@@ -78,23 +76,19 @@ def _descriptions(data_source, indices: np.ndarray, chunk: int = 64) -> list[dic
   """name, source and, where the set has them (compressed sets), rung and achieved bitrate of the
   examples at `indices` (reads those records again)."""
   described = []
-  for start in range(0, len(indices), chunk):
-    keys = [int(i) for i in indices[start:start + chunk]]
-    records = (data_source.__getitems__(keys) if hasattr(data_source, "__getitems__")
-               else [data_source[k] for k in keys])
-    for record in records:
-      entry = {"name": pipeline.text(record["name"])}
-      if "source" in record:
-        entry["source"] = pipeline.text(record["source"])
-      if "group" in record:
-        entry["rung"] = int(record["group"])
-      if "bitrate_kbps" in record:
-        entry["bitrate_kbps"] = float(record["bitrate_kbps"])
-      described.append(entry)
+  for record in pipeline.read_records(data_source, indices, chunk):
+    entry = {"name": pipeline.text(record["name"])}
+    if "source" in record:
+      entry["source"] = pipeline.text(record["source"])
+    if "group" in record:
+      entry["rung"] = int(record["group"])
+    if "bitrate_kbps" in record:
+      entry["bitrate_kbps"] = float(record["bitrate_kbps"])
+    described.append(entry)
   return described
 
 
-def _video_records(predictions: evaluation.SplitPredictions, scores: np.ndarray,
+def _video_records(predictions: split_predictions.SplitPredictions, scores: np.ndarray,
                    described: list[dict[str, Any]], manual_dir: Path) -> list[dict[str, Any]]:
   return [
       {"index": int(index), **entry, "path": str(manual_dir / entry["name"]),
@@ -140,17 +134,6 @@ def _write_tensorboard(directory: Path, tag: str, figures: Mapping[str, Any], st
       writer.add_image(f"{tag}/{name}", plots.figure_rgb(figure), step, dataformats="HWC")
 
 
-def _strict_json(value: Any) -> Any:
-  """NaN and inf → null (JSON has neither), recursively."""
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  if isinstance(value, dict):
-    return {key: _strict_json(item) for key, item in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_strict_json(item) for item in value]
-  return value
-
-
 def evaluate_checkpoint(
     workdir: str | Path, *, split: str = datasets.TEST, which: str = "best", ema: bool = True,
     out_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
@@ -179,7 +162,7 @@ def evaluate_checkpoint(
     raise ValueError(f"split {split!r} is empty or absent in {data.manual_dir}; "
                      f"available: {available}")
   source = data.splits[split]
-  predictions = evaluation.predict_split(
+  predictions = split_predictions.predict_split(
       trained.score_step, trained.params, source, data.frames,
       batch_size=trained.global_batch_size(per_device_batch), mesh=trained.mesh,
       num_workers=config.data.num_workers)
@@ -209,7 +192,7 @@ def evaluate_checkpoint(
   }
   out_dir.mkdir(parents=True, exist_ok=True)
   json_path = out_dir / f"{stem}.json"
-  json_path.write_text(json.dumps(_strict_json(document), indent=2, allow_nan=False) + "\n")
+  json_path.write_text(strict_json.dumps(document, indent=2) + "\n")
   scale = "VMAF-scale" if config.data.builder == "compressed" else "calibrated"
   figures = _figures(
       videos, report, fit, calibrated=trained.calibration is not None, scale=scale,
