@@ -23,7 +23,8 @@ _WHICH = flags.DEFINE_string("which", "best", "Checkpoint to load: best or lates
 _RAW_WEIGHTS = flags.DEFINE_bool("raw-weights", False, "Raw weights instead of their EMA.")
 _OUT = flags.DEFINE_string("out", None, "Output directory (default: WORKDIR/eval).")
 _BATCH_SIZE = flags.DEFINE_integer(
-    "batch-size", None, "Clips per device per call (default: the same as `jaxvqa score`).")
+    "batch-size", None, "Clips per device per call (default: the same as `jaxvqa score`)."
+)
 flags.mark_flags_as_required(["workdir"])
 OVERRIDE = "--config."  # --config.data.<field>=value: a data field of the run's saved config
 
@@ -51,15 +52,23 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  overrides = (config_flags.get_override_values(flags.FLAGS["config"])
-               if "config" in flags.FLAGS else {})
+  overrides = (
+      config_flags.get_override_values(flags.FLAGS["config"]) if "config" in flags.FLAGS else {}
+  )
   batch = {"per_device_batch": _BATCH_SIZE.value} if _BATCH_SIZE.value else {}
   # Imported here: flag and config errors are reported before the slow imports.
   from jaxvqa import checkpoint_report, checkpointing
 
   try:
-    checkpoint_report.main(_WORKDIR.value, split=_SPLIT.value, which=_WHICH.value,
-                  ema=not _RAW_WEIGHTS.value, out_dir=_OUT.value, overrides=overrides, **batch)
+    checkpoint_report.main(
+        _WORKDIR.value,
+        split=_SPLIT.value,
+        which=_WHICH.value,
+        ema=not _RAW_WEIGHTS.value,
+        out_dir=_OUT.value,
+        overrides=overrides,
+        **batch,
+    )
   except (checkpointing.CheckpointError, FileNotFoundError, ValueError) as error:
     # ValueError covers jaxvqa.config.ConfigError, a refused override, an unknown split or which.
     run_log.exit_with_error("eval.py", error)

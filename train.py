@@ -32,14 +32,18 @@ def main(argv):
   try:
     if "kfold" in config:  # configs/kfold.py: every variant on every fold (jaxvqa/kfold.py)
       from jaxvqa import kfold
+
       kfold.run_kfold(config, workdir)
     else:
       trainer.train_and_evaluate(config, workdir)
   except trainer.TrainingInterrupted as stop:
     print(f"train.py: {stop}", file=sys.stderr)
     sys.exit(128 + stop.signum)
-  except (config_lib.ConfigError, checkpointing.CheckpointError,
-          checkpointing.WorkdirLockedError) as error:
+  except (
+      config_lib.ConfigError,
+      checkpointing.CheckpointError,
+      checkpointing.WorkdirLockedError,
+  ) as error:
     run_log.exit_with_error("train.py", error)
 
 

@@ -51,9 +51,9 @@ class EvalResult:
   split: str
   calibration: calibration_lib.Calibration | None
   videos: list[dict[str, Any]]  # one record per scored video (see `_video_records`)
-  dropped: int                  # videos that failed to decode and were left out
+  dropped: int  # videos that failed to decode and were left out
   json_path: Path
-  plot_paths: list[Path]        # the scatter plot, then the rate plot when the set has bitrates
+  plot_paths: list[Path]  # the scatter plot, then the rate plot when the set has bitrates
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
@@ -62,7 +62,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
     if not field.startswith(OVERRIDABLE_PREFIX):
       raise ValueError(
           f"--config.{field}: only data fields can be overridden at evaluation; the model and "
-          "training settings are those of the checkpoint")
+          "training settings are those of the checkpoint"
+      )
     *parents, name = field.split(".")
     node = config
     for part in parents:
@@ -88,13 +89,25 @@ def _descriptions(data_source, indices: np.ndarray, chunk: int = 64) -> list[dic
   return described
 
 
-def _video_records(predictions: split_predictions.SplitPredictions, scores: np.ndarray,
-                   described: list[dict[str, Any]], manual_dir: Path) -> list[dict[str, Any]]:
+def _video_records(
+    predictions: split_predictions.SplitPredictions,
+    scores: np.ndarray,
+    described: list[dict[str, Any]],
+    manual_dir: Path,
+) -> list[dict[str, Any]]:
   return [
-      {"index": int(index), **entry, "path": str(manual_dir / entry["name"]),
-       "label": float(label), "score": float(score), "raw_score": float(raw)}
+      {
+          "index": int(index),
+          **entry,
+          "path": str(manual_dir / entry["name"]),
+          "label": float(label),
+          "score": float(score),
+          "raw_score": float(raw),
+      }
       for index, entry, label, score, raw in zip(
-          predictions.index, described, predictions.label, scores, predictions.score)]
+          predictions.index, described, predictions.label, scores, predictions.score
+      )
+  ]
 
 
 def _column(videos: list[dict[str, Any]], key: str) -> list[Any] | None:
@@ -102,25 +115,52 @@ def _column(videos: list[dict[str, Any]], key: str) -> list[Any] | None:
   return [video[key] for video in videos] if all(key in video for video in videos) else None
 
 
-def _figures(videos: list[dict[str, Any]], report: metrics.QualityReport, fit: metrics.LogisticFit,
-             *, calibrated: bool, scale: str, label_name: str, title: str) -> dict[str, Any]:
+def _figures(
+    videos: list[dict[str, Any]],
+    report: metrics.QualityReport,
+    fit: metrics.LogisticFit,
+    *,
+    calibrated: bool,
+    scale: str,
+    label_name: str,
+    title: str,
+) -> dict[str, Any]:
   """{"scatter": Figure, ["rate": Figure]} of the evaluated videos (module docstring)."""
   scores = np.array([video["score"] for video in videos])
   label = np.array([video["label"] for video in videos])
   # Raw scores are put on the label's scale by the same increasing map a best checkpoint carries,
   # fitted here; `fit` itself can be a falling line, which would flip a backwards model.
   shown = scores if calibrated else calibration_lib.fit_calibration(scores, label)(scores)
-  xlabel = (f"predicted score ({scale})" if calibrated
-            else "raw score, calibrated on this split for display")
+  xlabel = (
+      f"predicted score ({scale})"
+      if calibrated
+      else "raw score, calibrated on this split for display"
+  )
   sources, rungs = _column(videos, "source"), _column(videos, "rung")
-  figures = {"scatter": plots.scatter_figure(
-      shown, label, fit=fit if calibrated else None, report=report, rungs=rungs, sources=sources,
-      title=title, xlabel=xlabel, ylabel=f"label ({label_name})")}
+  figures = {
+      "scatter": plots.scatter_figure(
+          shown,
+          label,
+          fit=fit if calibrated else None,
+          report=report,
+          rungs=rungs,
+          sources=sources,
+          title=title,
+          xlabel=xlabel,
+          ylabel=f"label ({label_name})",
+      )
+  }
   bitrates = _column(videos, "bitrate_kbps")
   if bitrates is not None and sources is not None:
     figures["rate"] = plots.rate_quality_figure(
-        np.array(bitrates), shown, label, sources, title=title, label_name=label_name,
-        ylabel=f"score ({scale if calibrated else 'raw, calibrated on this split'})")
+        np.array(bitrates),
+        shown,
+        label,
+        sources,
+        title=title,
+        label_name=label_name,
+        ylabel=f"score ({scale if calibrated else 'raw, calibrated on this split'})",
+    )
   return figures
 
 
@@ -135,9 +175,15 @@ def _write_tensorboard(directory: Path, tag: str, figures: Mapping[str, Any], st
 
 
 def evaluate_checkpoint(
-    workdir: str | Path, *, split: str = datasets.TEST, which: str = "best", ema: bool = True,
-    out_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-    per_device_batch: int = inference.DEFAULT_PER_DEVICE_BATCH, num_devices: int | None = None,
+    workdir: str | Path,
+    *,
+    split: str = datasets.TEST,
+    which: str = "best",
+    ema: bool = True,
+    out_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    per_device_batch: int = inference.DEFAULT_PER_DEVICE_BATCH,
+    num_devices: int | None = None,
 ) -> EvalResult:
   """Scores `split` with a run's checkpoint and writes the JSON and the plot (module docstring).
 
@@ -155,27 +201,40 @@ def evaluate_checkpoint(
   config = inference.load_run_config(workdir)
   apply_overrides(config, overrides or {})
   trained = inference.load_trained_model(
-      workdir, which=which, ema=ema, num_devices=num_devices, config=config)
+      workdir, which=which, ema=ema, num_devices=num_devices, config=config
+  )
   data = datasets.open_run_data(config.data, seed=config.seed)
   if split not in data.splits or len(data.splits[split]) == 0:
     available = sorted(name for name, source in data.splits.items() if len(source))
-    raise ValueError(f"split {split!r} is empty or absent in {data.manual_dir}; "
-                     f"available: {available}")
+    raise ValueError(
+        f"split {split!r} is empty or absent in {data.manual_dir}; " f"available: {available}"
+    )
   source = data.splits[split]
   predictions = split_predictions.predict_split(
-      trained.score_step, trained.params, source, data.frames,
-      batch_size=trained.global_batch_size(per_device_batch), mesh=trained.mesh,
-      num_workers=config.data.num_workers)
+      trained.score_step,
+      trained.params,
+      source,
+      data.frames,
+      batch_size=trained.global_batch_size(per_device_batch),
+      mesh=trained.mesh,
+      num_workers=config.data.num_workers,
+  )
   if predictions.dropped:
-    log.warning("%d videos of the %s split failed to decode and are left out (see the warnings "
-                "above for each)", predictions.dropped, split)
+    log.warning(
+        "%d videos of the %s split failed to decode and are left out (see the warnings "
+        "above for each)",
+        predictions.dropped,
+        split,
+    )
   scores = trained.calibrate(predictions.score)
   checkpoint = trained.checkpoint
   report = metrics.evaluate(
-      scores, predictions.label, name=f"{split} ({checkpoint.which}, {checkpoint.weights} weights)")
+      scores, predictions.label, name=f"{split} ({checkpoint.which}, {checkpoint.weights} weights)"
+  )
   fit = metrics.fit_logistic(scores, predictions.label)
-  videos = _video_records(predictions, scores, _descriptions(source, predictions.index),
-                          data.manual_dir)
+  videos = _video_records(
+      predictions, scores, _descriptions(source, predictions.index), data.manual_dir
+  )
 
   out_dir = Path(out_dir) if out_dir is not None else workdir / "eval"
   stem = f"{split}_{checkpoint.which}_{checkpoint.weights}"
@@ -195,18 +254,33 @@ def evaluate_checkpoint(
   json_path.write_text(strict_json.dumps(document, indent=2) + "\n")
   scale = "VMAF-scale" if config.data.builder == "compressed" else "calibrated"
   figures = _figures(
-      videos, report, fit, calibrated=trained.calibration is not None, scale=scale,
+      videos,
+      report,
+      fit,
+      calibrated=trained.calibration is not None,
+      scale=scale,
       label_name="VMAF" if config.data.builder == "compressed" else "MOS",
       title=f"{split} split, {checkpoint.which} checkpoint (step {checkpoint.step}, "
-            f"{checkpoint.weights} weights)")
-  plot_paths = [plots.save_png(figure, out_dir / f"{stem}{'' if name == 'scatter' else '_' + name}.png")
-                for name, figure in figures.items()]
+      f"{checkpoint.weights} weights)",
+  )
+  plot_paths = [
+      plots.save_png(figure, out_dir / f"{stem}{'' if name == 'scatter' else '_' + name}.png")
+      for name, figure in figures.items()
+  ]
   tensorboard = workdir / TENSORBOARD_DIR
   if tensorboard.is_dir():
     _write_tensorboard(tensorboard, f"eval/{stem}", figures, checkpoint.step)
-  return EvalResult(report=report, fit=fit, checkpoint=checkpoint, split=split,
-                    calibration=trained.calibration, videos=videos, dropped=predictions.dropped,
-                    json_path=json_path, plot_paths=plot_paths)
+  return EvalResult(
+      report=report,
+      fit=fit,
+      checkpoint=checkpoint,
+      split=split,
+      calibration=trained.calibration,
+      videos=videos,
+      dropped=predictions.dropped,
+      json_path=json_path,
+      plot_paths=plot_paths,
+  )
 
 
 def main(workdir: str | Path, **kwargs) -> EvalResult:

@@ -47,8 +47,11 @@ class WorkdirLockedError(RuntimeError):
 
 
 # TensorStore's status codes for a file that is gone, cut short or garbled.
-_DATA_FAULTS = {"NOT_FOUND": "missing data file", "OUT_OF_RANGE": "truncated data file",
-                "DATA_LOSS": "corrupt data file"}
+_DATA_FAULTS = {
+    "NOT_FOUND": "missing data file",
+    "OUT_OF_RANGE": "truncated data file",
+    "DATA_LOSS": "corrupt data file",
+}
 
 
 def _first_line(error: BaseException) -> str:
@@ -63,7 +66,11 @@ def _unparsable_json(step_dir: Path) -> str | None:
   """
   for path in sorted(step_dir.rglob("*")):
     inside = path.relative_to(step_dir).parts
-    if not path.is_file() or "d" in inside[:-1] or path.name in ("manifest.ocdbt", "commit_success.txt"):
+    if (
+        not path.is_file()
+        or "d" in inside[:-1]
+        or path.name in ("manifest.ocdbt", "commit_success.txt")
+    ):
       continue  # array data and OCDBT indexes are binary
     try:
       json.loads(path.read_bytes())
@@ -105,7 +112,8 @@ def _restore_or_explain(manager: ocp.CheckpointManager, step: int, args) -> Any:
     return manager.restore(step, args=args)
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise CheckpointError(
-        f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}{advice}") from error
+        f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}{advice}"
+    ) from error
 
 
 def state_tree(state) -> dict[str, Any]:
@@ -124,18 +132,22 @@ class RunCheckpoints:
     self.latest = ocp.CheckpointManager(
         self.workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        item_names=("state", "meta"))
+        item_names=("state", "meta"),
+    )
     self.best = ocp.CheckpointManager(
         self.workdir / "best",
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, best_fn=lambda meta: meta["best_metric"], best_mode="max"),
-        item_names=("state", "meta"))
+            max_to_keep=1, create=True, best_fn=lambda meta: meta["best_metric"], best_mode="max"
+        ),
+        item_names=("state", "meta"),
+    )
 
   def save(self, state, meta: dict[str, Any], *, best: bool = False) -> None:
     step = int(jax.device_get(state.step))
     manager = self.best if best else self.latest
     args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state_tree(state)), meta=ocp.args.JsonSave(meta))
+        state=ocp.args.StandardSave(state_tree(state)), meta=ocp.args.JsonSave(meta)
+    )
     if best:
       # orbax's best_fn reads the metrics argument, not the item.
       manager.save(step, args=args, metrics={"best_metric": meta["best_metric"]}, force=True)
@@ -171,8 +183,14 @@ class RunCheckpoints:
   def _restore(self, manager, step, state):
     if step is None:
       return state, None
-    restored = _restore_or_explain(manager, step, ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(state_tree(state))), meta=ocp.args.JsonRestore()))
+    restored = _restore_or_explain(
+        manager,
+        step,
+        ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(state_tree(state))),
+            meta=ocp.args.JsonRestore(),
+        ),
+    )
     return state.replace(**restored["state"]), dict(restored["meta"])
 
   def close(self) -> None:
@@ -193,13 +211,15 @@ def load_config_dict(workdir: str | Path) -> dict[str, Any]:
   if not path.is_file():
     raise CheckpointNotFoundError(
         f"{path} not found: {workdir} is not a train.py workdir (--workdir must be the directory "
-        "a `python train.py` run wrote)")
+        "a `python train.py` run wrote)"
+    )
   try:
     return json.loads(path.read_text())
   except (OSError, ValueError) as error:
     raise CheckpointError(
         f"{path} cannot be read ({_first_line(error)}): restore it from the run's copy or "
-        "train again") from error
+        "train again"
+    ) from error
 
 
 def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -> tuple[Any, dict]:
@@ -217,35 +237,54 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
   if not directory.is_dir():
     what = "a train.py workdir" if (workdir / CONFIG_FILE).is_file() else "not a train.py workdir"
     raise CheckpointNotFoundError(
-        f"no checkpoint under {directory} ({workdir} is {what}): did the training run save one?")
+        f"no checkpoint under {directory} ({workdir} is {what}): did the training run save one?"
+    )
   wanted = "ema_params" if ema else "params"
-  manager = ocp.CheckpointManager(directory, item_handlers={
-      "state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+  manager = ocp.CheckpointManager(
+      directory,
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
+  )
   try:
     step = manager.latest_step()
     if step is None:
-      raise CheckpointNotFoundError(f"no checkpoint under {directory}: did the training run save one?")
+      raise CheckpointNotFoundError(
+          f"no checkpoint under {directory}: did the training run save one?"
+      )
     # Restore onto this process's first device, whatever mesh saved it: a run trained on 8 GPUs
     # is scored on a laptop, and Orbax refuses the saved sharding on a different topology.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     step_dir = directory / str(step)
     missing = _missing_part(step_dir)  # checked first: Orbax logs warnings of its own about it
     if missing:
-      raise CheckpointError(f"checkpoint {step_dir} is damaged: {missing}; use the run's other "
-                            "checkpoint (best or latest) or train again")
+      raise CheckpointError(
+          f"checkpoint {step_dir} is damaged: {missing}; use the run's other "
+          "checkpoint (best or latest) or train again"
+      )
     try:
       saved = manager.item_metadata(step)["state"]
     except (OSError, ValueError, KeyError, TypeError) as error:
       raise CheckpointError(
           f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}; use the run's "
-          "other checkpoint (best or latest) or train again") from error
-    target = {wanted: jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), saved[wanted])}
-    restored = _restore_or_explain(manager, step, ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(
-            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-            partial_restore=True),
-        meta=ocp.args.JsonRestore()))
+          "other checkpoint (best or latest) or train again"
+      ) from error
+    target = {
+        wanted: jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+            saved[wanted],
+        )
+    }
+    restored = _restore_or_explain(
+        manager,
+        step,
+        ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item=target,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=True,
+            ),
+            meta=ocp.args.JsonRestore(),
+        ),
+    )
   finally:
     manager.close()
   return restored["state"][wanted], dict(restored["meta"])
@@ -273,7 +312,8 @@ def lock_workdir(workdir: str | Path) -> Iterator[None]:
       handle.close()
       raise WorkdirLockedError(
           f"{Path(workdir)} is in use by another train.py process (pid {holder}, holding {path}); "
-          "wait for it to end or choose another --workdir") from None
+          "wait for it to end or choose another --workdir"
+      ) from None
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()

@@ -44,50 +44,101 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from jaxvqa.data.builders import BUILDERS  # imported late: pulls in tensorflow_datasets
 
   data, model, loss, optim = config.data, config.model, config.loss, config.optim
-  _require(data.builder in BUILDERS, "data.builder",
-           f"unknown data set {data.builder!r}; known: {sorted(BUILDERS)}")
-  _require(data.sampling in SAMPLING_MODES, "data.sampling",
-           f"must be one of {SAMPLING_MODES}, got {data.sampling!r}")
-  _require(data.demo.enabled or bool(data.manual_dir), "data.manual_dir",
-           "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
-           "release, or set config.data.demo.enabled=True")
-  for field in ("data.num_frames", "data.frame_size", "data.eval_batch_size", "optim.epochs",
-                "optim.learning_rate", "optim.grad_clip_norm", "train.log_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints"):
+  _require(
+      data.builder in BUILDERS,
+      "data.builder",
+      f"unknown data set {data.builder!r}; known: {sorted(BUILDERS)}",
+  )
+  _require(
+      data.sampling in SAMPLING_MODES,
+      "data.sampling",
+      f"must be one of {SAMPLING_MODES}, got {data.sampling!r}",
+  )
+  _require(
+      data.demo.enabled or bool(data.manual_dir),
+      "data.manual_dir",
+      "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
+      "release, or set config.data.demo.enabled=True",
+  )
+  for field in (
+      "data.num_frames",
+      "data.frame_size",
+      "data.eval_batch_size",
+      "optim.epochs",
+      "optim.learning_rate",
+      "optim.grad_clip_norm",
+      "train.log_every_steps",
+      "train.checkpoint_every_steps",
+      "train.keep_checkpoints",
+  ):
     _positive(config, field)
-  _require(data.groups_per_batch >= 2, "data.groups_per_batch",
-           f"must be >= 2 so the group contrastive loss has groups to separate, got {data.groups_per_batch}")
-  _require(data.videos_per_group >= 2, "data.videos_per_group",
-           f"must be >= 2 so each group has pairs to rank, got {data.videos_per_group}")
-  _require(data.num_frames <= model.temporal.max_frames, "model.temporal.max_frames",
-           f"({model.temporal.max_frames}) is below data.num_frames ({data.num_frames})")
+  _require(
+      data.groups_per_batch >= 2,
+      "data.groups_per_batch",
+      f"must be >= 2 so the group contrastive loss has groups to separate, got {data.groups_per_batch}",
+  )
+  _require(
+      data.videos_per_group >= 2,
+      "data.videos_per_group",
+      f"must be >= 2 so each group has pairs to rank, got {data.videos_per_group}",
+  )
+  _require(
+      data.num_frames <= model.temporal.max_frames,
+      "model.temporal.max_frames",
+      f"({model.temporal.max_frames}) is below data.num_frames ({data.num_frames})",
+  )
   fractions = data.train_fraction + data.validation_fraction
-  _require(0 < data.train_fraction and 0 <= data.validation_fraction and fractions < 1,
-           "data.train_fraction",
-           f"train ({data.train_fraction}) + validation ({data.validation_fraction}) fractions "
-           "must leave a test share in (0, 1)")
-  _require(model.task in MODEL_TASKS, "model.task", f"must be one of {MODEL_TASKS}, got {model.task!r}")
+  _require(
+      0 < data.train_fraction and 0 <= data.validation_fraction and fractions < 1,
+      "data.train_fraction",
+      f"train ({data.train_fraction}) + validation ({data.validation_fraction}) fractions "
+      "must leave a test share in (0, 1)",
+  )
+  _require(
+      model.task in MODEL_TASKS, "model.task", f"must be one of {MODEL_TASKS}, got {model.task!r}"
+  )
   if model.task == "iqa":
-    _require(loss.group == 0, "loss.group",
-             "must be 0 for model.task='iqa': the image model has no projection to contrast")
+    _require(
+        loss.group == 0,
+        "loss.group",
+        "must be 0 for model.task='iqa': the image model has no projection to contrast",
+    )
     _require(data.num_frames == 1, "data.num_frames", "must be 1 for model.task='iqa' (images)")
-  _require(model.dtype in DTYPES, "model.dtype", f"must be one of {sorted(DTYPES)}, got {model.dtype!r}")
-  _require(model.fusion.token_layout in TOKEN_LAYOUTS, "model.fusion.token_layout",
-           f"must be one of {TOKEN_LAYOUTS}, got {model.fusion.token_layout!r}")
+  _require(
+      model.dtype in DTYPES, "model.dtype", f"must be one of {sorted(DTYPES)}, got {model.dtype!r}"
+  )
+  _require(
+      model.fusion.token_layout in TOKEN_LAYOUTS,
+      "model.fusion.token_layout",
+      f"must be one of {TOKEN_LAYOUTS}, got {model.fusion.token_layout!r}",
+  )
   backbone = model.backbone
-  _require(len(backbone.depths) == len(backbone.num_heads) == len(backbone.pretrained_window_sizes),
-           "model.backbone.depths", "depths, num_heads and pretrained_window_sizes need one entry per stage")
+  _require(
+      len(backbone.depths) == len(backbone.num_heads) == len(backbone.pretrained_window_sizes),
+      "model.backbone.depths",
+      "depths, num_heads and pretrained_window_sizes need one entry per stage",
+  )
   for stage, heads in enumerate(backbone.num_heads):
-    width = backbone.embed_dim * 2 ** stage
-    _require(width % heads == 0, "model.backbone.num_heads",
-             f"stage {stage} width {width} is not divisible by {heads} heads")
-  _require(model.temporal.width % model.temporal.num_heads == 0, "model.temporal.num_heads",
-           f"temporal width {model.temporal.width} is not divisible by {model.temporal.num_heads} heads")
+    width = backbone.embed_dim * 2**stage
+    _require(
+        width % heads == 0,
+        "model.backbone.num_heads",
+        f"stage {stage} width {width} is not divisible by {heads} heads",
+    )
+  _require(
+      model.temporal.width % model.temporal.num_heads == 0,
+      "model.temporal.num_heads",
+      f"temporal width {model.temporal.width} is not divisible by {model.temporal.num_heads} heads",
+  )
   try:
     losses.LossWeights(**loss)
   except (TypeError, ValueError) as error:  # its messages name the field as LossWeights.<field>
     raise ConfigError(str(error).replace("LossWeights.", "config.loss.", 1)) from error
-  _require(any(loss[name] > 0 for name in ("plcc", "l1", "rank", "all_pairs_rank")), "loss.plcc",
-           "at least one score loss (plcc, l1, rank, all_pairs_rank) must have a positive weight")
+  _require(
+      any(loss[name] > 0 for name in ("plcc", "l1", "rank", "all_pairs_rank")),
+      "loss.plcc",
+      "at least one score loss (plcc, l1, rank, all_pairs_rank) must have a positive weight",
+  )
   _require(0 <= optim.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1), got {optim.ema_decay}")
   _require(optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
   _require(optim.max_consecutive_nonfinite >= 1, "optim.max_consecutive_nonfinite", "must be >= 1")

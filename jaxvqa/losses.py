@@ -177,9 +177,7 @@ def in_group_rank_loss(
   )
 
 
-def rank_loss(
-    pred: jax.Array, label: jax.Array, mask: jax.Array, margin: float = 0.0
-) -> jax.Array:
+def rank_loss(pred: jax.Array, label: jax.Array, mask: jax.Array, margin: float = 0.0) -> jax.Array:
   """``in_group_rank_loss`` over all valid pairs, whatever their group.
 
   Args:
@@ -302,9 +300,7 @@ class LossWeights:
             f"LossWeights.{name}={value!r} must be a finite number >= 0;"
             " set it to 0 to switch the term off."
         )
-    if not isinstance(self.temperature, (int, float)) or not (
-        0 < self.temperature < float("inf")
-    ):
+    if not isinstance(self.temperature, (int, float)) or not (0 < self.temperature < float("inf")):
       raise ValueError(
           f"LossWeights.temperature={self.temperature!r} must be a finite number"
           " > 0 (the paper uses 0.1)."

@@ -40,8 +40,12 @@ class TrainState(struct.PyTreeNode):
   def create(cls, params, tx: optax.GradientTransformation) -> "TrainState":
     return cls(
         # A copy, not an alias: the jitted step donates the state, and one buffer cannot be donated twice.
-        step=jnp.zeros((), jnp.int32), params=params, ema_params=jax.tree.map(jnp.copy, params),
-        opt_state=tx.init(params), tx=tx)
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema_params=jax.tree.map(jnp.copy, params),
+        opt_state=tx.init(params),
+        tx=tx,
+    )
 
 
 def on_host(function: Callable[..., Any], *args) -> Any:
@@ -65,6 +69,7 @@ def _jit_init(model: nn.Module, input_shape: tuple[int, ...]):
   def init(rng: jax.Array) -> Any:
     dummy = jnp.zeros((1, *input_shape), jnp.uint8)
     return model.init(rng, dummy, train=False)["params"]
+
   return jax.jit(init)
 
 
@@ -82,8 +87,13 @@ def _global_norm(tree) -> jax.Array:
 
 
 def train_step(
-    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
-    loss_weights: losses.LossWeights, ema_decay: float, base_rng: jax.Array,
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    model: nn.Module,
+    loss_weights: losses.LossWeights,
+    ema_decay: float,
+    base_rng: jax.Array,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One AdamW step on the global batch.
 
@@ -96,21 +106,25 @@ def train_step(
   def loss_fn(params):
     score, projection = forward(model, params, batch, train=True, rngs=rngs)
     total, parts = losses.total_loss(
-        score, batch["label"], projection, batch["group"], batch["mask"], loss_weights)
+        score, batch["label"], projection, batch["group"], batch["mask"], loss_weights
+    )
     return total, parts
 
   (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state, finite = apply_gradients(state, loss, grads, ema_decay)
   metrics = {
-      "loss": loss, **{f"loss/{name}": value for name, value in parts.items()},
-      "grad_norm": _global_norm(grads), "param_norm": _global_norm(new_state.params),
+      "loss": loss,
+      **{f"loss/{name}": value for name, value in parts.items()},
+      "grad_norm": _global_norm(grads),
+      "param_norm": _global_norm(new_state.params),
       "finite": finite.astype(jnp.float32),
   }
   return new_state, metrics
 
 
-def apply_gradients(state: TrainState, loss: jax.Array, grads, ema_decay: float
-                    ) -> tuple[TrainState, jax.Array]:
+def apply_gradients(
+    state: TrainState, loss: jax.Array, grads, ema_decay: float
+) -> tuple[TrainState, jax.Array]:
   """(the state after one optimizer step, whether loss and gradients were finite).
 
   A non-finite step leaves parameters and moments unchanged (optax.apply_if_finite in the
@@ -121,23 +135,31 @@ def apply_gradients(state: TrainState, loss: jax.Array, grads, ema_decay: float
   finite = jnp.isfinite(loss) & jnp.isfinite(_global_norm(grads))
   ema_params = jax.tree.map(
       lambda ema, new: jnp.where(finite, ema_decay * ema + (1.0 - ema_decay) * new, ema),
-      state.ema_params, params)
+      state.ema_params,
+      params,
+  )
   new_state = state.replace(
-      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state)
+      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state
+  )
   return new_state, finite
 
 
-def forward(model: nn.Module, params, batch: dict[str, jax.Array], *, train: bool,
-            rngs=None) -> tuple[jax.Array, jax.Array | None]:
+def forward(
+    model: nn.Module, params, batch: dict[str, jax.Array], *, train: bool, rngs=None
+) -> tuple[jax.Array, jax.Array | None]:
   """(score [B], projection [B, P] or None) of a VQA or IQA model on a loader batch.
 
   Image sets load as one-frame clips [B, 1, H, W, 3]; the IQA model scores the frame and has no
   projection (config validation keeps the group loss off for it).
   """
   if isinstance(model, vqa.IQAModel):
-    return model.apply({"params": params}, batch["frames"][:, 0], train=train, rngs=rngs).score, None
+    return (
+        model.apply({"params": params}, batch["frames"][:, 0], train=train, rngs=rngs).score,
+        None,
+    )
   output = model.apply(
-      {"params": params}, batch["frames"], batch.get("frame_mask"), train=train, rngs=rngs)
+      {"params": params}, batch["frames"], batch.get("frame_mask"), train=train, rngs=rngs
+  )
   return output.score, output.projection
 
 
@@ -147,7 +169,9 @@ def score_step(params, batch: dict[str, jax.Array], *, model: nn.Module) -> jax.
 
 
 @functools.lru_cache(maxsize=8)
-def jit_train_step(model, loss_weights: losses.LossWeights, ema_decay: float, seed: int) -> Callable:
+def jit_train_step(
+    model, loss_weights: losses.LossWeights, ema_decay: float, seed: int
+) -> Callable:
   """The train step, jitted with the state donated (its buffers are reused for the new state).
 
   Cached on its (hashable) arguments, so runs of one model in a process share compilations.
@@ -155,9 +179,15 @@ def jit_train_step(model, loss_weights: losses.LossWeights, ema_decay: float, se
   base_rng = jax.random.PRNGKey(seed)
   return jax.jit(
       lambda state, batch: train_step(
-          state, batch, model=model, loss_weights=loss_weights, ema_decay=ema_decay,
-          base_rng=base_rng),
-      donate_argnums=0)
+          state,
+          batch,
+          model=model,
+          loss_weights=loss_weights,
+          ema_decay=ema_decay,
+          base_rng=base_rng,
+      ),
+      donate_argnums=0,
+  )
 
 
 @functools.lru_cache(maxsize=8)

@@ -48,8 +48,10 @@ class TrainingInterrupted(Exception):
 
   def __init__(self, step: int, signum: int):
     self.step, self.signum = step, signum
-    super().__init__(f"{signal.Signals(signum).name}: interrupted at step {step}, saved; rerun the "
-                     "same command to resume")
+    super().__init__(
+        f"{signal.Signals(signum).name}: interrupted at step {step}, saved; rerun the "
+        "same command to resume"
+    )
 
 
 @contextlib.contextmanager
@@ -78,7 +80,11 @@ def _stop_requests() -> Iterator[list[int]]:
 
 def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
   """config.model → the video model, or its spatial half for IQA pre-training (task "iqa")."""
-  return vqa.build_iqa_model(model_config) if model_config.task == "iqa" else vqa.build_vqa_model(model_config)
+  return (
+      vqa.build_iqa_model(model_config)
+      if model_config.task == "iqa"
+      else vqa.build_vqa_model(model_config)
+  )
 
 
 def load_initial_weights(params: Any, init_config) -> Any:
@@ -100,7 +106,8 @@ def load_initial_weights(params: Any, init_config) -> Any:
 def create_train_state(config, model, frames, steps_per_epoch: int, mesh) -> steps.TrainState:
   params = load_initial_weights(steps.init_params(model, frames, config.seed), config.init)
   tx = optim.build_optimizer(
-      config.optim, steps_per_epoch, freeze_backbone=config.model.freeze_backbone)
+      config.optim, steps_per_epoch, freeze_backbone=config.model.freeze_backbone
+  )
   return parallel.replicate(steps.TrainState.create(params, tx), mesh)
 
 
@@ -111,8 +118,13 @@ def _host_metrics(metrics_tree: dict[str, jax.Array]) -> dict[str, float]:
 class Trainer:
   """One training run; `run()` trains to the configured number of epochs and returns test reports."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path, *,
-               num_devices: int | None = None):
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      workdir: str | Path,
+      *,
+      num_devices: int | None = None,
+  ):
     config_lib.validate(config)
     # config.json records where the data was cached, so eval.py reads this run's data set whatever
     # JAXVQA_CACHE says when it runs.
@@ -123,48 +135,81 @@ class Trainer:
     parallel.initialize_distributed()
     self.mesh = parallel.make_mesh(num_devices)
     self.global_batch_size = config.data.groups_per_batch * config.data.videos_per_group
-    parallel.check_batch_size(self.global_batch_size, self.mesh, "groups_per_batch × videos_per_group")
+    parallel.check_batch_size(
+        self.global_batch_size, self.mesh, "groups_per_batch × videos_per_group"
+    )
     self.data = datasets.open_run_data(config.data, seed=config.seed)
     self.model = build_model(config.model)
     self.total_steps = max(1, round(config.optim.epochs * self.data.steps_per_epoch))
     self.learning_rate = optim.learning_rate_schedule(config.optim, self.data.steps_per_epoch)
     self.loss_weights = losses.LossWeights(**config.loss)
     self.train_step = steps.jit_train_step(
-        self.model, self.loss_weights, config.optim.ema_decay, config.seed + 1)
+        self.model, self.loss_weights, config.optim.ema_decay, config.seed + 1
+    )
     self.score_step = steps.jit_score_step(self.model)
-    self.checkpoints = checkpointing.RunCheckpoints(self.workdir, keep=config.train.keep_checkpoints)
+    self.checkpoints = checkpointing.RunCheckpoints(
+        self.workdir, keep=config.train.keep_checkpoints
+    )
     self.is_chief = jax.process_index() == 0
 
   def evaluate(self, params, split: str) -> split_predictions.SplitPredictions:
     return split_predictions.predict_split(
-        self.score_step, params, self.data.splits[split], self.data.frames,
-        batch_size=self.config.data.eval_batch_size, mesh=self.mesh,
-        num_workers=self.config.data.num_workers, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        self.score_step,
+        params,
+        self.data.splits[split],
+        self.data.frames,
+        batch_size=self.config.data.eval_batch_size,
+        mesh=self.mesh,
+        num_workers=self.config.data.num_workers,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
 
   def _validate(self, state, step: int, run_log: RunLog, best_srcc: float) -> float:
     """Scores the validation split with the EMA weights; saves a best checkpoint on a new high."""
     split = datasets.VALIDATION if datasets.VALIDATION in self.data.splits else datasets.TRAIN
     predictions = self.evaluate(state.ema_params, split)
     if len(predictions.score) < metrics.MIN_SAMPLES:
-      log.warning("the %s split has %d decodable examples; correlations need %d, so no best "
-                  "checkpoint is chosen", split, len(predictions.score), metrics.MIN_SAMPLES)
+      log.warning(
+          "the %s split has %d decodable examples; correlations need %d, so no best "
+          "checkpoint is chosen",
+          split,
+          len(predictions.score),
+          metrics.MIN_SAMPLES,
+      )
       return best_srcc
     report = predictions.report(name=f"{split}@{step}")
-    run_log.write(step, {f"{split}/{key}": value for key, value in report.to_dict().items()
-                         if isinstance(value, (int, float))})
+    run_log.write(
+        step,
+        {
+            f"{split}/{key}": value
+            for key, value in report.to_dict().items()
+            if isinstance(value, (int, float))
+        },
+    )
     srcc = report.srcc if np.isfinite(report.srcc) else -1.0
     if srcc > best_srcc:
-      self.checkpoints.save(state, {
-          **self._meta(step), "best_metric": srcc, "validation": report.to_dict(),
-          "calibration": calibration.fit_calibration(predictions.score, predictions.label).to_dict()},
-          best=True)
+      self.checkpoints.save(
+          state,
+          {
+              **self._meta(step),
+              "best_metric": srcc,
+              "validation": report.to_dict(),
+              "calibration": calibration.fit_calibration(
+                  predictions.score, predictions.label
+              ).to_dict(),
+          },
+          best=True,
+      )
       return srcc
     return best_srcc
 
   def _meta(self, step: int) -> dict:
-    return {"step": step, "epoch": step / self.data.steps_per_epoch,
-            "global_batch_size": self.global_batch_size}
+    return {
+        "step": step,
+        "epoch": step / self.data.steps_per_epoch,
+        "global_batch_size": self.global_batch_size,
+    }
 
   def _learning_rate(self, state, step: int) -> float:
     """The head's rate in the update of `step` (the backbone's is backbone_lr_multiplier times it).
@@ -192,7 +237,9 @@ class Trainer:
 
   def _train(self, stop_after_step: int | None, stop_signals: list[int]) -> steps.TrainState:
     config = self.config
-    state = create_train_state(config, self.model, self.data.frames, self.data.steps_per_epoch, self.mesh)
+    state = create_train_state(
+        config, self.model, self.data.frames, self.data.steps_per_epoch, self.mesh
+    )
     state, meta = self.checkpoints.restore_newest(state)
     start_step = int(jax.device_get(state.step))
     best_srcc = float(meta["best_srcc"]) if meta else -1.0
@@ -200,17 +247,32 @@ class Trainer:
       log.info("resuming from step %d of %d", start_step, self.total_steps)
     if self.is_chief:
       checkpointing.save_config(self.workdir, config)
-    end_step = self.total_steps if stop_after_step is None else min(stop_after_step, self.total_steps)
+    end_step = (
+        self.total_steps if stop_after_step is None else min(stop_after_step, self.total_steps)
+    )
     end_step = max(end_step, start_step)
     saved_step = self.checkpoints.latest_step()
-    loader = iter(pipeline.train_loader(
-        self.data.splits[datasets.TRAIN], self.data.sampler, self.data.frames, seed=config.seed,
-        start_step=start_step, num_steps=max(0, end_step - start_step),
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        num_workers=config.data.num_workers))
+    loader = iter(
+        pipeline.train_loader(
+            self.data.splits[datasets.TRAIN],
+            self.data.sampler,
+            self.data.frames,
+            seed=config.seed,
+            start_step=start_step,
+            num_steps=max(0, end_step - start_step),
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            num_workers=config.data.num_workers,
+        )
+    )
     eval_every = max(1, config.train.eval_every_epochs * self.data.steps_per_epoch)
-    with RunLog(self.workdir, enabled=self.is_chief, total_steps=self.total_steps,
-                initial_step=start_step, show_progress=config.train.progress_bar) as run_log:
+    with RunLog(
+        self.workdir,
+        enabled=self.is_chief,
+        total_steps=self.total_steps,
+        initial_step=start_step,
+        show_progress=config.train.progress_bar,
+    ) as run_log:
       run_log.write_config(start_step, config.to_dict())
       tick, videos_since = time.perf_counter(), 0
       for step in range(start_step, end_step):
@@ -230,19 +292,25 @@ class Trainer:
             raise NonFiniteTrainingError(
                 f"{streak} consecutive steps up to step {done} had non-finite loss or gradients; "
                 f"parameters were left unchanged by them and the last good checkpoint is in "
-                f"{self.workdir / 'checkpoints'}. Lower config.optim.learning_rate or check the data.")
+                f"{self.workdir / 'checkpoints'}. Lower config.optim.learning_rate or check the data."
+            )
         paused = time.perf_counter()
         if done % eval_every == 0 or done == self.total_steps:
           best_srcc = self._validate(state, done, run_log, best_srcc)
-        if (done % config.train.checkpoint_every_steps == 0 or done in (end_step, self.total_steps)
-            or stop_signals):
+        if (
+            done % config.train.checkpoint_every_steps == 0
+            or done in (end_step, self.total_steps)
+            or stop_signals
+        ):
           self.checkpoints.save(state, {**self._meta(done), "best_srcc": best_srcc})
           saved_step = done
         if stop_signals:
           self.checkpoints.wait()
           raise TrainingInterrupted(done, stop_signals[0])
         tick += time.perf_counter() - paused  # videos_per_second counts training time only
-    if saved_step != end_step:  # resumed from a best save at end_step, killed before its periodic save
+    if (
+        saved_step != end_step
+    ):  # resumed from a best save at end_step, killed before its periodic save
       self.checkpoints.save(state, {**self._meta(end_step), "best_srcc": best_srcc})
     self.checkpoints.wait()
     if stop_signals:  # arrived after the last step: all is saved, but the caller asked to stop
@@ -255,19 +323,23 @@ class Trainer:
     best_state, best_meta = self.checkpoints.restore_best(state)
     best_calibration = calibration.from_saved(best_meta["calibration"]) if best_meta else None
     reports = []
-    for label, params in (("model (EMA weights)", best_state.ema_params),
-                          ("model (raw weights)", best_state.params)):
+    for label, params in (
+        ("model (EMA weights)", best_state.ema_params),
+        ("model (raw weights)", best_state.params),
+    ):
       predictions = self.evaluate(params, split)
       reports.append(predictions.report(f"{label}, {split}", best_calibration))
     baseline = baselines.bits_per_pixel_baseline(
-        self.data.splits[datasets.TRAIN], self.data.splits[split])
+        self.data.splits[datasets.TRAIN], self.data.splits[split]
+    )
     if baseline is not None:
       reports.append(baseline.report(f"bits-per-pixel linear baseline, {split}"))
     return reports
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
-                       num_devices: int | None = None) -> list[metrics.QualityReport]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, *, num_devices: int | None = None
+) -> list[metrics.QualityReport]:
   """Trains (or resumes) the configured run, then prints and saves held-out metrics.
 
   The test metrics also go to TensorBoard: as scalars `test/<report>/<metric>` and, with the
@@ -280,11 +352,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     reports = trainer.test_reports(state)
     trainer.checkpoints.close()
     if trainer.is_chief:
-      with RunLog(workdir, enabled=True, total_steps=trainer.total_steps,
-                  initial_step=trainer.total_steps, show_progress=False) as run_log:
+      with RunLog(
+          workdir,
+          enabled=True,
+          total_steps=trainer.total_steps,
+          initial_step=trainer.total_steps,
+          show_progress=False,
+      ) as run_log:
         run_log.write_test_reports(trainer.total_steps, reports, config.to_dict())
       print(metrics.format_table(reports))
       (Path(workdir) / "results.json").write_text(
-          json.dumps([report.to_dict() for report in reports], indent=2))
+          json.dumps([report.to_dict() for report in reports], indent=2)
+      )
       print(f"checkpoints and logs in {Path(workdir).absolute()}")
   return reports

@@ -45,8 +45,7 @@ def expected_labels(raw, higher_is_better):
 @pytest.fixture(scope="module")
 def compressed_set(tmp_path_factory):
   root = tmp_path_factory.mktemp("compressed")
-  clips = sources.build_demo_sources(root / "sources", size=(64, 48), num_frames=8,
-                                     max_sources=5)
+  clips = sources.build_demo_sources(root / "sources", size=(64, 48), num_frames=8, max_sources=5)
   # carphone (29.97 fps) is left out: make_dataset currently rejects its encodes (VMAF
   # counts 9 frames for 8), see the report; four sources are what this test needs.
   clips = [clip for clip in clips if clip.stem != "carphone"]
@@ -98,11 +97,13 @@ def test_compressed_set_reads_back_through_grain_into_model_batches(compressed_s
   _, _, builder = compressed_set
   source = builder.as_data_source("train")  # 2 sources x 3 rungs
   table = pipeline.read_example_table(source)
-  sampler = pipeline.GroupBatchSampler(table.groups, table.sources, groups_per_batch=3,
-                                       videos_per_group=2, seed=0)
+  sampler = pipeline.GroupBatchSampler(
+      table.groups, table.sources, groups_per_batch=3, videos_per_group=2, seed=0
+  )
   in_process = list(pipeline.train_loader(source, sampler, FRAMES, seed=0, num_steps=2))
-  in_workers = list(pipeline.train_loader(source, sampler, FRAMES, seed=0, num_steps=2,
-                                          num_workers=2))
+  in_workers = list(
+      pipeline.train_loader(source, sampler, FRAMES, seed=0, num_steps=2, num_workers=2)
+  )
   for a, b in zip(in_process, in_workers, strict=True):
     assert a["frames"].shape == (6, 2, 32, 32, 3)
     assert sorted(set(a["group"].tolist())) == [0, 1, 2]
@@ -145,8 +146,12 @@ def test_split_contents_is_deterministic_and_fills_every_split():
 @pytest.fixture(scope="module")
 def clip_files(tmp_path_factory):
   directory = tmp_path_factory.mktemp("public_clips")
-  return [media.make_clip(directory / f"c{k}.mp4", source="bikes", size=(48, 32), frames=4,
-                          start_frame=40 * k) for k in range(4)]
+  return [
+      media.make_clip(
+          directory / f"c{k}.mp4", source="bikes", size=(48, 32), frames=4, start_frame=40 * k
+      )
+      for k in range(4)
+  ]
 
 
 def place(files, destinations):
@@ -191,17 +196,25 @@ def test_konvid_1k(clip_files, tmp_path):
   place(clip_files, [manual / "KoNViD_1k_videos" / f"{i}.mp4" for i in ids])
   mos = [3.42, 2.1, 4.64, 1.22]
   write_csv(manual / "KoNViD_1k_mos.csv", ["flickr_id", "mos"], zip(ids, mos))
-  builder = builders.prepare("konvid_1k", manual, tmp_path / "tfds", train_fraction=0.5,
-                             test_fraction=0.5)
+  builder = builders.prepare(
+      "konvid_1k", manual, tmp_path / "tfds", train_fraction=0.5, test_fraction=0.5
+  )
   assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 2, "test": 2}
-  check_records(builder, manual,
-                {f"KoNViD_1k_videos/{i}.mp4": (m, i) for i, m in zip(ids, mos)}, True, "video")
+  check_records(
+      builder,
+      manual,
+      {f"KoNViD_1k_videos/{i}.mp4": (m, i) for i, m in zip(ids, mos)},
+      True,
+      "video",
+  )
   # A missing video is named; a missing manual_dir says what to download and where to put it.
   (manual / "KoNViD_1k_videos" / f"{ids[0]}.mp4").unlink()
   with pytest.raises(builders.ManualDataMissingError, match=f"{ids[0]}.mp4"):
     builders.prepare("konvid_1k", manual, tmp_path / "tfds2")
-  with pytest.raises(builders.ManualDataMissingError,
-                     match=r"(?s)University of Konstanz.*KoNViD_1k_videos/<flickr_id>.mp4"):
+  with pytest.raises(
+      builders.ManualDataMissingError,
+      match=r"(?s)University of Konstanz.*KoNViD_1k_videos/<flickr_id>.mp4",
+  ):
     builders.prepare("konvid_1k", tmp_path / "absent", tmp_path / "tfds2")
 
 
@@ -210,40 +223,53 @@ def test_live_vqc(clip_files, tmp_path):
   names = ["A001.mp4", "A002.mp4", "B103.mp4", "C004.mp4"]
   place(clip_files, [manual / "Video" / n for n in names])
   mos = [80.23, 43.5, 61.0, 12.75]
-  scipy.io.savemat(manual / "data.mat", {
-      "video_list": np.array([[n] for n in names], dtype=object),
-      "mos": np.array(mos)[:, None]})
-  builder = builders.prepare("live_vqc", manual, tmp_path / "tfds", train_fraction=0.75,
-                             test_fraction=0.25)
-  check_records(builder, manual, {f"Video/{n}": (m, n[:-4]) for n, m in zip(names, mos)},
-                True, "video")
+  scipy.io.savemat(
+      manual / "data.mat",
+      {"video_list": np.array([[n] for n in names], dtype=object), "mos": np.array(mos)[:, None]},
+  )
+  builder = builders.prepare(
+      "live_vqc", manual, tmp_path / "tfds", train_fraction=0.75, test_fraction=0.25
+  )
+  check_records(
+      builder, manual, {f"Video/{n}": (m, n[:-4]) for n, m in zip(names, mos)}, True, "video"
+  )
   # Frames read back through Grain equal ffmpeg's own decode of the file (centre frames 1, 3
   # of 4, at 32x32 from 48x32 by the same resize+crop).
   source = builder.as_data_source("train")
   batch = next(iter(pipeline.eval_loader(source, FRAMES, global_batch_size=3)))
   name = text(source[0]["name"])
   reference = video.resize_short_side_center_crop(
-      media.ffmpeg_decode_frames(manual / name, [1, 3]), 32)
+      media.ffmpeg_decode_frames(manual / name, [1, 3]), 32
+  )
   np.testing.assert_array_equal(batch["frames"][0], reference)
 
 
 def test_youtube_ugc_reads_the_csv_export_and_explains_the_xlsx(clip_files, tmp_path):
   manual = tmp_path / "YouTube-UGC"
   vids = ["Animation_360P-08c9", "Gaming_720P-25aa", "Sports_1080P-0063", "Vlog_480P-1b39"]
-  place(clip_files, [manual / "original_videos" / v.split("_")[0] / v.split("_")[1].split("-")[0]
-                     / f"{v}.mkv" for v in vids])
+  place(
+      clip_files,
+      [
+          manual / "original_videos" / v.split("_")[0] / v.split("_")[1].split("-")[0] / f"{v}.mkv"
+          for v in vids
+      ],
+  )
   mos = [3.1, 4.2, 2.05, 3.85]
   (manual / "original_videos_MOS_for_YouTube_UGC_dataset.xlsx").write_bytes(b"PK\x03\x04")
-  with pytest.raises(builders.ManualDataMissingError, match="save its \"MOS\" sheet as CSV"):
+  with pytest.raises(builders.ManualDataMissingError, match='save its "MOS" sheet as CSV'):
     builders.prepare("youtube_ugc", manual, tmp_path / "tfds")
-  write_csv(manual / "original_videos_MOS_for_YouTube_UGC_dataset.csv",
-            ["vid", "category", "resolution", "MOS full", "MOS chunk 00", "MOS chunk 05"],
-            [(v, v.split("_")[0], 360, m, m, m) for v, m in zip(vids, mos)])
-  builder = builders.prepare("youtube_ugc", manual, tmp_path / "tfds", train_fraction=0.5,
-                             test_fraction=0.5)
+  write_csv(
+      manual / "original_videos_MOS_for_YouTube_UGC_dataset.csv",
+      ["vid", "category", "resolution", "MOS full", "MOS chunk 00", "MOS chunk 05"],
+      [(v, v.split("_")[0], 360, m, m, m) for v, m in zip(vids, mos)],
+  )
+  builder = builders.prepare(
+      "youtube_ugc", manual, tmp_path / "tfds", train_fraction=0.5, test_fraction=0.5
+  )
   expected = {
       f"original_videos/{v.split('_')[0]}/{v.split('_')[1].split('-')[0]}/{v}.mkv": (m, v)
-      for v, m in zip(vids, mos)}
+      for v, m in zip(vids, mos)
+  }
   check_records(builder, manual, expected, True, "video")
 
 
@@ -251,18 +277,42 @@ def test_lsvq_uses_the_official_splits(clip_files, tmp_path):
   manual = tmp_path / "LSVQ"
   names = ["ia-batch1/fT4kMI9jSmY", "yfcc-batch2/3489", "ia-batch3/00PnXbV1", "yfcc-batch9/77"]
   place(clip_files, [manual / f"{n}.mp4" for n in names])
-  header = ["name", "p1", "p2", "p3", "height", "width", "mos_p1", "mos_p2", "mos_p3", "mos",
-            "frame_number", "is_test"]
-  write_csv(manual / "labels_train_test.csv", header, [
-      (names[0], 1, 2, 3, 32, 48, 60, 61, 62, 70.5, 4, False),
-      (names[1], 1, 2, 3, 32, 48, 60, 61, 62, 44.25, 4, False),
-      (names[2], 1, 2, 3, 32, 48, 60, 61, 62, 61.0, 4, True)])
-  write_csv(manual / "labels_test_1080p.csv", header[:-1],
-            [(names[3], 1, 2, 3, 32, 48, 60, 61, 62, 35.5, 4)])
+  header = [
+      "name",
+      "p1",
+      "p2",
+      "p3",
+      "height",
+      "width",
+      "mos_p1",
+      "mos_p2",
+      "mos_p3",
+      "mos",
+      "frame_number",
+      "is_test",
+  ]
+  write_csv(
+      manual / "labels_train_test.csv",
+      header,
+      [
+          (names[0], 1, 2, 3, 32, 48, 60, 61, 62, 70.5, 4, False),
+          (names[1], 1, 2, 3, 32, 48, 60, 61, 62, 44.25, 4, False),
+          (names[2], 1, 2, 3, 32, 48, 60, 61, 62, 61.0, 4, True),
+      ],
+  )
+  write_csv(
+      manual / "labels_test_1080p.csv",
+      header[:-1],
+      [(names[3], 1, 2, 3, 32, 48, 60, 61, 62, 35.5, 4)],
+  )
   builder = builders.prepare("lsvq", manual, tmp_path / "tfds")
   by_split = check_records(
-      builder, manual, {f"{n}.mp4": (m, n) for n, m in zip(names, [70.5, 44.25, 61.0, 35.5])},
-      True, "video")
+      builder,
+      manual,
+      {f"{n}.mp4": (m, n) for n, m in zip(names, [70.5, 44.25, 61.0, 35.5])},
+      True,
+      "video",
+  )
   assert by_split == {"train": set(names[:2]), "test": {names[2]}, "test_1080p": {names[3]}}
 
 
@@ -275,8 +325,16 @@ def photos(tmp_path_factory):
   directory = tmp_path_factory.mktemp("photos")
   shipped = sources.package_data_dir("skimage", "data")
   made = []
-  for k, name in enumerate(["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg",
-                            "motorcycle_left.png", "retina.jpg"]):
+  for k, name in enumerate(
+      [
+          "astronaut.png",
+          "coffee.png",
+          "chelsea.png",
+          "rocket.jpg",
+          "motorcycle_left.png",
+          "retina.jpg",
+      ]
+  ):
     image = Image.open(shipped / name).convert("RGB").resize((48, 36))
     image.save(directory / f"p{k}.png")
     made.append(directory / f"p{k}.png")
@@ -294,13 +352,17 @@ def test_koniq_10k(photos, tmp_path):
   for photo, name in zip(photos, names):
     save_as(photo, manual / "1024x768" / name)
   mos = [3.65, 2.2, 4.1, 1.8]
-  write_csv(manual / "koniq10k_scores_and_distributions.csv",
-            ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "MOS_zscore"],
-            [(n, 0, 5, 40, 50, 5, 100, m, 0.5, 20 * m) for n, m in zip(names, mos)])
-  builder = builders.prepare("koniq_10k", manual, tmp_path / "tfds", train_fraction=0.5,
-                             test_fraction=0.5)
-  check_records(builder, manual, {f"1024x768/{n}": (m, n) for n, m in zip(names, mos)}, True,
-                "image")
+  write_csv(
+      manual / "koniq10k_scores_and_distributions.csv",
+      ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "MOS_zscore"],
+      [(n, 0, 5, 40, 50, 5, 100, m, 0.5, 20 * m) for n, m in zip(names, mos)],
+  )
+  builder = builders.prepare(
+      "koniq_10k", manual, tmp_path / "tfds", train_fraction=0.5, test_fraction=0.5
+  )
+  check_records(
+      builder, manual, {f"1024x768/{n}": (m, n) for n, m in zip(names, mos)}, True, "image"
+  )
   # Through Grain: one-frame clips, short side resized to 32 and centre-cropped.
   source = builder.as_data_source("train")
   batch = next(iter(pipeline.eval_loader(source, FRAMES, global_batch_size=2)))
@@ -320,10 +382,17 @@ def test_kadid_10k_splits_by_reference_image(photos, tmp_path):
       save_as(photos[2 * ref + dist], manual / "images" / name)
       rows.append((name, f"I{ref + 1:02d}.png", round(1.5 + ref + 0.7 * dist, 2), 0.3))
   write_csv(manual / "dmos.csv", ["dist_img", "ref_img", "dmos", "var"], rows)
-  builder = builders.prepare("kadid_10k", manual, tmp_path / "tfds", train_fraction=0.34,
-                             validation_fraction=0.33, test_fraction=0.33)
-  by_split = check_records(builder, manual, {f"images/{n}": (d, r) for n, r, d, _ in rows},
-                           True, "image")
+  builder = builders.prepare(
+      "kadid_10k",
+      manual,
+      tmp_path / "tfds",
+      train_fraction=0.34,
+      validation_fraction=0.33,
+      test_fraction=0.33,
+  )
+  by_split = check_records(
+      builder, manual, {f"images/{n}": (d, r) for n, r, d, _ in rows}, True, "image"
+  )
   assert sorted(len(v) for v in by_split.values()) == [1, 1, 1]
 
 
@@ -342,10 +411,12 @@ def test_live_iqa_release_2(photos, tmp_path):
     save_as(photos[k], manual / names[i])
     expected[names[i]] = (dmos[i], refnames[i])
   scipy.io.savemat(manual / "dmos.mat", {"dmos": dmos[None], "orgs": orgs[None]})
-  scipy.io.savemat(manual / "refnames_all.mat",
-                   {"refnames_all": np.array([refnames], dtype=object)})
-  builder = builders.prepare("live_iqa", manual, tmp_path / "tfds", train_fraction=0.67,
-                             test_fraction=0.33)
+  scipy.io.savemat(
+      manual / "refnames_all.mat", {"refnames_all": np.array([refnames], dtype=object)}
+  )
+  builder = builders.prepare(
+      "live_iqa", manual, tmp_path / "tfds", train_fraction=0.67, test_fraction=0.33
+  )
   check_records(builder, manual, expected, False, "image")  # DMOS: flipped
 
 
@@ -357,12 +428,16 @@ def test_clive_skips_the_seven_training_images(photos, tmp_path):
     save_as(photo, manual / "Images" / name)
   (manual / "Data").mkdir()
   scipy.io.savemat(manual / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.array([mos])})
-  scipy.io.savemat(manual / "Data" / "AllImages_release.mat",
-                   {"AllImages_release": np.array([[n] for n in names], dtype=object)})
-  builder = builders.prepare("clive", manual, tmp_path / "tfds", train_fraction=0.5,
-                             test_fraction=0.5)
-  check_records(builder, manual,
-                {f"Images/{n}": (m, n) for n, m in zip(names[7:], mos[7:])}, True, "image")
+  scipy.io.savemat(
+      manual / "Data" / "AllImages_release.mat",
+      {"AllImages_release": np.array([[n] for n in names], dtype=object)},
+  )
+  builder = builders.prepare(
+      "clive", manual, tmp_path / "tfds", train_fraction=0.5, test_fraction=0.5
+  )
+  check_records(
+      builder, manual, {f"Images/{n}": (m, n) for n, m in zip(names[7:], mos[7:])}, True, "image"
+  )
 
 
 def test_a_wrong_label_file_is_named_with_its_columns(tmp_path):
@@ -380,5 +455,7 @@ def test_a_bad_label_cell_is_named_by_its_line_in_the_file(tmp_path):
   rows = label_files.read_csv_rows(path, ["flickr_id", "mos"])
   assert [row.text("flickr_id") for row in rows] == ["1", "2"]
   assert rows[0].number("mos") == 3.5
-  with pytest.raises(label_files.LabelFileError, match=r"line 4, column 'mos' is 'n/a', not a number"):
+  with pytest.raises(
+      label_files.LabelFileError, match=r"line 4, column 'mos' is 'n/a', not a number"
+  ):
     rows[1].number("mos")

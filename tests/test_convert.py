@@ -19,12 +19,17 @@ from safetensors.numpy import save_file
 
 from jaxvqa.commands import convert as convert_command
 from jaxvqa.models import convert
-from jaxvqa.models.convert import (CheckpointError, convert_state_dict, load_checkpoint,
-                                   load_converted, save_converted)
+from jaxvqa.models.convert import (
+    CheckpointError,
+    convert_state_dict,
+    load_checkpoint,
+    load_converted,
+    save_converted,
+)
 from jaxvqa.models.swinv2 import SwinV2
 from test_swinv2 import CASES, hf_outputs, hf_state, max_relative_error, randomized_hf_model
 
-CASE = "odd_depth_padded"   # depths (1, 3, 1, 1), pretraining windows (6, 6, 3, 3), window 8
+CASE = "odd_depth_padded"  # depths (1, 3, 1, 1), pretraining windows (6, 6, 3, 3), window 8
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +42,11 @@ def hf_model():
 def reference(hf_model):
   """Conversion of the HF layout, checked against HF itself in test_swinv2."""
   fields = CASES[CASE][2]
-  return convert_state_dict(hf_state(hf_model), window_size=fields["window_size"],
-                            pretrained_window_sizes=fields["pretrained_window_sizes"])
+  return convert_state_dict(
+      hf_state(hf_model),
+      window_size=fields["window_size"],
+      pretrained_window_sizes=fields["pretrained_window_sizes"],
+  )
 
 
 _HF_TO_TIMM = [
@@ -71,15 +79,21 @@ def timm_state(model, downsample_at_start: bool, with_buffers: bool) -> dict[str
     for pattern, replacement in _HF_TO_TIMM:
       key = re.sub(pattern, replacement, key)
     if downsample_at_start:
-      key = re.sub(r"^layers\.(\d+)\.downsample",
-                   lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key)
+      key = re.sub(
+          r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key
+      )
     out[key] = value
   for name, module in model.named_modules():
     if name.endswith("attention.self"):
       prefix = re.sub(r"^encoder\.layers\.", "layers.", name).replace("attention.self", "attn.")
       out[prefix + "qkv.weight"] = np.concatenate(
-          [module.query.weight.detach().numpy(), module.key.weight.detach().numpy(),
-           module.value.weight.detach().numpy()], axis=0)
+          [
+              module.query.weight.detach().numpy(),
+              module.key.weight.detach().numpy(),
+              module.value.weight.detach().numpy(),
+          ],
+          axis=0,
+      )
       out[prefix + "q_bias"] = module.query.bias.detach().numpy()
       out[prefix + "v_bias"] = module.value.bias.detach().numpy()
       if with_buffers:
@@ -145,8 +159,9 @@ def test_unknown_and_missing_keys_are_named(hf_model):
   hf = hf_state(hf_model)
   extra = "swinv2.encoder.layers.0.blocks.0.attention.self.gate"
   with pytest.raises(CheckpointError, match=re.escape(extra)):
-    convert_state_dict({f"swinv2.{k}": v for k, v in hf.items()} | {extra: np.zeros(2, np.float32)},
-                       window_size=8)
+    convert_state_dict(
+        {f"swinv2.{k}": v for k, v in hf.items()} | {extra: np.zeros(2, np.float32)}, window_size=8
+    )
   key_weight = "layers.0.blocks.0.attention.self.key.weight"
   without_key = {k: v for k, v in hf.items() if key_weight not in k}
   with pytest.raises(CheckpointError, match=r"attention\.self\.key\.weight"):
@@ -165,8 +180,10 @@ def test_window_size_must_be_given_or_agree(hf_model):
     convert_state_dict(with_buffers, pretrained_window_sizes=(0, 0, 0, 0))
 
 
-@pytest.mark.parametrize("suffix,container", [(".safetensors", None), (".bin", None),
-                                              (".pth", "model"), (".pt", "state_dict")])
+@pytest.mark.parametrize(
+    "suffix,container",
+    [(".safetensors", None), (".bin", None), (".pth", "model"), (".pt", "state_dict")],
+)
 def test_checkpoint_files_round_trip(hf_model, tmp_path, suffix, container):
   state = hf_state(hf_model)
   path = tmp_path / f"weights{suffix}"
@@ -183,6 +200,7 @@ def test_checkpoint_files_round_trip(hf_model, tmp_path, suffix, container):
 
 def test_bf16_safetensors_are_read_as_float32(tmp_path):
   from safetensors.torch import save_file as save_torch
+
   weight = torch.randn(4, 3).to(torch.bfloat16)
   save_torch({"w": weight}, str(tmp_path / "w.safetensors"))
   loaded = load_checkpoint(tmp_path / "w.safetensors")["w"]
@@ -205,8 +223,9 @@ def _cli(argv: list[str]) -> int:
   return args.run(args)
 
 
-def test_cli_converts_an_hf_directory_and_load_converted_reads_it(hf_model, reference, tmp_path,
-                                                                  capsys):
+def test_cli_converts_an_hf_directory_and_load_converted_reads_it(
+    hf_model, reference, tmp_path, capsys
+):
   # save_pretrained writes model.safetensors + config.json; the window comes from the config.
   hf_model.save_pretrained(tmp_path / "hf")
   out = tmp_path / "flax"
@@ -227,8 +246,24 @@ def test_cli_alias_and_window_flags(hf_model, reference, tmp_path, capsys):
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / "timm.pth")
   with pytest.raises(SystemExit, match="--window-size"):
     _cli(["convert-timm", str(tmp_path / "timm.pth"), "--out", str(tmp_path / "a")])
-  assert _cli(["convert-timm", str(tmp_path / "timm.pth"), "--out", str(tmp_path / "b"),
-               "--window-size", "8", "--pretrained-window-sizes", "6", "6", "3", "3"]) == 0
+  assert (
+      _cli(
+          [
+              "convert-timm",
+              str(tmp_path / "timm.pth"),
+              "--out",
+              str(tmp_path / "b"),
+              "--window-size",
+              "8",
+              "--pretrained-window-sizes",
+              "6",
+              "6",
+              "3",
+              "3",
+          ]
+      )
+      == 0
+  )
   variables, kwargs = load_converted(tmp_path / "b")
   assert kwargs == reference[1]
   assert_same_tree(variables, reference[0])

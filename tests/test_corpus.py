@@ -54,8 +54,7 @@ def test_jsonl_rows_are_the_returned_rows_with_licences(made):
 def test_families_group_regions_of_one_medium_and_single_out_generated(made):
   _, rows = made
   kinds = {row["kind"] for row in rows}
-  assert {"photo", "mix", "video", "deadleaves", "noise", "fractal", "text",
-          "scene"} <= kinds
+  assert {"photo", "mix", "video", "deadleaves", "noise", "fractal", "text", "scene"} <= kinds
   for row in rows:
     assert row["name"] == f"{row['family']}--{row['index']:04d}"
     if row["kind"] in corpus.GENERATED_KINDS:
@@ -105,17 +104,16 @@ def test_moving_kinds_move_and_complexity_spreads(made):
 def test_same_seed_same_frames_other_seed_other_frames(made, tmp_path):
   out, rows = made
   # A shorter corpus with the same seed is the same clips (the plan is prefix-stable).
-  again = corpus.make_corpus(tmp_path / "again", count=4, seed=0, jobs=2, progress=False,
-                             **SIZE)
+  again = corpus.make_corpus(tmp_path / "again", count=4, seed=0, jobs=2, progress=False, **SIZE)
   assert again == rows[:4]
   for row in again:
     np.testing.assert_array_equal(_frames(tmp_path / "again", row), _frames(out, row))
-  other = corpus.make_corpus(tmp_path / "other", count=4, seed=1, jobs=2, progress=False,
-                             **SIZE)
+  other = corpus.make_corpus(tmp_path / "other", count=4, seed=1, jobs=2, progress=False, **SIZE)
   assert [row["params"] for row in other] != [row["params"] for row in rows[:4]]
   for row_0, row_1 in zip(rows[:4], other):
-    difference = np.abs(_frames(out, row_0).astype(np.float32)
-                        - _frames(tmp_path / "other", row_1)).mean()
+    difference = np.abs(
+        _frames(out, row_0).astype(np.float32) - _frames(tmp_path / "other", row_1)
+    ).mean()
     assert difference > 8.0, (row_0["name"], row_1["name"])
 
 
@@ -140,8 +138,11 @@ def test_resume_skips_finished_clips_and_redoes_missing_ones(made, tmp_path):
   assert not list(out.glob(".*.partial.*")) and not (out / corpus.PARTIAL_LOG_NAME).exists()
   third = corpus.make_corpus(out, count=6, seed=0, jobs=2, progress=False, **SIZE)
   assert third == again
-  assert all(os.stat(out / f"{row['name']}.mkv").st_mtime_ns == after.get(
-      row["name"], os.stat(out / f"{row['name']}.mkv").st_mtime_ns) for row in third)
+  assert all(
+      os.stat(out / f"{row['name']}.mkv").st_mtime_ns
+      == after.get(row["name"], os.stat(out / f"{row['name']}.mkv").st_mtime_ns)
+      for row in third
+  )
 
 
 def test_a_changed_recipe_is_remade(made, tmp_path):
@@ -159,6 +160,7 @@ def test_a_changed_recipe_is_remade(made, tmp_path):
 
 def test_image_dirs_become_families_of_their_own_without_flat_windows(tmp_path):
   from PIL import Image
+
   images = tmp_path / "images"
   (images / "sub").mkdir(parents=True)
   rng = np.random.default_rng(0)
@@ -179,11 +181,14 @@ def test_image_dirs_become_families_of_their_own_without_flat_windows(tmp_path):
     assert frames[0].std() > 10, row["params"]["window"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--width", "63"], "even"),
-    (["--count", "0"], "positive"),
-    (["--images", "/nonexistent/images"], "not a directory"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--width", "63"], "even"),
+        (["--count", "0"], "positive"),
+        (["--images", "/nonexistent/images"], "not a directory"),
+    ],
+)
 def test_cli_refuses_bad_arguments_by_name(tmp_path, capsys, argv, message):
   code = cli.main(["make-corpus", "--out", str(tmp_path / "x"), "--no-progress", *argv])
   assert code == 2

@@ -57,9 +57,22 @@ def eval_output(trained_workdir, tmp_path_factory):
   """eval.py run as a user runs it, on the test split; (completed process, JSON document, out dir)."""
   out = tmp_path_factory.mktemp("eval")
   completed = subprocess.run(
-      [sys.executable, "eval.py", "--workdir", str(trained_workdir), "--split", "test",
-       "--out", str(out), "--config.data.num_workers=0"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+      [
+          sys.executable,
+          "eval.py",
+          "--workdir",
+          str(trained_workdir),
+          "--split",
+          "test",
+          "--out",
+          str(out),
+          "--config.data.num_workers=0",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   document = json.loads((out / "test_best_ema.json").read_text())
   return completed, document, out
@@ -67,13 +80,28 @@ def eval_output(trained_workdir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_eval_metrics_equal_metrics_of_jaxvqa_score_on_the_same_files(
-    eval_output, trained_workdir, tmp_path, capsys):
+    eval_output, trained_workdir, tmp_path, capsys
+):
   completed, document, _ = eval_output
   paths = [video["path"] for video in document["videos"]]
   assert document["metrics"]["count"] == len(paths) >= 3
   scores_csv = tmp_path / "scores.csv"
-  assert cli.main(["score", "--workdir", str(trained_workdir), "--format", "csv", "--no-progress",
-                   "--output", str(scores_csv), *paths]) == 0
+  assert (
+      cli.main(
+          [
+              "score",
+              "--workdir",
+              str(trained_workdir),
+              "--format",
+              "csv",
+              "--no-progress",
+              "--output",
+              str(scores_csv),
+              *paths,
+          ]
+      )
+      == 0
+  )
   capsys.readouterr()
   rows = {row["path"]: row for row in csv.DictReader(io.StringIO(scores_csv.read_text()))}
   score = np.array([float(rows[path]["score"]) for path in paths])
@@ -86,19 +114,29 @@ def test_eval_metrics_equal_metrics_of_jaxvqa_score_on_the_same_files(
   # ... so the metrics are those computed by hand from jaxvqa score's output.
   reported = document["metrics"]
   assert reported["srcc"] == pytest.approx(scipy.stats.spearmanr(score, label).statistic, abs=1e-12)
-  assert reported["krcc"] == pytest.approx(scipy.stats.kendalltau(score, label).statistic, abs=1e-12)
-  assert reported["plcc_raw"] == pytest.approx(scipy.stats.pearsonr(score, label).statistic,
-                                               abs=1e-12)
+  assert reported["krcc"] == pytest.approx(
+      scipy.stats.kendalltau(score, label).statistic, abs=1e-12
+  )
+  assert reported["plcc_raw"] == pytest.approx(
+      scipy.stats.pearsonr(score, label).statistic, abs=1e-12
+  )
   by_hand = metrics.evaluate(score, label)
   for field in ("plcc", "rmse"):
     assert reported[field] == pytest.approx(getattr(by_hand, field), abs=1e-9)
   assert document["fit"]["kind"] == by_hand.fit
   # The calibration is the checkpoint's, and the printed table holds the same numbers.
   np.testing.assert_allclose(
-      score, [apply_saved_calibration(document["calibration"], video["raw_score"])
-              for video in document["videos"]], rtol=1e-12)
+      score,
+      [
+          apply_saved_calibration(document["calibration"], video["raw_score"])
+          for video in document["videos"]
+      ],
+      rtol=1e-12,
+  )
   table = completed.stdout
-  assert "SRCC" in table and f"{reported['srcc']:.4f}" in table and f"{reported['rmse']:.4f}" in table
+  assert (
+      "SRCC" in table and f"{reported['srcc']:.4f}" in table and f"{reported['rmse']:.4f}" in table
+  )
   assert "Pearson raw" in table and f"{reported['plcc_raw']:.4f}" in table
   assert "step 2, best, ema weights" in table
 
@@ -126,9 +164,12 @@ def test_eval_writes_both_plots_and_the_tensorboard_images(eval_output, trained_
     assert video["bitrate_kbps"] > 0
 
   # The run's TensorBoard directory receives the same figures as images.
-  images = {(value.tag, event.step): value.image
-            for event in tensorboard_events(trained_workdir / "tensorboard")
-            for value in event.summary.value if value.HasField("image")}
+  images = {
+      (value.tag, event.step): value.image
+      for event in tensorboard_events(trained_workdir / "tensorboard")
+      for value in event.summary.value
+      if value.HasField("image")
+  }
   assert {("eval/test_best_ema/scatter", 2), ("eval/test_best_ema/rate", 2)} <= set(images), images
   image = images["eval/test_best_ema/scatter", 2]
   assert (image.width, image.height) == (700, 500)
@@ -144,8 +185,8 @@ def tensorboard_events(directory: Path):
     data = path.read_bytes()
     offset = 0
     while offset + 12 <= len(data):
-      (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      yield event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      (length,) = struct.unpack("<Q", data[offset : offset + 8])
+      yield event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
       offset += 12 + length + 4
 
 
@@ -153,7 +194,7 @@ def _ladder(seed=0, sources=("bus", "park", "foreman"), rungs=4):
   rng = np.random.default_rng(seed)
   source = np.repeat(sources, rungs)
   rung = np.tile(np.arange(rungs), len(sources))
-  bitrate = 25.0 * 2.0 ** rung * rng.uniform(0.9, 1.1, size=source.size)
+  bitrate = 25.0 * 2.0**rung * rng.uniform(0.9, 1.1, size=source.size)
   label = np.clip(30 + 18 * rung + rng.normal(scale=4, size=source.size), 0, 100)
   pred = label + rng.normal(scale=8, size=source.size)
   return source, rung, bitrate, label, pred
@@ -165,8 +206,9 @@ def test_scatter_is_drawn_over_the_label_range_with_identity_rungs_and_sources(t
   source, rung, _, label, pred = _ladder()
   pred[0] = -1100.0  # what an unbounded fit once made of a score: it must not stretch the axes
   report = metrics.evaluate(pred, label)
-  figure = plots.scatter_figure(pred, label, fit=metrics.fit_logistic(pred, label), report=report,
-                                rungs=rung, sources=source)
+  figure = plots.scatter_figure(
+      pred, label, fit=metrics.fit_logistic(pred, label), report=report, rungs=rung, sources=source
+  )
   (axes,) = figure.axes
   assert axes.get_xlim() == axes.get_ylim() == (label.min(), label.max())
   identity = [line for line in axes.get_lines() if line.get_label() == "identity"]
@@ -181,7 +223,9 @@ def test_scatter_is_drawn_over_the_label_range_with_identity_rungs_and_sources(t
   for collection in axes.collections:
     xy = collection.get_offsets()
     for x, y in np.asarray(xy):
-      index = int(np.argmin(np.abs(label - y) + np.abs(np.clip(pred, label.min(), label.max()) - x)))
+      index = int(
+          np.argmin(np.abs(label - y) + np.abs(np.clip(pred, label.min(), label.max()) - x))
+      )
       edge_colours.setdefault(int(rung[index]), set()).add(to_hex(collection.get_edgecolor()[0]))
   assert len(edge_colours) == 4 and all(len(c) == 1 for c in edge_colours.values())
   assert len(set.union(*edge_colours.values())) == 4
@@ -203,8 +247,11 @@ def test_rate_plot_has_one_solid_and_one_dashed_line_per_source_on_a_log_axis(tm
     assert len(solid) == 1
     np.testing.assert_allclose(solid[0].get_xdata(), bitrate[rows])
     np.testing.assert_allclose(solid[0].get_ydata(), np.clip(pred[rows], 0, 100))
-    dashed = [line for line in lines if line.get_linestyle() == "--"
-              and line.get_color() == solid[0].get_color()]
+    dashed = [
+        line
+        for line in lines
+        if line.get_linestyle() == "--" and line.get_color() == solid[0].get_color()
+    ]
     assert len(dashed) == 1
     np.testing.assert_allclose(dashed[0].get_ydata(), label[rows])
   assert plots.save_png(figure, tmp_path / "rate.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -214,10 +261,11 @@ def test_rate_plot_has_one_solid_and_one_dashed_line_per_source_on_a_log_axis(tm
 
 def test_only_data_fields_can_be_overridden(trained_workdir):
   config = inference.load_run_config(trained_workdir)
-  checkpoint_report.apply_overrides(config, {"data.manual_dir": "/elsewhere", "data.eval_batch_size": 4})
+  checkpoint_report.apply_overrides(
+      config, {"data.manual_dir": "/elsewhere", "data.eval_batch_size": 4}
+  )
   assert config.data.manual_dir == "/elsewhere" and config.data.eval_batch_size == 4
   with pytest.raises(ValueError, match="only data fields"):
     checkpoint_report.apply_overrides(config, {"model.dtype": "bfloat16"})
   with pytest.raises(ValueError, match="no such field"):
     checkpoint_report.apply_overrides(config, {"data.smapling": "fragments"})
-

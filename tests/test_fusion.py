@@ -15,9 +15,18 @@ def test_hann_l2_pool_matches_scipy_convolution():
   x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
   window = np.outer([0.5, 1, 0.5], [0.5, 1, 0.5])
   window /= window.sum()
-  expected = np.stack([
-      np.stack([np.sqrt(scipy.signal.convolve2d(x[n, :, :, c] ** 2, window, mode="same") + 1e-12)
-                for c in range(3)], axis=-1) for n in range(2)])
+  expected = np.stack(
+      [
+          np.stack(
+              [
+                  np.sqrt(scipy.signal.convolve2d(x[n, :, :, c] ** 2, window, mode="same") + 1e-12)
+                  for c in range(3)
+              ],
+              axis=-1,
+          )
+          for n in range(2)
+      ]
+  )
   np.testing.assert_allclose(fusion.hann_l2_pool(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -25,9 +34,14 @@ def test_hann_l2_pool_matches_scipy_convolution():
 def test_adaptive_avg_pool_matches_torch(size, grid):
   rng = np.random.default_rng(size)
   x = rng.normal(size=(2, size, size + 1, 4)).astype(np.float32)
-  expected = torch.nn.functional.adaptive_avg_pool2d(
-      torch.from_numpy(x).permute(0, 3, 1, 2), grid).permute(0, 2, 3, 1).numpy()
-  np.testing.assert_allclose(fusion.adaptive_avg_pool(jnp.asarray(x), grid), expected, rtol=1e-5, atol=1e-6)
+  expected = (
+      torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), grid)
+      .permute(0, 2, 3, 1)
+      .numpy()
+  )
+  np.testing.assert_allclose(
+      fusion.adaptive_avg_pool(jnp.asarray(x), grid), expected, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_sine_positions_distinct_and_bounded():
@@ -54,7 +68,8 @@ def test_multi_stage_fusion_output_and_frame_independence(layout):
   rng = np.random.default_rng(1)
   stages = _stage_maps(rng)
   module = fusion.MultiStageFusion(
-      grid=4, num_layers=1, num_heads=2, mlp_dim=16, out_dim=12, token_layout=layout, stage_width=8)
+      grid=4, num_layers=1, num_heads=2, mlp_dim=16, out_dim=12, token_layout=layout, stage_width=8
+  )
   params = module.init(jax.random.PRNGKey(0), stages)
   out = module.apply(params, stages)
   assert out.shape == (3, 12 + 32)
@@ -81,9 +96,13 @@ def test_temporal_fusion_ignores_padding_frames():
   mask = jnp.ones((2, 4), bool)
   params = module.init(jax.random.PRNGKey(0), features, mask)
   reference = module.apply(params, features, mask)
-  padded = jnp.concatenate([features, jnp.asarray(rng.normal(size=(2, 3, 10)) * 50, jnp.float32)], axis=1)
+  padded = jnp.concatenate(
+      [features, jnp.asarray(rng.normal(size=(2, 3, 10)) * 50, jnp.float32)], axis=1
+  )
   padded_mask = jnp.concatenate([mask, jnp.zeros((2, 3), bool)], axis=1)
-  np.testing.assert_allclose(module.apply(params, padded, padded_mask), reference, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      module.apply(params, padded, padded_mask), reference, rtol=1e-5, atol=1e-5
+  )
   # The frames matter: changing a real frame changes the embedding.
   changed = features.at[0, 1].add(1.0)
   assert not np.allclose(module.apply(params, changed, mask)[0], reference[0])

@@ -90,7 +90,9 @@ def reference_contrastive(embedding, group, mask, temperature, variant):
     else:
       others = [a for a in valid if a != i]
       denominator = sum(math.exp(_cosine(e[i], e[a]) / temperature) for a in others)
-      terms = [math.log(math.exp(_cosine(e[i], e[p]) / temperature) / denominator) for p in positives]
+      terms = [
+          math.log(math.exp(_cosine(e[i], e[p]) / temperature) / denominator) for p in positives
+      ]
       per_anchor.append(-sum(terms) / len(terms))
   return sum(per_anchor) / len(per_anchor) if per_anchor else 0.0
 
@@ -122,14 +124,44 @@ def degenerate_batches():
   one_valid[4] = True
   return {
       "one_group": (base_pred, base_label, embedding, np.zeros(BATCH, np.int32), all_valid),
-      "groups_of_one": (base_pred, base_label, embedding, np.arange(BATCH, dtype=np.int32), all_valid),
+      "groups_of_one": (
+          base_pred,
+          base_label,
+          embedding,
+          np.arange(BATCH, dtype=np.int32),
+          all_valid,
+      ),
       "all_ties": (base_pred, np.full(BATCH, 2.5, np.float32), embedding, two_groups, all_valid),
-      "constant_pred": (np.full(BATCH, 0.7, np.float32), base_label, embedding, two_groups, all_valid),
-      "constant_both": (np.ones(BATCH, np.float32), np.ones(BATCH, np.float32), embedding, two_groups, all_valid),
+      "constant_pred": (
+          np.full(BATCH, 0.7, np.float32),
+          base_label,
+          embedding,
+          two_groups,
+          all_valid,
+      ),
+      "constant_both": (
+          np.ones(BATCH, np.float32),
+          np.ones(BATCH, np.float32),
+          embedding,
+          two_groups,
+          all_valid,
+      ),
       "one_valid": (base_pred, base_label, embedding, two_groups, one_valid),
       "empty_mask": (base_pred, base_label, embedding, two_groups, np.zeros(BATCH, bool)),
-      "zero_embedding": (base_pred, base_label, np.zeros((BATCH, DIM), np.float32), two_groups, all_valid),
-      "identical_embedding": (base_pred, base_label, np.tile(embedding[:1], (BATCH, 1)), two_groups, all_valid),
+      "zero_embedding": (
+          base_pred,
+          base_label,
+          np.zeros((BATCH, DIM), np.float32),
+          two_groups,
+          all_valid,
+      ),
+      "identical_embedding": (
+          base_pred,
+          base_label,
+          np.tile(embedding[:1], (BATCH, 1)),
+          two_groups,
+          all_valid,
+      ),
   }
 
 
@@ -154,7 +186,10 @@ def all_losses(pred, label, embedding, group, mask, margin=0.3):
           in_group_rank(pred, label, group, mask, 0.0),
           reference_rank(pred, label, mask, 0.0, group),
       ),
-      "all_pairs_rank": (all_pairs_rank(pred, label, mask, margin), reference_rank(pred, label, mask, margin)),
+      "all_pairs_rank": (
+          all_pairs_rank(pred, label, mask, margin),
+          reference_rank(pred, label, mask, margin),
+      ),
       "mean_positive": (
           contrastive(embedding, group, mask, temperature=0.1, variant="mean_positive"),
           reference_contrastive(embedding, group, mask, 0.1, "mean_positive"),
@@ -175,7 +210,9 @@ def _total_grads(pred, label, embedding, group, mask, weights):
 
 
 EVERY_TERM = losses.LossWeights(l1=1.0, all_pairs_rank=1.0, margin=0.3)
-EVERY_TERM_SUPCON = losses.LossWeights(l1=1.0, all_pairs_rank=1.0, contrastive_variant="supcon", temperature=0.5)
+EVERY_TERM_SUPCON = losses.LossWeights(
+    l1=1.0, all_pairs_rank=1.0, contrastive_variant="supcon", temperature=0.5
+)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -199,7 +236,9 @@ def test_degenerate_batches_are_finite_and_match_reference(case):
 
 def test_degenerate_losses_that_must_vanish():
   batches = degenerate_batches()
-  values = {case: {k: float(v) for k, (v, _) in all_losses(*b).items()} for case, b in batches.items()}
+  values = {
+      case: {k: float(v) for k, (v, _) in all_losses(*b).items()} for case, b in batches.items()
+  }
   for name in ("mean_positive", "supcon"):
     assert values["one_group"][name] == 0.0  # fewer than two groups
     assert values["groups_of_one"][name] == 0.0  # no anchor
@@ -251,7 +290,9 @@ def test_masked_junk_changes_nothing(seed):
   junk_pred = np.concatenate([pred, [np.nan, 1e30, -3.0, np.inf, 0.0]]).astype(np.float32)
   junk_label = np.concatenate([label, rng.normal(size=junk) * 1e6]).astype(np.float32)
   junk_label[-1] = np.nan
-  junk_embedding = np.concatenate([embedding, rng.normal(size=(junk, DIM)) * 1e6]).astype(np.float32)
+  junk_embedding = np.concatenate([embedding, rng.normal(size=(junk, DIM)) * 1e6]).astype(
+      np.float32
+  )
   junk_embedding[-2] = np.nan
   # Junk groups collide with real groups on purpose.
   junk_group = np.concatenate([group, group[:junk]]).astype(np.int32)
@@ -260,12 +301,17 @@ def test_masked_junk_changes_nothing(seed):
   clean = all_losses(pred, label, embedding, group, mask)
   padded = all_losses(junk_pred, junk_label, junk_embedding, junk_group, junk_mask)
   for name in clean:
-    np.testing.assert_allclose(float(padded[name][0]), float(clean[name][0]), rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(
+        float(padded[name][0]), float(clean[name][0]), rtol=1e-5, atol=1e-6, err_msg=name
+    )
 
   for weights in (EVERY_TERM, EVERY_TERM_SUPCON):
-    clean_grads = _total_grads(*(jnp.asarray(a) for a in (pred, label, embedding, group, mask)), weights)
+    clean_grads = _total_grads(
+        *(jnp.asarray(a) for a in (pred, label, embedding, group, mask)), weights
+    )
     padded_grads = _total_grads(
-        *(jnp.asarray(a) for a in (junk_pred, junk_label, junk_embedding, junk_group, junk_mask)), weights
+        *(jnp.asarray(a) for a in (junk_pred, junk_label, junk_embedding, junk_group, junk_mask)),
+        weights,
     )
     for clean_grad, padded_grad in zip(clean_grads, padded_grads):
       np.testing.assert_allclose(padded_grad[:BATCH], clean_grad, rtol=1e-4, atol=1e-6)
@@ -287,7 +333,9 @@ def test_contrastive_loss_falls_as_one_group_is_pulled_together(variant, seed):
   for t in np.linspace(0.0, 1.0, 8):
     moved = embedding.copy()
     moved[members] = (1 - t) * embedding[members] + t * centre
-    values.append(float(contrastive(moved.astype(np.float32), group, mask, temperature=0.5, variant=variant)))
+    values.append(
+        float(contrastive(moved.astype(np.float32), group, mask, temperature=0.5, variant=variant))
+    )
   assert all(later < earlier for earlier, later in zip(values, values[1:])), values
 
 
@@ -318,7 +366,9 @@ def test_rank_scale_keeps_gradient_of_max():
     up, down = pred.astype(np.float64), pred.astype(np.float64)
     up[k] += step
     down[k] -= step
-    numeric = (reference_rank(up, label, mask, 0.0) - reference_rank(down, label, mask, 0.0)) / (2 * step)
+    numeric = (reference_rank(up, label, mask, 0.0) - reference_rank(down, label, mask, 0.0)) / (
+        2 * step
+    )
     np.testing.assert_allclose(float(grad[k]), numeric, rtol=1e-3, atol=1e-5)
 
 
@@ -365,4 +415,6 @@ def test_loss_weights_reject_bad_fields_by_name(field, value):
 
 def test_unknown_variant_rejected_by_the_loss_itself():
   with pytest.raises(ValueError, match="variant"):
-    losses.group_contrastive_loss(np.ones((2, 3)), np.array([0, 1]), np.ones(2, bool), variant="nope")
+    losses.group_contrastive_loss(
+        np.ones((2, 3)), np.array([0, 1]), np.ones(2, bool), variant="nope"
+    )

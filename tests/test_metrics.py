@@ -70,11 +70,15 @@ def test_correlations_match_scipy_and_loops(seed):
   report = metrics.evaluate(pred, label)
   assert report.count == len(pred)
 
-  np.testing.assert_allclose(report.plcc_raw, scipy.stats.pearsonr(pred, label).statistic, rtol=1e-10)
+  np.testing.assert_allclose(
+      report.plcc_raw, scipy.stats.pearsonr(pred, label).statistic, rtol=1e-10
+  )
   np.testing.assert_allclose(report.plcc_raw, reference_pearson(pred, label), rtol=1e-9)
   np.testing.assert_allclose(report.srcc, scipy.stats.spearmanr(pred, label).statistic, rtol=1e-10)
   np.testing.assert_allclose(
-      report.srcc, reference_pearson(reference_average_ranks(pred), reference_average_ranks(label)), rtol=1e-9
+      report.srcc,
+      reference_pearson(reference_average_ranks(pred), reference_average_ranks(label)),
+      rtol=1e-9,
   )
   np.testing.assert_allclose(report.krcc, scipy.stats.kendalltau(pred, label).statistic, rtol=1e-10)
   np.testing.assert_allclose(report.krcc, reference_kendall_tau_b(pred, label), rtol=1e-9)
@@ -84,7 +88,9 @@ def test_correlations_match_scipy_and_loops(seed):
   fitted = fit(pred)
   np.testing.assert_allclose(report.plcc, reference_pearson(fitted, label), rtol=1e-9)
   np.testing.assert_allclose(
-      report.rmse, math.sqrt(sum((a - b) ** 2 for a, b in zip(fitted, label)) / len(label)), rtol=1e-9
+      report.rmse,
+      math.sqrt(sum((a - b) ** 2 for a, b in zip(fitted, label)) / len(label)),
+      rtol=1e-9,
   )
   # The fit is least squares: never worse than the best line through the data.
   slope, intercept = np.polyfit(pred, label, 1)
@@ -101,7 +107,9 @@ def _scipy_unbounded_fit(pred, label, start):
   """The fit as it was before the bounds: scipy's curve_fit of the logistic, no constraints."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    params, _ = scipy.optimize.curve_fit(_independent_logistic, pred, label, p0=start, maxfev=10_000)
+    params, _ = scipy.optimize.curve_fit(
+        _independent_logistic, pred, label, p0=start, maxfev=10_000
+    )
   return params
 
 
@@ -119,7 +127,9 @@ def test_clean_logistic_relation_is_recovered_as_scipy_fits_it(beta, low, high):
   pred = rng.uniform(low, high, size=200)
   noise = 0.02 * (beta[0] - beta[1])
   label = _independent_logistic(pred, *beta) + rng.normal(scale=noise, size=pred.size)
-  reference = _scipy_unbounded_fit(pred, label, [label.max(), label.min(), np.median(pred), pred.std()])
+  reference = _scipy_unbounded_fit(
+      pred, label, [label.max(), label.min(), np.median(pred), pred.std()]
+  )
   # Well conditioned: scipy's free optimum already satisfies the bounds, so they must not move it.
   assert label.min() <= reference[1] <= reference[0] <= label.max()
   assert abs(reference[3]) >= metrics.MIN_SCALE_FRACTION * pred.std()
@@ -130,10 +140,15 @@ def test_clean_logistic_relation_is_recovered_as_scipy_fits_it(beta, low, high):
   np.testing.assert_allclose(fit(pred), _independent_logistic(pred, *reference), atol=1e-3 * span)
   recovered = np.array(fit.params)
   np.testing.assert_allclose(recovered[:2], reference[:2], atol=1e-3 * span)
-  np.testing.assert_allclose(recovered[2:], [reference[2], abs(reference[3])], atol=1e-3 * (high - low))
+  np.testing.assert_allclose(
+      recovered[2:], [reference[2], abs(reference[3])], atol=1e-3 * (high - low)
+  )
   report = metrics.evaluate(pred, label)
-  np.testing.assert_allclose(report.plcc, scipy.stats.pearsonr(_independent_logistic(pred, *reference), label).statistic,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      report.plcc,
+      scipy.stats.pearsonr(_independent_logistic(pred, *reference), label).statistic,
+      atol=1e-6,
+  )
   assert report.plcc > report.plcc_raw  # the S shape is real: the logistic beats the line
 
 
@@ -169,7 +184,9 @@ def test_fit_cannot_flatter_predictions_that_do_not_rank(case):
   pearson = scipy.stats.pearsonr(pred, label).statistic
   # What the unbounded fit did: a step through one point, or a falling logistic; either turns a
   # model with no (or a backwards) ranking into a high PLCC.
-  before = _independent_logistic(pred, *_scipy_unbounded_fit(pred, label, [label.max(), label.min(), pred.mean(), 0.5]))
+  before = _independent_logistic(
+      pred, *_scipy_unbounded_fit(pred, label, [label.max(), label.min(), pred.mean(), 0.5])
+  )
   assert scipy.stats.pearsonr(before, label).statistic > abs(pearson) + 0.3
 
   report = metrics.evaluate(pred, label)
@@ -191,9 +208,14 @@ def test_logistic_stays_increasing_inside_the_label_range_and_never_nan(seed):
     pred[: size // 2] = pred[0]  # a tight cluster
   if seed % 4 == 1:
     pred[-1] += 50 * pred.std()  # an outlier
-  label = rng.uniform(0, 100) + rng.uniform(1, 50) * (np.tanh(pred / pred.std()) + rng.normal(scale=rng.uniform(0.1, 2), size=size))
+  label = rng.uniform(0, 100) + rng.uniform(1, 50) * (
+      np.tanh(pred / pred.std()) + rng.normal(scale=rng.uniform(0.1, 2), size=size)
+  )
   report = metrics.evaluate(pred, label)
-  assert all(math.isfinite(v) for v in (report.plcc, report.srcc, report.krcc, report.rmse, report.plcc_raw))
+  assert all(
+      math.isfinite(v)
+      for v in (report.plcc, report.srcc, report.krcc, report.rmse, report.plcc_raw)
+  )
   assert report.plcc <= 1.0
   fit = metrics.fit_logistic(pred, label)
   if fit.kind == metrics.FIT_LOGISTIC:
@@ -222,7 +244,9 @@ def test_linear_fallback_when_too_few_points_for_four_parameters(size):
 def test_linear_fallback_when_curve_fit_fails(monkeypatch, failure):
   def failing_curve_fit(*args, **kwargs):
     if failure == "raises":
-      raise RuntimeError("Optimal parameters not found: Number of calls to function has reached maxfev")
+      raise RuntimeError(
+          "Optimal parameters not found: Number of calls to function has reached maxfev"
+      )
     return np.full(4, np.nan), np.full((4, 4), np.inf)
 
   monkeypatch.setattr(scipy.optimize, "curve_fit", failing_curve_fit)
@@ -236,7 +260,9 @@ def test_logistic_that_fits_worse_than_a_line_is_rejected(monkeypatch):
   pred, label = noisy_scores(4)
   # A "converged" logistic (in the fit's parametrisation: bottom, rise, centre, scale on
   # standardised data): a gentle S over a fifth of the label range, worse than the line.
-  monkeypatch.setattr(scipy.optimize, "curve_fit", lambda *a, **k: (np.array([0.4, 0.2, 0.0, 1.0]), None))
+  monkeypatch.setattr(
+      scipy.optimize, "curve_fit", lambda *a, **k: (np.array([0.4, 0.2, 0.0, 1.0]), None)
+  )
   fit = metrics.fit_logistic(pred, label)
   assert fit.kind == metrics.FIT_LINEAR and "line fits better" in fit.reason
 
@@ -353,13 +379,19 @@ def test_calibration_with_few_videos_is_a_clipped_line_and_never_reverses():
   label = np.array([30.0, 42.0, 55.0, 61.0])
   calibration = calibration_lib.fit_calibration(raw, label)
   slope, intercept = np.polyfit(raw, label, 1)
-  np.testing.assert_allclose(calibration([0.3, 10.0, -10.0]),
-                             [slope * 0.3 + intercept, label.max(), label.min()], rtol=1e-12)
+  np.testing.assert_allclose(
+      calibration([0.3, 10.0, -10.0]),
+      [slope * 0.3 + intercept, label.max(), label.min()],
+      rtol=1e-12,
+  )
   # Validation scores that fall as the labels rise: no increasing map fits, and a falling one would
   # reverse the model's order; the raw range is laid onto the label range, order kept.
   backwards = calibration_lib.fit_calibration(-raw, label)
-  np.testing.assert_allclose(backwards(np.array([-0.5, -0.1, -0.3, 5.0, -5.0])),
-                             [30.0, 61.0, 30.0 + 31.0 * 0.2 / 0.4, 61.0, 30.0], rtol=1e-12)
+  np.testing.assert_allclose(
+      backwards(np.array([-0.5, -0.1, -0.3, 5.0, -5.0])),
+      [30.0, 61.0, 30.0 + 31.0 * 0.2 / 0.4, 61.0, 30.0],
+      rtol=1e-12,
+  )
   assert "nothing fitted" in backwards.describe()
 
 
@@ -404,15 +436,21 @@ def test_within_source_srcc_is_the_mean_of_scipy_per_source(seed):
   expected = []
   for name in sorted(set(source) - {"alone", "flat"}):
     rows = source == name
-    expected.append(0.0 if name == "src0" else scipy.stats.spearmanr(pred[rows], label[rows]).statistic)
-  assert metrics.within_source_srcc(pred, label, source) == pytest.approx(np.mean(expected), abs=1e-12)
+    expected.append(
+        0.0 if name == "src0" else scipy.stats.spearmanr(pred[rows], label[rows]).statistic
+    )
+  assert metrics.within_source_srcc(pred, label, source) == pytest.approx(
+      np.mean(expected), abs=1e-12
+  )
   assert math.isnan(metrics.within_source_srcc(pred[:3], label[:3], ["a", "b", "c"]))
 
 
 def test_collapse_check_against_loops():
   pred, label, source, rung = _fold_data(5)
   check = metrics.collapse_check(pred, label, source, rung)
-  np.testing.assert_allclose(check["spread_ratio"], np.std(pred, ddof=1) / np.std(label, ddof=1), rtol=1e-12)
+  np.testing.assert_allclose(
+      check["spread_ratio"], np.std(pred, ddof=1) / np.std(label, ddof=1), rtol=1e-12
+  )
   predicted, labelled = [], []
   for name in sorted(set(source)):
     top = (source == name) & (rung == 3)
@@ -422,7 +460,9 @@ def test_collapse_check_against_loops():
     assert check["gaps"][name] == pytest.approx((predicted[-1], labelled[-1]))
   assert check["mean_predicted_gap"] == pytest.approx(np.mean(predicted))
   assert check["mean_label_gap"] == pytest.approx(np.mean(labelled))
-  assert check["gap_sign_agreement"] == pytest.approx(np.mean(np.sign(predicted) == np.sign(labelled)))
+  assert check["gap_sign_agreement"] == pytest.approx(
+      np.mean(np.sign(predicted) == np.sign(labelled))
+  )
   assert check["collapsed"] is False
   # The demo's failure: every video scored 89.8 ± 0.01.
   flat = metrics.collapse_check(89.8 + 0.01 * np.sin(np.arange(pred.size)), label, source, rung)
@@ -431,13 +471,18 @@ def test_collapse_check_against_loops():
   by_source = np.array([hash(name) % 97 for name in source], float)
   assert metrics.collapse_check(by_source, label, source, rung)["collapsed"] is True
   # Two codecs per rung: the mean of the rung's videos.
-  two = metrics.collapse_check([1.0, 3.0, 10.0, 14.0], [20.0, 30.0, 80.0, 90.0], ["a"] * 4, [0, 0, 1, 1])
+  two = metrics.collapse_check(
+      [1.0, 3.0, 10.0, 14.0], [20.0, 30.0, 80.0, 90.0], ["a"] * 4, [0, 0, 1, 1]
+  )
   assert two["gaps"]["a"] == pytest.approx((10.0, 60.0))
 
 
 def test_summarize_folds_matches_scipy_sem_and_skips_nan_folds():
   rng = np.random.default_rng(7)
-  folds = [{"srcc": float(v), "rmse": float(w)} for v, w in zip(rng.uniform(0.6, 0.9, 5), rng.uniform(5, 9, 5))]
+  folds = [
+      {"srcc": float(v), "rmse": float(w)}
+      for v, w in zip(rng.uniform(0.6, 0.9, 5), rng.uniform(5, 9, 5))
+  ]
   folds[2]["srcc"] = math.nan
   del folds[4]["rmse"]
   summary = metrics.summarize_folds(folds)
@@ -453,8 +498,9 @@ def test_summarize_folds_matches_scipy_sem_and_skips_nan_folds():
   with pytest.raises(ValueError, match="fold 1: metric 'fit'"):
     metrics.summarize_folds([{"fit": 1.0}, {"fit": "logistic"}])
 
-  table = metrics.format_fold_table({"model": summary, "bits per pixel": {"srcc": (0.8, 0.01)}},
-                                    keys=("srcc", "rmse"))
+  table = metrics.format_fold_table(
+      {"model": summary, "bits per pixel": {"srcc": (0.8, 0.01)}}, keys=("srcc", "rmse")
+  )
   lines = table.splitlines()
   assert lines[0] == "| method | SRCC | RMSE |" and lines[1].startswith("| --- |")
   mean, se = np.nanmean(srcc), scipy.stats.sem(srcc, nan_policy="omit")

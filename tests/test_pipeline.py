@@ -25,10 +25,18 @@ def clips(tmp_path_factory):
   """Four distinct real clips (different start frames of two shipped videos)."""
   directory = tmp_path_factory.mktemp("clips")
   made = []
-  for k, (name, start) in enumerate([("bikes", 0), ("bikes", 100), ("carphone_pristine", 0),
-                                     ("carphone_pristine", 60)]):
-    made.append(media.make_clip(directory / f"clip{k}.mp4", source=name, size=(SIZE, SIZE),
-                                frames=NUM_FRAMES, start_frame=start))
+  for k, (name, start) in enumerate(
+      [("bikes", 0), ("bikes", 100), ("carphone_pristine", 0), ("carphone_pristine", 60)]
+  ):
+    made.append(
+        media.make_clip(
+            directory / f"clip{k}.mp4",
+            source=name,
+            size=(SIZE, SIZE),
+            frames=NUM_FRAMES,
+            start_frame=start,
+        )
+    )
   return made
 
 
@@ -41,9 +49,15 @@ def make_records(clips, num_sources=3, num_groups=3, broken=()):
       data = clips[source].read_bytes()
       if index in broken:
         data = data[: len(data) // 3]  # truncated: moov atom lost, cannot be opened
-      records.append({"name": f"s{source}/rung{group}.mp4", "video": data,
-                      "label": np.float32(10 * group + source), "group": group,
-                      "source": f"s{source}".encode()})
+      records.append(
+          {
+              "name": f"s{source}/rung{group}.mp4",
+              "video": data,
+              "label": np.float32(10 * group + source),
+              "group": group,
+              "source": f"s{source}".encode(),
+          }
+      )
   return records
 
 
@@ -69,8 +83,9 @@ def test_every_batch_has_the_configured_composition():
   # Make group 5 small: only one source, two codecs, so it needs the fill rule.
   keep = ~((groups == 5) & (sources > 0))
   groups, sources = groups[keep], sources[keep]
-  sampler = pipeline.GroupBatchSampler(groups, sources, groups_per_batch=4, videos_per_group=2,
-                                       seed=3)
+  sampler = pipeline.GroupBatchSampler(
+      groups, sources, groups_per_batch=4, videos_per_group=2, seed=3
+  )
   seen_groups = Counter()
   for step in range(200):
     batch = sampler.batch_indices(step)
@@ -131,8 +146,9 @@ def test_process_slices_are_disjoint_and_cover_the_global_batch():
 def test_stream_batches_match_the_sampler_and_resume_exactly(clips):
   records = make_records(clips)
   table = table_of(records)
-  sampler = pipeline.GroupBatchSampler(table.groups, table.sources, groups_per_batch=2,
-                                       videos_per_group=2, seed=0)
+  sampler = pipeline.GroupBatchSampler(
+      table.groups, table.sources, groups_per_batch=2, videos_per_group=2, seed=0
+  )
   stream = list(pipeline.train_loader(records, sampler, FRAMES, seed=5, num_steps=4))
   assert len(stream) == 4
   for step, batch in enumerate(stream):
@@ -143,13 +159,18 @@ def test_stream_batches_match_the_sampler_and_resume_exactly(clips):
     np.testing.assert_array_equal(batch["label"], [records[i]["label"] for i in batch["index"]])
   # Training frames are load_clip's with the rng of (seed, step, position).
   step, position = 2, 3
-  expected = video.load_clip(records[stream[step]["index"][position]]["video"], num_frames=2,
-                             size=SIZE, train=True,
-                             rng=np.random.default_rng([5, step, position]))
+  expected = video.load_clip(
+      records[stream[step]["index"][position]]["video"],
+      num_frames=2,
+      size=SIZE,
+      train=True,
+      rng=np.random.default_rng([5, step, position]),
+  )
   np.testing.assert_array_equal(stream[step]["frames"][position], expected)
   # Resuming at step 3 restarts the stream exactly there.
-  resumed = next(iter(pipeline.train_loader(records, sampler, FRAMES, seed=5, start_step=3,
-                                            num_steps=1)))
+  resumed = next(
+      iter(pipeline.train_loader(records, sampler, FRAMES, seed=5, start_step=3, num_steps=1))
+  )
   for key in stream[3]:
     np.testing.assert_array_equal(resumed[key], stream[3][key])
   # A second run with the same seeds is identical.
@@ -161,13 +182,29 @@ def test_stream_batches_match_the_sampler_and_resume_exactly(clips):
 def test_processes_get_disjoint_covering_shards(clips):
   records = make_records(clips)
   table = table_of(records)
-  sampler = pipeline.GroupBatchSampler(table.groups, table.sources, groups_per_batch=2,
-                                       videos_per_group=2, seed=0)
-  whole = next(iter(pipeline.train_loader(records, sampler, FRAMES, seed=1, start_step=6,
-                                          num_steps=1)))
-  parts = [next(iter(pipeline.train_loader(records, sampler, FRAMES, seed=1, start_step=6,
-                                           num_steps=1, process_index=p, process_count=4)))
-           for p in range(4)]
+  sampler = pipeline.GroupBatchSampler(
+      table.groups, table.sources, groups_per_batch=2, videos_per_group=2, seed=0
+  )
+  whole = next(
+      iter(pipeline.train_loader(records, sampler, FRAMES, seed=1, start_step=6, num_steps=1))
+  )
+  parts = [
+      next(
+          iter(
+              pipeline.train_loader(
+                  records,
+                  sampler,
+                  FRAMES,
+                  seed=1,
+                  start_step=6,
+                  num_steps=1,
+                  process_index=p,
+                  process_count=4,
+              )
+          )
+      )
+      for p in range(4)
+  ]
   assert all(part["frames"].shape[0] == 1 for part in parts)
   for key in whole:
     np.testing.assert_array_equal(np.concatenate([part[key] for part in parts]), whole[key])
@@ -189,8 +226,9 @@ def test_eval_visits_each_example_once_in_order_with_padding(clips):
   # Four processes together still see each example exactly once.
   seen = []
   for process in range(4):
-    for batch in pipeline.eval_loader(records, FRAMES, global_batch_size=8,
-                                      process_index=process, process_count=4):
+    for batch in pipeline.eval_loader(
+        records, FRAMES, global_batch_size=8, process_index=process, process_count=4
+    ):
       seen.extend(batch["index"][batch["mask"]].tolist())
   assert sorted(seen) == list(range(9))
 
@@ -199,13 +237,15 @@ def test_a_corrupt_video_is_logged_and_handled_without_stopping(clips, caplog):
   broken = 4  # source 1, group 1
   records = make_records(clips, broken={broken})
   table = table_of(records)
-  sampler = pipeline.GroupBatchSampler(table.groups, table.sources, groups_per_batch=2,
-                                       videos_per_group=2, seed=0)
+  sampler = pipeline.GroupBatchSampler(
+      table.groups, table.sources, groups_per_batch=2, videos_per_group=2, seed=0
+  )
   step = next(s for s in range(100) if broken in sampler.batch_indices(s))
   wanted = sampler.batch_indices(step)
   with caplog.at_level(logging.WARNING, logger="jaxvqa.data.pipeline"):
-    batch = next(iter(pipeline.train_loader(records, sampler, FRAMES, seed=0, start_step=step,
-                                            num_steps=1)))
+    batch = next(
+        iter(pipeline.train_loader(records, sampler, FRAMES, seed=0, start_step=step, num_steps=1))
+    )
   assert "s1/rung1.mp4" in caplog.text and "cannot decode" in caplog.text
   slot = int(np.flatnonzero(wanted == broken)[0])
   # The rule: the next example of the same group (index order, wrapping) not already in the

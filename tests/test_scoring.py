@@ -47,8 +47,12 @@ def clip_dir(tmp_path_factory):
   empty = media.make_empty_file(root / "empty.mov")
   unknown_codec = media.make_unknown_codec_clip(root / "unknown.avi")  # AV1 now decodes
   (root / "readme.txt").write_text("not a video and no video extension: skipped")
-  bad = {truncated: "truncated", not_a_video: "not a video", empty: "0 bytes",
-         unknown_codec: "no video stream decord can decode"}
+  bad = {
+      truncated: "truncated",
+      not_a_video: "not a video",
+      empty: "0 bytes",
+      unknown_codec: "no video stream decord can decode",
+  }
   return {"root": root, "good": good, "bad": list(bad), "reasons": bad}
 
 
@@ -66,17 +70,23 @@ def test_clip_options_are_the_evaluation_frame_options(tiny_config):
   for sampling in ("resize_crop", "fragments"):
     tiny_config.data.sampling = sampling
     assert dataclasses.asdict(video.FrameOptions.from_data_config(tiny_config.data)) == {
-        "num_frames": tiny_config.data.num_frames, "size": tiny_config.data.frame_size,
-        "mode": sampling, "fragment_grid": 8}
+        "num_frames": tiny_config.data.num_frames,
+        "size": tiny_config.data.frame_size,
+        "mode": sampling,
+        "fragment_grid": 8,
+    }
 
 
 def test_scoring_imports_neither_grain_nor_tfds():
   # Inference machines carry JAX, Orbax, decord and Pillow, not the training input stack.
-  blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in (
-      "grain", "tensorflow_datasets", "tensorflow", "imageio_ffmpeg", "matplotlib"))
+  blocked = "; ".join(
+      f"sys.modules[{name!r}] = None"
+      for name in ("grain", "tensorflow_datasets", "tensorflow", "imageio_ffmpeg", "matplotlib")
+  )
   code = f"import sys; {blocked}; from jaxvqa import cli, inference, scoring; cli.build_parser()"
-  completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120)
+  completed = subprocess.run(
+      [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+  )
   assert completed.returncode == 0, completed.stderr[-2000:]
 
 
@@ -91,43 +101,79 @@ def test_whole_video_clip_is_the_evaluation_clip_and_segments_sample_their_range
   for mode, size in (("resize_crop", 32), ("fragments", 32)):
     options = pipeline.FrameOptions(num_frames=4, size=size, mode=mode, fragment_grid=4)
     decoded = scoring.decode_video(path, options, num_segments=2)
-    expected = video.load_clip(path.read_bytes(), num_frames=4, size=size, mode=mode,
-                               fragment_grid=4, train=False)
+    expected = video.load_clip(
+        path.read_bytes(), num_frames=4, size=size, mode=mode, fragment_grid=4, train=False
+    )
     np.testing.assert_array_equal(decoded.clips[0], expected)
   assert decoded.clips.shape == (3, 4, 32, 32, 3)
   assert decoded.segments == ((0, 8), (8, 16))
   # Segment 2 = frames 8..15, sampled at its centres 9, 11, 13, 15.
   frames = video.read_frames(path, [9, 11, 13, 15])
   np.testing.assert_array_equal(
-      decoded.clips[2], video.extract_fragments(frames, grid=4, patch=8, rng=None))
+      decoded.clips[2], video.extract_fragments(frames, grid=4, patch=8, rng=None)
+  )
 
 
 def test_find_videos_walks_directories_expands_globs_and_reports_missing(clip_dir, tmp_path):
   root = clip_dir["root"]
   found, failures = scoring.find_videos([str(root)])
   names = sorted(p.rsplit("/", 1)[-1] for p in found)
-  assert names == sorted([ODD_NAME, "unknown.avi", "empty.mov", "h264.mp4", "matroska.mkv",
-                          "mpeg4.avi", "notes.mkv", "truncated.mp4", "vp9.webm"])
+  assert names == sorted(
+      [
+          ODD_NAME,
+          "unknown.avi",
+          "empty.mov",
+          "h264.mp4",
+          "matroska.mkv",
+          "mpeg4.avi",
+          "notes.mkv",
+          "truncated.mp4",
+          "vp9.webm",
+      ]
+  )
   assert failures == []
   # A literal name with glob characters, a pattern, a repeat, a missing file and a dead pattern.
   literal = media.make_clip(tmp_path / "take[1].mp4", frames=4)
   found, failures = scoring.find_videos(
-      [str(literal), str(root / "**" / "*.webm"), str(root / "h264.mp4"), str(root / "h264.mp4"),
-       str(tmp_path / "missing.mp4"), str(tmp_path / "*.mov")])
+      [
+          str(literal),
+          str(root / "**" / "*.webm"),
+          str(root / "h264.mp4"),
+          str(root / "h264.mp4"),
+          str(tmp_path / "missing.mp4"),
+          str(tmp_path / "*.mov"),
+      ]
+  )
   assert found == [str(literal), str(root / "nested" / "vp9.webm"), str(root / "h264.mp4")]
   assert [(f.path.rsplit("/", 1)[-1], f.reason) for f in failures] == [
-      ("missing.mp4", "file not found"), ("*.mov", "no file matches this pattern")]
+      ("missing.mp4", "file not found"),
+      ("*.mov", "no file matches this pattern"),
+  ]
 
 
 # ----------------------------------------------------------------------------- with a model
 
 
-def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, clip_dir,
-                                                                tmp_path, capsys):
+def test_score_directory_reports_bad_files_and_scores_the_rest(
+    trained_workdir, clip_dir, tmp_path, capsys
+):
   out = tmp_path / "scores.csv"
-  status = cli.main(["score", "--workdir", str(trained_workdir), "--segments", "2",
-                     "--format", "csv", "--output", str(out), "--workers", "2",
-                     str(clip_dir["root"])])
+  status = cli.main(
+      [
+          "score",
+          "--workdir",
+          str(trained_workdir),
+          "--segments",
+          "2",
+          "--format",
+          "csv",
+          "--output",
+          str(out),
+          "--workers",
+          "2",
+          str(clip_dir["root"]),
+      ]
+  )
   stderr = capsys.readouterr().err
   assert status == score_command.EXIT_SOME_FAILED
   for bad, reason in clip_dir["reasons"].items():
@@ -139,8 +185,9 @@ def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, 
   for path in clip_dir["good"]:
     row = rows[str(path)]
     assert row["error"] == ""
-    assert all(math.isfinite(float(row[key])) for key in ("score", "raw_score", "segment_1",
-                                                          "segment_2"))
+    assert all(
+        math.isfinite(float(row[key])) for key in ("score", "raw_score", "segment_1", "segment_2")
+    )
     assert row["step"] == "2" and row["checkpoint"].endswith("best/2")
     assert "SwinV2 embed_dim=8" in row["model"]
   for path in clip_dir["bad"]:
@@ -149,8 +196,9 @@ def test_score_directory_reports_bad_files_and_scores_the_rest(trained_workdir, 
 
 def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_dir, capsys):
   odd = str(clip_dir["root"] / ODD_NAME)
-  status = cli.main(["score", "--workdir", str(trained_workdir), "--format", "json",
-                     "--no-progress", "--", odd])
+  status = cli.main(
+      ["score", "--workdir", str(trained_workdir), "--format", "json", "--no-progress", "--", odd]
+  )
   captured = capsys.readouterr()
   assert status == score_command.EXIT_OK, captured.err
   document = json.loads(captured.out)
@@ -163,22 +211,41 @@ def test_odd_file_name_after_double_dash_and_json_output(trained_workdir, clip_d
   assert video_score["score"] == pytest.approx(float(calibration([video_score["raw_score"]])[0]))
 
 
-def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_dir, tmp_path,
-                                                           capsys):
+def test_table_output_latest_raw_weights_and_usage_errors(
+    trained_workdir, clip_dir, tmp_path, capsys
+):
   clip = str(clip_dir["good"][1])
   assert cli.main(["score", "--workdir", str(trained_workdir), "--no-progress", clip]) == 0
   table = capsys.readouterr().out
   assert "(step 2, best, ema weights)" in table and "label scale (calibration:" in table
   assert table.splitlines()[-1].endswith(clip)
   # A periodic checkpoint carries no calibration: raw scores, and the output says so.
-  assert cli.main(["score", "--workdir", str(trained_workdir), "--which", "latest", "--raw-weights",
-                   "--format", "json", "--no-progress", clip]) == 0
+  assert (
+      cli.main(
+          [
+              "score",
+              "--workdir",
+              str(trained_workdir),
+              "--which",
+              "latest",
+              "--raw-weights",
+              "--format",
+              "json",
+              "--no-progress",
+              clip,
+          ]
+      )
+      == 0
+  )
   document = json.loads(capsys.readouterr().out)
   assert document["calibration"] is None and "raw model output" in document["scale"]
   assert document["checkpoint"]["which"] == "latest" and document["checkpoint"]["weights"] == "raw"
   assert document["videos"][0]["score"] == document["videos"][0]["raw_score"]
   # Nothing to score, or no run: usage errors (2), before any model is loaded.
-  assert cli.main(["score", "--workdir", str(trained_workdir), str(tmp_path)]) == score_command.EXIT_USAGE
+  assert (
+      cli.main(["score", "--workdir", str(trained_workdir), str(tmp_path)])
+      == score_command.EXIT_USAGE
+  )
   assert "no video files to score" in capsys.readouterr().err
   empty_workdir = tmp_path / "not-a-run"
   empty_workdir.mkdir()
@@ -188,7 +255,8 @@ def test_table_output_latest_raw_weights_and_usage_errors(trained_workdir, clip_
 
 @pytest.mark.slow
 def test_scores_are_identical_alone_in_a_batch_and_on_one_or_eight_devices(
-    trained_workdir, clip_dir, trained):
+    trained_workdir, clip_dir, trained
+):
   good = [str(p) for p in clip_dir["good"]]
   many = good * 2 + good[:1]  # 11 clips: on 1 device a full batch of 8 and a padded one
   on_one = inference.load_trained_model(trained_workdir, num_devices=1)
@@ -203,7 +271,7 @@ def test_scores_are_identical_alone_in_a_batch_and_on_one_or_eight_devices(
   on_eight, _ = scoring.score_videos(many, trained, workers=2)
   np.testing.assert_array_equal([s.raw_score for s in on_eight], reference)
   # The same file at different positions of the stream scores the same.
-  np.testing.assert_array_equal(reference[:len(good)], reference[len(good):2 * len(good)])
+  np.testing.assert_array_equal(reference[: len(good)], reference[len(good) : 2 * len(good)])
 
 
 # ----------------------------------------------------------------------------- output, resume
@@ -216,21 +284,45 @@ def make_vfr_clip(path):
   """12 frames whose timestamps are not evenly spaced: six shown 0.48 s each, then six of 0.08 s
   (pts in 1/25 s ticks: 0, 12, ..., 60, then 72, 74, ..., 82)."""
   timestamps = r"setpts=if(lt(N\,6)\,N*12\,72+(N-6)*2)"
-  ffmpeg.run_ffmpeg(["-v", "error", "-i", media.shipped_video(), "-map", "0:v:0", "-an",
-                     "-vf", f"scale=64:48,setsar=1,settb=1/25,{timestamps}", "-frames:v", "12",
-                     "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", path])
+  ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-i",
+          media.shipped_video(),
+          "-map",
+          "0:v:0",
+          "-an",
+          "-vf",
+          f"scale=64:48,setsar=1,settb=1/25,{timestamps}",
+          "-frames:v",
+          "12",
+          "-fps_mode",
+          "vfr",
+          "-c:v",
+          "libx264",
+          "-pix_fmt",
+          "yuv420p",
+          path,
+      ]
+  )
   return path
 
 
 def ffmpeg_frame_times(path):
   """(start seconds of each frame, end of the last) by ffmpeg's framecrc, independent of decord."""
-  text = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0", "-f", "framecrc", "-"],
-                           capture_stdout=True).stdout.decode()
-  numerator, denominator = next(line.split(":")[1].strip() for line in text.splitlines()
-                                if line.startswith("#tb 0:")).split("/")
+  text = ffmpeg.run_ffmpeg(
+      ["-v", "error", "-i", path, "-map", "0:v:0", "-f", "framecrc", "-"], capture_stdout=True
+  ).stdout.decode()
+  numerator, denominator = next(
+      line.split(":")[1].strip() for line in text.splitlines() if line.startswith("#tb 0:")
+  ).split("/")
   tick = int(numerator) / int(denominator)
-  frames = [[int(cell) for cell in line.split(",")[1:4]] for line in text.splitlines()
-            if line and not line.startswith("#")]
+  frames = [
+      [int(cell) for cell in line.split(",")[1:4]]
+      for line in text.splitlines()
+      if line and not line.startswith("#")
+  ]
   pts = np.array([frame[1] for frame in frames])
   return pts * tick, (pts[-1] + frames[-1][2]) * tick
 
@@ -243,8 +335,9 @@ def odd_clips(tmp_path_factory):
   return {
       "plain": str(media.make_clip(root / "plain.mp4", frames=8)),
       "vfr": str(make_vfr_clip(root / "vfr.mp4")),
-      "not_utf8": str(media.make_clip(os.path.join(str(root), NOT_UTF8_NAME), frames=8,
-                                      start_frame=30)),
+      "not_utf8": str(
+          media.make_clip(os.path.join(str(root), NOT_UTF8_NAME), frames=8, start_frame=30)
+      ),
       "carriage_return": str(media.make_clip(root / "two\rlines.mp4", frames=8, start_frame=60)),
       "formula": str(media.make_clip(root / "=HYPERLINK(1).mkv", frames=8, start_frame=90)),
   }
@@ -256,8 +349,13 @@ def scored_by(monkeypatch, trained):
   sent = []
   dispatch = trained.dispatch
   monkeypatch.setattr(inference, "load_trained_model", lambda *args, **kwargs: trained)
-  monkeypatch.setattr(trained, "dispatch", lambda clips, per_device_batch: (
-      sent.append(len(clips)), dispatch(clips, per_device_batch))[1])
+  monkeypatch.setattr(
+      trained,
+      "dispatch",
+      lambda clips, per_device_batch: (sent.append(len(clips)), dispatch(clips, per_device_batch))[
+          1
+      ],
+  )
   return sent
 
 
@@ -271,7 +369,8 @@ def read_csv(path):
 
 
 def test_output_that_is_an_input_or_unusable_is_refused_before_scoring(
-    odd_clips, tmp_path, scored_by, capsys):
+    odd_clips, tmp_path, scored_by, capsys
+):
   clip = odd_clips["plain"]
   original = open(clip, "rb").read()
   link = tmp_path / "hard link.mp4"
@@ -281,15 +380,19 @@ def test_output_that_is_an_input_or_unusable_is_refused_before_scoring(
     assert "is one of the files to score" in capsys.readouterr().err
   assert open(clip, "rb").read() == original
   # A directory, a path under a file, a missing directory.
-  for output, reason in ((tmp_path, "is a directory"), (f"{clip}/scores.csv", "is not a directory"),
-                         (tmp_path / "missing" / "s.csv", "does not exist")):
+  for output, reason in (
+      (tmp_path, "is a directory"),
+      (f"{clip}/scores.csv", "is not a directory"),
+      (tmp_path / "missing" / "s.csv", "does not exist"),
+  ):
     assert score("--output", str(output), clip) == score_command.EXIT_USAGE
     assert reason in capsys.readouterr().err
   assert scored_by == []  # all refused before any clip was scored
 
 
 def test_replaced_output_is_announced_and_a_late_failure_keeps_old_file_and_results(
-    odd_clips, tmp_path, scored_by, monkeypatch, capsys):
+    odd_clips, tmp_path, scored_by, monkeypatch, capsys
+):
   out = tmp_path / "scores.csv"
   out.write_text("yesterday's scores\n")
   assert score("--format", "csv", "--output", str(out), odd_clips["plain"]) == score_command.EXIT_OK
@@ -314,7 +417,8 @@ def test_replaced_output_is_announced_and_a_late_failure_keeps_old_file_and_resu
 
 
 def test_names_not_utf8_with_newlines_or_formulas_are_written_losslessly_and_safely(
-    odd_clips, tmp_path, scored_by, monkeypatch, capsys):
+    odd_clips, tmp_path, scored_by, monkeypatch, capsys
+):
   names = [odd_clips[key] for key in ("not_utf8", "carriage_return", "formula")]
   out = tmp_path / "scores.csv"
   out.write_text("old\n")
@@ -326,8 +430,17 @@ def test_names_not_utf8_with_newlines_or_formulas_are_written_losslessly_and_saf
   assert [row["path"] for row in rows] == [escaped, names[1], names[2]]
   assert all(math.isfinite(float(row["score"])) for row in rows)
   monkeypatch.chdir(os.path.dirname(names[2]))
-  assert score("--format", "csv", "--output", str(out), os.path.basename(names[2]),
-               os.path.basename(names[1])) == score_command.EXIT_OK
+  assert (
+      score(
+          "--format",
+          "csv",
+          "--output",
+          str(out),
+          os.path.basename(names[2]),
+          os.path.basename(names[1]),
+      )
+      == score_command.EXIT_OK
+  )
   assert [row["path"] for row in read_csv(out)] == ["'=HYPERLINK(1).mkv", "two\rlines.mp4"]
   # JSON and the table carry the same escape; nothing reaches stdout that its encoding cannot hold.
   assert score("--format", "json", names[0]) == score_command.EXIT_OK
@@ -337,7 +450,8 @@ def test_names_not_utf8_with_newlines_or_formulas_are_written_losslessly_and_saf
 
 
 def test_unreadable_directories_files_fifos_and_link_loops_are_named_with_their_reason(
-    odd_clips, tmp_path, scored_by, monkeypatch, capsys):
+    odd_clips, tmp_path, scored_by, monkeypatch, capsys
+):
   root = tmp_path / "clips"
   (root / "locked").mkdir(parents=True)
   media.make_clip(root / "locked" / "hidden_by_permissions.mp4", frames=4)
@@ -368,7 +482,7 @@ def test_unreadable_directories_files_fifos_and_link_loops_are_named_with_their_
 
   def reason(path):
     prefix = f"jaxvqa score: {path}: "
-    return next(line[len(prefix):] for line in err.splitlines() if line.startswith(prefix))
+    return next(line[len(prefix) :] for line in err.splitlines() if line.startswith(prefix))
 
   assert reason(root / "locked").startswith("directory not searched: permission denied")
   assert reason(root / "back-to-top").startswith("directory not searched: symbolic link loop")
@@ -380,8 +494,9 @@ def test_unreadable_directories_files_fifos_and_link_loops_are_named_with_their_
   assert rows[str(root / "good.mp4")]["error"] == "" and len(rows) == 7
 
 
-def test_resume_scores_only_the_files_a_killed_run_left(odd_clips, tmp_path, scored_by,
-                                                        monkeypatch, capsys):
+def test_resume_scores_only_the_files_a_killed_run_left(
+    odd_clips, tmp_path, scored_by, monkeypatch, capsys
+):
   clips = [odd_clips[key] for key in ("plain", "vfr", "formula")]
   reference = tmp_path / "uninterrupted.csv"
   assert score("--format", "csv", "--output", str(reference), *clips) == score_command.EXIT_OK
@@ -414,7 +529,8 @@ def test_resume_scores_only_the_files_a_killed_run_left(odd_clips, tmp_path, sco
 
 @pytest.mark.slow
 def test_a_run_killed_by_sigkill_resumes_with_the_files_it_had_not_scored(
-    trained_workdir, odd_clips, tmp_path, scored_by, capsys):
+    trained_workdir, odd_clips, tmp_path, scored_by, capsys
+):
   clips = tmp_path / "clips"
   clips.mkdir()
   for number in range(40):  # 5 batches of 8 on one device: rows reach the disk batch by batch
@@ -422,9 +538,26 @@ def test_a_run_killed_by_sigkill_resumes_with_the_files_it_had_not_scored(
   out = tmp_path / "scores.jsonl"
   partial = Path(f"{out}.partial")
   process = subprocess.Popen(
-      [sys.executable, "-m", "jaxvqa.cli", "score", "--workdir", str(trained_workdir),
-       "--format", "jsonl", "--output", str(out), "--devices", "1", "--workers", "1",
-       "--no-progress", str(clips)], stderr=subprocess.DEVNULL)
+      [
+          sys.executable,
+          "-m",
+          "jaxvqa.cli",
+          "score",
+          "--workdir",
+          str(trained_workdir),
+          "--format",
+          "jsonl",
+          "--output",
+          str(out),
+          "--devices",
+          "1",
+          "--workers",
+          "1",
+          "--no-progress",
+          str(clips),
+      ],
+      stderr=subprocess.DEVNULL,
+  )
   deadline = time.monotonic() + 300
   while process.poll() is None and time.monotonic() < deadline:
     if partial.exists() and b"\n" in partial.read_bytes():
@@ -444,7 +577,9 @@ def test_a_run_killed_by_sigkill_resumes_with_the_files_it_had_not_scored(
 
 def test_resume_refuses_rows_of_another_model(odd_clips, tmp_path, scored_by, capsys):
   out = tmp_path / "scores.jsonl"
-  assert score("--format", "jsonl", "--output", str(out), odd_clips["plain"]) == score_command.EXIT_OK
+  assert (
+      score("--format", "jsonl", "--output", str(out), odd_clips["plain"]) == score_command.EXIT_OK
+  )
   (row,) = [json.loads(line) for line in out.read_text().splitlines()]
   other = {**row, "model_id": "sha256:0123456789abcdef"}
   Path(f"{out}.partial").write_text(json.dumps(other) + "\n" + '{"path": "cut sh')
@@ -462,8 +597,9 @@ def test_resume_refuses_rows_of_another_model(odd_clips, tmp_path, scored_by, ca
   first.close()
 
 
-def test_every_format_names_the_scale_and_calibration(odd_clips, trained, tmp_path, scored_by,
-                                                       monkeypatch, capsys):
+def test_every_format_names_the_scale_and_calibration(
+    odd_clips, trained, tmp_path, scored_by, monkeypatch, capsys
+):
   clip = odd_clips["plain"]
   label_scale = "VMAF (0-100), calibrated on the validation split"
   outputs = {}
@@ -482,13 +618,15 @@ def test_every_format_names_the_scale_and_calibration(odd_clips, trained, tmp_pa
   monkeypatch.setattr(inference, "load_trained_model", lambda *args, **kwargs: latest)
   assert score("--format", "csv", "--which", "latest", clip, odd_clips["vfr"]) == 0
   rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out, newline="")))
-  assert [row["scale"][:len("raw model output, uncalibrated")] for row in rows] == [
-      "raw model output, uncalibrated"] * 2
+  assert [row["scale"][: len("raw model output, uncalibrated")] for row in rows] == [
+      "raw model output, uncalibrated"
+  ] * 2
   assert all("--which best" in row["scale"] and row["score"] == row["raw_score"] for row in rows)
 
 
 def test_segment_times_follow_the_stream_timestamps_of_a_variable_rate_clip(
-    odd_clips, scored_by, capsys):
+    odd_clips, scored_by, capsys
+):
   clip = odd_clips["vfr"]
   starts, end = ffmpeg_frame_times(clip)
   assert len(set(np.round(np.diff(starts), 6))) == 2  # the rate really varies: 0.48 s and 0.08 s
@@ -507,6 +645,8 @@ def test_a_damaged_checkpoint_is_one_line_and_exit_2(trained_workdir, odd_clips,
   shutil.copytree(trained_workdir, damaged)
   (metadata,) = (damaged / "best").glob("*/state/_METADATA")
   metadata.write_bytes(metadata.read_bytes()[:100])
-  assert cli.main(["score", "--workdir", str(damaged), odd_clips["plain"]]) == score_command.EXIT_USAGE
+  assert (
+      cli.main(["score", "--workdir", str(damaged), odd_clips["plain"]]) == score_command.EXIT_USAGE
+  )
   err = capsys.readouterr().err
   assert len(err.splitlines()) == 1 and str(metadata.parent.parent) in err, err

@@ -13,20 +13,36 @@ from jaxvqa.models import convert
 def add_subcommand(subparsers) -> None:
   """Register `convert-weights FILE --out DIR [--window-size N]` (alias `convert-timm`)."""
   parser = subparsers.add_parser(
-      "convert-weights", aliases=["convert-timm"],
+      "convert-weights",
+      aliases=["convert-timm"],
       help="convert a PyTorch SwinV2 checkpoint (timm, Microsoft or HF) into Flax params",
-      description=convert.__doc__.split("\n\n")[0])
+      description=convert.__doc__.split("\n\n")[0],
+  )
   parser.add_argument("file", type=Path, help=".safetensors, .bin, .pth or .pt checkpoint")
-  parser.add_argument("--out", type=Path, required=True, help="directory to write (must not hold "
-                      "converted weights yet)")
-  parser.add_argument("--window-size", type=int, default=None,
-                      help="window size, when the checkpoint has no position buffers to read it "
-                      "from (HF and timm >= 0.9 checkpoints; a config.json beside an HF checkpoint "
-                      "is read automatically)")
-  parser.add_argument("--pretrained-window-sizes", type=int, nargs="+", default=None, metavar="N",
-                      help="pretraining window of each stage, when the checkpoint has no position "
-                      "buffers and was fine-tuned at a new window (12 12 12 6 for "
-                      "*_window12to16_192to256); 0 means none")
+  parser.add_argument(
+      "--out",
+      type=Path,
+      required=True,
+      help="directory to write (must not hold " "converted weights yet)",
+  )
+  parser.add_argument(
+      "--window-size",
+      type=int,
+      default=None,
+      help="window size, when the checkpoint has no position buffers to read it "
+      "from (HF and timm >= 0.9 checkpoints; a config.json beside an HF checkpoint "
+      "is read automatically)",
+  )
+  parser.add_argument(
+      "--pretrained-window-sizes",
+      type=int,
+      nargs="+",
+      default=None,
+      metavar="N",
+      help="pretraining window of each stage, when the checkpoint has no position "
+      "buffers and was fine-tuned at a new window (12 12 12 6 for "
+      "*_window12to16_192to256); 0 means none",
+  )
   parser.set_defaults(run=run)
 
 
@@ -35,16 +51,22 @@ def run(args: argparse.Namespace) -> int:
   state = convert.load_checkpoint(args.file)
   config_window, config_pretrained = convert.hf_config_windows(args.file)
   window_size = args.window_size if args.window_size is not None else config_window
-  pretrained = (args.pretrained_window_sizes if args.pretrained_window_sizes is not None
-                else config_pretrained)
+  pretrained = (
+      args.pretrained_window_sizes
+      if args.pretrained_window_sizes is not None
+      else config_pretrained
+  )
   try:
     variables, model_kwargs = convert.convert_state_dict(
-        state, window_size=window_size, pretrained_window_sizes=pretrained)
+        state, window_size=window_size, pretrained_window_sizes=pretrained
+    )
   except convert.CheckpointError as e:
     raise SystemExit(f"jaxvqa convert-weights: {args.file}: {e}") from None
   out = convert.save_converted(args.out, variables, model_kwargs)
-  print(f"Converted {args.file} → SwinV2 {_describe(model_kwargs)}, "
-        f"{convert.param_count(variables):,} parameters.")
+  print(
+      f"Converted {args.file} → SwinV2 {_describe(model_kwargs)}, "
+      f"{convert.param_count(variables):,} parameters."
+  )
   print(f"Wrote {out / convert.PARAMS_DIR} (Orbax) and {out / convert.MODEL_JSON}.")
   return 0
 

@@ -28,37 +28,75 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def add_subcommand(subparsers) -> None:
   """Registers `jaxvqa score`."""
   parser = subparsers.add_parser(
-      "score", help="score video files with a trained model",
-      description=("Scores video files with the model of a training run, on the label's scale "
-                   "(VMAF 0-100 for compressed sets). Exit status: 0 all scored, 1 some input "
-                   "could not be scored (reported on stderr), 2 bad invocation, 130 interrupted."),
-      epilog="Names starting with '-' go after '--': jaxvqa score --workdir W -- -clip.mp4")
-  parser.add_argument("paths", nargs="+", metavar="PATH",
-                      help="video files, directories (searched recursively) or glob patterns")
-  parser.add_argument("--workdir", required=True, type=Path,
-                      help="the run directory `python train.py` wrote")
-  parser.add_argument("--which", choices=("best", "latest"), default="best",
-                      help="best (validation SRCC; carries the calibration) or latest checkpoint")
-  parser.add_argument("--raw-weights", action="store_true",
-                      help="use the raw weights instead of their EMA")
-  parser.add_argument("--segments", type=int, default=0, metavar="N",
-                      help="also score N equal temporal segments of each video")
-  parser.add_argument("--format", choices=FORMATS, default="table",
-                      help="output format; csv and jsonl stream to stdout row by row")
-  parser.add_argument("--output", type=Path, default=None, metavar="FILE",
-                      help="write the scores to FILE instead of stdout (results go to "
-                           "FILE.partial as they are made; FILE is replaced at the end)")
-  parser.add_argument("--resume", action="store_true",
-                      help="continue an interrupted run: keep the scores in FILE.partial (made by "
-                           "the same model) and score only the other files")
-  parser.add_argument("--batch-size", type=int, default=None, metavar="PER_DEVICE",
-                      help="clips per device per model call (default: "
-                           "jaxvqa.inference.DEFAULT_PER_DEVICE_BATCH, as eval.py); scores do not "
-                           "depend on the device count as long as this stays the same")
-  parser.add_argument("--workers", type=int, default=None,
-                      help="decode threads (default: CPU count)")
-  parser.add_argument("--devices", type=int, default=None,
-                      help="use the first N devices (default: all)")
+      "score",
+      help="score video files with a trained model",
+      description=(
+          "Scores video files with the model of a training run, on the label's scale "
+          "(VMAF 0-100 for compressed sets). Exit status: 0 all scored, 1 some input "
+          "could not be scored (reported on stderr), 2 bad invocation, 130 interrupted."
+      ),
+      epilog="Names starting with '-' go after '--': jaxvqa score --workdir W -- -clip.mp4",
+  )
+  parser.add_argument(
+      "paths",
+      nargs="+",
+      metavar="PATH",
+      help="video files, directories (searched recursively) or glob patterns",
+  )
+  parser.add_argument(
+      "--workdir", required=True, type=Path, help="the run directory `python train.py` wrote"
+  )
+  parser.add_argument(
+      "--which",
+      choices=("best", "latest"),
+      default="best",
+      help="best (validation SRCC; carries the calibration) or latest checkpoint",
+  )
+  parser.add_argument(
+      "--raw-weights", action="store_true", help="use the raw weights instead of their EMA"
+  )
+  parser.add_argument(
+      "--segments",
+      type=int,
+      default=0,
+      metavar="N",
+      help="also score N equal temporal segments of each video",
+  )
+  parser.add_argument(
+      "--format",
+      choices=FORMATS,
+      default="table",
+      help="output format; csv and jsonl stream to stdout row by row",
+  )
+  parser.add_argument(
+      "--output",
+      type=Path,
+      default=None,
+      metavar="FILE",
+      help="write the scores to FILE instead of stdout (results go to "
+      "FILE.partial as they are made; FILE is replaced at the end)",
+  )
+  parser.add_argument(
+      "--resume",
+      action="store_true",
+      help="continue an interrupted run: keep the scores in FILE.partial (made by "
+      "the same model) and score only the other files",
+  )
+  parser.add_argument(
+      "--batch-size",
+      type=int,
+      default=None,
+      metavar="PER_DEVICE",
+      help="clips per device per model call (default: "
+      "jaxvqa.inference.DEFAULT_PER_DEVICE_BATCH, as eval.py); scores do not "
+      "depend on the device count as long as this stays the same",
+  )
+  parser.add_argument(
+      "--workers", type=int, default=None, help="decode threads (default: CPU count)"
+  )
+  parser.add_argument(
+      "--devices", type=int, default=None, help="use the first N devices (default: all)"
+  )
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.set_defaults(run=run)
 
@@ -94,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
   for failure in failures:
     _error(f"{printable_name(failure.path)}: {failure.reason}")
   if not paths:
-    _error("no video files to score (directories are searched for "
-           f"{', '.join(sorted(VIDEO_EXTENSIONS))})")
+    _error(
+        "no video files to score (directories are searched for "
+        f"{', '.join(sorted(VIDEO_EXTENSIONS))})"
+    )
     return EXIT_USAGE
   output, stream, rows = None, sys.stdout, []
   try:
@@ -110,15 +150,18 @@ def run(args: argparse.Namespace) -> int:
   finally:
     if output is not None:
       if not output.finished and output.appended:
-        _error(f"{output.rows} results are kept in {output.partial_shown}: run the same command "
-               "with --resume to score only the other files")
+        _error(
+            f"{output.rows} results are kept in {output.partial_shown}: run the same command "
+            "with --resume to score only the other files"
+        )
       output.close()
     if stream is not sys.stdout:
       stream.close()
 
 
-def _open_output(args: argparse.Namespace, paths: list[str]
-                 ) -> tuple[OutputFile | None, TextIO, list[dict[str, Any]]]:
+def _open_output(
+    args: argparse.Namespace, paths: list[str]
+) -> tuple[OutputFile | None, TextIO, list[dict[str, Any]]]:
   """(--output as a file, or None; the stream written when it is not a file; the rows to resume).
 
   Raises OutputError: --output cannot be used as asked.
@@ -136,24 +179,34 @@ def _open_output(args: argparse.Namespace, paths: list[str]
       output.close()
       raise
   if args.resume:
-    raise OutputError(f"--resume: --output {printable_name(str(args.output))} is not a "
-                      "regular file; there is nothing to resume from")
+    raise OutputError(
+        f"--resume: --output {printable_name(str(args.output))} is not a "
+        "regular file; there is nothing to resume from"
+    )
   try:
     return None, open(args.output, "w", encoding="utf-8", newline=""), []  # noqa: SIM115
   except OSError as error:
-    raise OutputError(f"--output {printable_name(str(args.output))}: "
-                      f"{os_reason(error)}") from error
+    raise OutputError(
+        f"--output {printable_name(str(args.output))}: " f"{os_reason(error)}"
+    ) from error
 
 
-def _load_and_score(args: argparse.Namespace, paths: list[str], failures: list[ScoreFailure],
-                    output: OutputFile | None, rows: list[dict[str, Any]], stream: TextIO) -> int:
+def _load_and_score(
+    args: argparse.Namespace,
+    paths: list[str],
+    failures: list[ScoreFailure],
+    output: OutputFile | None,
+    rows: list[dict[str, Any]],
+    stream: TextIO,
+) -> int:
   """Loads the model, then scores `paths` into `output` (or `stream`); see `run`."""
   from jaxvqa import checkpointing, inference
   from jaxvqa.scoring.records import Provenance
 
   try:
     trained = inference.load_trained_model(
-        args.workdir, which=args.which, ema=not args.raw_weights, num_devices=args.devices)
+        args.workdir, which=args.which, ema=not args.raw_weights, num_devices=args.devices
+    )
   except (checkpointing.CheckpointError, FileNotFoundError, ValueError) as error:
     _error(str(error))
     return EXIT_USAGE
@@ -164,27 +217,44 @@ def _load_and_score(args: argparse.Namespace, paths: list[str], failures: list[S
   return _finish(args, paths, kept + scores, failures, provenance, output, stream)
 
 
-def _announce(args: argparse.Namespace, paths: list[str], kept: list[VideoScore],
-              output: OutputFile | None, trained: TrainedModel) -> list[str]:
+def _announce(
+    args: argparse.Namespace,
+    paths: list[str],
+    kept: list[VideoScore],
+    output: OutputFile | None,
+    trained: TrainedModel,
+) -> list[str]:
   """Says on stderr what the run will do; returns the paths still to score."""
   from jaxvqa.scoring.names import escape_name
 
   done = {score.path for score in kept}
   todo = [path for path in paths if escape_name(path) not in done]
   if args.resume:
-    _error(f"resuming {output.resumed_from}: {len(paths) - len(todo)} of {len(paths)} files "
-           "already scored by this model")
+    _error(
+        f"resuming {output.resumed_from}: {len(paths) - len(todo)} of {len(paths)} files "
+        "already scored by this model"
+    )
   if output is not None and output.replaces:
-    _error(f"{output.shown} exists and is replaced when scoring ends (until then results go to "
-           f"{output.partial_shown})")
-  _error(f"{len(todo)} files to score; model {trained.describe()} [{trained.identity}]; "
-         f"checkpoint {trained.checkpoint.describe()}; {trained.num_devices} device(s)")
+    _error(
+        f"{output.shown} exists and is replaced when scoring ends (until then results go to "
+        f"{output.partial_shown})"
+    )
+  _error(
+      f"{len(todo)} files to score; model {trained.describe()} [{trained.identity}]; "
+      f"checkpoint {trained.checkpoint.describe()}; {trained.num_devices} device(s)"
+  )
   return todo
 
 
-def _score(args: argparse.Namespace, todo: list[str], failures: list[ScoreFailure],
-           trained: TrainedModel, provenance: Provenance, output: OutputFile | None,
-           stream: TextIO) -> tuple[list[VideoScore], list[ScoreFailure]]:
+def _score(
+    args: argparse.Namespace,
+    todo: list[str],
+    failures: list[ScoreFailure],
+    trained: TrainedModel,
+    provenance: Provenance,
+    output: OutputFile | None,
+    stream: TextIO,
+) -> tuple[list[VideoScore], list[ScoreFailure]]:
   """Scores `todo`, each row written at once to FILE.partial or a streamed --format; returns
   (scores, failures: those of the search, then those of decoding)."""
   from tqdm import tqdm
@@ -194,8 +264,11 @@ def _score(args: argparse.Namespace, todo: list[str], failures: list[ScoreFailur
   from jaxvqa.scoring.names import printable_name
   from jaxvqa.scoring.records import STREAMED_FORMATS, RowStream, failure_record, score_record
 
-  row_stream = (RowStream(stream, args.format, args.segments)
-                if output is None and args.format in STREAMED_FORMATS else None)
+  row_stream = (
+      RowStream(stream, args.format, args.segments)
+      if output is None and args.format in STREAMED_FORMATS
+      else None
+  )
 
   def emit(record: dict[str, Any]) -> None:
     if output is not None:
@@ -210,17 +283,27 @@ def _score(args: argparse.Namespace, todo: list[str], failures: list[ScoreFailur
   for failure in failures:
     emit(failure_record(failure, provenance))
   scores, decode_failures = score_videos(
-      todo, trained, num_segments=args.segments,
+      todo,
+      trained,
+      num_segments=args.segments,
       per_device_batch=args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH,
-      workers=args.workers or os.cpu_count() or 1, on_failure=report,
+      workers=args.workers or os.cpu_count() or 1,
+      on_failure=report,
       on_result=lambda score: emit(score_record(score, provenance)),
-      progress=not args.no_progress)
+      progress=not args.no_progress,
+  )
   return scores, failures + decode_failures
 
 
-def _finish(args: argparse.Namespace, paths: list[str], scores: list[VideoScore],
-            failures: list[ScoreFailure], provenance: Provenance, output: OutputFile | None,
-            stream: TextIO) -> int:
+def _finish(
+    args: argparse.Namespace,
+    paths: list[str],
+    scores: list[VideoScore],
+    failures: list[ScoreFailure],
+    provenance: Provenance,
+    output: OutputFile | None,
+    stream: TextIO,
+) -> int:
   """Writes the chosen format (FILE replaced, or the stream unless rows were streamed)."""
   from jaxvqa.scoring.names import escape_name, printable_name
   from jaxvqa.scoring.records import FORMATTERS, STREAMED_FORMATS, write_text
@@ -232,12 +315,16 @@ def _finish(args: argparse.Namespace, paths: list[str], scores: list[VideoScore]
   text = FORMATTERS[args.format](scores, failures, provenance, args.segments)
   if output is not None:
     output.finish(text)
-    _error(f"wrote {len(scores)} scores to {output.shown}"
-           + (" (replaced the previous file)" if output.replaces else ""))
+    _error(
+        f"wrote {len(scores)} scores to {output.shown}"
+        + (" (replaced the previous file)" if output.replaces else "")
+    )
   elif args.format not in STREAMED_FORMATS:
     write_text(stream, text)
   if failures:
-    _error(f"{len(failures)} of {len(scores) + len(failures)} inputs could not be scored: "
-           f"{', '.join(printable_name(failure.path) for failure in failures)}")
+    _error(
+        f"{len(failures)} of {len(scores) + len(failures)} inputs could not be scored: "
+        f"{', '.join(printable_name(failure.path) for failure in failures)}"
+    )
     return EXIT_SOME_FAILED
   return EXIT_OK

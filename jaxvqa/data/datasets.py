@@ -19,7 +19,7 @@ TRAIN, VALIDATION, TEST = SPLIT_NAMES
 
 @dataclasses.dataclass
 class RunData:
-  splits: dict[str, Any]                 # split name → random-access data source
+  splits: dict[str, Any]  # split name → random-access data source
   sampler: pipeline.GroupBatchSampler | pipeline.ShuffleBatchSampler
   frames: video.FrameOptions
   steps_per_epoch: int
@@ -29,14 +29,21 @@ class RunData:
 def open_run_data(data_config, *, seed: int) -> RunData:
   """Prepares (once) and opens the configured data set; builds the demo set first if asked."""
   cache = demo.cache_dir(data_config.cache_dir)
-  manual_dir = (demo.ensure_demo_set(data_config.demo, cache) if data_config.demo.enabled
-                else Path(data_config.manual_dir).expanduser())
+  manual_dir = (
+      demo.ensure_demo_set(data_config.demo, cache)
+      if data_config.demo.enabled
+      else Path(data_config.manual_dir).expanduser()
+  )
   data_dir = Path(data_config.data_dir).expanduser() if data_config.data_dir else cache / "tfds"
   builder = builders.prepare(
-      data_config.builder, manual_dir, data_dir, seed=data_config.split_seed,
+      data_config.builder,
+      manual_dir,
+      data_dir,
+      seed=data_config.split_seed,
       train_fraction=data_config.train_fraction,
       validation_fraction=data_config.validation_fraction,
-      test_fraction=round(1.0 - data_config.train_fraction - data_config.validation_fraction, 6))
+      test_fraction=round(1.0 - data_config.train_fraction - data_config.validation_fraction, 6),
+  )
   splits = {name: builder.as_data_source(name) for name in builder.info.splits}
   if TRAIN not in splits or len(splits[TRAIN]) == 0:
     raise ValueError(f"data set {data_config.builder!r} in {manual_dir} has no training examples")
@@ -44,11 +51,18 @@ def open_run_data(data_config, *, seed: int) -> RunData:
   global_batch_size = data_config.groups_per_batch * data_config.videos_per_group
   if len(set(table.groups.tolist())) > 1:
     sampler = pipeline.GroupBatchSampler(
-        table.groups, table.sources, groups_per_batch=data_config.groups_per_batch,
-        videos_per_group=data_config.videos_per_group, seed=seed)
+        table.groups,
+        table.sources,
+        groups_per_batch=data_config.groups_per_batch,
+        videos_per_group=data_config.videos_per_group,
+        seed=seed,
+    )
   else:
     sampler = pipeline.ShuffleBatchSampler(len(splits[TRAIN]), global_batch_size, seed=seed)
   return RunData(
-      splits=splits, sampler=sampler, frames=video.FrameOptions.from_data_config(data_config),
+      splits=splits,
+      sampler=sampler,
+      frames=video.FrameOptions.from_data_config(data_config),
       steps_per_epoch=max(1, math.ceil(len(splits[TRAIN]) / global_batch_size)),
-      manual_dir=manual_dir)
+      manual_dir=manual_dir,
+  )

@@ -67,14 +67,18 @@ class ExampleTable:
   names: tuple[str, ...]
 
 
-def read_records(data_source: DataSource, indices: Sequence[int], chunk: int = 256
-                 ) -> Iterator[dict[str, Any]]:
+def read_records(
+    data_source: DataSource, indices: Sequence[int], chunk: int = 256
+) -> Iterator[dict[str, Any]]:
   """The records at `indices`, in order, read `chunk` at a time (one `__getitems__` call each
   where the source has it: an ArrayRecord source reads a chunk in one pass)."""
   for start in range(0, len(indices), chunk):
-    keys = [int(i) for i in indices[start:start + chunk]]
-    yield from (data_source.__getitems__(keys) if hasattr(data_source, "__getitems__")
-                else [data_source[k] for k in keys])
+    keys = [int(i) for i in indices[start : start + chunk]]
+    yield from (
+        data_source.__getitems__(keys)
+        if hasattr(data_source, "__getitems__")
+        else [data_source[k] for k in keys]
+    )
 
 
 def read_example_table(data_source: DataSource, chunk: int = 256) -> ExampleTable:
@@ -86,8 +90,11 @@ def read_example_table(data_source: DataSource, chunk: int = 256) -> ExampleTabl
     names.append(text(record["name"]))
   source_names, codes = np.unique(np.array(sources, dtype=object).astype(str), return_inverse=True)
   return ExampleTable(
-      groups=np.asarray(groups, np.int32), sources=codes.astype(np.int32).reshape(-1),
-      source_names=tuple(source_names), names=tuple(names))
+      groups=np.asarray(groups, np.int32),
+      sources=codes.astype(np.int32).reshape(-1),
+      source_names=tuple(source_names),
+      names=tuple(names),
+  )
 
 
 class BatchSampler(Protocol):
@@ -105,13 +112,21 @@ class BatchSampler(Protocol):
 class GroupBatchSampler:
   """Global batches of `groups_per_batch` groups x `videos_per_group` videos (group-major)."""
 
-  def __init__(self, groups: np.ndarray, sources: np.ndarray, *, groups_per_batch: int,
-               videos_per_group: int, seed: int):
+  def __init__(
+      self,
+      groups: np.ndarray,
+      sources: np.ndarray,
+      *,
+      groups_per_batch: int,
+      videos_per_group: int,
+      seed: int,
+  ):
     """groups, sources: int [N] per example (e.g. `ExampleTable.groups` / `.sources`)."""
     if groups_per_batch < 2 or videos_per_group < 2:
       raise ValueError(
           f"groups_per_batch={groups_per_batch}, videos_per_group={videos_per_group}: both must "
-          "be >= 2, or the group-contrastive and rank losses have nothing to compare")
+          "be >= 2, or the group-contrastive and rank losses have nothing to compare"
+      )
     self.groups = np.asarray(groups, np.int64)
     self.sources = np.asarray(sources, np.int64)
     self.groups_per_batch = groups_per_batch
@@ -120,13 +135,15 @@ class GroupBatchSampler:
     self.seed = seed
     self.members = {int(g): np.flatnonzero(self.groups == g) for g in np.unique(self.groups)}
     self.eligible = np.array(
-        sorted(g for g, m in self.members.items() if len(m) >= videos_per_group), np.int64)
+        sorted(g for g, m in self.members.items() if len(m) >= videos_per_group), np.int64
+    )
     if len(self.eligible) < groups_per_batch:
       sizes = {g: len(m) for g, m in self.members.items()}
       raise ValueError(
           f"a batch needs {groups_per_batch} groups with >= {videos_per_group} examples each, "
           f"but the set has only {len(self.eligible)} (examples per group: {sizes}); lower "
-          "groups_per_batch / videos_per_group or add sources")
+          "groups_per_batch / videos_per_group or add sources"
+      )
     self.num_sources = int(self.sources.max()) + 1 if len(self.sources) else 0
 
   def batch_indices(self, step: int) -> np.ndarray:
@@ -186,30 +203,41 @@ def process_slice(global_batch_size: int, process_index: int, process_count: int
   if global_batch_size % process_count:
     raise ValueError(
         f"global batch {global_batch_size} does not split over {process_count} processes; make "
-        "it a multiple of the process count")
+        "it a multiple of the process count"
+    )
   per_process = global_batch_size // process_count
   return slice(process_index * per_process, (process_index + 1) * per_process)
 
 
-def load_image(data: bytes, *, size: int, train: bool, rng: np.random.Generator | None,
-               mode: str = "resize_crop", fragment_grid: int = 8, hflip: bool = True
-               ) -> np.ndarray:
+def load_image(
+    data: bytes,
+    *,
+    size: int,
+    train: bool,
+    rng: np.random.Generator | None,
+    mode: str = "resize_crop",
+    fragment_grid: int = 8,
+    hflip: bool = True,
+) -> np.ndarray:
   """An encoded image as a one-frame clip, prepared as `video.load_clip` prepares frames.
 
   Returns uint8 [1, S, S, 3]. Raises video.VideoDecodeError for unreadable bytes.
   """
   from PIL import Image
+
   try:
     with Image.open(io.BytesIO(data)) as image:
       frame = np.asarray(image.convert("RGB"))[None]
   except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
     raise video.VideoDecodeError(
-        f"<{len(data)} bytes in memory>: not an image PIL can read ({error})") from error
+        f"<{len(data)} bytes in memory>: not an image PIL can read ({error})"
+    ) from error
   if mode == "resize_crop":
     clip = video.resize_short_side_center_crop(frame, size)
   else:
-    clip = video.extract_fragments(frame, grid=fragment_grid, patch=size // fragment_grid,
-                                   rng=rng if train else None)
+    clip = video.extract_fragments(
+        frame, grid=fragment_grid, patch=size // fragment_grid, rng=rng if train else None
+    )
   if train and hflip and rng.random() < 0.5:
     clip = clip[:, :, ::-1]
   return np.ascontiguousarray(clip)
@@ -220,20 +248,40 @@ def media_frames(example: dict[str, Any], frames: FrameOptions) -> int:
   return frames.num_frames if "video" in example else 1
 
 
-def decode_example(example: dict[str, Any], frames: FrameOptions, *, train: bool,
-                   rng: np.random.Generator | None, decode_threads: int = 1) -> np.ndarray:
+def decode_example(
+    example: dict[str, Any],
+    frames: FrameOptions,
+    *,
+    train: bool,
+    rng: np.random.Generator | None,
+    decode_threads: int = 1,
+) -> np.ndarray:
   """uint8 [T, S, S, 3] from a data-source record holding "video" or "image" bytes."""
   if "video" in example:
     return video.load_clip(
-        example["video"], num_frames=frames.num_frames, size=frames.size, train=train, rng=rng,
-        mode=frames.mode, fragment_grid=frames.fragment_grid, num_threads=decode_threads)
-  return load_image(example["image"], size=frames.size, train=train, rng=rng, mode=frames.mode,
-                    fragment_grid=frames.fragment_grid)
+        example["video"],
+        num_frames=frames.num_frames,
+        size=frames.size,
+        train=train,
+        rng=rng,
+        mode=frames.mode,
+        fragment_grid=frames.fragment_grid,
+        num_threads=decode_threads,
+    )
+  return load_image(
+      example["image"],
+      size=frames.size,
+      train=train,
+      rng=rng,
+      mode=frames.mode,
+      fragment_grid=frames.fragment_grid,
+  )
 
 
 def _log_failure(example: dict[str, Any], index: int, error: Exception, action: str) -> None:
-  log.warning("cannot decode %s (index %d): %s; %s", text(example.get("name", "?")), index,
-              error, action)
+  log.warning(
+      "cannot decode %s (index %d): %s; %s", text(example.get("name", "?")), index, error, action
+  )
 
 
 def _empty_batch(size: int, clip_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -272,20 +320,25 @@ class TrainBatch:
     return batch
 
   def _load(self, index: int, taken: np.ndarray, rng: np.random.Generator):
-    candidates = [index] + [int(i) for i in self.sampler.replacements(index)
-                            if i not in taken]
+    candidates = [index] + [int(i) for i in self.sampler.replacements(index) if i not in taken]
     state = rng.bit_generator.state
     for candidate in candidates:
       example = self.data_source[candidate]
       rng.bit_generator.state = state  # a stand-in gets the augmentation the original would
       try:
-        return candidate, example, decode_example(
-            example, self.frames, train=True, rng=rng, decode_threads=self.decode_threads)
+        return (
+            candidate,
+            example,
+            decode_example(
+                example, self.frames, train=True, rng=rng, decode_threads=self.decode_threads
+            ),
+        )
       except video.VideoDecodeError as error:
         _log_failure(example, candidate, error, "trying the next video of its group")
     raise RuntimeError(
         f"no video of the group of index {index} decodes ({len(candidates)} tried); see the "
-        "warnings above for each file")
+        "warnings above for each file"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,7 +363,8 @@ class EvalBatch:
       _fill_slot(batch, slot, int(index), example)
       try:
         batch["frames"][slot] = decode_example(
-            example, self.frames, train=False, rng=None, decode_threads=self.decode_threads)
+            example, self.frames, train=False, rng=None, decode_threads=self.decode_threads
+        )
       except video.VideoDecodeError as error:
         _log_failure(example, int(index), error, "left out of the evaluation (mask False)")
         continue
@@ -318,8 +372,9 @@ class EvalBatch:
     return batch
 
 
-def _fill_slot(batch: dict[str, np.ndarray], slot: int, index: int, example: dict[str, Any]
-               ) -> None:
+def _fill_slot(
+    batch: dict[str, np.ndarray], slot: int, index: int, example: dict[str, Any]
+) -> None:
   """The example's index, label and group in `slot`; frames and mask are the caller's."""
   batch["index"][slot] = index
   batch["label"][slot] = example["label"]
@@ -339,18 +394,22 @@ def _ensure_absl_flags_parsed() -> None:
   # Grain's worker processes read absl flags; outside an absl app nobody parsed them and
   # Grain fails with UnparsedFlagAccessError. Defaults are what we want.
   from absl import flags
+
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
 
 
-def _to_iter(dataset: grain.MapDataset, *, num_workers: int, read_threads: int,
-             prefetch: int) -> grain.IterDataset:
+def _to_iter(
+    dataset: grain.MapDataset, *, num_workers: int, read_threads: int, prefetch: int
+) -> grain.IterDataset:
   iterable = dataset.to_iter_dataset(
-      grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
+      grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
+  )
   if num_workers > 0:
     _ensure_absl_flags_parsed()
     iterable = iterable.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=prefetch))
+        grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=prefetch)
+    )
   return iterable
 
 
@@ -386,8 +445,9 @@ def train_loader(
   shard = process_slice(sampler.global_batch_size, process_index, process_count)
   stop = sys.maxsize if num_steps is None else start_step + num_steps
   clip_shape = (media_frames(data_source[0], frames), frames.size, frames.size, 3)
-  dataset = grain.MapDataset.range(start_step, stop).map(TrainBatch(
-      data_source, sampler, frames, seed, shard, clip_shape, decode_threads))
+  dataset = grain.MapDataset.range(start_step, stop).map(
+      TrainBatch(data_source, sampler, frames, seed, shard, clip_shape, decode_threads)
+  )
   return _to_iter(dataset, num_workers=num_workers, read_threads=read_threads, prefetch=prefetch)
 
 
@@ -411,5 +471,6 @@ def eval_loader(
   shard = process_slice(global_batch_size, process_index, process_count)
   clip_shape = (media_frames(data_source[0], frames), frames.size, frames.size, 3)
   dataset = grain.MapDataset.range(num_eval_batches(len(data_source), global_batch_size)).map(
-      EvalBatch(data_source, frames, global_batch_size, shard, clip_shape, decode_threads))
+      EvalBatch(data_source, frames, global_batch_size, shard, clip_shape, decode_threads)
+  )
   return _to_iter(dataset, num_workers=num_workers, read_threads=read_threads, prefetch=prefetch)

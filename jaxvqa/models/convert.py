@@ -56,13 +56,16 @@ def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
   elif suffix in (".bin", ".pth", ".pt"):
     state = _load_torch(path)
   else:
-    raise CheckpointError(f"{path}: unknown checkpoint extension {suffix!r}; expected "
-                          ".safetensors, .bin, .pth or .pt.")
+    raise CheckpointError(
+        f"{path}: unknown checkpoint extension {suffix!r}; expected "
+        ".safetensors, .bin, .pth or .pt."
+    )
   return state
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
   from safetensors import safe_open
+
   try:
     import torch  # bf16/fp16 tensors are read exactly through torch when it is installed
   except ImportError:
@@ -71,8 +74,11 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
   with safe_open(str(path), framework="pt" if torch is not None else "np") as f:
     for key in f.keys():
       tensor = f.get_tensor(key)
-      state[key] = tensor.float().numpy() if torch is not None and tensor.is_floating_point() \
+      state[key] = (
+          tensor.float().numpy()
+          if torch is not None and tensor.is_floating_point()
           else np.asarray(tensor)
+      )
   return {k: _as_float32(v) for k, v in state.items()}
 
 
@@ -80,15 +86,19 @@ def _load_torch(path: Path) -> dict[str, np.ndarray]:
   try:
     import torch
   except ImportError as e:
-    raise CheckpointError(f"{path}: reading a torch checkpoint needs PyTorch (pip install torch), "
-                          "or convert it to .safetensors first.") from e
+    raise CheckpointError(
+        f"{path}: reading a torch checkpoint needs PyTorch (pip install torch), "
+        "or convert it to .safetensors first."
+    ) from e
   obj = torch.load(str(path), map_location="cpu", weights_only=True)
   for container in ("model", "state_dict"):
     if isinstance(obj, Mapping) and container in obj and isinstance(obj[container], Mapping):
       obj = obj[container]
   if not isinstance(obj, Mapping):
-    raise CheckpointError(f"{path}: expected a state dict (possibly under 'model' or "
-                          f"'state_dict'), found {type(obj).__name__}.")
+    raise CheckpointError(
+        f"{path}: expected a state dict (possibly under 'model' or "
+        f"'state_dict'), found {type(obj).__name__}."
+    )
   state = {}
   for key, value in obj.items():
     if not isinstance(value, torch.Tensor):
@@ -109,7 +119,7 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
 def _strip_prefixes(key: str) -> str:
   for prefix in _STRIPPED_PREFIXES:
     if key.startswith(prefix):
-      key = key[len(prefix):]
+      key = key[len(prefix) :]
   return key
 
 
@@ -117,15 +127,18 @@ def detect_layout(keys: list[str]) -> str:
   """'hf', 'timm_end_downsample' (Microsoft, timm 0.6.x) or 'timm_start_downsample' (timm 0.9+)."""
   if any(k.startswith(("embeddings.", "encoder.")) for k in keys):
     return "hf"
-  stage_of_downsample = sorted({int(m.group(1)) for k in keys
-                                if (m := re.match(r"layers\.(\d+)\.downsample\.", k))})
+  stage_of_downsample = sorted(
+      {int(m.group(1)) for k in keys if (m := re.match(r"layers\.(\d+)\.downsample\.", k))}
+  )
   if stage_of_downsample:
     return "timm_end_downsample" if stage_of_downsample[0] == 0 else "timm_start_downsample"
   if any(k.startswith("layers.") for k in keys):
     # A one-stage model has no downsample; the head tells the timm generation if there is one.
     return "timm_start_downsample" if "head.fc.weight" in keys else "timm_end_downsample"
-  raise CheckpointError("Not a SwinV2 checkpoint: no 'embeddings.'/'encoder.' (HF) or 'layers.' "
-                        f"(timm/Microsoft) keys; first keys are {keys[:8]}.")
+  raise CheckpointError(
+      "Not a SwinV2 checkpoint: no 'embeddings.'/'encoder.' (HF) or 'layers.' "
+      f"(timm/Microsoft) keys; first keys are {keys[:8]}."
+  )
 
 
 _HF_RENAMES = [
@@ -150,8 +163,9 @@ def _canonical_key(key: str, layout: str) -> str:
       key = re.sub(pattern, replacement, key)
   elif layout == "timm_start_downsample":
     # timm >= 0.9 keeps stage i's merging at the start of stage i+1; the Flax model at the end of i.
-    key = re.sub(r"^layers\.(\d+)\.downsample\.",
-                 lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key)
+    key = re.sub(
+        r"^layers\.(\d+)\.downsample\.", lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key
+    )
   return key
 
 
@@ -159,23 +173,28 @@ def _fuse_hf_qkv(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """HF's separate query/key/value (already renamed under `.attn.`) → qkv + q_bias/v_bias."""
   renamed = dict(state)
   suffix = "query.weight"
-  for prefix in sorted({k[:-len(suffix)] for k in renamed if k.endswith(".attn." + suffix)}):
+  for prefix in sorted({k[: -len(suffix)] for k in renamed if k.endswith(".attn." + suffix)}):
     parts = {}
     for name in ("query.weight", "key.weight", "value.weight"):
       if prefix + name not in renamed:
-        raise CheckpointError(f"HF checkpoint lacks {_hf_name(prefix + name)!r} next to "
-                              f"{_hf_name(prefix + 'query.weight')!r}.")
+        raise CheckpointError(
+            f"HF checkpoint lacks {_hf_name(prefix + name)!r} next to "
+            f"{_hf_name(prefix + 'query.weight')!r}."
+        )
       parts[name] = renamed.pop(prefix + name)
     renamed[prefix + "qkv.weight"] = np.concatenate(
-        [parts["query.weight"], parts["key.weight"], parts["value.weight"]], axis=0)
+        [parts["query.weight"], parts["key.weight"], parts["value.weight"]], axis=0
+    )
     for src, dst in (("query.bias", "q_bias"), ("value.bias", "v_bias")):
       if prefix + src in renamed:
         renamed[prefix + dst] = renamed.pop(prefix + src)
     if prefix + "key.bias" in renamed:
       k_bias = renamed.pop(prefix + "key.bias")
       if np.any(k_bias != 0):
-        raise CheckpointError(f"{_hf_name(prefix + 'key.bias')!r} is non-zero; SwinV2 fixes the "
-                              "key bias at zero, so this checkpoint is not a SwinV2 one.")
+        raise CheckpointError(
+            f"{_hf_name(prefix + 'key.bias')!r} is non-zero; SwinV2 fixes the "
+            "key bias at zero, so this checkpoint is not a SwinV2 one."
+        )
   return renamed
 
 
@@ -206,17 +225,21 @@ def _linear_rules(prefix: str, path: tuple[str, ...], bias: bool = True) -> list
 
 def _flax_rules(depths: tuple[int, ...]) -> list[tuple[str, tuple[str, ...], Callable]]:
   """(canonical torch key, Flax param path, transform) for every parameter of the model."""
-  rules = [("patch_embed.proj.weight", ("patch_embed", "proj", "kernel"), _conv),
-           ("patch_embed.proj.bias", ("patch_embed", "proj", "bias"), _same)]
+  rules = [
+      ("patch_embed.proj.weight", ("patch_embed", "proj", "kernel"), _conv),
+      ("patch_embed.proj.bias", ("patch_embed", "proj", "bias"), _same),
+  ]
   rules += _norm_rules("patch_embed.norm.", ("patch_embed", "norm"))
   for i, depth in enumerate(depths):
     stage = f"stage_{i}"
     for j in range(depth):
       t, f = f"layers.{i}.blocks.{j}.", (stage, f"block_{j}")
       attn = f + ("attn",)
-      rules += [(t + "attn.logit_scale", attn + ("logit_scale",), _same),
-                (t + "attn.q_bias", attn + ("q_bias",), _same),
-                (t + "attn.v_bias", attn + ("v_bias",), _same)]
+      rules += [
+          (t + "attn.logit_scale", attn + ("logit_scale",), _same),
+          (t + "attn.q_bias", attn + ("q_bias",), _same),
+          (t + "attn.v_bias", attn + ("v_bias",), _same),
+      ]
       rules += _linear_rules(t + "attn.qkv.", attn + ("qkv",), bias=False)
       rules += _linear_rules(t + "attn.proj.", attn + ("proj",))
       rules += _linear_rules(t + "attn.cpb_mlp.0.", attn + ("cpb_mlp", "hidden"))
@@ -226,8 +249,9 @@ def _flax_rules(depths: tuple[int, ...]) -> list[tuple[str, tuple[str, ...], Cal
       rules += _linear_rules(t + "mlp.fc2.", f + ("mlp", "fc2"))
     if i < len(depths) - 1:
       merge = (stage, "downsample")
-      rules += _linear_rules(f"layers.{i}.downsample.reduction.", merge + ("reduction",),
-                             bias=False)
+      rules += _linear_rules(
+          f"layers.{i}.downsample.reduction.", merge + ("reduction",), bias=False
+      )
       rules += _norm_rules(f"layers.{i}.downsample.norm.", merge + ("norm",))
   return rules + _norm_rules("norm.", ("norm",))
 
@@ -236,13 +260,18 @@ def _flax_rules(depths: tuple[int, ...]) -> list[tuple[str, tuple[str, ...], Cal
 # Inferring the architecture from shapes.
 
 
-def _infer_model_kwargs(state: Mapping[str, np.ndarray], buffers: Mapping[str, np.ndarray],
-                        window_size: int | None,
-                        pretrained_window_sizes: tuple[int, ...] | None) -> dict[str, Any]:
+def _infer_model_kwargs(
+    state: Mapping[str, np.ndarray],
+    buffers: Mapping[str, np.ndarray],
+    window_size: int | None,
+    pretrained_window_sizes: tuple[int, ...] | None,
+) -> dict[str, Any]:
   """SwinV2 field values from a canonical state dict (and its position buffers when present)."""
   if "patch_embed.proj.weight" not in state:
-    raise CheckpointError("Checkpoint has no patch embedding ('patch_embed.proj.weight' or HF "
-                          "'embeddings.patch_embeddings.projection.weight').")
+    raise CheckpointError(
+        "Checkpoint has no patch embedding ('patch_embed.proj.weight' or HF "
+        "'embeddings.patch_embeddings.projection.weight')."
+    )
   embed_dim, _, patch_size, _ = state["patch_embed.proj.weight"].shape
   blocks = {}
   for key in state:
@@ -264,20 +293,31 @@ def _infer_model_kwargs(state: Mapping[str, np.ndarray], buffers: Mapping[str, n
   if window_size is None:
     window_size = inferred_window
   elif inferred_window is not None and inferred_window != window_size:
-    raise CheckpointError(f"window size {window_size} was requested but the checkpoint's "
-                          f"relative_coords_table says {inferred_window}; drop --window-size.")
+    raise CheckpointError(
+        f"window size {window_size} was requested but the checkpoint's "
+        f"relative_coords_table says {inferred_window}; drop --window-size."
+    )
   if window_size is None:
-    raise CheckpointError("The checkpoint carries no relative_coords_table or "
-                          "relative_position_index buffer to read the window size from; pass "
-                          "--window-size (8 or 16 for swinv2_*_window8/16_256).")
+    raise CheckpointError(
+        "The checkpoint carries no relative_coords_table or "
+        "relative_position_index buffer to read the window size from; pass "
+        "--window-size (8 or 16 for swinv2_*_window8/16_256)."
+    )
   pretrained = _pretrained_windows(windows, len(depths), pretrained_window_sizes)
-  return dict(embed_dim=int(embed_dim), depths=depths, num_heads=tuple(num_heads),
-              window_size=int(window_size), pretrained_window_sizes=pretrained,
-              patch_size=int(patch_size), mlp_ratio=mlp_ratio)
+  return dict(
+      embed_dim=int(embed_dim),
+      depths=depths,
+      num_heads=tuple(num_heads),
+      window_size=int(window_size),
+      pretrained_window_sizes=pretrained,
+      patch_size=int(patch_size),
+      mlp_ratio=mlp_ratio,
+  )
 
 
-def _pretrained_windows(windows: Mapping[int, tuple[int, int]], num_stages: int,
-                        requested: tuple[int, ...] | None) -> tuple[int, ...]:
+def _pretrained_windows(
+    windows: Mapping[int, tuple[int, int]], num_stages: int, requested: tuple[int, ...] | None
+) -> tuple[int, ...]:
   """Pretraining window per stage: as requested, else read from the coords tables, else 0."""
   from_tables = None
   if len(windows) == num_stages:
@@ -285,23 +325,30 @@ def _pretrained_windows(windows: Mapping[int, tuple[int, int]], num_stages: int,
   if requested is not None:
     requested = tuple(int(w) for w in requested)
     if len(requested) != num_stages:
-      raise CheckpointError(f"{len(requested)} pretrained window sizes given for a "
-                            f"{num_stages}-stage model; give one per stage.")
+      raise CheckpointError(
+          f"{len(requested)} pretrained window sizes given for a "
+          f"{num_stages}-stage model; give one per stage."
+      )
     if from_tables is not None and from_tables != requested:
-      raise CheckpointError(f"pretrained window sizes {requested} were requested but the "
-                            f"checkpoint's relative_coords_table says {from_tables}; drop "
-                            "--pretrained-window-sizes.")
+      raise CheckpointError(
+          f"pretrained window sizes {requested} were requested but the "
+          f"checkpoint's relative_coords_table says {from_tables}; drop "
+          "--pretrained-window-sizes."
+      )
     return requested
   if from_tables is None:
-    print("convert: no relative_coords_table in the checkpoint, so pretrained_window_sizes are "
-          "taken as 0 (right for swinv2_*_window8/16_256); pass --pretrained-window-sizes for "
-          "models fine-tuned at a new window, e.g. 12 12 12 6 for *_window12to16_192to256.")
+    print(
+        "convert: no relative_coords_table in the checkpoint, so pretrained_window_sizes are "
+        "taken as 0 (right for swinv2_*_window8/16_256); pass --pretrained-window-sizes for "
+        "models fine-tuned at a new window, e.g. 12 12 12 6 for *_window12to16_192to256."
+    )
     return (0,) * num_stages
   return from_tables
 
 
-def _windows_from_buffers(buffers: Mapping[str, np.ndarray], num_stages: int
-                          ) -> dict[int, tuple[int, int]]:
+def _windows_from_buffers(
+    buffers: Mapping[str, np.ndarray], num_stages: int
+) -> dict[int, tuple[int, int]]:
   """{stage: (window, pretrained window or 0)} from the first block's position buffers."""
   found = {}
   for i in range(num_stages):
@@ -335,9 +382,12 @@ def _pretrained_window_from_table(table: np.ndarray, window: int) -> int:
 # The conversion.
 
 
-def convert_state_dict(state: Mapping[str, np.ndarray], *, window_size: int | None = None,
-                       pretrained_window_sizes: tuple[int, ...] | None = None,
-                       ) -> tuple[dict, dict[str, Any]]:
+def convert_state_dict(
+    state: Mapping[str, np.ndarray],
+    *,
+    window_size: int | None = None,
+    pretrained_window_sizes: tuple[int, ...] | None = None,
+) -> tuple[dict, dict[str, Any]]:
   """PyTorch SwinV2 state dict → ({'params': Flax tree}, SwinV2 kwargs).
 
   `window_size` and `pretrained_window_sizes` are read from the checkpoint's relative-coords
@@ -351,13 +401,18 @@ def convert_state_dict(state: Mapping[str, np.ndarray], *, window_size: int | No
   dropped = sorted(k for k in stripped if k.startswith(_HEAD_PREFIXES))
   if dropped:
     print(f"convert: dropping the classification head ({', '.join(dropped)}).")
-  original_name = {_canonical_key(k, layout): original for k, original in stripped.items()
-                   if not k.startswith(_HEAD_PREFIXES)}
+  original_name = {
+      _canonical_key(k, layout): original
+      for k, original in stripped.items()
+      if not k.startswith(_HEAD_PREFIXES)
+  }
   if len(original_name) != len(stripped) - len(dropped):
     clashing = sorted(set(state) - set(original_name.values()) - {stripped[k] for k in dropped})
-    raise CheckpointError(f"Keys {_some(clashing)} name the same parameter as others (the "
-                          "checkpoint mixes prefixed and unprefixed keys or several layouts); "
-                          "keep one copy.")
+    raise CheckpointError(
+        f"Keys {_some(clashing)} name the same parameter as others (the "
+        "checkpoint mixes prefixed and unprefixed keys or several layouts); "
+        "keep one copy."
+    )
   state = {k: np.asarray(state[original]) for k, original in original_name.items()}
   if layout == "hf":
     state = _fuse_hf_qkv(state)
@@ -374,7 +429,8 @@ def convert_state_dict(state: Mapping[str, np.ndarray], *, window_size: int | No
     raise CheckpointError(
         f"Cannot convert this {layout} SwinV2 checkpoint: unknown keys {_some(unknown)}; "
         f"missing parameters (timm names) {_some(missing)}. Is it a SwinV2 with a layout this "
-        "converter knows (HF, Microsoft / timm 0.6.x, timm >= 0.9)?")
+        "converter knows (HF, Microsoft / timm 0.6.x, timm >= 0.9)?"
+    )
 
   params: dict = {}
   for key, path, transform in rules:
@@ -397,11 +453,16 @@ def _check_shapes(params: dict, model_kwargs: dict[str, Any]) -> None:
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, side, side, 3))))
   want = jax.tree_util.tree_flatten_with_path(shapes["params"])[0]
   have = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-  wrong = [f"{jax.tree_util.keystr(p)}: checkpoint {have[p].shape if p in have else 'absent'}, "
-           f"model {s.shape}" for p, s in want if p not in have or have[p].shape != s.shape]
+  wrong = [
+      f"{jax.tree_util.keystr(p)}: checkpoint {have[p].shape if p in have else 'absent'}, "
+      f"model {s.shape}"
+      for p, s in want
+      if p not in have or have[p].shape != s.shape
+  ]
   if wrong or len(want) != len(have):
-    raise CheckpointError("Converted parameters do not fit the inferred SwinV2 "
-                          f"{model_kwargs}: {wrong[:10]}")
+    raise CheckpointError(
+        "Converted parameters do not fit the inferred SwinV2 " f"{model_kwargs}: {wrong[:10]}"
+    )
 
 
 def _some(keys: list[str], limit: int = 20) -> str:
@@ -411,6 +472,7 @@ def _some(keys: list[str], limit: int = 20) -> str:
 def param_count(variables: Mapping) -> int:
   """Number of scalars in a (nested) params tree."""
   import jax
+
   return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(variables)))
 
 
@@ -424,8 +486,10 @@ def save_converted(out_dir: str | Path, params: Mapping, model_kwargs: Mapping[s
 
   out_dir = Path(out_dir).absolute()
   if (out_dir / PARAMS_DIR).exists() or (out_dir / MODEL_JSON).exists():
-    raise FileExistsError(f"{out_dir} already holds converted weights; remove it or choose another "
-                          "--out directory.")
+    raise FileExistsError(
+        f"{out_dir} already holds converted weights; remove it or choose another "
+        "--out directory."
+    )
   out_dir.mkdir(parents=True, exist_ok=True)
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(out_dir / PARAMS_DIR, dict(params))
@@ -442,8 +506,10 @@ def load_converted(directory: str | Path) -> tuple[dict, dict[str, Any]]:
   directory = Path(directory).absolute()
   for needed in (MODEL_JSON, PARAMS_DIR):
     if not (directory / needed).exists():
-      raise FileNotFoundError(f"{directory} lacks {needed}; it is not a directory written by "
-                              "`jaxvqa convert-weights`.")
+      raise FileNotFoundError(
+          f"{directory} lacks {needed}; it is not a directory written by "
+          "`jaxvqa convert-weights`."
+      )
   kwargs = json.loads((directory / MODEL_JSON).read_text())
   kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
   params = ocp.StandardCheckpointer().restore(directory / PARAMS_DIR)

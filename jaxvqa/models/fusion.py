@@ -47,8 +47,13 @@ def hann_l2_pool(x: jax.Array) -> jax.Array:
   channels = x.shape[-1]
   kernel = jnp.broadcast_to(jnp.asarray(window, x.dtype)[:, :, None, None], (3, 3, 1, channels))
   blurred = jax.lax.conv_general_dilated(
-      x * x, kernel, window_strides=(1, 1), padding="SAME",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
+      x * x,
+      kernel,
+      window_strides=(1, 1),
+      padding="SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=channels,
+  )
   return jnp.sqrt(blurred + 1e-12)
 
 
@@ -103,14 +108,21 @@ class TransformerLayer(nn.Module):
   @nn.compact
   def __call__(self, x, positions=None, key_mask=None, *, train: bool = False):
     deterministic = not train
-    attention_mask = None if key_mask is None else nn.make_attention_mask(
-        jnp.ones(key_mask.shape, bool), key_mask)
+    attention_mask = (
+        None
+        if key_mask is None
+        else nn.make_attention_mask(jnp.ones(key_mask.shape, bool), key_mask)
+    )
 
     def attend(h):
       qk = h if positions is None else h + positions.astype(h.dtype)
       out = nn.MultiHeadDotProductAttention(
-          num_heads=self.num_heads, dtype=self.dtype, dropout_rate=self.dropout,
-          deterministic=deterministic, name="attention")(qk, qk, h, mask=attention_mask)
+          num_heads=self.num_heads,
+          dtype=self.dtype,
+          dropout_rate=self.dropout,
+          deterministic=deterministic,
+          name="attention",
+      )(qk, qk, h, mask=attention_mask)
       return nn.Dropout(self.dropout)(out, deterministic=deterministic)
 
     def feed_forward(h):
@@ -173,17 +185,25 @@ class MultiStageFusion(nn.Module):
     else:
       stage_tokens = []
       for index, stage in enumerate(pooled):
-        projected = nn.Dense(self.stage_width, dtype=self.dtype, name=f"stage_projection_{index}")(stage)
+        projected = nn.Dense(self.stage_width, dtype=self.dtype, name=f"stage_projection_{index}")(
+            stage
+        )
         stage_embedding = self.param(
-            f"stage_embedding_{index}", nn.initializers.normal(0.02), (self.stage_width,))
+            f"stage_embedding_{index}", nn.initializers.normal(0.02), (self.stage_width,)
+        )
         stage_tokens.append(projected.reshape(frames, -1, self.stage_width) + stage_embedding)
       tokens = jnp.concatenate(stage_tokens, axis=1)
       positions = np.tile(sine_positions_2d(self.grid, self.stage_width), (len(pooled), 1))
 
     for index in range(self.num_layers):
       tokens = TransformerLayer(
-          num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout=self.dropout, pre_norm=False,
-          dtype=self.dtype, name=f"layer_{index}")(tokens, jnp.asarray(positions), train=train)
+          num_heads=self.num_heads,
+          mlp_dim=self.mlp_dim,
+          dropout=self.dropout,
+          pre_norm=False,
+          dtype=self.dtype,
+          name=f"layer_{index}",
+      )(tokens, jnp.asarray(positions), train=train)
     fused = nn.Dense(self.out_dim, dtype=self.dtype, name="out_projection")(tokens.mean(axis=1))
     last_stage_mean = stages[-1].astype(self.dtype).mean(axis=(1, 2))
     return jnp.concatenate([fused, last_stage_mean], axis=-1)
@@ -210,16 +230,25 @@ class TemporalFusion(nn.Module):
     if num_frames > self.max_frames:
       raise ValueError(
           f"{num_frames} frames per video exceed the temporal position table "
-          f"(model.temporal.max_frames={self.max_frames}); raise it in the config")
-    x = nn.Dense(self.width, dtype=self.dtype, name="in_projection")(frame_features.astype(self.dtype))
+          f"(model.temporal.max_frames={self.max_frames}); raise it in the config"
+      )
+    x = nn.Dense(self.width, dtype=self.dtype, name="in_projection")(
+        frame_features.astype(self.dtype)
+    )
     position_table = self.param(
-        "position_embedding", nn.initializers.normal(0.02), (self.max_frames, self.width))
+        "position_embedding", nn.initializers.normal(0.02), (self.max_frames, self.width)
+    )
     x = x + position_table[:num_frames].astype(self.dtype)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     for index in range(self.num_layers):
       x = TransformerLayer(
-          num_heads=self.num_heads, mlp_dim=int(self.width * self.mlp_ratio), dropout=self.dropout,
-          pre_norm=True, dtype=self.dtype, name=f"layer_{index}")(x, key_mask=frame_mask, train=train)
+          num_heads=self.num_heads,
+          mlp_dim=int(self.width * self.mlp_ratio),
+          dropout=self.dropout,
+          pre_norm=True,
+          dtype=self.dtype,
+          name=f"layer_{index}",
+      )(x, key_mask=frame_mask, train=train)
     x = nn.LayerNorm(dtype=self.dtype, name="norm")(x).astype(jnp.float32)
     weights = frame_mask.astype(jnp.float32)[..., None]
     return (x * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)

@@ -24,11 +24,17 @@ from jaxvqa.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
 from jaxvqa.scoring.decoding import DecodedVideo, decode_or_failure
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
 
+
 def score_videos(
-    paths: Sequence[str], trained: TrainedModel, *, num_segments: int = 0,
-    per_device_batch: int = DEFAULT_PER_DEVICE_BATCH, workers: int = 4,
+    paths: Sequence[str],
+    trained: TrainedModel,
+    *,
+    num_segments: int = 0,
+    per_device_batch: int = DEFAULT_PER_DEVICE_BATCH,
+    workers: int = 4,
     on_failure: Callable[[ScoreFailure], None] | None = None,
-    on_result: Callable[[VideoScore], None] | None = None, progress: bool = False,
+    on_result: Callable[[VideoScore], None] | None = None,
+    progress: bool = False,
 ) -> tuple[list[VideoScore], list[ScoreFailure]]:
   """Scores every file of `paths`; returns (scores, failures), each in the order of `paths`.
 
@@ -50,8 +56,14 @@ def score_videos(
     raise ValueError(f"workers must be >= 1, got {workers}")
   results: dict[int, VideoScore] = {}
   failures: dict[int, ScoreFailure] = {}
-  bar = tqdm(total=len(paths), desc="score", unit="video", disable=not progress,
-             file=sys.stderr, dynamic_ncols=True)
+  bar = tqdm(
+      total=len(paths),
+      desc="score",
+      unit="video",
+      disable=not progress,
+      file=sys.stderr,
+      dynamic_ncols=True,
+  )
 
   def scored(position: int, score: VideoScore) -> None:
     results[position] = score
@@ -62,8 +74,9 @@ def score_videos(
   batches = _Batches(trained, per_device_batch, on_scored=scored)
   # Decoded clips waiting for the model are bounded to about two batches, plus one video per worker.
   lookahead = max(2, -(-2 * batches.batch_size // (1 + num_segments))) + workers
-  outcomes = _decode_in_order(paths, trained.frames, num_segments, workers=workers,
-                              lookahead=lookahead)
+  outcomes = _decode_in_order(
+      paths, trained.frames, num_segments, workers=workers, lookahead=lookahead
+  )
   try:
     with contextlib.closing(outcomes):
       for position, outcome in outcomes:
@@ -80,9 +93,14 @@ def score_videos(
   return ([results[p] for p in sorted(results)], [failures[p] for p in sorted(failures)])
 
 
-def _decode_in_order(paths: Sequence[str], options: video.FrameOptions, num_segments: int, *,
-                     workers: int, lookahead: int
-                     ) -> Iterator[tuple[int, DecodedVideo | ScoreFailure]]:
+def _decode_in_order(
+    paths: Sequence[str],
+    options: video.FrameOptions,
+    num_segments: int,
+    *,
+    workers: int,
+    lookahead: int,
+) -> Iterator[tuple[int, DecodedVideo | ScoreFailure]]:
   """(position, clips or failure) of each file in the order of `paths`, decoded by `workers`
   threads up to `lookahead` files ahead of the one handed out."""
   with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxvqa-decode") as pool:
@@ -107,7 +125,7 @@ class _OpenVideo:
 
   path: str
   decoded: DecodedVideo  # without its pixels: those are in the batches
-  raw: np.ndarray        # float64 [1 + N] clip scores, filled as batches come back
+  raw: np.ndarray  # float64 [1 + N] clip scores, filled as batches come back
   clips_left: int
 
 
@@ -115,8 +133,12 @@ class _Batches:
   """Clips gathered into fixed-size batches, each dispatched at once, its scores fetched after the
   next one is queued; a file's `VideoScore` goes to `on_scored` when its last clip comes back."""
 
-  def __init__(self, trained: TrainedModel, per_device_batch: int,
-               on_scored: Callable[[int, VideoScore], None]):
+  def __init__(
+      self,
+      trained: TrainedModel,
+      per_device_batch: int,
+      on_scored: Callable[[int, VideoScore], None],
+  ):
     self.trained = trained
     self.per_device_batch = per_device_batch
     self.batch_size = trained.global_batch_size(per_device_batch)
@@ -130,8 +152,11 @@ class _Batches:
     """Queues the clips of one file; launches every batch they fill."""
     count = len(decoded.clips)
     self._videos[position] = _OpenVideo(
-        path=path, decoded=dataclasses.replace(decoded, clips=np.empty(0, np.uint8)),
-        raw=np.zeros(count, np.float64), clips_left=count)
+        path=path,
+        decoded=dataclasses.replace(decoded, clips=np.empty(0, np.uint8)),
+        raw=np.zeros(count, np.float64),
+        clips_left=count,
+    )
     self._clips.extend(decoded.clips)
     self._owners.extend((position, number) for number in range(count))
     while len(self._clips) >= self.batch_size:
@@ -155,7 +180,7 @@ class _Batches:
 
   def _collect_oldest(self) -> None:
     device_scores, owners = self._in_flight.popleft()
-    raw = np.asarray(device_scores, np.float64)[:len(owners)]
+    raw = np.asarray(device_scores, np.float64)[: len(owners)]
     for (position, clip_number), value in zip(owners, raw):
       video = self._videos[position]
       video.raw[clip_number] = value
@@ -165,17 +190,29 @@ class _Batches:
         self.on_scored(position, _video_score(video.path, video.decoded, video.raw, self.trained))
 
 
-def _video_score(path: str, decoded: DecodedVideo, raw: np.ndarray, trained: TrainedModel
-                 ) -> VideoScore:
+def _video_score(
+    path: str, decoded: DecodedVideo, raw: np.ndarray, trained: TrainedModel
+) -> VideoScore:
   """raw: float64 [1 + N] clip scores (whole video first)."""
   calibrated = trained.calibrate(raw)
   segments = tuple(
-      SegmentScore(start_frame=start, end_frame=stop, start_seconds=start_seconds,
-                   end_seconds=end_seconds, score=float(calibrated[1 + s]),
-                   raw_score=float(raw[1 + s]))
-      for s, ((start, stop), (start_seconds, end_seconds))
-      in enumerate(zip(decoded.segments, decoded.segment_seconds)))
-  return VideoScore(path=path, score=float(calibrated[0]), raw_score=float(raw[0]),
-                    num_frames=decoded.num_frames, fps=decoded.fps, segments=segments)
-
-
+      SegmentScore(
+          start_frame=start,
+          end_frame=stop,
+          start_seconds=start_seconds,
+          end_seconds=end_seconds,
+          score=float(calibrated[1 + s]),
+          raw_score=float(raw[1 + s]),
+      )
+      for s, ((start, stop), (start_seconds, end_seconds)) in enumerate(
+          zip(decoded.segments, decoded.segment_seconds)
+      )
+  )
+  return VideoScore(
+      path=path,
+      score=float(calibrated[0]),
+      raw_score=float(raw[0]),
+      num_frames=decoded.num_frames,
+      fps=decoded.fps,
+      segments=segments,
+  )

@@ -21,9 +21,10 @@ from jaxvqa.scoring.discovery import file_problem
 from jaxvqa.scoring.names import os_reason
 from jaxvqa.scoring.results import ScoreFailure
 
+
 @dataclasses.dataclass(frozen=True)
 class DecodedVideo:
-  clips: np.ndarray                     # uint8 [1 + N, T, S, S, 3]: whole video, then N segments
+  clips: np.ndarray  # uint8 [1 + N, T, S, S, 3]: whole video, then N segments
   num_frames: int
   fps: float
   segments: tuple[tuple[int, int], ...]  # N (start, stop) frame ranges
@@ -36,8 +37,13 @@ def segment_bounds(num_frames: int, num_segments: int) -> list[tuple[int, int]]:
   return [(start, max(stop, start + 1)) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
-def decode_video(path: video.VideoSource, options: video.FrameOptions, *, num_segments: int = 0,
-                 decode_threads: int = 1) -> DecodedVideo:
+def decode_video(
+    path: video.VideoSource,
+    options: video.FrameOptions,
+    *,
+    num_segments: int = 0,
+    decode_threads: int = 1,
+) -> DecodedVideo:
   """The whole-video clip and `num_segments` segment clips of one file.
 
   The whole-video clip equals `video.load_clip(path, train=False, ...)`: the same frames,
@@ -52,22 +58,28 @@ def decode_video(path: video.VideoSource, options: video.FrameOptions, *, num_se
   clip_length = options.num_frames
   segments = segment_bounds(num_frames, num_segments) if num_segments else []
   index_sets = [video.sample_frame_indices(num_frames, clip_length, train=False, rng=None)]
-  index_sets += [start + video.sample_frame_indices(stop - start, clip_length, train=False, rng=None)
-                 for start, stop in segments]
+  index_sets += [
+      start + video.sample_frame_indices(stop - start, clip_length, train=False, rng=None)
+      for start, stop in segments
+  ]
   unique, inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
   # again.
   frames = video.read_from_reader(reader, unique, video.describe_source(path))
-  prepared = np.ascontiguousarray(video.prepare_frames(
-      frames, options.size, mode=options.mode, fragment_grid=options.fragment_grid))
+  prepared = np.ascontiguousarray(
+      video.prepare_frames(
+          frames, options.size, mode=options.mode, fragment_grid=options.fragment_grid
+      )
+  )
   clips = prepared[inverse.reshape(len(index_sets), clip_length)]
   seconds = ()
   if segments:
     starts = video.frame_start_seconds(reader)
     seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
-  return DecodedVideo(clips=clips, num_frames=num_frames, fps=fps, segments=tuple(segments),
-                      segment_seconds=seconds)
+  return DecodedVideo(
+      clips=clips, num_frames=num_frames, fps=fps, segments=tuple(segments), segment_seconds=seconds
+  )
 
 
 def _failure_reason(path: str, error: Exception) -> str:
@@ -75,7 +87,7 @@ def _failure_reason(path: str, error: Exception) -> str:
   message = str(error)
   prefix = f"{path}: "
   if isinstance(error, video.VideoDecodeError):
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
   return f"{type(error).__name__}: {message}"
 
 
@@ -98,8 +110,9 @@ def _decodable_name(path: str) -> Iterator[str]:
     yield path
 
 
-def decode_or_failure(path: str, options: video.FrameOptions, num_segments: int
-                       ) -> DecodedVideo | ScoreFailure:
+def decode_or_failure(
+    path: str, options: video.FrameOptions, num_segments: int
+) -> DecodedVideo | ScoreFailure:
   problem = file_problem(path)
   if problem is not None:
     return ScoreFailure(path, problem)
@@ -111,5 +124,3 @@ def decode_or_failure(path: str, options: video.FrameOptions, num_segments: int
         return ScoreFailure(path, _failure_reason(name, error))
   except OSError as error:
     return ScoreFailure(path, os_reason(error))
-
-

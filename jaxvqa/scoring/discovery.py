@@ -18,6 +18,7 @@ from jaxvqa.data.compress import VIDEO_EXTENSIONS
 from jaxvqa.scoring.names import os_reason, printable_name
 from jaxvqa.scoring.results import ScoreFailure
 
+
 def _is_video_name(name: str) -> bool:
   return Path(name).suffix.lower() in VIDEO_EXTENSIONS and not name.startswith(".")
 
@@ -33,8 +34,10 @@ def _walk_videos(directory: str, failures: list[ScoreFailure]) -> list[str]:
   def visit(path: str, ancestors: frozenset[tuple[int, int]]) -> None:
     try:
       with os.scandir(path) as scan:
-        entries = sorted((entry for entry in scan if not entry.name.startswith(".")),
-                         key=lambda entry: entry.name)
+        entries = sorted(
+            (entry for entry in scan if not entry.name.startswith(".")),
+            key=lambda entry: entry.name,
+        )
     except OSError as error:
       failures.append(ScoreFailure(path, f"directory not searched: {os_reason(error)}"))
       return
@@ -56,9 +59,13 @@ def _walk_videos(directory: str, failures: list[ScoreFailure]) -> list[str]:
         continue
       key = (info.st_dev, info.st_ino)
       if key in ancestors:
-        failures.append(ScoreFailure(
-            subdirectory, "directory not searched: symbolic link loop (it leads back to a "
-            f"directory above it, {printable_name(os.path.realpath(subdirectory))})"))
+        failures.append(
+            ScoreFailure(
+                subdirectory,
+                "directory not searched: symbolic link loop (it leads back to a "
+                f"directory above it, {printable_name(os.path.realpath(subdirectory))})",
+            )
+        )
         continue
       visit(subdirectory, ancestors | {key})
 
@@ -123,9 +130,13 @@ def file_problem(path: str) -> str | None:
     if error.errno == errno.ENOENT and os.path.islink(path):
       return f"broken symbolic link (its target {printable_name(os.readlink(path))} does not exist)"
     return "file not found" if error.errno == errno.ENOENT else os_reason(error)
-  kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-           (stat.S_ISSOCK, "a socket"))
+  kinds = (
+      (stat.S_ISDIR, "a directory"),
+      (stat.S_ISFIFO, "a FIFO (named pipe)"),
+      (stat.S_ISCHR, "a character device"),
+      (stat.S_ISBLK, "a block device"),
+      (stat.S_ISSOCK, "a socket"),
+  )
   for test, kind in kinds:
     if test(info.st_mode):
       return f"{kind}, not a video file (not opened)"
@@ -134,5 +145,3 @@ def file_problem(path: str) -> str | None:
   except OSError as error:
     return os_reason(error)
   return None
-
-

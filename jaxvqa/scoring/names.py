@@ -6,6 +6,7 @@ import errno
 import os
 import re
 
+
 def escape_name(name: str) -> str:
   """A file name as text that any UTF-8 output holds, losslessly for every real name.
 
@@ -27,7 +28,8 @@ def printable_name(name: str) -> str:
   """`escape_name`, then control characters as escapes ('\\n', '\\x1b'): for lines read by people
   (stderr, the table), where a newline would forge a line and ESC would drive the terminal."""
   return _CONTROL_CHARACTERS.sub(
-      lambda match: match.group().encode("unicode_escape").decode("ascii"), escape_name(name))
+      lambda match: match.group().encode("unicode_escape").decode("ascii"), escape_name(name)
+  )
 
 
 # OWASP's CSV-injection list: a cell starting with one of these is a formula to a spreadsheet.
@@ -47,4 +49,3 @@ def os_reason(error: OSError) -> str:
     return "symbolic link loop (too many levels of symbolic links)"
   text = error.strerror or type(error).__name__
   return text[:1].lower() + text[1:]
-

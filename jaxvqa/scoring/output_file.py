@@ -26,6 +26,7 @@ from jaxvqa.scoring.results import VideoScore
 
 PARTIAL_SUFFIX = ".partial"
 
+
 class OutputError(Exception):
   """--output cannot be used as asked; the message names the file and what to do (exit 2)."""
 
@@ -45,14 +46,17 @@ def check_output(path: str | os.PathLike, inputs: Sequence[str]) -> bool:
   except OSError as error:
     raise OutputError(f"--output {shown}: {os_reason(error)}") from error
   if info is not None and stat.S_ISDIR(info.st_mode):
-    raise OutputError(f"--output {shown} is a directory: name a file, e.g. "
-                      f"{os.path.join(shown, 'scores.csv')}")
+    raise OutputError(
+        f"--output {shown} is a directory: name a file, e.g. "
+        f"{os.path.join(shown, 'scores.csv')}"
+    )
   target = os.path.realpath(path)
   regular = info is None or stat.S_ISREG(info.st_mode)
   parent = os.path.dirname(target)
   if regular and not os.path.isdir(parent):
-    problem = ("is not a directory" if os.path.lexists(parent)
-               else "does not exist (create it first)")
+    problem = (
+        "is not a directory" if os.path.lexists(parent) else "does not exist (create it first)"
+    )
     raise OutputError(f"--output {shown}: {printable_name(parent)} {problem}")
   outputs = {}
   for candidate in (path, target + PARTIAL_SUFFIX):
@@ -68,9 +72,11 @@ def check_output(path: str | os.PathLike, inputs: Sequence[str]) -> bool:
       continue
     clash = outputs.get((found.st_dev, found.st_ino))
     if clash is not None:
-      raise OutputError(f"--output {shown}: {printable_name(clash)} is one of the files to score "
-                        f"({printable_name(given)}); writing there would destroy it: choose "
-                        "another output file")
+      raise OutputError(
+          f"--output {shown}: {printable_name(clash)} is one of the files to score "
+          f"({printable_name(given)}); writing there would destroy it: choose "
+          "another output file"
+      )
   return regular
 
 
@@ -93,8 +99,10 @@ def _read_rows(data: bytes, name: str) -> list[dict[str, Any]]:
     else:
       detail = "not an object with path and model_id"
     if not (isinstance(row, dict) and "path" in row and "model_id" in row):
-      raise OutputError(f"{name}:{number}: not a row written by jaxvqa score ({detail}); move the "
-                        "file away to start over")
+      raise OutputError(
+          f"{name}:{number}: not a row written by jaxvqa score ({detail}); move the "
+          "file away to start over"
+      )
     rows.append(row)
   return rows
 
@@ -116,13 +124,16 @@ class OutputFile:
     # Through a symbolic link: its target is replaced and the link kept.
     self.target = Path(os.path.realpath(path))
     self.partial = self.target.with_name(self.target.name + PARTIAL_SUFFIX)
-    self.partial_shown = (printable_name(os.fspath(self.partial)) if os.path.islink(path)
-                          else self.shown + PARTIAL_SUFFIX)
+    self.partial_shown = (
+        printable_name(os.fspath(self.partial))
+        if os.path.islink(path)
+        else self.shown + PARTIAL_SUFFIX
+    )
     self.format = output_format
     self.resume = resume
     self.replaces = self.target.exists()
-    self.rows = 0           # rows in FILE.partial
-    self.appended = 0       # of which this run wrote
+    self.rows = 0  # rows in FILE.partial
+    self.appended = 0  # of which this run wrote
     self.resumed_from = self.partial_shown
     self.finished = False
     self._file: io.BufferedRandom | None = None
@@ -139,26 +150,33 @@ class OutputFile:
     try:
       self._file = open(self.partial, "a+b")  # noqa: SIM115 — held until finish or close
     except OSError as error:
-      raise OutputError(f"--output {self.shown}: cannot write {self.partial_shown}: "
-                        f"{os_reason(error)}") from error
+      raise OutputError(
+          f"--output {self.shown}: cannot write {self.partial_shown}: " f"{os_reason(error)}"
+      ) from error
     self._created = not existed
     try:
       fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as error:
-      raise OutputError(f"{self.partial_shown} is being written by another jaxvqa score run; "
-                        "wait for it to end, or choose another --output") from error
+      raise OutputError(
+          f"{self.partial_shown} is being written by another jaxvqa score run; "
+          "wait for it to end, or choose another --output"
+      ) from error
     if existed and not self.resume:
       raise OutputError(
           f"{self.partial_shown} holds the results of an interrupted run: add --resume to keep "
-          "them and score only the other files, or delete it to start over")
+          "them and score only the other files, or delete it to start over"
+      )
     if existed:
       self._file.seek(0)
       data = self._file.read()
       # A kill in the middle of a row leaves it without its newline: cut it, keep the rest.
       complete = data.rfind(b"\n") + 1
       if complete < len(data):
-        print(f"jaxvqa score: {self.partial_shown}: dropped its last row, cut short when the run "
-              "was stopped", file=sys.stderr)
+        print(
+            f"jaxvqa score: {self.partial_shown}: dropped its last row, cut short when the run "
+            "was stopped",
+            file=sys.stderr,
+        )
         self._file.truncate(complete)
       rows = _read_rows(data[:complete], self.partial_shown)
       self.rows = len(rows)
@@ -168,14 +186,16 @@ class OutputFile:
         raise OutputError(
             f"--resume: {self.shown} is a finished {self.format} output and no "
             f"{self.partial_shown} is left by an interrupted run; only JSON lines can be read "
-            "back: drop --resume to score every file again, or write --format jsonl")
+            "back: drop --resume to score every file again, or write --format jsonl"
+        )
       self._seed = _read_rows(self.target.read_bytes(), self.shown)
       self.resumed_from = self.shown
       return self._seed
     return []
 
-  def resume_from(self, rows: Sequence[dict[str, Any]], provenance: Provenance,
-                  num_segments: int) -> list[VideoScore]:
+  def resume_from(
+      self, rows: Sequence[dict[str, Any]], provenance: Provenance, num_segments: int
+  ) -> list[VideoScore]:
     """The scores in `rows` (failed files are left out, to be tried again).
 
     Raises OutputError: a row scored by another model (`model_id`), or with another --segments.
@@ -187,13 +207,15 @@ class OutputFile:
             f"--resume: {self.resumed_from} holds scores by another model ({row['model_id']}, "
             f"checkpoint {row.get('checkpoint')}); this run's model is {provenance.model_id} "
             f"(checkpoint {provenance.checkpoint['path']}): resume with that run's --workdir, "
-            "--which and --raw-weights, or write to another --output")
+            "--which and --raw-weights, or write to another --output"
+        )
       if row.get("error") is not None:
         continue
       if len(row["segments"]) != num_segments:
         raise OutputError(
             f"--resume: {self.resumed_from} was scored with --segments {len(row['segments'])}; "
-            f"resume with the same --segments (this run asks for {num_segments})")
+            f"resume with the same --segments (this run asks for {num_segments})"
+        )
       kept[row["path"]] = score_from_record(row)
     for row in self._seed:
       self.append(row)
@@ -217,16 +239,17 @@ class OutputFile:
       self._replace_target(text)
     except OSError as error:
       raise OutputError(
-          f"cannot write {self.shown}: {os_reason(error)}; it is unchanged") from error
+          f"cannot write {self.shown}: {os_reason(error)}; it is unchanged"
+      ) from error
     os.unlink(self.partial)
     self.finished = True
     self.close()
 
   def _replace_target(self, text: str) -> None:
-    mode = (os.stat(self.target).st_mode & 0o7777 if self.replaces
-            else 0o666 & ~_current_umask())
-    descriptor, temporary = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
-                                             suffix=".tmp")
+    mode = os.stat(self.target).st_mode & 0o7777 if self.replaces else 0o666 & ~_current_umask()
+    descriptor, temporary = tempfile.mkstemp(
+        dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
+    )
     try:
       with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
         file.write(text)
@@ -252,5 +275,3 @@ class OutputFile:
     self._file = None
     if self._created and self.rows == 0 and not self.finished and os.path.exists(self.partial):
       os.unlink(self.partial)
-
-

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 
+
 @dataclasses.dataclass(frozen=True)
 class SegmentScore:
   start_frame: int  # first frame of the segment
-  end_frame: int    # one past its last frame
+  end_frame: int  # one past its last frame
   start_seconds: float  # from the stream's timestamps, 0 = the first frame
-  end_seconds: float    # when its last frame ends
-  score: float      # calibrated (label scale)
+  end_seconds: float  # when its last frame ends
+  score: float  # calibrated (label scale)
   raw_score: float  # model output
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoScore:
-  path: str         # as given or found (not resolved), so it matches what the user typed
-  score: float      # calibrated (label scale); the raw score when the checkpoint has no calibration
+  path: str  # as given or found (not resolved), so it matches what the user typed
+  score: float  # calibrated (label scale); the raw score when the checkpoint has no calibration
   raw_score: float  # model output
   num_frames: int
   fps: float
@@ -28,4 +29,3 @@ class VideoScore:
 class ScoreFailure:
   path: str
   reason: str
-

@@ -47,14 +47,16 @@ def prepare(
     raise KeyError(f"unknown data set {name!r}; known: {sorted(BUILDERS)}")
   builder_class = BUILDERS[name]
   known = {field.name for field in dataclasses.fields(SplitConfig)} - {
-      field.name for field in dataclasses.fields(tfds.core.BuilderConfig)}
+      field.name for field in dataclasses.fields(tfds.core.BuilderConfig)
+  }
   unknown = sorted(set(config) - known)
   if unknown:
     raise TypeError(f"prepare({name!r}): unknown config keys {unknown}; known: {sorted(known)}")
   manual_dir = Path(manual_dir).expanduser()
   split_config = dataclasses.replace(builder_class.BUILDER_CONFIGS[0], **config)
   split_config = dataclasses.replace(
-      split_config, name=base.config_name(split_config, builder_class.label_fingerprint(manual_dir)))
+      split_config, name=base.config_name(split_config, builder_class.label_fingerprint(manual_dir))
+  )
   data_dir = Path(data_dir).expanduser()
   data_dir.mkdir(parents=True, exist_ok=True)
   # Runs started together (a sweep, the processes of a multi-host job) share one prepared copy:
@@ -70,6 +72,17 @@ def prepare(
 
 
 __all__ = [
-    "BUILDERS", "prepare", "ManualDataMissingError", "SplitConfig", "CompressedVideos",
-    "Konvid1k", "LiveVqc", "YoutubeUgc", "Lsvq", "Koniq10k", "Kadid10k", "LiveIqa", "Clive",
+    "BUILDERS",
+    "prepare",
+    "ManualDataMissingError",
+    "SplitConfig",
+    "CompressedVideos",
+    "Konvid1k",
+    "LiveVqc",
+    "YoutubeUgc",
+    "Lsvq",
+    "Koniq10k",
+    "Kadid10k",
+    "LiveIqa",
+    "Clive",
 ]

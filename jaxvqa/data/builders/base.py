@@ -137,8 +137,8 @@ def fingerprint(files: Sequence[Path]) -> str:
 def config_name(config: SplitConfig, label_fingerprint: str) -> str:
   """A config name that changes whenever the split or the label files change."""
   percent = "-".join(
-      f"{round(100 * f)}" for f in (config.train_fraction, config.validation_fraction,
-                                    config.test_fraction)
+      f"{round(100 * f)}"
+      for f in (config.train_fraction, config.validation_fraction, config.test_fraction)
   )
   return f"seed{config.seed}-split{percent}-{label_fingerprint}"
 
@@ -211,8 +211,9 @@ class LabelRow:
   split: str | None = None
 
 
-def missing_media_error(builder_name: str, manual_dir: Path, missing: Sequence[str],
-                        instructions: str) -> ManualDataMissingError:
+def missing_media_error(
+    builder_name: str, manual_dir: Path, missing: Sequence[str], instructions: str
+) -> ManualDataMissingError:
   shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
   return ManualDataMissingError(
       f"{builder_name}: {len(missing)} media file(s) named by the label file are missing under "
@@ -237,14 +238,16 @@ class LabelledMediaBuilder(ManualDirBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(
         builder=self,
         description=self.__class__.__doc__,
-        features=tfds.features.FeaturesDict({
-            "id": tfds.features.Scalar(dtype=np.int64),
-            "name": tfds.features.Text(),
-            "source": tfds.features.Text(),
-            self.MEDIA: tfds.features.Tensor(shape=(), dtype=np.object_),
-            "label": tfds.features.Scalar(dtype=np.float32),
-            "raw_score": tfds.features.Scalar(dtype=np.float32),
-        }),
+        features=tfds.features.FeaturesDict(
+            {
+                "id": tfds.features.Scalar(dtype=np.int64),
+                "name": tfds.features.Text(),
+                "source": tfds.features.Text(),
+                self.MEDIA: tfds.features.Tensor(shape=(), dtype=np.object_),
+                "label": tfds.features.Scalar(dtype=np.float32),
+                "raw_score": tfds.features.Scalar(dtype=np.float32),
+            }
+        ),
     )
 
   def _split_generators(self, dl_manager):
@@ -257,13 +260,14 @@ class LabelledMediaBuilder(ManualDirBuilder, skip_registration=True):
     if rows[0].split is not None:
       split_of = [row.split for row in rows]
     else:
-      by_source = split_contents([row.source for row in rows],
-                                 self.builder_config.fractions(), self.builder_config.seed)
+      by_source = split_contents(
+          [row.source for row in rows], self.builder_config.fractions(), self.builder_config.seed
+      )
       split_of = [by_source[row.source] for row in rows]
     return {
-        split: self._generate_examples(manual_dir, [
-            (i, row, labels[i]) for i, row in enumerate(rows) if split_of[i] == split
-        ])
+        split: self._generate_examples(
+            manual_dir, [(i, row, labels[i]) for i, row in enumerate(rows) if split_of[i] == split]
+        )
         for split in dict.fromkeys(split_of)
     }
 

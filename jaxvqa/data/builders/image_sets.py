@@ -33,10 +33,16 @@ class Koniq10k(base.LabelledMediaBuilder):
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
     records = label_files.read_csv_rows(
-        manual_dir / "koniq10k_scores_and_distributions.csv", ["image_name", "MOS"])
-    return [base.LabelRow(name=f"1024x768/{row.text('image_name')}", source=row.text("image_name"),
-                          raw_score=row.number("MOS"))
-            for row in records]
+        manual_dir / "koniq10k_scores_and_distributions.csv", ["image_name", "MOS"]
+    )
+    return [
+        base.LabelRow(
+            name=f"1024x768/{row.text('image_name')}",
+            source=row.text("image_name"),
+            raw_score=row.number("MOS"),
+        )
+        for row in records
+    ]
 
 
 class Kadid10k(base.LabelledMediaBuilder):
@@ -61,9 +67,14 @@ class Kadid10k(base.LabelledMediaBuilder):
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
     records = label_files.read_csv_rows(manual_dir / "dmos.csv", ["dist_img", "ref_img", "dmos"])
-    return [base.LabelRow(name=f"images/{row.text('dist_img')}", source=row.text("ref_img"),
-                          raw_score=row.number("dmos"))
-            for row in records]
+    return [
+        base.LabelRow(
+            name=f"images/{row.text('dist_img')}",
+            source=row.text("ref_img"),
+            raw_score=row.number("dmos"),
+        )
+        for row in records
+    ]
 
 
 class LiveIqa(base.LabelledMediaBuilder):
@@ -96,14 +107,19 @@ class LiveIqa(base.LabelledMediaBuilder):
     dmos = label_files.mat_numbers(scores["dmos"])
     is_reference = label_files.mat_numbers(scores["orgs"]) == 1
     references = label_files.mat_strings(
-        label_files.load_mat(refs_path, ["refnames_all"])["refnames_all"])
+        label_files.load_mat(refs_path, ["refnames_all"])["refnames_all"]
+    )
     expected = sum(count for _, count in self.FOLDERS)
-    for path, size in ((dmos_path, len(dmos)), (dmos_path, len(is_reference)),
-                       (refs_path, len(references))):
+    for path, size in (
+        (dmos_path, len(dmos)),
+        (dmos_path, len(is_reference)),
+        (refs_path, len(references)),
+    ):
       if size != expected:
         raise label_files.LabelFileError(
             f"{path}: {size} entries, release 2 has {expected} (one per image of "
-            f"{', '.join(folder for folder, _ in self.FOLDERS)})")
+            f"{', '.join(folder for folder, _ in self.FOLDERS)})"
+        )
     names = [f"{folder}/img{k}.bmp" for folder, count in self.FOLDERS for k in range(1, count + 1)]
     return [
         base.LabelRow(name=names[i], source=references[i], raw_score=float(dmos[i]))
@@ -136,13 +152,17 @@ class Clive(base.LabelledMediaBuilder):
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
     mos_path = manual_dir / "Data/AllMOS_release.mat"
     images_path = manual_dir / "Data/AllImages_release.mat"
-    mos = label_files.mat_numbers(label_files.load_mat(mos_path, ["AllMOS_release"])["AllMOS_release"])
+    mos = label_files.mat_numbers(
+        label_files.load_mat(mos_path, ["AllMOS_release"])["AllMOS_release"]
+    )
     images = label_files.mat_strings(
-        label_files.load_mat(images_path, ["AllImages_release"])["AllImages_release"])
+        label_files.load_mat(images_path, ["AllImages_release"])["AllImages_release"]
+    )
     if len(mos) != len(images):
       raise label_files.LabelFileError(
-          f"{mos_path} has {len(mos)} scores but {images_path} names {len(images)} images")
+          f"{mos_path} has {len(mos)} scores but {images_path} names {len(images)} images"
+      )
     return [
         base.LabelRow(name=f"Images/{image}", source=image, raw_score=float(score))
-        for image, score in list(zip(images, mos))[self.TRAINING_IMAGES:]
+        for image, score in list(zip(images, mos))[self.TRAINING_IMAGES :]
     ]

@@ -22,8 +22,9 @@ class LabelFileError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class CsvRow:
   """One data row of a label CSV, with where it came from so that a bad cell can be named."""
+
   path: Path
-  line: int                 # line number in the file, header = 1
+  line: int  # line number in the file, header = 1
   cells: dict[str, str]
 
   def text(self, column: str) -> str:
@@ -45,7 +46,8 @@ class CsvRow:
 
   def _error(self, column: str, problem: str) -> LabelFileError:
     return LabelFileError(
-        f"{self.path}: line {self.line}, column {column!r} is {self.cells[column]!r}, {problem}")
+        f"{self.path}: line {self.line}, column {column!r} is {self.cells[column]!r}, {problem}"
+    )
 
 
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[CsvRow]:
@@ -59,8 +61,11 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[CsvRow]:
       raise LabelFileError(
           f"{path}: columns {absent} not found (header is {header}); is this the official file?"
       )
-    return [CsvRow(path, reader.line_num, cells) for cells in reader
-            if any((value or "").strip() for value in cells.values())]
+    return [
+        CsvRow(path, reader.line_num, cells)
+        for cells in reader
+        if any((value or "").strip() for value in cells.values())
+    ]
 
 
 def pick_column(path: Path, header: Sequence[str], choices: Sequence[str]) -> str:
@@ -68,7 +73,9 @@ def pick_column(path: Path, header: Sequence[str], choices: Sequence[str]) -> st
   for name in choices:
     if name in header:
       return name
-  raise LabelFileError(f"{path}: none of the columns {list(choices)} found (header is {list(header)})")
+  raise LabelFileError(
+      f"{path}: none of the columns {list(choices)} found (header is {list(header)})"
+  )
 
 
 def load_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:

@@ -33,9 +33,14 @@ class Konvid1k(base.LabelledMediaBuilder):
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
     records = label_files.read_csv_rows(manual_dir / "KoNViD_1k_mos.csv", ["flickr_id", "mos"])
-    return [base.LabelRow(name=f"KoNViD_1k_videos/{row.text('flickr_id')}.mp4",
-                          source=row.text("flickr_id"), raw_score=row.number("mos"))
-            for row in records]
+    return [
+        base.LabelRow(
+            name=f"KoNViD_1k_videos/{row.text('flickr_id')}.mp4",
+            source=row.text("flickr_id"),
+            raw_score=row.number("mos"),
+        )
+        for row in records
+    ]
 
 
 class LiveVqc(base.LabelledMediaBuilder):
@@ -61,9 +66,12 @@ class LiveVqc(base.LabelledMediaBuilder):
     scores = label_files.mat_numbers(contents["mos"])
     if len(names) != len(scores):
       raise label_files.LabelFileError(
-          f"{path}: video_list has {len(names)} entries but mos has {len(scores)}")
-    return [base.LabelRow(name=f"Video/{name}", source=Path(name).stem, raw_score=float(score))
-            for name, score in zip(names, scores)]
+          f"{path}: video_list has {len(names)} entries but mos has {len(scores)}"
+      )
+    return [
+        base.LabelRow(name=f"Video/{name}", source=Path(name).stem, raw_score=float(score))
+        for name, score in zip(names, scores)
+    ]
 
 
 class YoutubeUgc(base.LabelledMediaBuilder):
@@ -78,8 +86,10 @@ class YoutubeUgc(base.LabelledMediaBuilder):
   MEDIA = "video"
   HIGHER_IS_BETTER = True
   CSV_NAME = "original_videos_MOS_for_YouTube_UGC_dataset.csv"
-  XLSX_NAMES = ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx",
-                "MOS_for_YouTube_UGC_dataset.xlsx")
+  XLSX_NAMES = (
+      "original_videos_MOS_for_YouTube_UGC_dataset.xlsx",
+      "MOS_for_YouTube_UGC_dataset.xlsx",
+  )
   SCORE_COLUMNS = ("MOS full", "MOSFull", "MOS_full")
   LABEL_FILES = (CSV_NAME,)
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
@@ -87,7 +97,7 @@ class YoutubeUgc(base.LabelledMediaBuilder):
       "the YouTube UGC Dataset page (media.withyoutube.com; files in the ugc-dataset "
       "Google Cloud Storage bucket)",
       "  manual_dir/\n"
-      f"    {CSV_NAME}   the workbook's \"MOS\" sheet saved as CSV;\n"
+      f'    {CSV_NAME}   the workbook\'s "MOS" sheet saved as CSV;\n'
       "                                 columns: vid, MOS full, ...\n"
       "    original_videos/<Category>/<Resolution>/<vid>.mkv   (any depth below original_videos/)",
   )
@@ -100,23 +110,30 @@ class YoutubeUgc(base.LabelledMediaBuilder):
       raise base.ManualDataMissingError(
           f"{cls.name}: found {manual_dir / workbooks[0]} but not {manual_dir / cls.CSV_NAME}. "
           "Reading .xlsx needs openpyxl, which jaxvqa does not depend on: open the workbook, "
-          f"save its \"MOS\" sheet as CSV under the name {cls.CSV_NAME} (keep the header row "
-          "with the columns vid and MOS full) and run again.")
+          f'save its "MOS" sheet as CSV under the name {cls.CSV_NAME} (keep the header row '
+          "with the columns vid and MOS full) and run again."
+      )
     return super().check_manual_dir(manual_dir)
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
     path = manual_dir / self.CSV_NAME
     records = label_files.read_csv_rows(path, ["vid"])
-    score_column = label_files.pick_column(path, list(records[0].cells) if records else [],
-                                           self.SCORE_COLUMNS)
+    score_column = label_files.pick_column(
+        path, list(records[0].cells) if records else [], self.SCORE_COLUMNS
+    )
     videos = {
         file.stem: file.relative_to(manual_dir).as_posix()
         for file in sorted((manual_dir / "original_videos").rglob("*"))
         if file.suffix.lower() in VIDEO_SUFFIXES and file.is_file()
     }
-    return [base.LabelRow(name=videos.get(row.text("vid"), f"original_videos/<any>/{row.text('vid')}.mkv"),
-                          source=row.text("vid"), raw_score=row.number(score_column))
-            for row in records]
+    return [
+        base.LabelRow(
+            name=videos.get(row.text("vid"), f"original_videos/<any>/{row.text('vid')}.mkv"),
+            source=row.text("vid"),
+            raw_score=row.number(score_column),
+        )
+        for row in records
+    ]
 
 
 class Lsvq(base.LabelledMediaBuilder):
@@ -141,14 +158,20 @@ class Lsvq(base.LabelledMediaBuilder):
   )
 
   def read_rows(self, manual_dir: Path) -> list[base.LabelRow]:
-    main = label_files.read_csv_rows(manual_dir / "labels_train_test.csv", ["name", "mos", "is_test"])
+    main = label_files.read_csv_rows(
+        manual_dir / "labels_train_test.csv", ["name", "mos", "is_test"]
+    )
     extra = label_files.read_csv_rows(manual_dir / "labels_test_1080p.csv", ["name", "mos"])
-    return ([self._row(row, "test" if row.flag("is_test") else "train") for row in main]
-            + [self._row(row, "test_1080p") for row in extra])
+    return [self._row(row, "test" if row.flag("is_test") else "train") for row in main] + [
+        self._row(row, "test_1080p") for row in extra
+    ]
 
   @staticmethod
   def _row(row: label_files.CsvRow, split: str) -> base.LabelRow:
     name = row.text("name")
     return base.LabelRow(
         name=name if Path(name).suffix.lower() in VIDEO_SUFFIXES else f"{name}.mp4",
-        source=name, raw_score=row.number("mos"), split=split)
+        source=name,
+        raw_score=row.number("mos"),
+        split=split,
+    )

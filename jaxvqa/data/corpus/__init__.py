@@ -110,5 +110,12 @@ from jaxvqa.data.corpus.plan import GENERATED_KINDS, plan_corpus
 from jaxvqa.data.corpus.render import render_clip
 from jaxvqa.data.corpus.writing import CORPUS_NAME, PARTIAL_LOG_NAME, CorpusError, make_corpus
 
-__all__ = ["CORPUS_NAME", "GENERATED_KINDS", "PARTIAL_LOG_NAME", "CorpusError", "make_corpus",
-           "plan_corpus", "render_clip"]
+__all__ = [
+    "CORPUS_NAME",
+    "GENERATED_KINDS",
+    "PARTIAL_LOG_NAME",
+    "CorpusError",
+    "make_corpus",
+    "plan_corpus",
+    "render_clip",
+]

@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxvqa.data import sources
 
+
 @functools.cache
 def font_dir() -> Path | None:
   try:
@@ -22,6 +23,7 @@ def font_dir() -> Path | None:
 @functools.cache
 def load_font(file: str, size: int):
   from PIL import ImageFont
+
   directory = font_dir()
   if directory is not None and (directory / file).is_file():
     return ImageFont.truetype(str(directory / file), size)
@@ -37,8 +39,10 @@ def pseudo_words(rng: np.random.Generator, count: int) -> list[str]:
     if roll < 0.12:
       words.append(f"{rng.uniform(0, 1000):.{int(rng.integers(0, 3))}f}")
       continue
-    word = "".join(rng.choice(list(consonants)) + rng.choice(list(vowels))
-                   for _ in range(int(rng.integers(1, 4))))
+    word = "".join(
+        rng.choice(list(consonants)) + rng.choice(list(vowels))
+        for _ in range(int(rng.integers(1, 4)))
+    )
     if roll > 0.9:
       word = word.capitalize()
     elif roll > 0.85:
@@ -49,11 +53,13 @@ def pseudo_words(rng: np.random.Generator, count: int) -> list[str]:
   return words
 
 
-def random_colour(rng: np.random.Generator, saturation: float | None = None,
-                   value: tuple[float, float] = (0.1, 1.0)) -> tuple[int, int, int]:
+def random_colour(
+    rng: np.random.Generator,
+    saturation: float | None = None,
+    value: tuple[float, float] = (0.1, 1.0),
+) -> tuple[int, int, int]:
   sat = rng.uniform(0, 1) if saturation is None else saturation * rng.uniform(0.5, 1)
-  red, green, blue = colorsys.hsv_to_rgb(rng.uniform(0, 1), min(sat, 1.0),
-                                         rng.uniform(*value))
+  red, green, blue = colorsys.hsv_to_rgb(rng.uniform(0, 1), min(sat, 1.0), rng.uniform(*value))
   return int(red * 255), int(green * 255), int(blue * 255)
 
 
@@ -62,7 +68,7 @@ def gradient_image(rng: np.random.Generator, width: int, height: int) -> np.ndar
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   if rng.random() < 0.5:
     angle = rng.uniform(0, 2 * math.pi)
-    ramp = (xx * math.cos(angle) + yy * math.sin(angle))
+    ramp = xx * math.cos(angle) + yy * math.sin(angle)
   else:
     ramp = np.hypot(xx - rng.uniform(0, width), yy - rng.uniform(0, height))
   ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
@@ -71,8 +77,5 @@ def gradient_image(rng: np.random.Generator, width: int, height: int) -> np.ndar
   return first + (second - first) * ramp[..., None]
 
 
-
-
 def text_line(rng: np.random.Generator, words: int) -> str:
   return " ".join(pseudo_words(rng, words))
-

@@ -8,10 +8,16 @@ import numpy as np
 
 from jaxvqa.data.corpus.drawing import gradient_image, load_font, random_colour, text_line
 
+
 def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
   from PIL import Image, ImageDraw
-  params, width, height, num_frames = (row["params"], row["width"], row["height"],
-                                       row["num_frames"])
+
+  params, width, height, num_frames = (
+      row["params"],
+      row["width"],
+      row["height"],
+      row["num_frames"],
+  )
   size = max(6, int(params["font_size"] * height / 216))
   font = load_font(params["font"], size)
   dark = params["dark"]
@@ -33,14 +39,17 @@ def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
         draw.rectangle([0, y, canvas.width, y + band], fill=colour)
         line_font = load_font(params["font"], max(6, int(band * rng.uniform(0.4, 0.8))))
         text_colour = (255, 255, 255) if sum(colour) < 380 else (0, 0, 0)
-        draw.text((int(rng.integers(0, 20)), y + band // 8),
-                  text_line(rng, 6 + canvas.width // max(size, 6)), font=line_font,
-                  fill=text_colour)
+        draw.text(
+            (int(rng.integers(0, 20)), y + band // 8),
+            text_line(rng, 6 + canvas.width // max(size, 6)),
+            font=line_font,
+            fill=text_colour,
+        )
         y += band + int(rng.integers(0, size))
       band_speeds = rng.uniform(0.3, 1.0)
       for t in range(num_frames):
         offset = int(round(speed * band_speeds * t))
-        frames[t] = np.asarray(canvas)[:, offset:offset + width]
+        frames[t] = np.asarray(canvas)[:, offset : offset + width]
     else:
       canvas = Image.new("RGB", (width, height + travel), background)
       draw = ImageDraw.Draw(canvas)
@@ -57,15 +66,22 @@ def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
         y += int(size * rng.uniform(1.1, 1.6))
       for t in range(num_frames):
         offset = int(round(speed * t))
-        frames[t] = np.asarray(canvas)[offset:offset + height]
+        frames[t] = np.asarray(canvas)[offset : offset + height]
     return frames
   # Per-frame drawings: cheap at these sizes.
   if layout == "ui":
-    panels = [(int(rng.integers(0, width * 3 // 4)), int(rng.integers(0, height * 3 // 4)),
-               int(rng.integers(width // 4, width)), int(rng.integers(height // 4, height)),
-               random_colour(rng, value=(0.6, 1.0), saturation=0.2),
-               random_colour(rng, saturation=0.7),
-               [text_line(rng, 4) for _ in range(12)]) for _ in range(int(rng.integers(2, 6)))]
+    panels = [
+        (
+            int(rng.integers(0, width * 3 // 4)),
+            int(rng.integers(0, height * 3 // 4)),
+            int(rng.integers(width // 4, width)),
+            int(rng.integers(height // 4, height)),
+            random_colour(rng, value=(0.6, 1.0), saturation=0.2),
+            random_colour(rng, saturation=0.7),
+            [text_line(rng, 4) for _ in range(12)],
+        )
+        for _ in range(int(rng.integers(2, 6)))
+    ]
     velocity = rng.normal(0, speed, 2)
     cursor = rng.uniform([0, 0], [width, height])
     cursor_velocity = rng.normal(0, speed + 1, 2)
@@ -83,12 +99,16 @@ def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
           if line_y + size > y + h:
             break
           if line_number % 4 == 3:  # a button
-            draw.rounded_rectangle([x + 6, line_y, x + 6 + size * 4, line_y + size + 2],
-                                   radius=3, fill=title)
+            draw.rounded_rectangle(
+                [x + 6, line_y, x + 6 + size * 4, line_y + size + 2], radius=3, fill=title
+            )
           draw.text((x + 8, line_y), line, font=font, fill=(20, 20, 20))
       px, py = cursor + cursor_velocity * t
-      draw.polygon([(px, py), (px, py + 14), (px + 4, py + 10), (px + 10, py + 10)],
-                   fill=(0, 0, 0), outline=(255, 255, 255))
+      draw.polygon(
+          [(px, py), (px, py + 14), (px + 4, py + 10), (px + 10, py + 10)],
+          fill=(0, 0, 0),
+          outline=(255, 255, 255),
+      )
       frames[t] = np.asarray(image)
     return frames
   if layout == "chart":
@@ -103,12 +123,11 @@ def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
       left, bottom = int(size * 2.5), height - size - 6
       for gy in np.linspace(4, bottom, 6):
         draw.line([left, gy, width, gy], fill=(128, 128, 128))
-        draw.text((2, gy - size / 2), f"{(bottom - gy) / bottom * 100:.0f}", font=font,
-                  fill=ink)
+        draw.text((2, gy - size / 2), f"{(bottom - gy) / bottom * 100:.0f}", font=font, fill=ink)
       split = left + (width - left) // 2 if bars.size > 5 else width
       start = int(speed * t) % 200
       for k, line in enumerate(series):
-        window = line[start:start + 100]
+        window = line[start : start + 100]
         low, high = window.min(), window.max()
         xs = np.linspace(left, split - 4, window.size)
         ys = bottom - (window - low) / max(high - low, 1e-6) * (bottom - 8)
@@ -118,47 +137,58 @@ def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
         bar_w = (width - split) / bars.size
         for k, value in enumerate(heights):
           x = split + k * bar_w
-          draw.rectangle([x + 1, bottom - value * (bottom - 8), x + bar_w - 2, bottom],
-                         fill=colours[k % len(colours)])
-      draw.text((left, bottom + 2), captions[t // 12], font=font,
-                fill=ink)
+          draw.rectangle(
+              [x + 1, bottom - value * (bottom - 8), x + bar_w - 2, bottom],
+              fill=colours[k % len(colours)],
+          )
+      draw.text((left, bottom + 2), captions[t // 12], font=font, fill=ink)
       frames[t] = np.asarray(image)
     return frames
   # lineart: strokes and curves turning about a point.
   count = int(rng.integers(20, 120))
   points = rng.uniform(-1, 1, size=(count, 4, 2)) * [width, height]
   widths = rng.integers(1, 4, size=count)
-  colours = [random_colour(rng, value=(0.0, 0.5) if not dark else (0.6, 1.0)) for _ in
-             range(count)]
+  colours = [random_colour(rng, value=(0.0, 0.5) if not dark else (0.6, 1.0)) for _ in range(count)]
   spin = speed * 0.004
   centre = np.array([width / 2, height / 2])
   for t in range(num_frames):
     image = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(image)
     angle = spin * t
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle),
-                                                                math.cos(angle)]])
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     for k in range(count):
       p = points[k] @ rotation.T * 0.6 + centre
       if k % 3 == 0:  # a cubic Bézier as a polyline
         s = np.linspace(0, 1, 24)[:, None]
-        curve = ((1 - s) ** 3 * p[0] + 3 * (1 - s) ** 2 * s * p[1] + 3 * (1 - s) * s ** 2 * p[2]
-                 + s ** 3 * p[3])
+        curve = (
+            (1 - s) ** 3 * p[0]
+            + 3 * (1 - s) ** 2 * s * p[1]
+            + 3 * (1 - s) * s**2 * p[2]
+            + s**3 * p[3]
+        )
         draw.line([tuple(q) for q in curve.tolist()], fill=colours[k], width=int(widths[k]))
       elif k % 3 == 1:
         draw.line([tuple(p[0]), tuple(p[1])], fill=colours[k], width=int(widths[k]))
       else:
         r = abs(p[2, 0] - centre[0]) / 6 + 2
-        draw.ellipse([p[0, 0] - r, p[0, 1] - r, p[0, 0] + r, p[0, 1] + r],
-                     outline=colours[k], width=int(widths[k]))
+        draw.ellipse(
+            [p[0, 0] - r, p[0, 1] - r, p[0, 0] + r, p[0, 1] + r],
+            outline=colours[k],
+            width=int(widths[k]),
+        )
     frames[t] = np.asarray(image)
   return frames
 
 
 def render_scene(row: dict, rng: np.random.Generator) -> np.ndarray:
   from PIL import Image, ImageDraw
-  params, width, height, num_frames = (row["params"], row["width"], row["height"],
-                                       row["num_frames"])
+
+  params, width, height, num_frames = (
+      row["params"],
+      row["width"],
+      row["height"],
+      row["num_frames"],
+  )
   speed = params["speed"]
   frames = np.empty((num_frames, height, width, 3), np.uint8)
   layout = params["layout"]
@@ -202,8 +232,12 @@ def render_scene(row: dict, rng: np.random.Generator) -> np.ndarray:
       layer = Image.new("RGBA", (big_w * 2, big_h), (0, 0, 0, 0))
       draw = ImageDraw.Draw(layer)
       colour = random_colour(rng, value=(0.2 + 0.1 * depth, 0.6 + 0.08 * depth))
-      draw.polygon([(0, big_h)] + [(x, float(heights[x])) for x in range(0, big_w * 2, 2)]
-                   + [(big_w * 2, big_h)], fill=colour + (255,))
+      draw.polygon(
+          [(0, big_h)]
+          + [(x, float(heights[x])) for x in range(0, big_w * 2, 2)]
+          + [(big_w * 2, big_h)],
+          fill=colour + (255,),
+      )
       for _ in range(int(rng.integers(0, 30))):  # trees, windows: detail on each layer
         x = float(rng.uniform(0, big_w * 2))
         y = float(heights[int(x) % (big_w * 2)])
@@ -215,21 +249,29 @@ def render_scene(row: dict, rng: np.random.Generator) -> np.ndarray:
       for layer, layer_speed in layers:
         offset = int(round(layer_speed * t)) % big_w
         image.alpha_composite(layer.crop((offset, 0, offset + big_w, big_h)))
-      frames[t] = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BOX)
-                             if factor > 1 else image.convert("RGB"))
+      frames[t] = np.asarray(
+          image.convert("RGB").resize((width, height), Image.Resampling.BOX)
+          if factor > 1
+          else image.convert("RGB")
+      )
     return frames
   shapes = []
   for _ in range(params["objects"]):
     size = float(rng.uniform(0.03, 0.3) * big_h)
-    shapes.append({
-        "kind": str(rng.choice(["ellipse", "rectangle", "polygon"])),
-        "position": rng.uniform([0, 0], [big_w, big_h]),
-        "velocity": rng.normal(0, speed * factor, 2), "size": size,
-        "aspect": float(rng.uniform(0.4, 1.0)),
-        "angle": float(rng.uniform(0, 2 * math.pi)), "spin": float(rng.normal(0, 0.05)),
-        "colour": random_colour(rng) + (int(rng.integers(140, 256)),),
-        "outline": random_colour(rng) if rng.random() < 0.3 else None,
-        "sides": int(rng.integers(3, 9))})
+    shapes.append(
+        {
+            "kind": str(rng.choice(["ellipse", "rectangle", "polygon"])),
+            "position": rng.uniform([0, 0], [big_w, big_h]),
+            "velocity": rng.normal(0, speed * factor, 2),
+            "size": size,
+            "aspect": float(rng.uniform(0.4, 1.0)),
+            "angle": float(rng.uniform(0, 2 * math.pi)),
+            "spin": float(rng.normal(0, 0.05)),
+            "colour": random_colour(rng) + (int(rng.integers(140, 256)),),
+            "outline": random_colour(rng) if rng.random() < 0.3 else None,
+            "sides": int(rng.integers(3, 9)),
+        }
+    )
   for t in range(num_frames):
     layer = Image.new("RGBA", (big_w, big_h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
@@ -240,19 +282,29 @@ def render_scene(row: dict, rng: np.random.Generator) -> np.ndarray:
       y = big_h - abs((y % (2 * big_h)) - big_h)
       s = shape["size"]
       if shape["kind"] == "ellipse":
-        draw.ellipse([x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]],
-                     fill=shape["colour"], outline=shape["outline"], width=factor)
+        draw.ellipse(
+            [x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]],
+            fill=shape["colour"],
+            outline=shape["outline"],
+            width=factor,
+        )
       elif shape["kind"] == "rectangle":
-        draw.rectangle([x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]],
-                       fill=shape["colour"], outline=shape["outline"], width=factor)
+        draw.rectangle(
+            [x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]],
+            fill=shape["colour"],
+            outline=shape["outline"],
+            width=factor,
+        )
       else:
-        draw.regular_polygon((x, y, s), shape["sides"],
-                             rotation=math.degrees(shape["angle"] + shape["spin"] * t),
-                             fill=shape["colour"], outline=shape["outline"])
+        draw.regular_polygon(
+            (x, y, s),
+            shape["sides"],
+            rotation=math.degrees(shape["angle"] + shape["spin"] * t),
+            fill=shape["colour"],
+            outline=shape["outline"],
+        )
     image = Image.alpha_composite(background, layer).convert("RGB")
     if factor > 1:
       image = image.resize((width, height), Image.Resampling.BOX)
     frames[t] = np.asarray(image)
   return frames
-
-

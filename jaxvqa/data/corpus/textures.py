@@ -8,25 +8,36 @@ import numpy as np
 
 from jaxvqa.data.corpus.drawing import gradient_image, random_colour
 
+
 def render_deadleaves(row: dict, rng: np.random.Generator) -> np.ndarray:
-  params, width, height, num_frames = (row["params"], row["width"], row["height"],
-                                       row["num_frames"])
+  params, width, height, num_frames = (
+      row["params"],
+      row["width"],
+      row["height"],
+      row["num_frames"],
+  )
   scale = min(width, height) / 216  # radii are given for a 216-line frame
   r_min, r_max = (r * scale for r in params["radius"])
   # Radii ~ r^-3 between r_min and r_max (scale-invariant dead leaves), by inverse CDF.
   u = rng.uniform(size=params["leaves"])
-  radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
+  radii = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5
   margin = r_max
-  positions = rng.uniform([-margin, -margin], [width + margin, height + margin],
-                          size=(params["leaves"], 2))
+  positions = rng.uniform(
+      [-margin, -margin], [width + margin, height + margin], size=(params["leaves"], 2)
+  )
   velocities = rng.normal(0, params["speed"], size=(params["leaves"], 2)) + rng.normal(
-      0, params["speed"] / 2, size=2)
+      0, params["speed"] / 2, size=2
+  )
   shapes = rng.choice(["disc", "square", "polygon"], size=params["leaves"])
   fills = rng.choice(params["fills"], size=params["leaves"])
-  colours = [np.array(random_colour(rng, params["saturation"]), np.float32)
-             for _ in range(params["leaves"])]
-  seconds = [np.array(random_colour(rng, params["saturation"]), np.float32)
-             for _ in range(params["leaves"])]
+  colours = [
+      np.array(random_colour(rng, params["saturation"]), np.float32)
+      for _ in range(params["leaves"])
+  ]
+  seconds = [
+      np.array(random_colour(rng, params["saturation"]), np.float32)
+      for _ in range(params["leaves"])
+  ]
   angles = rng.uniform(0, 2 * math.pi, size=params["leaves"])
   spins = rng.normal(0, 0.02 * (params["speed"] > 0), size=params["leaves"])
   periods = rng.uniform(2, 20, size=params["leaves"])
@@ -71,25 +82,31 @@ def render_deadleaves(row: dict, rng: np.random.Generator) -> np.ndarray:
         elif fill == "gradient":
           mix = np.clip(0.5 + v_ / (2 * r), 0, 1)
         else:
-          mix = np.clip(0.5 + 0.25 * noise_tile[np.mod(v_.astype(int), 64),
-                                               np.mod(u_.astype(int), 64)], 0, 1)
+          mix = np.clip(
+              0.5 + 0.25 * noise_tile[np.mod(v_.astype(int), 64), np.mod(u_.astype(int), 64)], 0, 1
+          )
         patch = (colours[leaf] + (seconds[leaf] - colours[leaf]) * mix[..., None])[mask]
       region = frame[y_lo:y_hi, x_lo:x_hi]
       region[mask] = patch
     if params["blur_edges"]:
-      frame = (frame + np.roll(frame, 1, 0) + np.roll(frame, 1, 1) + np.roll(frame, (1, 1),
-                                                                              (0, 1))) / 4
+      frame = (
+          frame + np.roll(frame, 1, 0) + np.roll(frame, 1, 1) + np.roll(frame, (1, 1), (0, 1))
+      ) / 4
     out[t] = np.clip(frame, 0, 255).astype(np.uint8)
   return out
 
 
 def render_noise(row: dict, rng: np.random.Generator) -> np.ndarray:
-  params, width, height, num_frames = (row["params"], row["width"], row["height"],
-                                       row["num_frames"])
+  params, width, height, num_frames = (
+      row["params"],
+      row["width"],
+      row["height"],
+      row["num_frames"],
+  )
   ky = np.fft.fftfreq(height)[:, None]
   kx = np.fft.rfftfreq(width)[None, :]
   frequency = np.hypot(kx, ky)
-  amplitude = (frequency ** 2 + (1.0 / max(width, height)) ** 2) ** (-params["alpha"] / 2)
+  amplitude = (frequency**2 + (1.0 / max(width, height)) ** 2) ** (-params["alpha"] / 2)
   amplitude[0, 0] = 0.0
   channels = 1 if params["colour"] == "grey" else 3
   shape = (channels,) + amplitude.shape
@@ -120,12 +137,28 @@ def render_noise(row: dict, rng: np.random.Generator) -> np.ndarray:
 
 
 # Points near the Mandelbrot set's boundary where a zoom stays detailed.
-MANDELBROT_POINTS = ((-0.743643887, 0.131825904), (-0.7453, 0.1127), (0.25498704, -0.00056798),
-                     (-1.25066, 0.02012), (-0.16070135, 1.0375665), (-0.77568377, 0.13646737),
-                     (-1.7497, 0.0), (0.001643721971153, 0.822467633298876),
-                     (-0.10109636, 0.95628651), (0.3750001200618655, -0.2166393884377127))
-JULIA_CENTRES = ((-0.8, 0.156), (-0.4, 0.6), (0.285, 0.01), (-0.70176, -0.3842),
-                 (-0.835, -0.2321), (0.355, 0.355), (-0.54, 0.54), (0.37, 0.1))
+MANDELBROT_POINTS = (
+    (-0.743643887, 0.131825904),
+    (-0.7453, 0.1127),
+    (0.25498704, -0.00056798),
+    (-1.25066, 0.02012),
+    (-0.16070135, 1.0375665),
+    (-0.77568377, 0.13646737),
+    (-1.7497, 0.0),
+    (0.001643721971153, 0.822467633298876),
+    (-0.10109636, 0.95628651),
+    (0.3750001200618655, -0.2166393884377127),
+)
+JULIA_CENTRES = (
+    (-0.8, 0.156),
+    (-0.4, 0.6),
+    (0.285, 0.01),
+    (-0.70176, -0.3842),
+    (-0.835, -0.2321),
+    (0.355, 0.355),
+    (-0.54, 0.54),
+    (0.37, 0.1),
+)
 
 
 def _escape_counts(z: np.ndarray, c: np.ndarray | complex, max_iterations: int) -> np.ndarray:
@@ -152,19 +185,27 @@ def _escape_counts(z: np.ndarray, c: np.ndarray | complex, max_iterations: int) 
     if escaped.any():
       # Fractional count: removes the colour bands of integer escape times.
       log_modulus = np.log(magnitude[escaped]) / 2
-      result[alive[escaped]] = iteration + 1 - np.log2(np.maximum(log_modulus, 1e-9) /
-                                                       math.log(2))
+      result[alive[escaped]] = iteration + 1 - np.log2(np.maximum(log_modulus, 1e-9) / math.log(2))
       keep = ~escaped
-      real, imag, c_real, c_imag, alive = (real[keep], imag[keep], c_real[keep],
-                                           c_imag[keep], alive[keep])
+      real, imag, c_real, c_imag, alive = (
+          real[keep],
+          imag[keep],
+          c_real[keep],
+          c_imag[keep],
+          alive[keep],
+      )
       if not alive.size:
         break
   return result.reshape(shape)
 
 
 def render_fractal(row: dict, rng: np.random.Generator) -> np.ndarray:
-  params, width, height, num_frames = (row["params"], row["width"], row["height"],
-                                       row["num_frames"])
+  params, width, height, num_frames = (
+      row["params"],
+      row["width"],
+      row["height"],
+      row["num_frames"],
+  )
   # Cosine palette (a + b cos 2π(c s + d)): smooth, cycling, any hue set.
   a, b = rng.uniform(0.3, 0.7, 3), rng.uniform(0.2, 0.5, 3)
   c, d = rng.uniform(0.5, 2.0, 3), rng.uniform(0, 1, 3)
@@ -180,7 +221,8 @@ def render_fractal(row: dict, rng: np.random.Generator) -> np.ndarray:
     orbit_phase = rng.uniform(0, 2 * math.pi)
   rotation = rng.uniform(0, 2 * math.pi)
   grid = (np.arange(width) - width / 2 + 0.5)[None, :] + 1j * (
-      np.arange(height) - height / 2 + 0.5)[:, None]
+      np.arange(height) - height / 2 + 0.5
+  )[:, None]
   grid = grid * np.exp(1j * rotation) / width
   out = np.empty((num_frames, height, width, 3), np.uint8)
   for t in range(num_frames):
@@ -195,5 +237,3 @@ def render_fractal(row: dict, rng: np.random.Generator) -> np.ndarray:
     colour[counts >= params["max_iterations"]] = 0.0  # the set itself is black
     out[t] = np.clip(colour * 255, 0, 255).astype(np.uint8)
   return out
-
-

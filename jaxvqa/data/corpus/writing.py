@@ -30,9 +30,10 @@ class CorpusError(RuntimeError):
   def __init__(self, failures: dict[str, str]):
     self.failures = dict(failures)
     listed = "; ".join(f"{name}: {reason}" for name, reason in sorted(failures.items())[:5])
-    super().__init__(f"{len(failures)} corpus clips failed ({listed}); the others are in "
-                     "corpus.jsonl, run again to retry")
-
+    super().__init__(
+        f"{len(failures)} corpus clips failed ({listed}); the others are in "
+        "corpus.jsonl, run again to retry"
+    )
 
 
 def _partial_path(final: Path) -> Path:
@@ -43,18 +44,52 @@ def encode_lossless(frames: np.ndarray, out_path: Path, fps: float) -> None:
   """Pipes RGB frames into one single-threaded ffmpeg: x264 qp 0, yuv420p, Matroska."""
   num_frames, height, width, _ = frames.shape
   partial = _partial_path(out_path)
-  command = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error",
-             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-             "-framerate", f"{fps:g}", "-i", "pipe:0", "-an",
-             "-vf", "format=yuv420p", "-frames:v", str(num_frames),
-             "-c:v", "libx264", "-qp", "0", "-preset", "veryfast", "-threads", "1",
-             "-f", "matroska", str(partial)]
+  command = [
+      ffmpeg.ffmpeg_exe(),
+      "-hide_banner",
+      "-nostdin",
+      "-y",
+      "-v",
+      "error",
+      "-f",
+      "rawvideo",
+      "-pix_fmt",
+      "rgb24",
+      "-s",
+      f"{width}x{height}",
+      "-framerate",
+      f"{fps:g}",
+      "-i",
+      "pipe:0",
+      "-an",
+      "-vf",
+      "format=yuv420p",
+      "-frames:v",
+      str(num_frames),
+      "-c:v",
+      "libx264",
+      "-qp",
+      "0",
+      "-preset",
+      "veryfast",
+      "-threads",
+      "1",
+      "-f",
+      "matroska",
+      str(partial),
+  ]
   try:
-    completed = subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    completed = subprocess.run(
+        command,
+        input=np.ascontiguousarray(frames).tobytes(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
     if completed.returncode != 0:
-      raise ffmpeg.FfmpegError(command, completed.returncode,
-                               completed.stderr.decode("utf-8", errors="replace"))
+      raise ffmpeg.FfmpegError(
+          command, completed.returncode, completed.stderr.decode("utf-8", errors="replace")
+      )
     os.replace(partial, out_path)
   finally:
     partial.unlink(missing_ok=True)
@@ -76,8 +111,11 @@ def _make_clips(rows: list[dict], out_dir: str) -> list[tuple[str, float, str | 
       encode_lossless(frames, Path(out_dir) / f"{row['name']}.mkv", row["fps"])
       error = None
     except Exception as failure:  # named in CorpusError; the other clips go on
-      error = failure.reason if isinstance(failure, ffmpeg.FfmpegError) else (
-          f"{type(failure).__name__}: {failure}")
+      error = (
+          failure.reason
+          if isinstance(failure, ffmpeg.FfmpegError)
+          else (f"{type(failure).__name__}: {failure}")
+      )
     results.append((row["name"], _cpu_seconds() - started, error))
   return results
 
@@ -123,10 +161,19 @@ def _json_roundtrip(row: dict) -> dict:
   return json.loads(json.dumps(row))
 
 
-def make_corpus(out_dir: str | os.PathLike, *, count: int = 400, width: int = 384,
-                height: int = 216, num_frames: int = 24, fps: float = 24, seed: int = 0,
-                jobs: int | None = None, image_dirs: Sequence[str | os.PathLike] = (),
-                progress: bool = True) -> list[dict]:
+def make_corpus(
+    out_dir: str | os.PathLike,
+    *,
+    count: int = 400,
+    width: int = 384,
+    height: int = 216,
+    num_frames: int = 24,
+    fps: float = 24,
+    seed: int = 0,
+    jobs: int | None = None,
+    image_dirs: Sequence[str | os.PathLike] = (),
+    progress: bool = True,
+) -> list[dict]:
   """Writes `count` lossless source clips and `corpus.jsonl` to `out_dir`.
 
   Args:
@@ -151,38 +198,62 @@ def make_corpus(out_dir: str | os.PathLike, *, count: int = 400, width: int = 38
     CorpusError: some clips failed (named); the rest are written and listed.
   """
   if width % 2 or height % 2 or width < 16 or height < 16:
-    raise ValueError(f"width and height must be even numbers ≥ 16 (yuv420p), got "
-                     f"{width}x{height}")
+    raise ValueError(
+        f"width and height must be even numbers ≥ 16 (yuv420p), got " f"{width}x{height}"
+    )
   if count < 1 or num_frames < 1 or not fps > 0:
-    raise ValueError(f"count, num_frames and fps must be positive, got count={count}, "
-                     f"num_frames={num_frames}, fps={fps}")
+    raise ValueError(
+        f"count, num_frames and fps must be positive, got count={count}, "
+        f"num_frames={num_frames}, fps={fps}"
+    )
   started = time.perf_counter()
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for stale in out_dir.glob(".*.partial.mkv"):
     stale.unlink(missing_ok=True)
-  rows = [_json_roundtrip(row) for row in plan_corpus(
-      count, width=width, height=height, num_frames=num_frames, fps=fps, seed=seed,
-      image_dirs=image_dirs)]
+  rows = [
+      _json_roundtrip(row)
+      for row in plan_corpus(
+          count,
+          width=width,
+          height=height,
+          num_frames=num_frames,
+          fps=fps,
+          seed=seed,
+          image_dirs=image_dirs,
+      )
+  ]
   log_path = out_dir / PARTIAL_LOG_NAME
   finished = {**_read_rows(out_dir / CORPUS_NAME), **_read_rows(log_path)}
-  pending = [row for row in rows
-             if finished.get(row["name"]) != row or not (out_dir / f"{row['name']}.mkv").is_file()]
+  pending = [
+      row
+      for row in rows
+      if finished.get(row["name"]) != row or not (out_dir / f"{row['name']}.mkv").is_file()
+  ]
   by_name = {row["name"]: row for row in pending}
   failures: dict[str, str] = {}
   cpu_seconds = 0.0
   jobs = max(1, min(jobs or os.cpu_count() or 1, len(pending) or 1))
   from tqdm import tqdm
+
   if pending:
     # fork where there is one: workers start at once and work from any __main__
     # (spawn re-imports it and fails from stdin or a notebook). Workers never
     # touch JAX, so its threads in a parent that imported it do not matter.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool, \
-        open(log_path, "a") as log, \
-        tqdm(total=len(pending), desc="make-corpus", unit="clip", file=sys.stderr,
-             disable=not progress, dynamic_ncols=True) as bar:
+    with (
+        concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool,
+        open(log_path, "a") as log,
+        tqdm(
+            total=len(pending),
+            desc="make-corpus",
+            unit="clip",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
       futures = [pool.submit(_make_clips, batch, str(out_dir)) for batch in _batches(pending)]
       for future in concurrent.futures.as_completed(futures):
         for name, seconds, error in future.result():
@@ -201,13 +272,19 @@ def make_corpus(out_dir: str | os.PathLike, *, count: int = 400, width: int = 38
     kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
   made = len(pending) - len(failures)
   wall = time.perf_counter() - started
-  rate = (f", {cpu_seconds / made:.2f} CPU s per clip ({made / cpu_seconds:.2f} clips/s per "
-          "core)" if made and cpu_seconds else "")
-  print(f"make-corpus: {len(done)} clips in {out_dir} ({made} made, {len(done) - made} "
-        f"reused, {len(failures)} failed; "
-        f"{', '.join(f'{kind} {n}' for kind, n in kinds.items())}; "
-        f"{len({row['family'] for row in done})} families) in {wall:.1f} s wall with "
-        f"{jobs} jobs{rate}", file=sys.stderr)
+  rate = (
+      f", {cpu_seconds / made:.2f} CPU s per clip ({made / cpu_seconds:.2f} clips/s per " "core)"
+      if made and cpu_seconds
+      else ""
+  )
+  print(
+      f"make-corpus: {len(done)} clips in {out_dir} ({made} made, {len(done) - made} "
+      f"reused, {len(failures)} failed; "
+      f"{', '.join(f'{kind} {n}' for kind, n in kinds.items())}; "
+      f"{len({row['family'] for row in done})} families) in {wall:.1f} s wall with "
+      f"{jobs} jobs{rate}",
+      file=sys.stderr,
+  )
   if failures:
     raise CorpusError(failures)
   return done
