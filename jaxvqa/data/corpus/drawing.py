@@ -79,3 +79,8 @@ def gradient_image(rng: np.random.Generator, width: int, height: int) -> np.ndar
 
 def text_line(rng: np.random.Generator, words: int) -> str:
   return " ".join(pseudo_words(rng, words))
+
+
+def clip_fields(row: dict) -> tuple[dict, int, int, int]:
+  """(params, width, height, num_frames) of a planned clip's row."""
+  return row["params"], row["width"], row["height"], row["num_frames"]

@@ -6,18 +6,19 @@ import math
 
 import numpy as np
 
-from jaxvqa.data.corpus.drawing import gradient_image, load_font, random_colour, text_line
+from jaxvqa.data.corpus.drawing import (
+    clip_fields,
+    gradient_image,
+    load_font,
+    random_colour,
+    text_line,
+)
 
 
 def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
   from PIL import Image, ImageDraw
 
-  params, width, height, num_frames = (
-      row["params"],
-      row["width"],
-      row["height"],
-      row["num_frames"],
-  )
+  params, width, height, num_frames = clip_fields(row)
   size = max(6, int(params["font_size"] * height / 216))
   font = load_font(params["font"], size)
   dark = params["dark"]
@@ -183,12 +184,7 @@ def render_text(row: dict, rng: np.random.Generator) -> np.ndarray:
 def render_scene(row: dict, rng: np.random.Generator) -> np.ndarray:
   from PIL import Image, ImageDraw
 
-  params, width, height, num_frames = (
-      row["params"],
-      row["width"],
-      row["height"],
-      row["num_frames"],
-  )
+  params, width, height, num_frames = clip_fields(row)
   speed = params["speed"]
   frames = np.empty((num_frames, height, width, 3), np.uint8)
   layout = params["layout"]
@@ -281,20 +277,10 @@ def render_scene(row: dict, rng: np.random.Generator) -> np.ndarray:
       x = big_w - abs((x % (2 * big_w)) - big_w)
       y = big_h - abs((y % (2 * big_h)) - big_h)
       s = shape["size"]
-      if shape["kind"] == "ellipse":
-        draw.ellipse(
-            [x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]],
-            fill=shape["colour"],
-            outline=shape["outline"],
-            width=factor,
-        )
-      elif shape["kind"] == "rectangle":
-        draw.rectangle(
-            [x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]],
-            fill=shape["colour"],
-            outline=shape["outline"],
-            width=factor,
-        )
+      box = [x - s, y - s * shape["aspect"], x + s, y + s * shape["aspect"]]
+      if shape["kind"] in ("ellipse", "rectangle"):
+        draw_box = draw.ellipse if shape["kind"] == "ellipse" else draw.rectangle
+        draw_box(box, fill=shape["colour"], outline=shape["outline"], width=factor)
       else:
         draw.regular_polygon(
             (x, y, s),

@@ -10,7 +10,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from jaxvqa.data import sources
 
 MAX_ZOOM = 1.5  # magnification allowed to make a small photograph cover the frame

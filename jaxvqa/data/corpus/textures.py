@@ -6,16 +6,11 @@ import math
 
 import numpy as np
 
-from jaxvqa.data.corpus.drawing import gradient_image, random_colour
+from jaxvqa.data.corpus.drawing import clip_fields, gradient_image, random_colour
 
 
 def render_deadleaves(row: dict, rng: np.random.Generator) -> np.ndarray:
-  params, width, height, num_frames = (
-      row["params"],
-      row["width"],
-      row["height"],
-      row["num_frames"],
-  )
+  params, width, height, num_frames = clip_fields(row)
   scale = min(width, height) / 216  # radii are given for a 216-line frame
   r_min, r_max = (r * scale for r in params["radius"])
   # Radii ~ r^-3 between r_min and r_max (scale-invariant dead leaves), by inverse CDF.
@@ -97,12 +92,7 @@ def render_deadleaves(row: dict, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_noise(row: dict, rng: np.random.Generator) -> np.ndarray:
-  params, width, height, num_frames = (
-      row["params"],
-      row["width"],
-      row["height"],
-      row["num_frames"],
-  )
+  params, width, height, num_frames = clip_fields(row)
   ky = np.fft.fftfreq(height)[:, None]
   kx = np.fft.rfftfreq(width)[None, :]
   frequency = np.hypot(kx, ky)
@@ -200,12 +190,7 @@ def _escape_counts(z: np.ndarray, c: np.ndarray | complex, max_iterations: int) 
 
 
 def render_fractal(row: dict, rng: np.random.Generator) -> np.ndarray:
-  params, width, height, num_frames = (
-      row["params"],
-      row["width"],
-      row["height"],
-      row["num_frames"],
-  )
+  params, width, height, num_frames = clip_fields(row)
   # Cosine palette (a + b cos 2π(c s + d)): smooth, cycling, any hue set.
   a, b = rng.uniform(0.3, 0.7, 3), rng.uniform(0.2, 0.5, 3)
   c, d = rng.uniform(0.5, 2.0, 3), rng.uniform(0, 1, 3)
