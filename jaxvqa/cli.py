@@ -14,7 +14,7 @@ import jaxvqa
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jaxvqa.commands import convert, make_corpus, make_dataset, score, score_beam
+  from jaxvqa.commands import convert, doctor, export, make_corpus, make_dataset, score, score_beam
 
   parser = argparse.ArgumentParser(
       prog="jaxvqa",
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
   make_corpus.add_subcommand(subparsers)
   score.add_subcommand(subparsers)
   score_beam.add_subcommand(subparsers)
+  export.add_subcommand(subparsers)
+  doctor.add_subcommand(subparsers)
   return parser
 
 
