@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
       num_frames=8,
       frame_size=256,
       sampling="resize_crop",    # or "fragments" (native-resolution grid, the authors' SAMA)
+      fragment_grid=8,           # fragments: grid × grid native patches of frame_size/grid px
       groups_per_batch=4,        # bitrate groups per batch ...
       videos_per_group=2,        # ... × videos per group = global batch size (8, as the paper)
       eval_batch_size=8,

@@ -25,7 +25,9 @@ DEMO_TEST_MEDIA = ("skimage-motorcycle_left", "skimage-motorcycle_right", "skima
 
 
 def _variant(sampling="fragments", pretrain=True, container=False, **loss) -> dict:
-  weights = dict(plcc=1.0, rank=0.3, group=1.0)
+  # The paper's losses plus the within-source rank term (jaxvqa/stacked.py: LOSS_TERMS); the
+  # "paper_losses" variant leaves it out.
+  weights = dict(plcc=1.0, rank=0.3, group=1.0, source_rank=1.0)
   weights.update(loss)
   return dict(sampling=sampling, pretrain=pretrain, container=container, loss=weights)
 
@@ -52,15 +54,17 @@ def get_config() -> ml_collections.ConfigDict:
       jobs=0,               # decoding processes; 0 = all cores
   ))
   config.kfold = ml_collections.ConfigDict(dict(
-      folds=5, seed=0, hold_out_media=DEMO_TEST_MEDIA, ship_variant="native"))
+      folds=5, seed=0, hold_out_media=DEMO_TEST_MEDIA, ship_variant="native",
+      ship_id="jaxvqa-vmaf-s-1"))  # name-version of the shipped model (docs/MODEL.md)
   config.loss = ml_collections.ConfigDict(dict(
       temperature=0.1, margin=0.0, contrastive_variant="mean_positive"))
   config.optim = ml_collections.ConfigDict(dict(
       learning_rate=5e-4, backbone_lr_multiplier=1.0, weight_decay=0.05, warmup_steps=200,
       steps=3000, grad_clip_norm=1.0, ema_decay=0.995))
-  config.pretrain = ml_collections.ConfigDict(dict(steps=1000, learning_rate=5e-4, margin=0.1))
+  config.pretrain = ml_collections.ConfigDict(dict(steps=500, learning_rate=5e-4, margin=0.1))
   config.variants = ml_collections.ConfigDict(dict(
       native=_variant(),
+      paper_losses=_variant(source_rank=0.0),
       resized=_variant(sampling="resize_crop"),
       no_pretrain=_variant(pretrain=False),
       no_group=_variant(group=0.0),

@@ -1,6 +1,6 @@
 """The Python API: a trained run as a scorer of files and arrays, and as a differentiable loss.
 
-    m = jaxvqa.load(WORKDIR)          # QualityModel over inference.TrainedModel
+    m = jaxvqa.load()                 # the shipped model; jaxvqa.load(WORKDIR): a training run
     m.score("clip.mp4")               # float, calibrated: the label scale (VMAF 0-100, MOS, ...)
     m.score_many(paths)               # [float | None]; m.last_errors = {path: reason} for the Nones
     m.score_frames(frames_uint8)      # decoded frames [T, H, W, 3] or [B, T, H, W, 3]
@@ -17,7 +17,7 @@ frames of S×S, see `QualityModel.prepare`): sampling and resizing pick and resa
 function starts after them. The calibration follows in JAX (`calibrate_jax`), so the value is
 `m.score` of that clip; its gradient is zero where the calibration is clipped to the labels' range.
 
-jaxvqa does not ship a model yet (issue 16, item 1): `load()` needs the workdir of a training run.
+`load()` with no argument loads the model that ships inside the package (docs/MODEL.md).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,11 +35,6 @@ import numpy as np
 from jaxvqa import calibration as calibration_lib
 from jaxvqa import checkpointing, inference, metrics, scoring, steps
 from jaxvqa.data import video
-
-NO_SHIPPED_MODEL = (
-    "jaxvqa {version} ships no model yet: pass the workdir of a training run, e.g. "
-    "jaxvqa.load('workdirs/demo') after `python train.py --config configs/demo.py`")
-
 
 class QualityModel:
   """A trained run as a scorer of video files and frame arrays.
@@ -165,17 +161,17 @@ def _checked_frames(frames: Any) -> np.ndarray:
 
 def load(workdir: str | os.PathLike | None = None, *, which: str = "best", ema: bool = True,
          num_devices: int | None = None) -> QualityModel:
-  """The run in `workdir` (what `python train.py` wrote) as a `QualityModel`.
+  """The model shipped with jaxvqa (no argument; docs/MODEL.md), or the run in `workdir` (what
+  `python train.py` wrote; a directory with a shipped model's model.json also works).
 
   which: "best" (highest validation SRCC; carries the calibration) or "latest" (raw scores).
   ema: the EMA weights (what validation chose) or the raw ones. num_devices: devices to score on
   (default all). Raises checkpointing.CheckpointNotFoundError (a FileNotFoundError) when there is
-  no run or checkpoint there, or when `workdir` is left out (no model ships with jaxvqa yet), and
-  checkpointing.CheckpointError for a damaged one; each message is one line naming what is wrong.
+  no run or checkpoint there, and checkpointing.CheckpointError for a damaged one; each message is
+  one line naming what is wrong.
   """
-  if workdir is None:
-    from jaxvqa import __version__
-    raise checkpointing.CheckpointNotFoundError(NO_SHIPPED_MODEL.format(version=__version__))
+  if workdir is None or (Path(workdir) / inference.SHIPPED_CARD).is_file():
+    return QualityModel(inference.load_shipped_model(workdir, num_devices=num_devices))
   return QualityModel(inference.load_trained_model(
       workdir, which=which, ema=ema, num_devices=num_devices))
 

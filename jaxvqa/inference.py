@@ -34,6 +34,9 @@ from jaxvqa.data import video
 from jaxvqa.models import vqa
 
 WHICH_CHECKPOINTS = ("best", "latest")
+# The model inside the package (docs/MODEL.md), written by `jaxvqa.kfold.ship_model`.
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
 # Clips per device per call, for `jaxvqa score` and `eval.py` alike (8 clips of 8 frames = 64
 # frames, the batch the speed targets are measured at).
 DEFAULT_PER_DEVICE_BATCH = 8
@@ -182,3 +185,41 @@ def load_trained_model(
 def load_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
   """WORKDIR/config.json as a ConfigDict (lists where the run had tuples; builders accept both)."""
   return ml_collections.ConfigDict(checkpointing.load_config_dict(workdir))
+
+
+def load_shipped_model(directory: str | Path | None = None, *, num_devices: int | None = None
+                       ) -> TrainedModel:
+  """The model shipped inside jaxvqa (default), or one that `jaxvqa.kfold.ship_model` wrote in
+  `directory`: model.json (id, config, calibration, provenance) + params.msgpack (weights).
+
+  Raises checkpointing.CheckpointNotFoundError when the directory holds no shipped model, and
+  checkpointing.CheckpointError when its files do not fit together.
+  """
+  from flax import serialization
+  directory = Path(directory or SHIPPED_DIR).absolute()
+  card_path, params_path = directory / SHIPPED_CARD, directory / SHIPPED_PARAMS
+  for path in (card_path, params_path):
+    if not path.is_file():
+      raise checkpointing.CheckpointNotFoundError(
+          f"{directory} holds no shipped model: {path.name} is missing (a shipped model is the "
+          "model.json and params.msgpack that `python train.py --config configs/kfold.py` writes "
+          "in WORKDIR/shipped)")
+  try:
+    card = json.loads(card_path.read_text())
+    config = ml_collections.ConfigDict(card["config"])
+    params = serialization.msgpack_restore(params_path.read_bytes())
+  except (ValueError, KeyError, TypeError) as error:
+    raise checkpointing.CheckpointError(f"{directory}: damaged shipped model ({error})") from error
+  checkpoint = CheckpointInfo(path=directory, which=f"shipped {card.get('id', '?')}",
+                              step=int(card.get("training", {}).get("finetune_steps", 0)),
+                              weights="ema")
+  model = TrainedModel(config, params, {"calibration": card.get("calibration")}, checkpoint,
+                       num_devices=num_devices)
+  expected = jax.eval_shape(lambda: model.model.init(
+      jax.random.PRNGKey(0), np.zeros((1, *model.clip_shape), np.uint8), train=False)["params"])
+  if jax.tree.structure(expected) != jax.tree.structure(params) or any(
+      a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))):
+    raise checkpointing.CheckpointError(
+        f"{directory}: the weights in {SHIPPED_PARAMS} do not fit the model that {SHIPPED_CARD} "
+        "describes")
+  return model

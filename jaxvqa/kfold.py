@@ -35,11 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa import calibration, checkpointing, config as config_lib, losses, metrics, optim, run_log, steps
+from jaxvqa import (calibration, checkpointing, config as config_lib, inference, losses, metrics,
+                    optim, run_log, steps)
 from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
-from jaxvqa.stacked import FINETUNE, LOSS_TERMS, PRETRAIN, ModelSpec, StackedRun
+from jaxvqa.stacked import (FINETUNE, LOSS_TERMS, PAPER_LOSS_TERMS, PRETRAIN, ModelSpec,
+                            StackedRun)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,13 @@ def validate_config(config) -> None:
             f"must be one of {video.MODES}, got {variant.sampling!r}")
     unknown = sorted(set(variant.loss) - set(LOSS_TERMS))
     require(not unknown, f"variants.{name}.loss", f"unknown terms {unknown}; known: {LOSS_TERMS}")
-    require(any(variant.loss.get(term, 0) > 0 for term in ("plcc", "l1", "rank", "all_pairs_rank")),
-            f"variants.{name}.loss", "needs a positive score loss (plcc, l1, rank, all_pairs_rank)")
-    losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in LOSS_TERMS})
+    require(any(variant.loss.get(term, 0) > 0
+                for term in ("plcc", "l1", "rank", "all_pairs_rank", "source_rank")),
+            f"variants.{name}.loss",
+            "needs a positive score loss (plcc, l1, rank, all_pairs_rank, source_rank)")
+    losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in PAPER_LOSS_TERMS})
+    require(variant.loss.get("source_rank", 0.0) >= 0, f"variants.{name}.loss.source_rank",
+            f"must be >= 0, got {variant.loss.get('source_rank')}")
   if config.kfold.ship_variant:
     require(not config.variants[config.kfold.ship_variant].container, "kfold.ship_variant",
             "must be a pixel-only variant (container=False): the shipped scorer reads pixels only")
@@ -128,9 +134,10 @@ class HostSampler:
                *, groups: int, per_group: int, seed: int):
     self.data, self.layout, self.seed = data, layout, seed
     self.groups, self.per_group = groups, per_group
-    self.by_rung = [{rung: members for rung in np.unique(data.rung[indices])
-                     if len(members := indices[data.rung[indices] == rung]) >= 2}
-                    for indices in train_sets]
+    # VMAF batches are sources × rungs (PAPER.md: "e.g. 2 sources × 4 rungs"): every source of a
+    # batch appears at every rung of it, so the batch holds the within-source contrasts that
+    # compression makes, not only content differences between rungs.
+    self.ladders = [self._ladders(indices) for indices in train_sets]
     # Free-label tuples: encodes of one source, codec and resolution, ordered by bitrate.
     self.tuples = []
     for indices in train_sets:
@@ -139,10 +146,25 @@ class HostSampler:
       _, tuple_id = np.unique(keys, axis=0, return_inverse=True)
       self.tuples.append([indices[tuple_id.reshape(-1) == t] for t in range(tuple_id.max() + 1)])
     self.tuple_size = min(len(members) for per_fold in self.tuples for members in per_fold)
-    for fold, rungs in enumerate(self.by_rung):
-      if len(rungs) < groups:
-        raise ValueError(f"fold {fold}: its training encodes span {len(rungs)} bitrate groups with "
-                         f"≥ 2 videos; config.data.groups_per_batch={groups} needs that many")
+    num_rungs = int(data.rung.max()) + 1
+    if num_rungs < groups:
+      raise ValueError(f"the set has {num_rungs} bitrate groups (rungs); "
+                       f"config.data.groups_per_batch={groups} needs that many")
+    for fold, ladders in enumerate(self.ladders):
+      if len(ladders[0]) < per_group:
+        raise ValueError(f"fold {fold}: {len(ladders[0])} training sources have every rung; "
+                         f"config.data.videos_per_group={per_group} needs that many")
+
+  def _ladders(self, indices: np.ndarray) -> tuple[np.ndarray, list[list[list[int]]]]:
+    """(sources with every rung of the set, encodes[source][rung] — one per codec)."""
+    data = self.data
+    num_rungs = int(data.rung.max()) + 1
+    encodes: dict[int, list[list[int]]] = {}
+    for index in indices:
+      encodes.setdefault(int(data.source[index]), [[] for _ in range(num_rungs)])[
+          int(data.rung[index])].append(int(index))
+    complete = sorted(source for source, rungs in encodes.items() if all(rungs))
+    return np.asarray(complete, np.int64), [encodes[source] for source in complete]
 
   @property
   def batch_size(self) -> int:
@@ -165,19 +187,19 @@ class HostSampler:
             np.concatenate([groups, count + np.arange(pad)]))
 
   def _group_batch(self, fold: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """`groups` bitrate groups × `per_group` videos of that rung from different draws."""
-    rungs = sorted(self.by_rung[fold])
-    chosen = rng.choice(len(rungs), self.groups, replace=False)
-    videos = np.concatenate([rng.choice(self.by_rung[fold][rungs[c]], self.per_group,
-                                        replace=False) for c in chosen])
-    return videos, np.repeat(np.asarray(rungs)[chosen], self.per_group)
+    """`groups` rungs × the same `per_group` sources (a random codec per cell), group-major."""
+    sources, encodes = self.ladders[fold]
+    rungs = rng.choice(len(encodes[0]), self.groups, replace=False)
+    chosen = rng.choice(len(sources), self.per_group, replace=False)
+    videos = [encodes[s][r][rng.integers(len(encodes[s][r]))] for r in rungs for s in chosen]
+    return np.asarray(videos), np.repeat(rungs, self.per_group)
 
   def draw(self, stage: str, step: int) -> dict[str, np.ndarray]:
     """Index arrays for every fold: video [K, B], group [K, B], frame picks [K, B, T],
     fragment origins rows/cols [K, B, g], flip [K, B]; `rank_label` [K, B] for the free labels."""
     rng = self._rng(stage, step)
     batch_of = self._free_label_batch if stage == PRETRAIN else self._group_batch
-    videos, groups = zip(*(batch_of(fold, rng) for fold in range(len(self.by_rung))))
+    videos, groups = zip(*(batch_of(fold, rng) for fold in range(len(self.ladders))))
     rank_label = [np.log(self.data.bits_per_pixel[fold_videos]) for fold_videos in videos]
     num_folds, batch = len(videos), self.batch_size
     layout = self.layout
@@ -376,8 +398,8 @@ def _json_ready(value):
 
 def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path | None:
   """Writes the ship variant's extra model (trained without the held-out media) as a standalone
-  scorer: params.msgpack (EMA weights, pixel-only tree) and model.json (config, calibration,
-  provenance)."""
+  scorer that `inference.load_shipped_model` reads: params.msgpack (EMA weights, pixel-only
+  tree) and model.json (id, config, calibration on its training encodes, provenance)."""
   from flax import serialization
   config = run.config
   index = next((i for i, spec in enumerate(run.specs)
@@ -390,20 +412,30 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
     raise ValueError("config.kfold.ship_variant must be a pixel-only variant (container=False)")
   params = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
   params["head"] = {key: value for key, value in params["head"].items() if key != "container"}
+  # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).
+  params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params)
   train = run.train_sets[spec.fold]
   fitted = calibration.fit_calibration(scores[index][train], run.data.label[train])
   out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "params.msgpack").write_bytes(serialization.msgpack_serialize(params))
+  (out_dir / inference.SHIPPED_PARAMS).write_bytes(serialization.msgpack_serialize(params))
   model_config = config.model.to_dict()
-  model_config["container_features"] = False
-  card = {"model": model_config, "sampling": spec.sampling, "num_frames": config.data.num_frames,
-          "frame_size": config.data.frame_size, "fragment_grid": config.data.fragment_grid,
-          "calibration": fitted.to_dict(), "trained_on_families": len(np.unique(
-              run.data.family[train])), "trained_on_encodes": len(train),
-          "held_out_media": list(config.kfold.hold_out_media), "variant": spec.variant,
-          "pretrain_steps": config.pretrain.steps if spec.pretrain else 0,
-          "finetune_steps": config.optim.steps}
-  (out_dir / "model.json").write_text(json.dumps(_json_ready(card), indent=2))
+  model_config.update(container_features=False, dtype="float32")
+  data = run.data
+  card = {
+      "id": config.kfold.ship_id,
+      "config": {"model": model_config,
+                 "data": {"sampling": spec.sampling, "num_frames": config.data.num_frames,
+                          "frame_size": config.data.frame_size,
+                          "fragment_grid": config.data.fragment_grid}},
+      "calibration": fitted.to_dict(),
+      "training": {
+          "variant": spec.variant, "pretrain_steps": config.pretrain.steps if spec.pretrain else 0,
+          "finetune_steps": config.optim.steps, "families": len(np.unique(data.family[train])),
+          "sources": len(np.unique(data.source[train])), "encodes": len(train),
+          "codecs": sorted(set(data.codec_names)), "held_out_media": list(config.kfold.hold_out_media),
+          "label": "VMAF (libvmaf vmaf_v0.6.1 through imageio-ffmpeg's ffmpeg), mean over frames"},
+  }
+  (out_dir / inference.SHIPPED_CARD).write_text(json.dumps(_json_ready(card), indent=2))
   return out_dir
 
 

@@ -106,7 +106,10 @@ def parse_flags_or_exit(program: str, config_flag: str = "config") -> Callable[[
 def configure_logging() -> None:
   """INFO for jaxvqa's own messages on stderr; WARNING for absl's, through which Orbax, Grain and
   TFDS report every save and read at INFO, and for JAX's (train.py and eval.py)."""
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  # force: importing TensorFlow (through TFDS) already put a WARNING-level handler on the root
+  # logger, which made basicConfig a no-op and hid every progress line.
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                      force=True)
   logging.getLogger("absl").setLevel(logging.WARNING)
   logging.getLogger("jax").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'" on every start
 

@@ -26,7 +26,11 @@ from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout, evaluation_draw, gather_clips
 from jaxvqa.models import vqa
 
-LOSS_TERMS = ("plcc", "l1", "rank", "all_pairs_rank", "group")
+# The paper's terms (losses.LossWeights) and one of ours: "source_rank", the rank loss over pairs of
+# encodes of one source (the batches are sources × rungs), which asks directly for what a
+# no-reference model must see, how compression changed the same content.
+PAPER_LOSS_TERMS = ("plcc", "l1", "rank", "all_pairs_rank", "group")
+LOSS_TERMS = PAPER_LOSS_TERMS + ("source_rank",)
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 HEVC_CODECS = ("libx265",)
 
@@ -45,10 +49,12 @@ class ModelSpec:
 
 
 
-def weighted_loss(score, label, projection, group, mask, weights, *, temperature: float,
+def weighted_loss(score, label, projection, group, source, mask, weights, *, temperature: float,
                   margin: float, contrastive_variant: str) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [5] (losses.total_loss takes static
-  ones and skips zero terms; stacked models need one program for every weighting)."""
+  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [6] (losses.total_loss takes static
+  ones and skips zero terms; stacked models need one program for every weighting).
+
+  group: [B] bitrate group of each video; source: [B] its source content."""
   terms = {
       "plcc": losses.plcc_loss(score, label, mask),
       "l1": losses.l1_loss(score, label, mask),
@@ -56,20 +62,21 @@ def weighted_loss(score, label, projection, group, mask, weights, *, temperature
       "all_pairs_rank": losses.rank_loss(score, label, mask, margin),
       "group": losses.group_contrastive_loss(projection, group, mask, temperature,
                                              contrastive_variant),
+      "source_rank": losses.in_group_rank_loss(score, label, source, mask, margin),
   }
   total = sum(weights[i] * terms[name] for i, name in enumerate(LOSS_TERMS))
   return total, terms
 
 
-def _model_step(state: steps.TrainState, clips, label, group, container, weights, rng, *, model,
-                loss_config, ema_decay):
+def _model_step(state: steps.TrainState, clips, label, group, source, container, weights, rng, *,
+                model, loss_config, ema_decay):
   """One AdamW step of one model (vmapped over the stack)."""
   mask = jnp.ones(label.shape, bool)
 
   def loss_fn(params):
     output = model.apply({"params": params}, clips, None, container, train=True,
                          rngs={steps.DROPOUT_RNG: rng})
-    return weighted_loss(output.score, label, output.projection, group, mask, weights,
+    return weighted_loss(output.score, label, output.projection, group, source, mask, weights,
                          temperature=loss_config.temperature, margin=loss_config.margin,
                          contrastive_variant=loss_config.contrastive_variant)
 
@@ -90,6 +97,7 @@ class StackedRun:
     self.frames = jnp.asarray(np.ascontiguousarray(data.frames))
     self.label = jnp.asarray(data.label)
     self.frame_label = jnp.asarray(data.frame_label)
+    self.source = jnp.asarray(data.source)
     is_hevc = np.isin(np.asarray(data.codec_names)[data.codec], HEVC_CODECS)
     self.container = vqa.container_features(data.bits_per_pixel, data.scale, data.fps, is_hevc)
     self.fold_of_model = jnp.asarray([spec.fold for spec in specs])
@@ -114,7 +122,7 @@ class StackedRun:
     """The device-resident data, passed to the jitted programs as arguments (captured as
     constants, 6 GB of frames make XLA's compile take minutes)."""
     return {"frames": self.frames, "label": self.label, "frame_label": self.frame_label,
-            "container": self.container}
+            "container": self.container, "source": self.source}
 
   def _model_clips(self, frames, draw) -> jax.Array:
     """[M, B, T, S, S, 3]: each model's fold batch in its variant's sampling mode."""
@@ -129,7 +137,8 @@ class StackedRun:
   def _weights(self):
     return {
         FINETUNE: jnp.asarray([spec.loss_weights for spec in self.specs], jnp.float32),
-        PRETRAIN: jnp.tile(jnp.asarray([[0, 0, 1, 0, 0]], jnp.float32), (len(self.specs), 1)),
+        PRETRAIN: jnp.tile(jnp.asarray([[term == "rank" for term in LOSS_TERMS]], jnp.float32),
+                           (len(self.specs), 1)),
     }
 
   @functools.lru_cache(maxsize=2)
@@ -158,7 +167,9 @@ class StackedRun:
       container = arrays["container"][video_index] * self.uses_container[:, None, None]
       rngs = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base_rng, i),
                                                    states.step[0]))(jnp.arange(len(self.specs)))
-      return jax.vmap(step_fn)(states, clips, label, draw["group"][fold], container, weights, rngs)
+      source = arrays["source"][video_index]
+      return jax.vmap(step_fn)(states, clips, label, draw["group"][fold], source, container,
+                               weights, rngs)
 
     return jax.jit(step, donate_argnums=0)
 

@@ -97,7 +97,7 @@ def test_evaluation_draw_samples_as_eval_does(fake_set):
   np.testing.assert_array_equal(clips[0, 1], expected)
 
 
-def test_sampler_draws_groups_of_one_rung_from_training_families_only(fake_set):
+def test_sampler_draws_sources_by_rungs_from_training_families_only(fake_set):
   _, data = fake_set
   fold_of = kfold.assign_folds(data.family, 3, seed=0)[data.family]
   train_sets = [np.flatnonzero(fold_of != k) for k in range(3)]
@@ -107,9 +107,14 @@ def test_sampler_draws_groups_of_one_rung_from_training_families_only(fake_set):
   for fold in range(3):
     videos = draw["video"][fold]
     assert np.all(fold_of[videos] != fold)
+    sources_of_group = []
     for group in np.unique(draw["group"][fold]):
       members = videos[draw["group"][fold] == group]
       assert len(members) == 4 and len(set(data.rung[members])) == 1
+      sources_of_group.append(sorted(data.source[members]))
+    # Sources × rungs: the same 4 distinct sources at each of the 3 rungs.
+    assert len(set(sources_of_group[0])) == 4
+    assert all(sources == sources_of_group[0] for sources in sources_of_group)
   pretrain = sampler.draw(kfold.PRETRAIN, 0)
   for fold in range(3):
     videos, groups = pretrain["video"][fold], pretrain["group"][fold]
@@ -131,7 +136,7 @@ def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
   train_sets = [np.flatnonzero(fold_of != k) for k in range(num_folds)]
   test_sets.append(test_sets[0])
   train_sets.append(train_sets[0])
-  specs = [kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0))
+  specs = [kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0, 0))
            for fold in range(num_folds + 1)]
   rng = np.random.default_rng(2)
   scores = data.label[None] + rng.normal(0, 8, (len(specs), len(data)))
@@ -280,3 +285,81 @@ def test_quality_head_resolves_small_differences_on_a_large_mean():
   assert scipy.stats.spearmanr(got, expected)[0] > 0.99
   np.testing.assert_allclose(got - got.mean(), expected - expected.mean(),
                              atol=0.05 * np.std(expected))
+
+
+def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
+  from configs import demo
+  from conftest import tiny_demo_settings
+  config = kfold_config.get_config()
+  config.model = tiny_demo_settings(demo.get_config()).model
+  config.model.dtype = "float32"
+  config.data.update(decoded_dir=str(decoded_dir), num_frames=2, frame_size=32, fragment_grid=2,
+                     groups_per_batch=2, videos_per_group=2)
+  config.kfold.update(folds=2, hold_out_media=("gen-0",))
+  config.variants = {"native": config.variants.native.to_dict(),
+                     "resized": config.variants.resized.to_dict()}
+  config.pretrain.steps = 2
+  config.optim.update(steps=4, warmup_steps=1)
+  config.train.update(log_every_steps=2, checkpoint_every_steps=2, eval_batch_size=16,
+                      stop_after_seconds=workdir_stop_seconds)
+  return config
+
+
+def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set, tmp_path):
+  import jax
+  from jaxvqa import inference
+  rows, data = fake_set
+  decoded_dir = tmp_path / "decoded"
+  decoded_dir.mkdir()
+  np.save(decoded_dir / decoded.FRAMES_FILE, np.asarray(data.frames))
+  decoded._write_meta(rows, decoded_dir / decoded.META_FILE, data.frames.shape[1])
+  # A deadline already passed: the run saves after its first step and stops (returns None) ...
+  assert kfold.run_kfold(_tiny_kfold_config(decoded_dir, 1e-9), tmp_path / "work") is None
+  assert (tmp_path / "work" / "kfold" / "pretrain").is_dir()
+  # ... and a second run resumes it to the end and evaluates.
+  results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
+  assert results["finetune_steps_done"] == 4
+  assert set(results["summary"]) == {"native", "resized", kfold.BASELINE}
+  # The shipped model (the native variant trained without the held-out family) is the stacked
+  # model: same weights, so the same scores for the same clips, and its calibration's range.
+  shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
+  assert shipped.frames == video.FrameOptions(num_frames=2, size=32, mode="fragments",
+                                              fragment_grid=2)
+  stacked_scores = np.load(tmp_path / "work" / "scores.npy")
+  ship_index = 2  # models in config order: native's folds 0, 1, then native's ship model
+  layout = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56)
+  draw = device_clips.evaluation_draw(np.arange(6), layout, stored=data.frames.shape[1])
+  clips = np.asarray(device_clips.gather_clips(np.asarray(data.frames), draw, layout,
+                                               "fragments")[0])
+  np.testing.assert_allclose(shipped.raw_scores(clips), stacked_scores[ship_index, :6],
+                             rtol=1e-4, atol=1e-4)
+  assert shipped.calibration is not None
+  held_out = np.isin(np.asarray(data.family_names)[data.family], ["gen-0"])
+  assert shipped.calibration.low == pytest.approx(data.label[~held_out].min(), abs=1e-3)
+  del jax
+
+
+def test_source_rank_term_ranks_pairs_of_one_source_only():
+  import jax.numpy as jnp
+  from jaxvqa import losses, stacked
+  # Sources × rungs: sources 0 and 1, each at rungs 0 and 1. Scores order the encodes of each
+  # source correctly but put source 1 (easy content, high labels) below source 0: only the
+  # in-group (same-rung) rank term sees that, the source term does not.
+  label = jnp.array([40.0, 80.0, 50.0, 90.0])
+  source = jnp.array([0, 0, 1, 1])
+  rung = jnp.array([0, 1, 0, 1])
+  score = jnp.array([3.0, 4.0, 1.0, 2.0])
+  mask = jnp.ones(4, bool)
+  projection = jnp.eye(4)
+  weights = jnp.asarray([term == "source_rank" for term in stacked.LOSS_TERMS], jnp.float32)
+  total, terms = stacked.weighted_loss(score, label, projection, rung, source, mask, weights,
+                                       temperature=0.1, margin=0.5, contrastive_variant="mean_positive")
+  assert float(terms["rank"]) > 0.5
+  # Every same-source pair is ordered with a gap of 1 > margin 0.5: no loss.
+  assert float(terms["source_rank"]) == 0.0 and float(total) == 0.0
+  swapped = score[jnp.array([1, 0, 2, 3])]
+  _, terms = stacked.weighted_loss(swapped, label, projection, rung, source, mask, weights,
+                                   temperature=0.1, margin=0.5, contrastive_variant="mean_positive")
+  np.testing.assert_allclose(terms["source_rank"], losses.in_group_rank_loss(
+      swapped, label, source, mask, 0.5))
+  assert float(terms["source_rank"]) > 0

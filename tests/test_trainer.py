@@ -2,6 +2,7 @@
 entry-point errors, TensorBoard. Resuming after a kill: tests/test_resume.py."""
 
 import json
+import logging
 import re
 import time
 import types
@@ -10,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvqa import checkpointing, config as config_lib, parallel, steps, trainer
+from jaxvqa import checkpointing, config as config_lib, parallel, run_log, steps, trainer
 from jaxvqa.data import pipeline
 
 
@@ -366,3 +367,19 @@ def test_tensorboard_holds_learning_rate_config_and_test_metrics(finished_run, t
   plugin = [value.metadata.plugin_data.plugin_name for event in hparams for value in event.summary.value]
   assert "hparams" in plugin
   assert _scalars(finished_run / "tensorboard" / "hparams")[("hparams/srcc", 4)] == pytest.approx(ema["srcc"], rel=1e-6)
+
+
+def test_progress_lines_show_even_when_an_import_configured_the_root_logger():
+  # TensorFlow (imported by TFDS) puts a WARNING-level handler on the root logger first; the
+  # entry points' logging set-up must still let jaxvqa's INFO progress lines through.
+  root = logging.getLogger()
+  saved_handlers, saved_level = root.handlers[:], root.level
+  root.addHandler(logging.StreamHandler())
+  root.setLevel(logging.WARNING)
+  try:
+    run_log.configure_logging()
+    assert logging.getLogger("jaxvqa.kfold").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("absl").isEnabledFor(logging.INFO)
+  finally:
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)

@@ -93,7 +93,7 @@ class FrameOptions:
   def from_data_config(cls, data_config) -> "FrameOptions":
     """config.data → what training, evaluation and `jaxvqa score` all sample."""
     return cls(num_frames=data_config.num_frames, size=data_config.frame_size,
-               mode=data_config.sampling)
+               mode=data_config.sampling, fragment_grid=data_config.get("fragment_grid", 8))
 
 
 class VideoDecodeError(Exception):
