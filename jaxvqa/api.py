@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvqa import calibration as calibration_lib
-from jaxvqa import checkpointing, inference, metrics, scoring, steps
+from jaxvqa import inference, metrics, scoring, steps
 from jaxvqa.data import video
 
 class QualityModel:

@@ -37,6 +37,10 @@ WHICH_CHECKPOINTS = ("best", "latest")
 # The model inside the package (docs/MODEL.md), written by `jaxvqa.kfold.ship_model`.
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
+NO_SHIPPED_MODEL = (
+    "jaxvqa {version} ships no model yet (none has passed the held-out quality bar, "
+    "docs/RESULTS.md): pass the workdir of a training run, e.g. jaxvqa.load('workdirs/demo') after "
+    "`python train.py --config configs/demo.py`")
 # Clips per device per call, for `jaxvqa score` and `eval.py` alike (8 clips of 8 frames = 64
 # frames, the batch the speed targets are measured at).
 DEFAULT_PER_DEVICE_BATCH = 8
@@ -196,6 +200,9 @@ def load_shipped_model(directory: str | Path | None = None, *, num_devices: int 
   checkpointing.CheckpointError when its files do not fit together.
   """
   from flax import serialization
+  if directory is None and not (SHIPPED_DIR / SHIPPED_CARD).is_file():
+    from jaxvqa import __version__
+    raise checkpointing.CheckpointNotFoundError(NO_SHIPPED_MODEL.format(version=__version__))
   directory = Path(directory or SHIPPED_DIR).absolute()
   card_path, params_path = directory / SHIPPED_CARD, directory / SHIPPED_PARAMS
   for path in (card_path, params_path):

@@ -101,7 +101,7 @@ def test_load_without_a_workdir_says_in_one_line_that_no_model_ships(tmp_path):
   assert caught.value.__cause__ is None and caught.value.__context__ is None
   library_frames = [frame.name for frame in traceback.extract_tb(caught.tb)
                     if Path(frame.filename).parent.name == "jaxvqa"]
-  assert library_frames == ["load"]
+  assert library_frames == ["load", "load_shipped_model"]
 
   with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no-run"))):
     jaxvqa.load(tmp_path / "no-run")

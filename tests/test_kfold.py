@@ -298,7 +298,7 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
   config.kfold.update(folds=2, hold_out_media=("gen-0",))
   config.variants = {"native": config.variants.native.to_dict(),
                      "resized": config.variants.resized.to_dict()}
-  config.pretrain.steps = 2
+  config.pretrain.steps = 0  # the pre-training stage is the same loop; one compile fewer
   config.optim.update(steps=4, warmup_steps=1)
   config.train.update(log_every_steps=2, checkpoint_every_steps=2, eval_batch_size=16,
                       stop_after_seconds=workdir_stop_seconds)
@@ -315,7 +315,7 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   decoded._write_meta(rows, decoded_dir / decoded.META_FILE, data.frames.shape[1])
   # A deadline already passed: the run saves after its first step and stops (returns None) ...
   assert kfold.run_kfold(_tiny_kfold_config(decoded_dir, 1e-9), tmp_path / "work") is None
-  assert (tmp_path / "work" / "kfold" / "pretrain").is_dir()
+  assert (tmp_path / "work" / "kfold" / "finetune" / "1").is_dir()
   # ... and a second run resumes it to the end and evaluates.
   results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
   assert results["finetune_steps_done"] == 4
@@ -323,6 +323,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # The shipped model (the native variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
+  from jaxvqa import api
+  assert api.load(tmp_path / "work" / "shipped").identity == shipped.identity
   assert shipped.frames == video.FrameOptions(num_frames=2, size=32, mode="fragments",
                                               fragment_grid=2)
   stacked_scores = np.load(tmp_path / "work" / "scores.npy")
