@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -170,10 +169,7 @@ def load(workdir: str | os.PathLike | None = None, *, which: str = "best", ema: 
   no run or checkpoint there, and checkpointing.CheckpointError for a damaged one; each message is
   one line naming what is wrong.
   """
-  if workdir is None or (Path(workdir) / inference.SHIPPED_CARD).is_file():
-    return QualityModel(inference.load_shipped_model(workdir, num_devices=num_devices))
-  return QualityModel(inference.load_trained_model(
-      workdir, which=which, ema=ema, num_devices=num_devices))
+  return QualityModel(inference.load_model(workdir, which=which, ema=ema, num_devices=num_devices))
 
 
 def calibrate_jax(raw: jax.Array, calibration: calibration_lib.Calibration | None) -> jax.Array:

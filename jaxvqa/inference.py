@@ -230,3 +230,13 @@ def load_shipped_model(directory: str | Path | None = None, *, num_devices: int 
         f"{directory}: the weights in {SHIPPED_PARAMS} do not fit the model that {SHIPPED_CARD} "
         "describes")
   return model
+
+
+def load_model(workdir: str | Path | None = None, *, which: str = "best", ema: bool = True,
+               num_devices: int | None = None) -> TrainedModel:
+  """What `jaxvqa.load`, `jaxvqa score`, `export` and `doctor` load: the shipped model (None), a
+  directory holding a shipped model (model.json), or a training run's workdir (`which`, `ema`
+  apply to a run only)."""
+  if workdir is None or (Path(workdir) / SHIPPED_CARD).is_file():
+    return load_shipped_model(workdir, num_devices=num_devices)
+  return load_trained_model(workdir, which=which, ema=ema, num_devices=num_devices)

@@ -101,7 +101,7 @@ def test_load_without_a_workdir_says_in_one_line_that_no_model_ships(tmp_path):
   assert caught.value.__cause__ is None and caught.value.__context__ is None
   library_frames = [frame.name for frame in traceback.extract_tb(caught.tb)
                     if Path(frame.filename).parent.name == "jaxvqa"]
-  assert library_frames == ["load", "load_shipped_model"]
+  assert library_frames == ["load", "load_model", "load_shipped_model"]
 
   with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no-run"))):
     jaxvqa.load(tmp_path / "no-run")
@@ -314,3 +314,11 @@ def test_readme_python_api_block_runs(trained_workdir, clips, tmp_path, monkeypa
       namespace["m"].score(clips["a"]), abs=1e-12)
   assert np.isfinite(float(namespace["score"]))
 
+
+
+def test_score_without_a_workdir_says_that_no_model_ships(tmp_path, capsys):
+  clip = media.make_clip(tmp_path / "clip.mp4")
+  assert cli.main(["score", str(clip)]) == 2
+  error = capsys.readouterr().err.strip()
+  assert error.startswith("jaxvqa score: jaxvqa ") and "ships no model yet" in error
+  assert "\n" not in error

@@ -44,7 +44,11 @@ def add_subcommand(subparsers) -> None:
       help="video files, directories (searched recursively) or glob patterns",
   )
   parser.add_argument(
-      "--workdir", required=True, type=Path, help="the run directory `python train.py` wrote"
+      "--workdir",
+      type=Path,
+      default=None,
+      help="the run directory `python train.py` wrote, or a shipped model's directory "
+      "(default: the model shipped with jaxvqa)",
   )
   parser.add_argument(
       "--which",
@@ -204,7 +208,7 @@ def _load_and_score(
   from jaxvqa.scoring.records import Provenance
 
   try:
-    trained = inference.load_trained_model(
+    trained = inference.load_model(
         args.workdir, which=args.which, ema=not args.raw_weights, num_devices=args.devices
     )
   except (checkpointing.CheckpointError, FileNotFoundError, ValueError) as error:
