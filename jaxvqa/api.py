@@ -35,6 +35,7 @@ from jaxvqa import calibration as calibration_lib
 from jaxvqa import inference, metrics, scoring, steps
 from jaxvqa.data import video
 
+
 class QualityModel:
   """A trained run as a scorer of video files and frame arrays.
 
@@ -73,14 +74,15 @@ class QualityModel:
 
     Raises video.VideoDecodeError naming the file and why it cannot be scored.
     """
-    score, = self.score_many([path])
+    (score,) = self.score_many([path])
     if score is None:
       name = os.fspath(path)
       raise video.VideoDecodeError(f"{name}: {self.last_errors[name]}")
     return score
 
-  def score_many(self, paths: Sequence[str | os.PathLike], *, workers: int = 4,
-                 progress: bool = False) -> list[float | None]:
+  def score_many(
+      self, paths: Sequence[str | os.PathLike], *, workers: int = 4, progress: bool = False
+  ) -> list[float | None]:
     """Calibrated scores of `paths`, in their order; None for a file that cannot be scored.
 
     A file that is missing, unreadable or not a decodable video does not stop the others: its
@@ -88,11 +90,14 @@ class QualityModel:
     Decoding runs in `workers` threads while the model scores earlier files.
     """
     if isinstance(paths, (str, os.PathLike)):
-      raise TypeError(f"score_many takes a list of paths, got the single path {paths!r}; "
-                      "use score(path) for one file")
+      raise TypeError(
+          f"score_many takes a list of paths, got the single path {paths!r}; "
+          "use score(path) for one file"
+      )
     names = [os.fspath(path) for path in paths]
-    results, failures = scoring.score_videos(names, self.trained, workers=workers,
-                                             progress=progress)
+    results, failures = scoring.score_videos(
+        names, self.trained, workers=workers, progress=progress
+    )
     # Both lists are in the order of `names`, and each name is in exactly one of them.
     scored, failed = iter(results), iter(failures)
     next_result, next_failure = next(scored, None), next(failed, None)
@@ -122,8 +127,11 @@ class QualityModel:
       return np.stack([self.prepare(one) for one in frames])
     options = self.trained.frames
     indices = video.sample_frame_indices(len(frames), options.num_frames, train=False, rng=None)
-    return np.ascontiguousarray(video.prepare_frames(
-        frames[indices], options.size, mode=options.mode, fragment_grid=options.fragment_grid))
+    return np.ascontiguousarray(
+        video.prepare_frames(
+            frames[indices], options.size, mode=options.mode, fragment_grid=options.fragment_grid
+        )
+    )
 
   def load_clip(self, path: str | os.PathLike) -> np.ndarray:
     """The model-input clip uint8 [T, S, S, 3] of a video file, as `score(path)` makes it."""
@@ -146,20 +154,30 @@ class QualityModel:
 def _checked_frames(frames: Any) -> np.ndarray:
   """`frames` as a uint8 array [T, H, W, 3] or [B, T, H, W, 3], or a ValueError saying so."""
   array = np.asarray(frames)
-  expected = ("expected decoded RGB frames, uint8 [T, H, W, 3] (one video) or [B, T, H, W, 3] "
-              "(videos of one size)")
+  expected = (
+      "expected decoded RGB frames, uint8 [T, H, W, 3] (one video) or [B, T, H, W, 3] "
+      "(videos of one size)"
+  )
   if array.dtype != np.uint8:
     raise ValueError(
         f"frames have dtype {array.dtype}; {expected}. Convert pixels in [0, 255] with "
-        "np.clip(frames, 0, 255).astype(np.uint8), or use jaxvqa.quality_fn for float frames")
+        "np.clip(frames, 0, 255).astype(np.uint8), or use jaxvqa.quality_fn for float frames"
+    )
   if array.ndim not in (4, 5) or array.shape[-1] != 3 or 0 in array.shape:
-    raise ValueError(f"frames have shape {array.shape}; {expected}, with T, H, W ≥ 1 "
-                     "(grey frames: np.repeat(frames[..., None], 3, -1))")
+    raise ValueError(
+        f"frames have shape {array.shape}; {expected}, with T, H, W ≥ 1 "
+        "(grey frames: np.repeat(frames[..., None], 3, -1))"
+    )
   return array
 
 
-def load(workdir: str | os.PathLike | None = None, *, which: str = "best", ema: bool = True,
-         num_devices: int | None = None) -> QualityModel:
+def load(
+    workdir: str | os.PathLike | None = None,
+    *,
+    which: str = "best",
+    ema: bool = True,
+    num_devices: int | None = None,
+) -> QualityModel:
   """The model shipped with jaxvqa (no argument; docs/MODEL.md), or the run in `workdir` (what
   `python train.py` wrote; a directory with a shipped model's model.json also works).
 
@@ -188,12 +206,17 @@ def calibrate_jax(raw: jax.Array, calibration: calibration_lib.Calibration | Non
     value = jnp.full_like(raw, fit.params[0])
   else:
     raise ValueError(
-        f"calibration kind {fit.kind!r} is unknown; expected one of {metrics.FIT_KINDS}")
+        f"calibration kind {fit.kind!r} is unknown; expected one of {metrics.FIT_KINDS}"
+    )
   return jnp.clip(value, calibration.low, calibration.high)
 
 
-def quality_fn(model: QualityModel | inference.TrainedModel | str | os.PathLike, *,
-               calibrated: bool = True, which: str = "best") -> Callable[[jax.Array], jax.Array]:
+def quality_fn(
+    model: QualityModel | inference.TrainedModel | str | os.PathLike,
+    *,
+    calibrated: bool = True,
+    which: str = "best",
+) -> Callable[[jax.Array], jax.Array]:
   """A pure JAX function of a model-input clip to its score, jit-able and differentiable.
 
   f(clip): clip float [T, S, S, 3] (or uint8) of pixels in [0, 255], RGB, with (T, S, S, 3) =
@@ -220,9 +243,11 @@ def quality_fn(model: QualityModel | inference.TrainedModel | str | os.PathLike,
 
   def score_clip(clip: jax.Array) -> jax.Array:
     if tuple(np.shape(clip)) != clip_shape:
-      raise ValueError(f"quality_fn takes one clip of shape {clip_shape} (T, S, S, 3) with pixels "
-                       f"in [0, 255], got shape {tuple(np.shape(clip))}; make one with "
-                       "QualityModel.prepare(frames) or load_clip(path), and jax.vmap for batches")
+      raise ValueError(
+          f"quality_fn takes one clip of shape {clip_shape} (T, S, S, 3) with pixels "
+          f"in [0, 255], got shape {tuple(np.shape(clip))}; make one with "
+          "QualityModel.prepare(frames) or load_clip(path), and jax.vmap for batches"
+      )
     return calibrate_jax(_raw_score(params, clip, network=network), calibration)
 
   return score_clip

@@ -40,7 +40,8 @@ SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
 NO_SHIPPED_MODEL = (
     "jaxvqa {version} ships no model yet (none has passed the held-out quality bar, "
     "docs/RESULTS.md): pass the workdir of a training run, e.g. jaxvqa.load('workdirs/demo') after "
-    "`python train.py --config configs/demo.py`")
+    "`python train.py --config configs/demo.py`"
+)
 # Clips per device per call, for `jaxvqa score` and `eval.py` alike (8 clips of 8 frames = 64
 # frames, the batch the speed targets are measured at).
 DEFAULT_PER_DEVICE_BATCH = 8
@@ -50,9 +51,9 @@ DEFAULT_PER_DEVICE_BATCH = 8
 class CheckpointInfo:
   """Which saved weights were loaded."""
 
-  path: Path    # the Orbax step directory, e.g. WORKDIR/best/120
-  which: str    # "best" (highest validation SRCC) or "latest"
-  step: int     # training step of the save
+  path: Path  # the Orbax step directory, e.g. WORKDIR/best/120
+  which: str  # "best" (highest validation SRCC) or "latest"
+  step: int  # training step of the save
   weights: str  # "ema" or "raw"
 
   def describe(self) -> str:
@@ -65,18 +66,31 @@ class CheckpointInfo:
 def describe_model(config: ml_collections.ConfigDict) -> str:
   """One line naming the architecture and input of `config` (what produced a score)."""
   backbone, fusion, temporal, data = (
-      config.model.backbone, config.model.fusion, config.model.temporal, config.data)
-  return (f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
-          f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
-          f"fusion out_dim={fusion.out_dim}; temporal width={temporal.width}; "
-          f"{data.num_frames} frames of {data.frame_size}px ({data.sampling}); {config.model.dtype}")
+      config.model.backbone,
+      config.model.fusion,
+      config.model.temporal,
+      config.data,
+  )
+  return (
+      f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
+      f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
+      f"fusion out_dim={fusion.out_dim}; temporal width={temporal.width}; "
+      f"{data.num_frames} frames of {data.frame_size}px ({data.sampling}); {config.model.dtype}"
+  )
 
 
 class TrainedModel:
   """A run's model with its weights placed on a mesh; scores batches of prepared clips."""
 
-  def __init__(self, config: ml_collections.ConfigDict, params: Any, meta: Mapping[str, Any],
-               checkpoint: CheckpointInfo, *, num_devices: int | None = None):
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      params: Any,
+      meta: Mapping[str, Any],
+      checkpoint: CheckpointInfo,
+      *,
+      num_devices: int | None = None,
+  ):
     self.config = config
     self.checkpoint = checkpoint
     self.frames = video.FrameOptions.from_data_config(config.data)
@@ -85,7 +99,9 @@ class TrainedModel:
     self.params = parallel.replicate(params, self.mesh)
     # The best checkpoint carries the calibration fitted on the validation split; a periodic
     # save has none, and then scores stay on the model's raw scale.
-    self.calibration: calibration.Calibration | None = calibration.from_saved(meta.get("calibration"))
+    self.calibration: calibration.Calibration | None = calibration.from_saved(
+        meta.get("calibration")
+    )
     self.score_step = steps.jit_score_step(self.model)
 
   @property
@@ -109,10 +125,17 @@ class TrainedModel:
     a data-path override or another device count keeps it. `jaxvqa score` writes it on every row,
     and `--resume` refuses to extend rows with another.
     """
-    digest = hashlib.sha256(json.dumps({
-        "model": self.config.model.to_dict(), "frames": dataclasses.asdict(self.frames),
-        "calibration": self.calibration.to_dict() if self.calibration is not None else None,
-    }, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(
+        json.dumps(
+            {
+                "model": self.config.model.to_dict(),
+                "frames": dataclasses.asdict(self.frames),
+                "calibration": self.calibration.to_dict() if self.calibration is not None else None,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
     for path, leaf in jax.tree_util.tree_flatten_with_path(self.params)[0]:
       array = np.ascontiguousarray(jax.device_get(leaf))
       digest.update(f"{jax.tree_util.keystr(path)} {array.dtype} {array.shape}".encode())
@@ -136,19 +159,22 @@ class TrainedModel:
     if len(clips) > batch_size:
       raise ValueError(f"{len(clips)} clips do not fit a batch of {batch_size}")
     padded = np.zeros((batch_size, *self.clip_shape), np.uint8)
-    padded[:len(clips)] = clips
+    padded[: len(clips)] = clips
     return self.score_step(self.params, parallel.global_batch({"frames": padded}, self.mesh))
 
-  def raw_scores(self, clips: np.ndarray, per_device_batch: int = DEFAULT_PER_DEVICE_BATCH
-                 ) -> np.ndarray:
+  def raw_scores(
+      self, clips: np.ndarray, per_device_batch: int = DEFAULT_PER_DEVICE_BATCH
+  ) -> np.ndarray:
     """float64 [N] raw scores of clips uint8 [N, T, S, S, 3]."""
     batch_size = self.global_batch_size(per_device_batch)
-    pending = [(start, self.dispatch(clips[start:start + batch_size], per_device_batch))
-               for start in range(0, len(clips), batch_size)]
+    pending = [
+        (start, self.dispatch(clips[start : start + batch_size], per_device_batch))
+        for start in range(0, len(clips), batch_size)
+    ]
     scores = np.zeros(len(clips), np.float64)
     for start, device_scores in pending:
       count = min(batch_size, len(clips) - start)
-      scores[start:start + count] = np.asarray(device_scores, np.float64)[:count]
+      scores[start : start + count] = np.asarray(device_scores, np.float64)[:count]
     return scores
 
   def calibrate(self, raw: np.ndarray) -> np.ndarray:
@@ -159,7 +185,11 @@ class TrainedModel:
 
 
 def load_trained_model(
-    workdir: str | Path, *, which: str = "best", ema: bool = True, num_devices: int | None = None,
+    workdir: str | Path,
+    *,
+    which: str = "best",
+    ema: bool = True,
+    num_devices: int | None = None,
     config: ml_collections.ConfigDict | None = None,
 ) -> TrainedModel:
   """Loads the run in `workdir` (what `python train.py` wrote).
@@ -177,12 +207,14 @@ def load_trained_model(
   if task != "vqa":
     raise ValueError(
         f"{workdir} is a config.model.task={task!r} run (an image-quality pre-training run scores "
-        "images, not videos); score and evaluate the video run that starts from it instead")
+        "images, not videos); score and evaluate the video run that starts from it instead"
+    )
   params, meta = checkpointing.load_params(workdir, which=which, ema=ema)
   step = int(meta["step"])
   directory = workdir / ("best" if which == "best" else "checkpoints")
-  checkpoint = CheckpointInfo(path=directory / str(step), which=which, step=step,
-                              weights="ema" if ema else "raw")
+  checkpoint = CheckpointInfo(
+      path=directory / str(step), which=which, step=step, weights="ema" if ema else "raw"
+  )
   return TrainedModel(config, params, meta, checkpoint, num_devices=num_devices)
 
 
@@ -191,8 +223,9 @@ def load_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(checkpointing.load_config_dict(workdir))
 
 
-def load_shipped_model(directory: str | Path | None = None, *, num_devices: int | None = None
-                       ) -> TrainedModel:
+def load_shipped_model(
+    directory: str | Path | None = None, *, num_devices: int | None = None
+) -> TrainedModel:
   """The model shipped inside jaxvqa (default), or one that `jaxvqa.kfold.ship_model` wrote in
   `directory`: model.json (id, config, calibration, provenance) + params.msgpack (weights).
 
@@ -200,8 +233,10 @@ def load_shipped_model(directory: str | Path | None = None, *, num_devices: int 
   checkpointing.CheckpointError when its files do not fit together.
   """
   from flax import serialization
+
   if directory is None and not (SHIPPED_DIR / SHIPPED_CARD).is_file():
     from jaxvqa import __version__
+
     raise checkpointing.CheckpointNotFoundError(NO_SHIPPED_MODEL.format(version=__version__))
   directory = Path(directory or SHIPPED_DIR).absolute()
   card_path, params_path = directory / SHIPPED_CARD, directory / SHIPPED_PARAMS
@@ -210,30 +245,45 @@ def load_shipped_model(directory: str | Path | None = None, *, num_devices: int 
       raise checkpointing.CheckpointNotFoundError(
           f"{directory} holds no shipped model: {path.name} is missing (a shipped model is the "
           "model.json and params.msgpack that `python train.py --config configs/kfold.py` writes "
-          "in WORKDIR/shipped)")
+          "in WORKDIR/shipped)"
+      )
   try:
     card = json.loads(card_path.read_text())
     config = ml_collections.ConfigDict(card["config"])
     params = serialization.msgpack_restore(params_path.read_bytes())
   except (ValueError, KeyError, TypeError) as error:
     raise checkpointing.CheckpointError(f"{directory}: damaged shipped model ({error})") from error
-  checkpoint = CheckpointInfo(path=directory, which=f"shipped {card.get('id', '?')}",
-                              step=int(card.get("training", {}).get("finetune_steps", 0)),
-                              weights="ema")
-  model = TrainedModel(config, params, {"calibration": card.get("calibration")}, checkpoint,
-                       num_devices=num_devices)
-  expected = jax.eval_shape(lambda: model.model.init(
-      jax.random.PRNGKey(0), np.zeros((1, *model.clip_shape), np.uint8), train=False)["params"])
+  checkpoint = CheckpointInfo(
+      path=directory,
+      which=f"shipped {card.get('id', '?')}",
+      step=int(card.get("training", {}).get("finetune_steps", 0)),
+      weights="ema",
+  )
+  model = TrainedModel(
+      config, params, {"calibration": card.get("calibration")}, checkpoint, num_devices=num_devices
+  )
+  expected = jax.eval_shape(
+      lambda: model.model.init(
+          jax.random.PRNGKey(0), np.zeros((1, *model.clip_shape), np.uint8), train=False
+      )["params"]
+  )
   if jax.tree.structure(expected) != jax.tree.structure(params) or any(
-      a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))):
+      a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))
+  ):
     raise checkpointing.CheckpointError(
         f"{directory}: the weights in {SHIPPED_PARAMS} do not fit the model that {SHIPPED_CARD} "
-        "describes")
+        "describes"
+    )
   return model
 
 
-def load_model(workdir: str | Path | None = None, *, which: str = "best", ema: bool = True,
-               num_devices: int | None = None) -> TrainedModel:
+def load_model(
+    workdir: str | Path | None = None,
+    *,
+    which: str = "best",
+    ema: bool = True,
+    num_devices: int | None = None,
+) -> TrainedModel:
   """What `jaxvqa.load`, `jaxvqa score`, `export` and `doctor` load: the shipped model (None), a
   directory holding a shipped model (model.json), or a training run's workdir (`which`, `ema`
   apply to a run only)."""

@@ -40,17 +40,28 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """One stacked model: which variant, trained on which fold's complement."""
+
   variant: str
-  fold: int            # 0..K-1, or K for the "ship" model
-  sampling: str        # "fragments" or "resize_crop"
+  fold: int  # 0..K-1, or K for the "ship" model
+  sampling: str  # "fragments" or "resize_crop"
   pretrain: bool
   container: bool
   loss_weights: tuple[float, ...]  # in LOSS_TERMS order
 
 
-
-def weighted_loss(score, label, projection, group, source, mask, weights, *, temperature: float,
-                  margin: float, contrastive_variant: str) -> tuple[jax.Array, dict[str, jax.Array]]:
+def weighted_loss(
+    score,
+    label,
+    projection,
+    group,
+    source,
+    mask,
+    weights,
+    *,
+    temperature: float,
+    margin: float,
+    contrastive_variant: str,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Σ weights[i]·term_i over LOSS_TERMS with traced weights [6] (losses.total_loss takes static
   ones and skips zero terms; stacked models need one program for every weighting).
 
@@ -60,25 +71,48 @@ def weighted_loss(score, label, projection, group, source, mask, weights, *, tem
       "l1": losses.l1_loss(score, label, mask),
       "rank": losses.in_group_rank_loss(score, label, group, mask, margin),
       "all_pairs_rank": losses.rank_loss(score, label, mask, margin),
-      "group": losses.group_contrastive_loss(projection, group, mask, temperature,
-                                             contrastive_variant),
+      "group": losses.group_contrastive_loss(
+          projection, group, mask, temperature, contrastive_variant
+      ),
       "source_rank": losses.in_group_rank_loss(score, label, source, mask, margin),
   }
   total = sum(weights[i] * terms[name] for i, name in enumerate(LOSS_TERMS))
   return total, terms
 
 
-def _model_step(state: steps.TrainState, clips, label, group, source, container, weights, rng, *,
-                model, loss_config, ema_decay):
+def _model_step(
+    state: steps.TrainState,
+    clips,
+    label,
+    group,
+    source,
+    container,
+    weights,
+    rng,
+    *,
+    model,
+    loss_config,
+    ema_decay,
+):
   """One AdamW step of one model (vmapped over the stack)."""
   mask = jnp.ones(label.shape, bool)
 
   def loss_fn(params):
-    output = model.apply({"params": params}, clips, None, container, train=True,
-                         rngs={steps.DROPOUT_RNG: rng})
-    return weighted_loss(output.score, label, output.projection, group, source, mask, weights,
-                         temperature=loss_config.temperature, margin=loss_config.margin,
-                         contrastive_variant=loss_config.contrastive_variant)
+    output = model.apply(
+        {"params": params}, clips, None, container, train=True, rngs={steps.DROPOUT_RNG: rng}
+    )
+    return weighted_loss(
+        output.score,
+        label,
+        output.projection,
+        group,
+        source,
+        mask,
+        weights,
+        temperature=loss_config.temperature,
+        margin=loss_config.margin,
+        contrastive_variant=loss_config.contrastive_variant,
+    )
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state, _ = steps.apply_gradients(state, loss, grads, ema_decay)
@@ -121,35 +155,54 @@ class StackedRun:
   def arrays(self) -> dict[str, jax.Array]:
     """The device-resident data, passed to the jitted programs as arguments (captured as
     constants, 6 GB of frames make XLA's compile take minutes)."""
-    return {"frames": self.frames, "label": self.label, "frame_label": self.frame_label,
-            "container": self.container, "source": self.source}
+    return {
+        "frames": self.frames,
+        "label": self.label,
+        "frame_label": self.frame_label,
+        "container": self.container,
+        "source": self.source,
+    }
 
   def _model_clips(self, frames, draw) -> jax.Array:
     """[M, B, T, S, S, 3]: each model's fold batch in its variant's sampling mode."""
-    by_mode = {mode: gather_clips(frames, draw, self.layout, mode)[self.fold_of_model]
-               for mode in self.modes}
+    by_mode = {
+        mode: gather_clips(frames, draw, self.layout, mode)[self.fold_of_model]
+        for mode in self.modes
+    }
     if len(by_mode) == 1:
       return by_mode[self.modes[0]]
-    return jnp.where(self.resized[:, None, None, None, None, None], by_mode["resize_crop"],
-                     by_mode["fragments"])
+    return jnp.where(
+        self.resized[:, None, None, None, None, None], by_mode["resize_crop"], by_mode["fragments"]
+    )
 
   @functools.cached_property
   def _weights(self):
     return {
         FINETUNE: jnp.asarray([spec.loss_weights for spec in self.specs], jnp.float32),
-        PRETRAIN: jnp.tile(jnp.asarray([[term == "rank" for term in LOSS_TERMS]], jnp.float32),
-                           (len(self.specs), 1)),
+        PRETRAIN: jnp.tile(
+            jnp.asarray([[term == "rank" for term in LOSS_TERMS]], jnp.float32),
+            (len(self.specs), 1),
+        ),
     }
 
   @functools.lru_cache(maxsize=2)
   def train_step(self, stage: str):
     config = self.config
-    loss_config = config.loss if stage == FINETUNE else ml_collections.ConfigDict(dict(
-        temperature=config.loss.temperature, margin=config.pretrain.margin,
-        contrastive_variant=config.loss.contrastive_variant))
+    loss_config = (
+        config.loss
+        if stage == FINETUNE
+        else ml_collections.ConfigDict(
+            dict(
+                temperature=config.loss.temperature,
+                margin=config.pretrain.margin,
+                contrastive_variant=config.loss.contrastive_variant,
+            )
+        )
+    )
     ema_decay = config.optim.ema_decay
-    step_fn = functools.partial(_model_step, model=self.model, loss_config=loss_config,
-                                ema_decay=ema_decay)
+    step_fn = functools.partial(
+        _model_step, model=self.model, loss_config=loss_config, ema_decay=ema_decay
+    )
     weights = self._weights[stage]
     use_frame_labels = config.data.use_frame_labels
 
@@ -165,11 +218,13 @@ class StackedRun:
       else:
         label = arrays["label"][video_index]
       container = arrays["container"][video_index] * self.uses_container[:, None, None]
-      rngs = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base_rng, i),
-                                                   states.step[0]))(jnp.arange(len(self.specs)))
+      rngs = jax.vmap(
+          lambda i: jax.random.fold_in(jax.random.fold_in(base_rng, i), states.step[0])
+      )(jnp.arange(len(self.specs)))
       source = arrays["source"][video_index]
-      return jax.vmap(step_fn)(states, clips, label, draw["group"][fold], source, container,
-                               weights, rngs)
+      return jax.vmap(step_fn)(
+          states, clips, label, draw["group"][fold], source, container, weights, rngs
+      )
 
     return jax.jit(step, donate_argnums=0)
 
@@ -177,8 +232,11 @@ class StackedRun:
   def _score(self):
     def score(params, draw, indices, arrays):
       clips = gather_clips(arrays["frames"], draw, self.layout, "fragments")[0]
-      resized = (gather_clips(arrays["frames"], draw, self.layout, "resize_crop")[0]
-                 if "resize_crop" in self.modes else clips)
+      resized = (
+          gather_clips(arrays["frames"], draw, self.layout, "resize_crop")[0]
+          if "resize_crop" in self.modes
+          else clips
+      )
 
       def one(model_params, use_resize, use_container):
         model_clips = jnp.where(use_resize, resized, clips)
@@ -186,6 +244,7 @@ class StackedRun:
         return self.model.apply({"params": model_params}, model_clips, None, container).score
 
       return jax.vmap(one)(params, self.resized, self.uses_container)
+
     return jax.jit(score)
 
   def predict(self, params, batch_size: int) -> np.ndarray:
@@ -197,5 +256,7 @@ class StackedRun:
       indices = np.arange(start, min(num, start + batch_size))
       padded = np.concatenate([indices, np.full(batch_size - len(indices), indices[-1])])
       draw = evaluation_draw(padded, self.layout, stored)
-      out.append(np.asarray(self._score(params, draw, jnp.asarray(padded), self.arrays))[:, :len(indices)])
+      out.append(
+          np.asarray(self._score(params, draw, jnp.asarray(padded), self.arrays))[:, : len(indices)]
+      )
     return np.concatenate(out, axis=1)

@@ -56,11 +56,23 @@ def cli_scores(trained_workdir, clips):
   """`jaxvqa score --format json` of the good clips: the command line's {path: (score, raw)}."""
   output = io.StringIO()
   with contextlib.redirect_stdout(output):
-    status = cli.main(["score", "--workdir", str(trained_workdir), "--format", "json",
-                       "--no-progress", clips["a"], clips["b"]])
+    status = cli.main(
+        [
+            "score",
+            "--workdir",
+            str(trained_workdir),
+            "--format",
+            "json",
+            "--no-progress",
+            clips["a"],
+            clips["b"],
+        ]
+    )
   assert status == 0
-  return {row["path"]: (row["score"], row["raw_score"])
-          for row in json.loads(output.getvalue())["videos"]}
+  return {
+      row["path"]: (row["score"], row["raw_score"])
+      for row in json.loads(output.getvalue())["videos"]
+  }
 
 
 def all_frames(path):
@@ -72,18 +84,21 @@ def all_frames(path):
 
 
 def test_import_stays_cheap_and_the_api_names_load_on_first_use():
-  code = ("import sys, jaxvqa\n"
-          "from jaxvqa import cli\n"
-          "try:\n  cli.main(['--help'])\nexcept SystemExit:\n  pass\n"
-          "before = 'jax' in sys.modules\n"
-          "load = jaxvqa.load\n"
-          "from jaxvqa import api\n"
-          "print(before, 'jax' in sys.modules, load is api.load,\n"
-          "      jaxvqa.quality_fn is api.quality_fn, jaxvqa.QualityModel is api.QualityModel,\n"
-          "      {'load', 'quality_fn', 'QualityModel'} <= set(dir(jaxvqa)))\n"
-          "try:\n  jaxvqa.no_such_name\nexcept AttributeError as error:\n  print(error)\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          check=True)
+  code = (
+      "import sys, jaxvqa\n"
+      "from jaxvqa import cli\n"
+      "try:\n  cli.main(['--help'])\nexcept SystemExit:\n  pass\n"
+      "before = 'jax' in sys.modules\n"
+      "load = jaxvqa.load\n"
+      "from jaxvqa import api\n"
+      "print(before, 'jax' in sys.modules, load is api.load,\n"
+      "      jaxvqa.quality_fn is api.quality_fn, jaxvqa.QualityModel is api.QualityModel,\n"
+      "      {'load', 'quality_fn', 'QualityModel'} <= set(dir(jaxvqa)))\n"
+      "try:\n  jaxvqa.no_such_name\nexcept AttributeError as error:\n  print(error)\n"
+  )
+  result = subprocess.run(
+      [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+  )
   lines = result.stdout.strip().splitlines()
   assert lines[-2] == "False True True True True True"
   assert lines[-1] == "module 'jaxvqa' has no attribute 'no_such_name'"
@@ -99,8 +114,11 @@ def test_load_without_a_workdir_says_in_one_line_that_no_model_ships(tmp_path):
   assert isinstance(caught.value, checkpointing.CheckpointNotFoundError)
   # Raised by load itself: no chained exception, no frame of library code below it.
   assert caught.value.__cause__ is None and caught.value.__context__ is None
-  library_frames = [frame.name for frame in traceback.extract_tb(caught.tb)
-                    if Path(frame.filename).parent.name == "jaxvqa"]
+  library_frames = [
+      frame.name
+      for frame in traceback.extract_tb(caught.tb)
+      if Path(frame.filename).parent.name == "jaxvqa"
+  ]
   assert library_frames == ["load", "load_model", "load_shipped_model"]
 
   with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no-run"))):
@@ -111,7 +129,8 @@ def test_load_without_a_workdir_says_in_one_line_that_no_model_ships(tmp_path):
 
 
 def test_score_is_the_command_line_score_and_score_frames_of_the_decoded_frames_equals_it(
-    model, raw_model, clips, cli_scores):
+    model, raw_model, clips, cli_scores
+):
   assert raw_model.trained.calibration is None
   raw = {}
   for name in ("a", "b"):
@@ -129,7 +148,8 @@ def test_score_is_the_command_line_score_and_score_frames_of_the_decoded_frames_
   length = min(len(frames_a), len(frames_b))
   batch = np.stack([frames_a[:length], frames_b[:length]])
   assert raw_model.score_frames(batch) == pytest.approx(
-      [raw_model.score_frames(batch[0]), raw_model.score_frames(batch[1])], abs=1e-6)
+      [raw_model.score_frames(batch[0]), raw_model.score_frames(batch[1])], abs=1e-6
+  )
   # Sampling and preparation are the file's: the model input of the frames is the file's.
   np.testing.assert_array_equal(model.prepare(frames_a), model.load_clip(clips["a"]))
   assert model.load_clip(clips["a"]).shape == model.input_shape
@@ -153,22 +173,27 @@ def test_score_many_gives_none_and_a_reason_for_each_file_it_cannot_score(model,
   assert "0 bytes" in errors[clips["empty"]]
   # Each call starts afresh; a single file that cannot be scored raises, naming it.
   assert model.score_many([clips["b"]]) == [model.score(clips["b"])] and model.last_errors == {}
-  with pytest.raises(video.VideoDecodeError,
-                     match=re.escape(clips["not_a_video"]) + ".*not a video"):
+  with pytest.raises(
+      video.VideoDecodeError, match=re.escape(clips["not_a_video"]) + ".*not a video"
+  ):
     model.score(clips["not_a_video"])
   with pytest.raises(TypeError, match="score\\(path\\)"):
     model.score_many(clips["a"])
 
 
-@pytest.mark.parametrize("frames, wrong", [
-    (np.zeros((12, 48, 64, 3), np.float32), "dtype float32"),
-    (np.zeros((48, 64, 3), np.uint8), r"shape \(48, 64, 3\)"),
-    (np.zeros((12, 48, 64, 4), np.uint8), r"shape \(12, 48, 64, 4\)"),
-    (np.zeros((0, 48, 64, 3), np.uint8), r"shape \(0, 48, 64, 3\)"),
-    (np.zeros((1, 2, 12, 48, 64, 3), np.uint8), r"shape \(1, 2, 12, 48, 64, 3\)"),
-])
+@pytest.mark.parametrize(
+    "frames, wrong",
+    [
+        (np.zeros((12, 48, 64, 3), np.float32), "dtype float32"),
+        (np.zeros((48, 64, 3), np.uint8), r"shape \(48, 64, 3\)"),
+        (np.zeros((12, 48, 64, 4), np.uint8), r"shape \(12, 48, 64, 4\)"),
+        (np.zeros((0, 48, 64, 3), np.uint8), r"shape \(0, 48, 64, 3\)"),
+        (np.zeros((1, 2, 12, 48, 64, 3), np.uint8), r"shape \(1, 2, 12, 48, 64, 3\)"),
+    ],
+)
 def test_frames_of_a_wrong_shape_or_dtype_are_refused_naming_the_expected_shape(
-    model, frames, wrong):
+    model, frames, wrong
+):
   with pytest.raises(ValueError, match=wrong + r".*uint8 \[T, H, W, 3\].*\[B, T, H, W, 3\]"):
     model.score_frames(frames)
 
@@ -179,8 +204,9 @@ def test_frames_of_a_wrong_shape_or_dtype_are_refused_naming_the_expected_shape(
 def test_calibration_in_jax_is_the_numpy_calibration_and_its_derivative():
   raw = np.linspace(-3.0, 3.0, 61)
   fits = [
-      calibration.Calibration(metrics.LogisticFit(metrics.FIT_LOGISTIC, (90.0, 20.0, 0.3, 0.7)),
-                              20.0, 90.0),
+      calibration.Calibration(
+          metrics.LogisticFit(metrics.FIT_LOGISTIC, (90.0, 20.0, 0.3, 0.7)), 20.0, 90.0
+      ),
       calibration.Calibration(metrics.LogisticFit(metrics.FIT_LOGISTIC, (80.0, 30.0, -0.2, -0.5))),
       calibration.Calibration(metrics.LogisticFit(metrics.FIT_LINEAR, (12.0, 50.0)), 30.0, 70.0),
       calibration.Calibration(metrics.LogisticFit(metrics.FIT_CONSTANT, (42.0,)), 42.0, 42.0),
@@ -190,17 +216,20 @@ def test_calibration_in_jax_is_the_numpy_calibration_and_its_derivative():
     np.testing.assert_allclose(values, fit(raw), rtol=1e-6, atol=1e-4)
     # Central differences of the float64 numpy map, away from the clipping kinks.
     derivative = jax.vmap(jax.grad(lambda x, fit=fit: api.calibrate_jax(x, fit)))(
-        jnp.asarray(raw, jnp.float32))
+        jnp.asarray(raw, jnp.float32)
+    )
     step = 1e-6
     reference = (fit(raw + step) - fit(raw - step)) / (2 * step)
     smooth = (np.abs(fit.fit(raw) - fit.low) > 1e-3) & (np.abs(fit.fit(raw) - fit.high) > 1e-3)
-    np.testing.assert_allclose(np.asarray(derivative)[smooth], reference[smooth], rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(derivative)[smooth], reference[smooth], rtol=1e-4, atol=1e-4
+    )
   assert api.calibrate_jax(jnp.float32(1.5), None) == 1.5
 
 
 def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differences(
-    model, raw_model, clips):
+    model, raw_model, clips
+):
   clip = jnp.asarray(model.load_clip(clips["a"]), jnp.float32)
   raw_fn = jaxvqa.quality_fn(model, calibrated=False)
   score_fn = jaxvqa.quality_fn(model)
@@ -208,7 +237,8 @@ def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differenc
   assert float(raw_fn(clip)) == pytest.approx(raw_model.score(clips["a"]), abs=1e-5)
   assert float(score_fn(clip)) == pytest.approx(model.score(clips["a"]), abs=1e-4)
   assert float(jax.jit(score_fn)(clip.astype(jnp.uint8))) == pytest.approx(
-      float(score_fn(clip)), abs=1e-5)
+      float(score_fn(clip)), abs=1e-5
+  )
 
   # One compilation of the gradient serves every call below (quality_fn's network is jitted).
   value, gradient = jax.value_and_grad(raw_fn)(clip)
@@ -232,8 +262,9 @@ def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differenc
   # where the calibration is clipped, as it is for this clip of the 2-step model).
   calibrated_gradient = np.asarray(jax.grad(score_fn)(clip))
   slope = float(jax.grad(lambda x: api.calibrate_jax(x, model.trained.calibration))(value))
-  np.testing.assert_allclose(calibrated_gradient, slope * gradient, rtol=1e-4,
-                             atol=1e-6 * abs(slope) * scale)
+  np.testing.assert_allclose(
+      calibrated_gradient, slope * gradient, rtol=1e-4, atol=1e-6 * abs(slope) * scale
+  )
 
   with pytest.raises(ValueError, match=r"shape \(2, 32, 32, 3\).*got shape \(1, 2, 32, 32, 3\)"):
     raw_fn(clip[None])
@@ -242,7 +273,8 @@ def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differenc
 def test_quality_fn_of_a_workdir_loads_the_best_checkpoint(trained_workdir, model, clips):
   clip = jnp.asarray(model.load_clip(clips["b"]), jnp.float32)
   assert float(jaxvqa.quality_fn(str(trained_workdir))(clip)) == pytest.approx(
-      model.score(clips["b"]), abs=1e-4)
+      model.score(clips["b"]), abs=1e-4
+  )
 
 
 # ----------------------------------------------------------------------------- example and README
@@ -261,14 +293,16 @@ def test_example_blur_is_the_binomial_filter_and_amount_zero_is_the_clip(clips, 
   clip = np.asarray(model.load_clip(clips["a"]), np.float32)
   reference = clip
   for axis in (1, 2):
-    reference = scipy.ndimage.convolve1d(reference, np.array([1, 4, 6, 4, 1]) / 16, axis=axis,
-                                         mode="nearest")
+    reference = scipy.ndimage.convolve1d(
+        reference, np.array([1, 4, 6, 4, 1]) / 16, axis=axis, mode="nearest"
+    )
   np.testing.assert_allclose(example.blur(jnp.asarray(clip)), reference, atol=1e-3)
   np.testing.assert_array_equal(example.unsharp_mask(jnp.asarray(clip), 0.0), clip)
 
 
 def test_example_tunes_the_filter_up_the_gradient_and_prints_the_scores_it_reached(
-    trained_workdir, model, clips, capsys):
+    trained_workdir, model, clips, capsys
+):
   example = load_example()
   assert example.main([clips["a"], "--workdir", str(trained_workdir), "--steps", "3"]) == 0
   printed = capsys.readouterr().out
@@ -286,7 +320,8 @@ def test_example_tunes_the_filter_up_the_gradient_and_prints_the_scores_it_reach
   assert score_after == pytest.approx(float(score_fn(sharpened)), abs=1e-5)
   assert raw_after == pytest.approx(float(raw_fn(sharpened)), abs=1e-5)
   assert gradient == pytest.approx(
-      float(jax.grad(lambda a: raw_fn(example.unsharp_mask(clip, a)))(0.0)), rel=1e-4)
+      float(jax.grad(lambda a: raw_fn(example.unsharp_mask(clip, a)))(0.0)), rel=1e-4
+  )
   # The tiny model's preference is arbitrary; that the ascent follows it and never loses is not.
   assert score_after >= score_before and raw_after >= raw_before
   assert gradient != 0 and steps >= 1
@@ -301,8 +336,9 @@ def test_readme_python_api_block_runs(trained_workdir, clips, tmp_path, monkeypa
   readme = (ROOT / "README.md").read_text()
   section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
   code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
-  code, workdirs = re.subn(r"^WORKDIR = .*$", f"WORKDIR = {str(trained_workdir)!r}", code,
-                           flags=re.MULTILINE)
+  code, workdirs = re.subn(
+      r"^WORKDIR = .*$", f"WORKDIR = {str(trained_workdir)!r}", code, flags=re.MULTILINE
+  )
   code, clip_names = re.subn(r"^CLIP = .*$", f"CLIP = {clips['a']!r}", code, flags=re.MULTILINE)
   assert (workdirs, clip_names) == (1, 1)
   monkeypatch.chdir(tmp_path)  # where "missing.mp4" is missing
@@ -310,10 +346,8 @@ def test_readme_python_api_block_runs(trained_workdir, clips, tmp_path, monkeypa
   exec(compile(code, "README.md:Python API", "exec"), namespace)
   printed = capsys.readouterr().out.splitlines()
   assert namespace["m"].last_errors == {"missing.mp4": "file not found"}
-  assert float(printed[0].split()[0]) == pytest.approx(
-      namespace["m"].score(clips["a"]), abs=1e-12)
+  assert float(printed[0].split()[0]) == pytest.approx(namespace["m"].score(clips["a"]), abs=1e-12)
   assert np.isfinite(float(namespace["score"]))
-
 
 
 def test_score_without_a_workdir_says_that_no_model_ships(tmp_path, capsys):

