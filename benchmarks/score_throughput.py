@@ -100,11 +100,18 @@ def rate(count: int, seconds: float) -> str:
   return f"{count / seconds:10.2f}"
 
 
+def segment_sampling(trained, num_segments: int):
+  """One whole-video clip and `num_segments` segments, as `jaxvqa score --segments N` scores."""
+  clip_length = trained.frames.num_frames
+  return scoring.Sampling(clip_length=clip_length, frames=clip_length, segments=num_segments)
+
+
 def time_decode(paths, trained, num_segments: int, workers: int) -> float:
   start = time.perf_counter()
+  sampling = segment_sampling(trained, num_segments)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for _ in pool.map(lambda path: scoring.decode_video(path, trained.frames,
-                                                        num_segments=num_segments), paths):
+                                                        sampling=sampling), paths):
       pass
   return time.perf_counter() - start
 
@@ -177,7 +184,8 @@ def main() -> None:
   model_videos = model_batches * trained.global_batch_size(per_device) / clips_per_video
   decode_seconds = time_decode(paths, trained, args.segments, args.workers)
   start = time.perf_counter()
-  scores, failures = scoring.score_videos(paths, trained, num_segments=args.segments,
+  scores, failures = scoring.score_videos(paths, trained,
+                                          sampling=segment_sampling(trained, args.segments),
                                           per_device_batch=per_device, workers=args.workers)
   full_seconds = time.perf_counter() - start
   if failures:

@@ -100,7 +100,8 @@ def test_whole_video_clip_is_the_evaluation_clip_and_segments_sample_their_range
   path = clip_dir["good"][0]  # 16 frames
   for mode, size in (("resize_crop", 32), ("fragments", 32)):
     options = pipeline.FrameOptions(num_frames=4, size=size, mode=mode, fragment_grid=4)
-    decoded = scoring.decode_video(path, options, num_segments=2)
+    sampling = scoring.Sampling(clip_length=4, frames=4, segments=2)
+    decoded = scoring.decode_video(path, options, sampling=sampling)
     expected = video.load_clip(
         path.read_bytes(), num_frames=4, size=size, mode=mode, fragment_grid=4, train=False
     )

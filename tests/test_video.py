@@ -426,7 +426,9 @@ def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(trained_workdir
   shutil.copyfile(codec_clips["av1"], odd_name)
   paths = [str(codec_clips["av1_10bit_rot270"]), os.fsdecode(odd_name)]
   trained = inference.load_trained_model(trained_workdir)
-  scores, failures = scoring.score_videos(paths, trained, num_segments=2, workers=1)
+  clip_length = trained.frames.num_frames
+  sampling = scoring.Sampling(clip_length=clip_length, frames=clip_length, segments=2)
+  scores, failures = scoring.score_videos(paths, trained, sampling=sampling, workers=1)
   assert failures == []
   # Each score is the model's score of ffmpeg's own decode of the frames evaluation samples.
   options = trained.frames

@@ -3,9 +3,9 @@
     paths ─Reshuffle─▶ batches ─▶ score (model loaded once per worker process) ─▶ rows
       ─▶ OUTPUT-00000-of-0000N.jsonl ...
 
-Each row has the fields and values of a `jaxvqa score --format jsonl` row: path, score,
-raw_score, num_frames, fps, segments (always empty here), error, scale, model_id, checkpoint,
-step, model. It is made from the public API (`jaxvqa.load`, `QualityModel`): a clip is
+Each row is a `jaxvqa score --format jsonl` row (`scoring.score_record` / `failure_record`, the
+default sampling: one clip of the model's T frames, no segments), with the same provenance fields
+(scale, label source, model id and version, jaxvqa version, frames). It is made from the public API (`jaxvqa.load`, `QualityModel`): a clip is
 `QualityModel.load_clip(path)` (what `jaxvqa score` scores), its raw score is the network's on a
 batch of the same padded shape `jaxvqa score` uses, and its calibration the run's. A file that
 cannot be scored gets a row with `error` = the reason `QualityModel.score_many` (and so
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -29,20 +28,20 @@ import numpy as np
 from apache_beam.utils import shared
 
 from jaxvqa.data import video
+from jaxvqa.scoring.records import failure_record, score_record
+from jaxvqa.scoring.results import ScoreFailure, VideoScore
 
 _COUNTERS = "jaxvqa.score"
 
 
 class _Model:
-  """The loaded model, its provenance fields, and a handle `shared.Shared` can weakly refer to."""
+  """The loaded model, its provenance, and a handle `shared.Shared` can weakly refer to."""
 
   def __init__(self, workdir: str, which: str, ema: bool):
     import jaxvqa
+    from jaxvqa.scoring.provenance import Provenance
     self.quality = jaxvqa.load(workdir, which=which, ema=ema)
-    trained = self.quality.trained
-    self.provenance = {"scale": self.quality.scale, "model_id": self.quality.identity,
-                       "checkpoint": str(trained.checkpoint.path),
-                       "step": trained.checkpoint.step, "model": trained.describe()}
+    self.provenance = Provenance.of(self.quality.trained)
 
 
 class _ScoreBatches(beam.DoFn):
@@ -70,12 +69,14 @@ class _ScoreBatches(beam.DoFn):
     trained = self.model.quality.trained
     raw = trained.raw_scores(np.stack(clips))
     calibrated = trained.calibrate(raw)
+    sampling = self.model.provenance.sampling
     for path, raw_score, score in zip(scored, raw, calibrated):
       info = video.probe(path)
       beam.metrics.Metrics.counter(_COUNTERS, "scored").inc()
-      yield {"path": path, "score": _number(float(score)), "raw_score": _number(float(raw_score)),
-             "num_frames": info.num_frames, "fps": _number(info.fps), "segments": [],
-             "error": None, **self.model.provenance}
+      indices = tuple(int(i) for i in sampling.whole_video_indices(info.num_frames))
+      result = VideoScore(path=path, score=float(score), raw_score=float(raw_score),
+                          num_frames=info.num_frames, fps=float(info.fps), frame_indices=indices)
+      yield score_record(result, self.model.provenance)
 
   def _failure_row(self, path: str) -> dict[str, Any]:
     # score_many checks a file before opening it (a FIFO would block a decoder) and says why
@@ -85,8 +86,7 @@ class _ScoreBatches(beam.DoFn):
     reason = quality.last_errors.get(path, "could not be scored")
     logging.warning("score: %s: %s", path, reason)
     beam.metrics.Metrics.counter(_COUNTERS, "failed").inc()
-    return {"path": path, "score": None, "raw_score": None, "num_frames": None, "fps": None,
-            "segments": [], "error": reason, **self.model.provenance}
+    return failure_record(ScoreFailure(path, reason), self.model.provenance)
 
 
 def _clip_or_none(quality, path: str) -> np.ndarray | None:
@@ -97,11 +97,6 @@ def _clip_or_none(quality, path: str) -> np.ndarray | None:
     return quality.load_clip(path)
   except Exception:  # noqa: BLE001 — the reason is asked for again in _failure_row
     return None
-
-
-def _number(value: float) -> float | None:
-  """JSON has no NaN: null, as `jaxvqa score` writes it."""
-  return value if math.isfinite(value) else None
 
 
 def json_line(row: dict[str, Any]) -> str:

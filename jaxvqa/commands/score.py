@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from jaxvqa.scoring.records import FORMATS
+from jaxvqa.scoring.sampling import Sampling
 
 if TYPE_CHECKING:
   from jaxvqa.inference import TrainedModel
   from jaxvqa.scoring.output_file import OutputFile
-  from jaxvqa.scoring.records import Provenance
+  from jaxvqa.scoring.provenance import Provenance
   from jaxvqa.scoring.results import ScoreFailure, VideoScore
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -60,17 +61,41 @@ def add_subcommand(subparsers) -> None:
       "--raw-weights", action="store_true", help="use the raw weights instead of their EMA"
   )
   parser.add_argument(
+      "--frames",
+      type=int,
+      default=None,
+      metavar="N",
+      help="frames the whole-video score samples: a multiple of the model's clip length T "
+      "(N / T clips spread over the video, their mean scored; default T: one clip)",
+  )
+  segments = parser.add_mutually_exclusive_group()
+  segments.add_argument(
       "--segments",
       type=int,
       default=0,
       metavar="N",
-      help="also score N equal temporal segments of each video",
+      help="also score N equal temporal segments of each video, and pool them",
+  )
+  segments.add_argument(
+      "--segment-seconds",
+      type=float,
+      default=None,
+      metavar="S",
+      help="also score segments of S seconds by the stream's timestamps (the last one "
+      "shorter), and pool them",
+  )
+  segments.add_argument(
+      "--frame-scores",
+      action="store_true",
+      help="also score each frame the whole-video score samples, from the stretch of video "
+      "it stands for, and pool them (the default of --format vmaf-json)",
   )
   parser.add_argument(
       "--format",
       choices=FORMATS,
       default="table",
-      help="output format; csv and jsonl stream to stdout row by row",
+      help="output format; csv and jsonl stream to stdout row by row; vmaf-json lays each "
+      "file out as libvmaf's JSON log",
   )
   parser.add_argument(
       "--output",
@@ -109,9 +134,27 @@ def _error(message: str) -> None:
   print(f"jaxvqa score: {message}", file=sys.stderr)
 
 
+def _sampling(args: argparse.Namespace, clip_length: int) -> Sampling:
+  """The frames each score reads (raises ValueError naming the option that is wrong).
+
+  --format vmaf-json lists a score per sampled frame: without another way to cut segments, it
+  scores one per frame the whole-video score samples (--frame-scores).
+  """
+  segmented = args.segments or args.segment_seconds is not None or args.frame_scores
+  return Sampling(
+      clip_length=clip_length,
+      frames=clip_length if args.frames is None else args.frames,
+      segments=args.segments,
+      segment_seconds=args.segment_seconds,
+      frame_scores=args.frame_scores or (args.format == "vmaf-json" and not segmented),
+  )
+
+
 def _argument_problem(args: argparse.Namespace) -> str | None:
-  if args.segments < 0:
-    return f"--segments must be >= 0, got {args.segments}"
+  try:  # all but the model's clip length, which needs the model: checked again once it is loaded
+    _sampling(args, clip_length=1)
+  except ValueError as error:
+    return str(error)
   for flag in ("batch_size", "workers", "devices"):
     value = getattr(args, flag)
     if value is not None and value < 1:
@@ -205,7 +248,7 @@ def _load_and_score(
 ) -> int:
   """Loads the model, then scores `paths` into `output` (or `stream`); see `run`."""
   from jaxvqa import checkpointing, inference
-  from jaxvqa.scoring.records import Provenance
+  from jaxvqa.scoring.provenance import Provenance
 
   try:
     trained = inference.load_model(
@@ -214,8 +257,13 @@ def _load_and_score(
   except (checkpointing.CheckpointError, FileNotFoundError, ValueError) as error:
     _error(str(error))
     return EXIT_USAGE
-  provenance = Provenance.of(trained)
-  kept = output.resume_from(rows, provenance, args.segments) if output is not None else []
+  try:
+    sampling = _sampling(args, trained.frames.num_frames)
+  except ValueError as error:
+    _error(str(error))
+    return EXIT_USAGE
+  provenance = Provenance.of(trained, sampling)
+  kept = output.resume_from(rows, provenance) if output is not None else []
   todo = _announce(args, paths, kept, output, trained)
   scores, failures = _score(args, todo, failures, trained, provenance, output, stream)
   return _finish(args, paths, kept + scores, failures, provenance, output, stream)
@@ -269,7 +317,7 @@ def _score(
   from jaxvqa.scoring.records import STREAMED_FORMATS, RowStream, failure_record, score_record
 
   row_stream = (
-      RowStream(stream, args.format, args.segments)
+      RowStream(stream, args.format, provenance.sampling)
       if output is None and args.format in STREAMED_FORMATS
       else None
   )
@@ -289,7 +337,7 @@ def _score(
   scores, decode_failures = score_videos(
       todo,
       trained,
-      num_segments=args.segments,
+      sampling=provenance.sampling,
       per_device_batch=args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH,
       workers=args.workers or os.cpu_count() or 1,
       on_failure=report,
@@ -316,7 +364,7 @@ def _finish(
   # among the inputs first).
   position = {escape_name(path): number for number, path in enumerate(paths)}
   scores = sorted(scores, key=lambda score: position.get(escape_name(score.path), -1))
-  text = FORMATTERS[args.format](scores, failures, provenance, args.segments)
+  text = FORMATTERS[args.format](scores, failures, provenance)
   if output is not None:
     output.finish(text)
     _error(

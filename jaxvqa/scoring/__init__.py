@@ -2,10 +2,11 @@
 
     PATH... ──find_videos──▶ files (directories walked for video extensions, globs expanded)
       ──file_problem──▶ FIFOs, devices, unreadable files and symlink loops reported, never opened
-      ──decode pool (threads)──▶ clips uint8 [1 + N, T, S, S, 3] per file
-                                 (the whole video, then N temporal segments when --segments N)
+      ──decode pool (threads)──▶ clips uint8 [K + M, T, S, S, 3] per file (`sampling`: the
+                                 whole video's K = N / T clips for --frames N, then M segments)
       ──fixed-size batches──▶ TrainedModel.dispatch (jitted, sharded over all devices)
-      ──calibration──▶ one score per file (+ one per segment)
+      ──mean of the K, calibration──▶ one score per file (+ one per segment, and their pooled
+                                      mean, harmonic mean, min, max, p5: `pooling`)
       ──as each is made──▶ FILE.partial (one JSON line, flushed) ──at the end──▶ FILE (atomic)
 
 Decoding overlaps the model: decode workers run ahead of the batch being scored (decord and PIL
@@ -13,9 +14,10 @@ release the GIL), and batch k+1 is dispatched before the scores of batch k are f
 
 A clip is sampled exactly as evaluation samples it (`video.sample_frame_indices` with
 train=False: each segment's centre frame; then resize + centre crop, or fragments at cell
-centres), so a file scores what `eval.py` reports for the same file. Segment s of N covers the
-frames [⌊s·F/N⌋, ⌊(s+1)·F/N⌋) of an F-frame video and is sampled the same way inside that range;
-its times in seconds come from the stream's timestamps (variable frame rates included).
+centres), so a file scores what `eval.py` reports for the same file (with the default --frames).
+Segments (N equal parts, S-second windows of the stream's timestamps, or one per sampled frame)
+are sampled the same way inside their range; their times in seconds come from the stream's
+timestamps (variable frame rates included). `sampling` says which frames each score reads.
 
 Files that cannot be scored (missing, unreadable, not a regular file, zero bytes, truncated, not a
 video, unknown codec) and directories that cannot be searched are reported on stderr with their
@@ -27,9 +29,11 @@ it is made, so a killed run keeps what it scored and `--resume` scores only the 
 model: each row names it by `TrainedModel.identity`); FILE itself is written once, at the end,
 through a temporary file and an atomic rename, so it is never half-written.
 
-Modules, in the order of the flow: `discovery` (files), `decoding` (clips), `batches` (the model),
-`records` (rows and output formats), `output_file` (--output FILE); `names` and `results` hold
-what they share. The command line is `jaxvqa.commands.score`.
+Modules, in the order of the flow: `discovery` (files), `sampling` (which frames), `decoding`
+(clips), `batches` (the model), `pooling` (statistics of the segments), `provenance` (what produced
+the scores: model, version, scale, label source), `records` (rows and output formats),
+`output_file` (--output FILE); `names` and `results` hold what they share. The command line is
+`jaxvqa.commands.score`.
 
 The names below load their module on first use: the command's parser reads `records.FORMATS`
 without importing JAX, which `batches` needs.
@@ -42,18 +46,26 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
   from jaxvqa.scoring.batches import score_videos
-  from jaxvqa.scoring.decoding import DecodedVideo, decode_video, segment_bounds
+  from jaxvqa.scoring.decoding import DecodedVideo, decode_video
   from jaxvqa.scoring.discovery import file_problem, find_videos
   from jaxvqa.scoring.names import escape_name, printable_name
   from jaxvqa.scoring.output_file import PARTIAL_SUFFIX, OutputError, OutputFile, check_output
-  from jaxvqa.scoring.records import FORMATS, FORMATTERS, STREAMED_FORMATS, Provenance, RowStream, failure_record, scale_description, score_from_record, score_record, write_text
+  from jaxvqa.scoring.pooling import POOLED_STATISTICS, pool_scores
+  from jaxvqa.scoring.provenance import Provenance, label_source, scale_description
+  from jaxvqa.scoring.records import FORMATS, FORMATTERS, STREAMED_FORMATS, RowStream, failure_record, score_from_record, score_record, write_text
   from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
+  from jaxvqa.scoring.sampling import Sampling, segment_bounds, seconds_bounds
 
 _MODULE_OF = {
     "score_videos": "batches",
     "DecodedVideo": "decoding",
     "decode_video": "decoding",
-    "segment_bounds": "decoding",
+    "segment_bounds": "sampling",
+    "seconds_bounds": "sampling",
+    "Sampling": "sampling",
+    "POOLED_STATISTICS": "pooling",
+    "pool_scores": "pooling",
+    "label_source": "provenance",
     "file_problem": "discovery",
     "find_videos": "discovery",
     "escape_name": "names",
@@ -65,10 +77,10 @@ _MODULE_OF = {
     "FORMATS": "records",
     "FORMATTERS": "records",
     "STREAMED_FORMATS": "records",
-    "Provenance": "records",
+    "Provenance": "provenance",
     "RowStream": "records",
     "failure_record": "records",
-    "scale_description": "records",
+    "scale_description": "provenance",
     "score_from_record": "records",
     "score_record": "records",
     "write_text": "records",
@@ -83,9 +95,11 @@ __all__ = [
     "OutputError",
     "OutputFile",
     "PARTIAL_SUFFIX",
+    "POOLED_STATISTICS",
     "Provenance",
     "RowStream",
     "STREAMED_FORMATS",
+    "Sampling",
     "ScoreFailure",
     "SegmentScore",
     "VideoScore",
@@ -95,11 +109,14 @@ __all__ = [
     "failure_record",
     "file_problem",
     "find_videos",
+    "label_source",
+    "pool_scores",
     "printable_name",
     "scale_description",
     "score_from_record",
     "score_record",
     "score_videos",
+    "seconds_bounds",
     "segment_bounds",
     "write_text",
 ]

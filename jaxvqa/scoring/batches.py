@@ -23,13 +23,14 @@ from jaxvqa.data import video
 from jaxvqa.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
 from jaxvqa.scoring.decoding import DecodedVideo, decode_or_failure
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
+from jaxvqa.scoring.sampling import Sampling
 
 
 def score_videos(
     paths: Sequence[str],
     trained: TrainedModel,
     *,
-    num_segments: int = 0,
+    sampling: Sampling | None = None,
     per_device_batch: int = DEFAULT_PER_DEVICE_BATCH,
     workers: int = 4,
     on_failure: Callable[[ScoreFailure], None] | None = None,
@@ -40,8 +41,9 @@ def score_videos(
 
   Args:
     paths: video files.
-    trained: the loaded run (`inference.load_trained_model`).
-    num_segments: N > 0 adds a score per temporal segment.
+    trained: the loaded run (`inference.load_model`).
+    sampling: the frames of the whole-video score and the segments (default: one clip of the
+      model's T frames, as evaluation scores it; no segments).
     per_device_batch: clips per device per model call; the last batch is padded, so every call
       has the same shape (one compilation, and scores independent of the device count).
     workers: decode threads.
@@ -50,8 +52,8 @@ def score_videos(
       that dies later keeps what it scored.
     progress: a tqdm bar on stderr.
   """
-  if num_segments < 0:
-    raise ValueError(f"num_segments must be >= 0, got {num_segments}")
+  if sampling is None:
+    sampling = Sampling(clip_length=trained.frames.num_frames, frames=trained.frames.num_frames)
   if workers < 1:
     raise ValueError(f"workers must be >= 1, got {workers}")
   results: dict[int, VideoScore] = {}
@@ -73,10 +75,9 @@ def score_videos(
 
   batches = _Batches(trained, per_device_batch, on_scored=scored)
   # Decoded clips waiting for the model are bounded to about two batches, plus one video per worker.
-  lookahead = max(2, -(-2 * batches.batch_size // (1 + num_segments))) + workers
-  outcomes = _decode_in_order(
-      paths, trained.frames, num_segments, workers=workers, lookahead=lookahead
-  )
+  clips_per_video = sampling.num_clips + (sampling.fixed_segment_count or 1)
+  lookahead = max(2, -(-2 * batches.batch_size // clips_per_video)) + workers
+  outcomes = _decode_in_order(paths, trained.frames, sampling, workers=workers, lookahead=lookahead)
   try:
     with contextlib.closing(outcomes):
       for position, outcome in outcomes:
@@ -96,7 +97,7 @@ def score_videos(
 def _decode_in_order(
     paths: Sequence[str],
     options: video.FrameOptions,
-    num_segments: int,
+    sampling: Sampling,
     *,
     workers: int,
     lookahead: int,
@@ -107,7 +108,7 @@ def _decode_in_order(
     pending: collections.deque = collections.deque()
     try:
       for position, path in enumerate(paths):
-        pending.append((position, pool.submit(decode_or_failure, path, options, num_segments)))
+        pending.append((position, pool.submit(decode_or_failure, path, options, sampling)))
         if len(pending) == lookahead:
           position, future = pending.popleft()
           yield position, future.result()
@@ -125,7 +126,7 @@ class _OpenVideo:
 
   path: str
   decoded: DecodedVideo  # without its pixels: those are in the batches
-  raw: np.ndarray  # float64 [1 + N] clip scores, filled as batches come back
+  raw: np.ndarray  # float64 [K + M] clip scores, filled as batches come back
   clips_left: int
 
 
@@ -193,8 +194,14 @@ class _Batches:
 def _video_score(
     path: str, decoded: DecodedVideo, raw: np.ndarray, trained: TrainedModel
 ) -> VideoScore:
-  """raw: float64 [1 + N] clip scores (whole video first)."""
-  calibrated = trained.calibrate(raw)
+  """raw: float64 [K + M] clip scores (the whole video's K clips first, then M segments).
+
+  The whole-video raw score is the mean of its K clips' (each a sample of the same quantity, the
+  one the calibration was fitted to), calibrated once.
+  """
+  whole = float(np.mean(raw[: decoded.num_whole_clips]))
+  segment_raw = raw[decoded.num_whole_clips :]
+  calibrated = trained.calibrate(np.concatenate([[whole], segment_raw]))
   segments = tuple(
       SegmentScore(
           start_frame=start,
@@ -202,17 +209,19 @@ def _video_score(
           start_seconds=start_seconds,
           end_seconds=end_seconds,
           score=float(calibrated[1 + s]),
-          raw_score=float(raw[1 + s]),
+          raw_score=float(segment_raw[s]),
+          frame=frame,
       )
-      for s, ((start, stop), (start_seconds, end_seconds)) in enumerate(
-          zip(decoded.segments, decoded.segment_seconds)
+      for s, ((start, stop), (start_seconds, end_seconds), frame) in enumerate(
+          zip(decoded.segments, decoded.segment_seconds, decoded.segment_frames)
       )
   )
   return VideoScore(
       path=path,
       score=float(calibrated[0]),
-      raw_score=float(raw[0]),
+      raw_score=whole,
       num_frames=decoded.num_frames,
       fps=decoded.fps,
       segments=segments,
+      frame_indices=decoded.frame_indices,
   )

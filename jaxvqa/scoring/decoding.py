@@ -1,10 +1,9 @@
-"""One file's clips for scoring: the whole video and N temporal segments, sampled as evaluation does.
+"""One file's clips for scoring: the whole video's K clips and its segments (`sampling.Sampling`).
 
-A clip is sampled exactly as evaluation samples it (`video.sample_frame_indices` with
-train=False: each segment's centre frame; then resize + centre crop, or fragments at cell
-centres), so a file scores what `eval.py` reports for the same file. Segment s of N covers the
-frames [⌊s·F/N⌋, ⌊(s+1)·F/N⌋) of an F-frame video and is sampled the same way inside that range;
-its times in seconds come from the stream's timestamps (variable frame rates included).
+With the default sampling the whole-video clip is exactly the one evaluation scores
+(`video.sample_frame_indices` with train=False: each segment's centre frame; then resize + centre
+crop, or fragments at cell centres), so a file scores what `eval.py` reports for the same file.
+Segment times in seconds come from the stream's timestamps (variable frame rates included).
 """
 
 from __future__ import annotations
@@ -20,48 +19,55 @@ from jaxvqa.data import video
 from jaxvqa.scoring.discovery import file_problem
 from jaxvqa.scoring.names import os_reason
 from jaxvqa.scoring.results import ScoreFailure
+from jaxvqa.scoring.sampling import Sampling, SegmentError, centre_frame
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodedVideo:
-  clips: np.ndarray  # uint8 [1 + N, T, S, S, 3]: whole video, then N segments
+  clips: np.ndarray  # uint8 [K + M, T, S, S, 3]: the whole video's K clips, then M segments
   num_frames: int
   fps: float
-  segments: tuple[tuple[int, int], ...]  # N (start, stop) frame ranges
-  segment_seconds: tuple[tuple[float, float], ...] = ()  # N (start, end) times, stream timestamps
+  segments: tuple[tuple[int, int], ...]  # M (start, stop) frame ranges
+  segment_seconds: tuple[tuple[float, float], ...] = ()  # M (start, end) times, stream timestamps
+  frame_indices: tuple[int, ...] = ()  # N frames the whole-video clips sample, in order
+  num_whole_clips: int = 1  # K
 
-
-def segment_bounds(num_frames: int, num_segments: int) -> list[tuple[int, int]]:
-  """N contiguous frame ranges [⌊s·F/N⌋, ⌊(s+1)·F/N⌋); a video shorter than N keeps one frame each."""
-  bounds = [(s * num_frames) // num_segments for s in range(num_segments + 1)]
-  return [(start, max(stop, start + 1)) for start, stop in zip(bounds[:-1], bounds[1:])]
+  @property
+  def segment_frames(self) -> tuple[int, ...]:
+    """The centre frame of each segment."""
+    return tuple(centre_frame(start, stop) for start, stop in self.segments)
 
 
 def decode_video(
     path: video.VideoSource,
     options: video.FrameOptions,
     *,
-    num_segments: int = 0,
+    sampling: Sampling | None = None,
     decode_threads: int = 1,
 ) -> DecodedVideo:
-  """The whole-video clip and `num_segments` segment clips of one file.
+  """The whole-video clips and the segment clips of one file (default sampling: one clip of
+  `options.num_frames` frames, no segments).
 
-  The whole-video clip equals `video.load_clip(path, train=False, ...)`: the same frames,
-  prepared the same way (both preparations work frame by frame). Each distinct frame is
-  decoded and prepared once, even when the whole clip and a segment share it.
+  With the default sampling the whole-video clip equals `video.load_clip(path, train=False, ...)`:
+  the same frames, prepared the same way (both preparations work frame by frame). Each distinct
+  frame is decoded and prepared once, even when clips share it.
 
-  Raises video.VideoDecodeError naming the file and the reason.
+  Raises video.VideoDecodeError naming the file and the reason; SegmentError when the file cannot
+  be cut as asked (by seconds, without timestamps).
   """
+  if sampling is None:
+    sampling = Sampling(clip_length=options.num_frames, frames=options.num_frames)
+  if sampling.clip_length != options.num_frames:
+    raise ValueError(
+        f"sampling of {sampling.clip_length}-frame clips for a model of {options.num_frames}"
+    )
   reader = video.open_reader(path, num_threads=decode_threads)
   num_frames = len(reader)
   fps = float(reader.get_avg_fps())
-  clip_length = options.num_frames
-  segments = segment_bounds(num_frames, num_segments) if num_segments else []
-  index_sets = [video.sample_frame_indices(num_frames, clip_length, train=False, rng=None)]
-  index_sets += [
-      start + video.sample_frame_indices(stop - start, clip_length, train=False, rng=None)
-      for start, stop in segments
-  ]
+  starts = video.frame_start_seconds(reader) if sampling.segmented_by else None
+  segments = sampling.segment_ranges(num_frames, starts)
+  whole = sampling.whole_video_clips(num_frames)
+  index_sets = [*whole, *(sampling.segment_clip(start, stop) for start, stop in segments)]
   unique, inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
@@ -72,13 +78,16 @@ def decode_video(
           frames, options.size, mode=options.mode, fragment_grid=options.fragment_grid
       )
   )
-  clips = prepared[inverse.reshape(len(index_sets), clip_length)]
-  seconds = ()
-  if segments:
-    starts = video.frame_start_seconds(reader)
-    seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
+  clips = prepared[inverse.reshape(len(index_sets), sampling.clip_length)]
+  seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
   return DecodedVideo(
-      clips=clips, num_frames=num_frames, fps=fps, segments=tuple(segments), segment_seconds=seconds
+      clips=clips,
+      num_frames=num_frames,
+      fps=fps,
+      segments=tuple(segments),
+      segment_seconds=seconds,
+      frame_indices=tuple(int(i) for i in sampling.whole_video_indices(num_frames)),
+      num_whole_clips=sampling.num_clips,
   )
 
 
@@ -88,6 +97,8 @@ def _failure_reason(path: str, error: Exception) -> str:
   prefix = f"{path}: "
   if isinstance(error, video.VideoDecodeError):
     return message[len(prefix) :] if message.startswith(prefix) else message
+  if isinstance(error, SegmentError):
+    return message
   return f"{type(error).__name__}: {message}"
 
 
@@ -111,7 +122,7 @@ def _decodable_name(path: str) -> Iterator[str]:
 
 
 def decode_or_failure(
-    path: str, options: video.FrameOptions, num_segments: int
+    path: str, options: video.FrameOptions, sampling: Sampling
 ) -> DecodedVideo | ScoreFailure:
   problem = file_problem(path)
   if problem is not None:
@@ -119,7 +130,7 @@ def decode_or_failure(
   try:
     with _decodable_name(path) as name:
       try:
-        return decode_video(name, options, num_segments=num_segments, decode_threads=1)
+        return decode_video(name, options, sampling=sampling, decode_threads=1)
       except Exception as error:  # noqa: BLE001 — any bad file is reported, never fatal to the run
         return ScoreFailure(path, _failure_reason(name, error))
   except OSError as error:

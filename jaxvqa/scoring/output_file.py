@@ -193,15 +193,22 @@ class OutputFile:
       return self._seed
     return []
 
-  def resume_from(
-      self, rows: Sequence[dict[str, Any]], provenance: Provenance, num_segments: int
-  ) -> list[VideoScore]:
+  def resume_from(self, rows: Sequence[dict[str, Any]], provenance: Provenance) -> list[VideoScore]:
     """The scores in `rows` (failed files are left out, to be tried again).
 
-    Raises OutputError: a row scored by another model (`model_id`), or with another --segments.
+    Raises OutputError: a row written by an earlier jaxvqa score (without `jaxvqa_version`), by
+    another model (`model_id`), or with other --frames / segments.
     """
     kept: dict[str, VideoScore] = {}
+    sampling = provenance.sampling
     for row in rows:
+      if "jaxvqa_version" not in row:
+        raise OutputError(
+            f"--resume: {self.resumed_from} was written by an earlier jaxvqa score, whose rows "
+            "lack the fields this version writes (label_source, model_version, jaxvqa_version, "
+            "frames, frame_indices, pooled); finish it with the jaxvqa that began it, or move it "
+            "away and score again"
+        )
       if row["model_id"] != provenance.model_id:
         raise OutputError(
             f"--resume: {self.resumed_from} holds scores by another model ({row['model_id']}, "
@@ -209,14 +216,17 @@ class OutputFile:
             f"(checkpoint {provenance.checkpoint['path']}): resume with that run's --workdir, "
             "--which and --raw-weights, or write to another --output"
         )
-      if row.get("error") is not None:
-        continue
-      if len(row["segments"]) != num_segments:
+      asked = (sampling.frames, sampling.segmented_by)
+      if (row["frames"], row["segmented_by"]) != asked:
         raise OutputError(
-            f"--resume: {self.resumed_from} was scored with --segments {len(row['segments'])}; "
-            f"resume with the same --segments (this run asks for {num_segments})"
+            f"--resume: {self.resumed_from} was scored with --frames {row['frames']} and "
+            f"segments {row['segmented_by'] or 'none'}; this run asks for --frames "
+            f"{asked[0]} and segments {asked[1] or 'none'}: resume with the same --frames, "
+            "--segments, --segment-seconds or --frame-scores (and --format: vmaf-json implies "
+            "--frame-scores)"
         )
-      kept[row["path"]] = score_from_record(row)
+      if row.get("error") is None:
+        kept[row["path"]] = score_from_record(row)
     for row in self._seed:
       self.append(row)
     return list(kept.values())

@@ -1,7 +1,8 @@
-"""Scores as rows and documents: what produced them (`Provenance`), JSON lines, CSV, JSON, a table.
+"""Scores as rows and documents: JSON lines, CSV, JSON, VMAF-like JSON, a table.
 
-Every row carries its model's identity, so a row cut out of its file still says what produced it
-and `--resume` can tell one model's rows from another's. JSON has no NaN: it is written as null.
+Every row carries what produced it (`provenance.Provenance`: model, version, scale, label source,
+frames), so a row cut out of its file still says what produced it and `--resume` can tell one
+model's rows from another's. JSON has no NaN: it is written as null.
 """
 
 from __future__ import annotations
@@ -11,82 +12,25 @@ import dataclasses
 import io
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from jaxvqa import strict_json
 from jaxvqa.scoring.names import escape_name, printable_name, spreadsheet_text
+from jaxvqa.scoring.pooling import POOLED_STATISTICS, pool_scores
+from jaxvqa.scoring.provenance import Provenance
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
+from jaxvqa.scoring.sampling import Sampling
 
-if TYPE_CHECKING:
-  from jaxvqa.inference import TrainedModel
-
-FORMATS = ("table", "csv", "json", "jsonl")
+FORMATS = ("table", "csv", "json", "jsonl", "vmaf-json")
 STREAMED_FORMATS = ("csv", "jsonl")  # written row by row to stdout as results are made
-# What each data builder's labels are (jaxvqa.data.builders.BUILDERS; not imported: it needs
-# TFDS, which inference machines lack). A calibrated score is on this scale.
-LABEL_SCALES = {
-    "compressed": "VMAF (0-100)",
-    "konvid_1k": "MOS (1-5)",
-    "live_vqc": "MOS (0-100)",
-    "youtube_ugc": "MOS (1-5)",
-    "lsvq": "MOS (0-100)",
-}
-
-
-def scale_description(trained: TrainedModel) -> str:
-  """What a score means: the label scale and its calibration, or that it is raw model output."""
-  builder = trained.config.data.get("builder", "")
-  label = LABEL_SCALES.get(builder, f"the labels of data set {builder!r}")
-  if trained.calibration is None:
-    return (
-        f"raw model output, uncalibrated (not {label}): the {trained.checkpoint.which} "
-        "checkpoint carries no calibration; use --which best for scores on the label scale"
-    )
-  return (
-      f"{label}, calibrated on the validation split: label scale "
-      f"(calibration: {trained.calibration.describe()})"
-  )
-
-
-@dataclasses.dataclass(frozen=True)
-class Provenance:
-  """What produced a set of scores; every output format carries it."""
-
-  model: str  # architecture and input in one line (TrainedModel.describe)
-  model_id: str  # TrainedModel.identity: equal exactly when the scores would be
-  model_config: dict[str, Any]
-  checkpoint: dict[str, Any]  # inference.CheckpointInfo.to_dict()
-  calibration: dict[str, Any] | None
-  scale: str  # scale_description
-
-  @classmethod
-  def of(cls, trained: TrainedModel) -> Provenance:
-    return cls(
-        model=trained.describe(),
-        model_id=trained.identity,
-        model_config=trained.config.model.to_dict(),
-        checkpoint=trained.checkpoint.to_dict(),
-        calibration=(trained.calibration.to_dict() if trained.calibration is not None else None),
-        scale=scale_description(trained),
-    )
-
-  def row_fields(self) -> dict[str, Any]:
-    """Repeated on every CSV and JSON-lines row, so a row cut out of its file still says what
-    produced it and `--resume` can tell one model's rows from another's."""
-    return {
-        "scale": self.scale,
-        "model_id": self.model_id,
-        "checkpoint": self.checkpoint["path"],
-        "step": self.checkpoint["step"],
-        "model": self.model,
-    }
+VMAF_METRIC = "jaxvqa"  # the metric's name in --format vmaf-json, as "vmaf" is in libvmaf's
 
 
 # ----------------------------------------------------------------------------- rows
 
 
 def _video_fields(score: VideoScore) -> dict[str, Any]:
-  """A score as JSON: the name escaped, NaN as null."""
+  """A score as JSON: the name escaped, NaN as null; `pooled` over the segment scores."""
   return strict_json.finite_or_null(
       {
           "path": escape_name(score.path),
@@ -95,6 +39,8 @@ def _video_fields(score: VideoScore) -> dict[str, Any]:
           "num_frames": score.num_frames,
           "fps": score.fps,
           "segments": [dataclasses.asdict(segment) for segment in score.segments],
+          "frame_indices": list(score.frame_indices),
+          "pooled": pool_scores([segment.score for segment in score.segments]),
       }
   )
 
@@ -112,6 +58,8 @@ def failure_record(failure: ScoreFailure, provenance: Provenance) -> dict[str, A
       "num_frames": None,
       "fps": None,
       "segments": [],
+      "frame_indices": None,
+      "pooled": None,
       "error": failure.reason,
       **provenance.row_fields(),
   }
@@ -145,9 +93,11 @@ def score_from_record(record: dict[str, Any]) -> VideoScore:
               end_seconds=number(segment["end_seconds"]),
               score=number(segment["score"]),
               raw_score=number(segment["raw_score"]),
+              frame=int(segment["frame"]),
           )
           for segment in record["segments"]
       ),
+      frame_indices=tuple(int(index) for index in record["frame_indices"]),
   )
 
 
@@ -156,133 +106,232 @@ def json_line(record: dict[str, Any]) -> str:
   return strict_json.dumps(record) + "\n"
 
 
-def _csv_columns(num_segments: int) -> list[str]:
+# ----------------------------------------------------------------------------- CSV
+
+_CSV_TEXT = ("path", "error", "scale", "model_id", "checkpoint", "model", "segmented_by")
+_CSV_TEXT += ("label_source", "model_version", "jaxvqa_version")
+_CSV_NUMBERS = ("score", "raw_score", "num_frames", "fps", "step", "frames")
+
+
+def _segment_columns(sampling: Sampling) -> list[str]:
+  """segment_1 … segment_N when every video has N segments; one `segment_scores` cell (the scores
+  separated by spaces) when cutting by seconds gives each video its own count."""
+  count = sampling.fixed_segment_count
+  if count is None:
+    return ["segment_scores"]
+  return [f"segment_{s + 1}" for s in range(count)]
+
+
+def _csv_columns(sampling: Sampling) -> list[str]:
+  # The columns of earlier versions first, in their order; the new ones after them.
   return [
       "path",
       "score",
       "raw_score",
       "num_frames",
       "fps",
-      *(f"segment_{s + 1}" for s in range(num_segments)),
+      *_segment_columns(sampling),
       "error",
       "scale",
       "model_id",
       "checkpoint",
       "step",
       "model",
+      "frames",
+      "frame_indices",
+      "segmented_by",
+      *(f"pooled_{statistic}" for statistic in POOLED_STATISTICS),
+      "label_source",
+      "model_version",
+      "jaxvqa_version",
   ]
 
 
-def _csv_cells(record: dict[str, Any], num_segments: int) -> dict[str, str]:
+def _number_cell(value: Any) -> str:
+  return "" if value is None else repr(value)
+
+
+def _csv_cells(record: dict[str, Any], sampling: Sampling) -> dict[str, str]:
   """A row's CSV cells: numbers at full precision, text cells safe from spreadsheet formulas."""
-
-  def number(value: Any) -> str:
-    return "" if value is None else repr(value)
-
-  cells = {key: number(record[key]) for key in ("score", "raw_score", "num_frames", "fps", "step")}
-  cells.update(
-      {
-          key: spreadsheet_text(str(record[key] or ""))
-          for key in ("path", "error", "scale", "model_id", "checkpoint", "model")
-      }
-  )
-  for s, segment in enumerate(record["segments"][:num_segments]):
-    cells[f"segment_{s + 1}"] = number(segment["score"])
+  cells = {key: _number_cell(record[key]) for key in _CSV_NUMBERS}
+  cells.update({key: spreadsheet_text(str(record[key] or "")) for key in _CSV_TEXT})
+  cells["frame_indices"] = " ".join(str(index) for index in record["frame_indices"] or ())
+  pooled = record["pooled"] or {}
+  for statistic in POOLED_STATISTICS:
+    cells[f"pooled_{statistic}"] = _number_cell(pooled.get(statistic))
+  scores = [segment["score"] for segment in record["segments"]]
+  if sampling.fixed_segment_count is None:
+    cells["segment_scores"] = " ".join("nan" if s is None else repr(s) for s in scores)
+  else:
+    cells.update({f"segment_{s + 1}": _number_cell(score) for s, score in enumerate(scores)})
   return cells
 
 
-def _csv_text(records: Iterable[dict[str, Any]], num_segments: int, *, header: bool) -> str:
+def _csv_text(records: Iterable[dict[str, Any]], sampling: Sampling, *, header: bool) -> str:
   buffer = io.StringIO()
   # The csv module's own line end, "\r\n", on purpose: a cell holding "\r" or "\n" is quoted only
   # when that character belongs to the line end (with "\n" alone, a name with "\r" split its row).
-  writer = csv.DictWriter(buffer, fieldnames=_csv_columns(num_segments))
+  writer = csv.DictWriter(buffer, fieldnames=_csv_columns(sampling))
   if header:
     writer.writeheader()
-  writer.writerows(_csv_cells(record, num_segments) for record in records)
+  writer.writerows(_csv_cells(record, sampling) for record in records)
   return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------- output formats
 
 
-def format_json(
-    scores: Sequence[VideoScore],
-    failures: Sequence[ScoreFailure],
-    provenance: Provenance,
-    num_segments: int,
-) -> str:
-  document = {
+def _document_fields(provenance: Provenance) -> dict[str, Any]:
+  """What produced the scores, at the top of the JSON documents."""
+  return {
       "model": provenance.model,
       "model_id": provenance.model_id,
+      "model_version": provenance.model_version,
       "model_config": provenance.model_config,
       "checkpoint": provenance.checkpoint,
       "calibration": provenance.calibration,
       "scale": provenance.scale,
-      "segments": num_segments,
+      "label_source": provenance.label_source,
+      "jaxvqa_version": provenance.jaxvqa_version,
+      "frames": provenance.sampling.frames,
+      "clip_frames": provenance.sampling.clip_length,
+      "segmented_by": provenance.sampling.segmented_by,
+      "segments": provenance.sampling.fixed_segment_count,
+  }
+
+
+def _failure_entries(failures: Sequence[ScoreFailure]) -> list[dict[str, str]]:
+  return [{"path": escape_name(failure.path), "reason": failure.reason} for failure in failures]
+
+
+def format_json(
+    scores: Sequence[VideoScore], failures: Sequence[ScoreFailure], provenance: Provenance
+) -> str:
+  segmented = provenance.sampling.segmented_by is not None
+  document = {
+      **_document_fields(provenance),
       "videos": [
           {
               key: value
               for key, value in _video_fields(s).items()
-              if num_segments or key != "segments"
+              if segmented or key not in ("segments", "pooled")
           }
           for s in scores
       ],
-      "failures": [
-          {"path": escape_name(failure.path), "reason": failure.reason} for failure in failures
+      "failures": _failure_entries(failures),
+  }
+  return strict_json.dumps(document, indent=2) + "\n"
+
+
+def _vmaf_document(score: VideoScore, provenance: Provenance) -> dict[str, Any]:
+  """One file as libvmaf's JSON log has it: frames → metrics, pooled_metrics, aggregate_metrics."""
+  fields = _video_fields(score)
+  return {
+      "path": fields["path"],
+      "version": provenance.jaxvqa_version,
+      "model": provenance.model_version,
+      "fps": fields["fps"],
+      "num_frames": fields["num_frames"],
+      "frame_indices": fields["frame_indices"],
+      "frames": [
+          {
+              "frameNum": segment["frame"],
+              "metrics": {
+                  VMAF_METRIC: segment["score"],
+                  f"{VMAF_METRIC}_raw": segment["raw_score"],
+              },
+          }
+          for segment in fields["segments"]
       ],
+      "pooled_metrics": {VMAF_METRIC: fields["pooled"]} if fields["pooled"] else {},
+      "aggregate_metrics": {
+          VMAF_METRIC: fields["score"],
+          f"{VMAF_METRIC}_raw": fields["raw_score"],
+      },
+  }
+
+
+def format_vmaf_json(
+    scores: Sequence[VideoScore], failures: Sequence[ScoreFailure], provenance: Provenance
+) -> str:
+  """One document for the run: what produced the scores, then each file as libvmaf's JSON log
+  lays one out (`frames`: one entry per segment, at its centre frame; `pooled_metrics` over them;
+  `aggregate_metrics`: the whole-video score)."""
+  document = {
+      "version": provenance.jaxvqa_version,
+      **_document_fields(provenance),
+      "videos": [_vmaf_document(score, provenance) for score in scores],
+      "failures": _failure_entries(failures),
   }
   return strict_json.dumps(document, indent=2) + "\n"
 
 
 def format_jsonl(
-    scores: Sequence[VideoScore],
-    failures: Sequence[ScoreFailure],
-    provenance: Provenance,
-    num_segments: int,
+    scores: Sequence[VideoScore], failures: Sequence[ScoreFailure], provenance: Provenance
 ) -> str:
   """One JSON object per file (`score_record`, `failure_record`), each naming its model."""
-  del num_segments  # every row carries its own segments
   return "".join(json_line(record) for record in _records(scores, failures, provenance))
 
 
 def format_csv(
-    scores: Sequence[VideoScore],
-    failures: Sequence[ScoreFailure],
-    provenance: Provenance,
-    num_segments: int,
+    scores: Sequence[VideoScore], failures: Sequence[ScoreFailure], provenance: Provenance
 ) -> str:
   """One row per file (failed files too, with `error` set); the scale, model and checkpoint on
   every row, so a CSV still says what produced it after being concatenated or cut."""
-  return _csv_text(_records(scores, failures, provenance), num_segments, header=True)
+  return _csv_text(_records(scores, failures, provenance), provenance.sampling, header=True)
 
 
-def format_table(
-    scores: Sequence[VideoScore],
-    failures: Sequence[ScoreFailure],
-    provenance: Provenance,
-    num_segments: int,
-) -> str:
-  checkpoint = provenance.checkpoint
-  header = [
-      f"model:       {provenance.model} [{provenance.model_id}]",
+def _table_header(provenance: Provenance) -> list[str]:
+  checkpoint, sampling = provenance.checkpoint, provenance.sampling
+  clips = f"{sampling.num_clips} clip{'s' if sampling.num_clips > 1 else ''}"
+  segments = (
+      "none"
+      if sampling.segmented_by is None
+      else f"{sampling.segmented_by} (pooled over them: mean, harmonic mean, min, max, p5)"
+  )
+  return [
+      f"model:       {provenance.model_version}: {provenance.model} [{provenance.model_id}]",
       f"checkpoint:  {checkpoint['path']} (step {checkpoint['step']}, {checkpoint['which']}, "
       f"{checkpoint['weights']} weights)",
       f"scores:      {provenance.scale}",
+      f"labels:      {provenance.label_source}",
+      f"frames:      {sampling.frames} per video ({clips} of {sampling.clip_length})",
+      f"segments:    {segments}",
+      f"jaxvqa:      {provenance.jaxvqa_version}",
       "",
   ]
-  titles = ["score", *(f"seg {s + 1}" for s in range(num_segments)), "file"]
-  rows = [
-      [
-          f"{s.score:.3f}",
-          *(f"{segment.score:.3f}" for segment in s.segments),
-          printable_name(s.path),
-      ]
-      for s in scores
+
+
+def format_table(
+    scores: Sequence[VideoScore], failures: Sequence[ScoreFailure], provenance: Provenance
+) -> str:
+  sampling = provenance.sampling
+  num_columns = sampling.segments  # one column per segment only for --segments N
+  pooled = ("mean", "harmonic_mean", "min", "p5") if sampling.segmented_by else ()
+  titles = [
+      "score",
+      *(f"seg {s + 1}" for s in range(num_columns)),
+      *({"harmonic_mean": "hmean"}.get(name, name) for name in pooled),
+      "file",
   ]
+
+  def value(number: float | None) -> str:
+    return "-" if number is None else f"{number:.3f}"
+
+  rows = []
+  for s in scores:
+    statistics = pool_scores([segment.score for segment in s.segments]) or {}
+    rows.append(
+        [
+            value(s.score),
+            *(value(segment.score) for segment in s.segments[:num_columns]),
+            *(value(statistics.get(name)) for name in pooled),
+            printable_name(s.path),
+        ]
+    )
   rows += [
       [
-          "-",
-          *("-" for _ in range(num_segments)),
+          *("-" for _ in titles[:-1]),
           f"{printable_name(failure.path)}  (failed: {printable_name(failure.reason)})",
       ]
       for failure in failures
@@ -293,10 +342,17 @@ def format_table(
     return "  ".join([*(cell.rjust(width) for cell, width in zip(cells, widths)), cells[-1]])
 
   rule = "  ".join(["-" * width for width in widths] + ["-" * 4])
+  header = _table_header(provenance)
   return "\n".join(header + [line(titles), rule] + [line(row) for row in rows]) + "\n"
 
 
-FORMATTERS = {"table": format_table, "csv": format_csv, "json": format_json, "jsonl": format_jsonl}
+FORMATTERS = {
+    "table": format_table,
+    "csv": format_csv,
+    "json": format_json,
+    "jsonl": format_jsonl,
+    "vmaf-json": format_vmaf_json,
+}
 
 
 def write_text(stream: TextIO, text: str) -> None:
@@ -311,17 +367,17 @@ class RowStream:
   """--format csv or jsonl written to a stream (stdout, a pipe, a device) row by row as results
   are made, so a consumer sees each score at once and a killed run has written all it scored."""
 
-  def __init__(self, stream: TextIO, output_format: str, num_segments: int):
+  def __init__(self, stream: TextIO, output_format: str, sampling: Sampling):
     if output_format not in STREAMED_FORMATS:
       raise ValueError(f"{output_format!r} cannot be streamed; streamed: {STREAMED_FORMATS}")
-    self.stream, self.format, self.num_segments = stream, output_format, num_segments
+    self.stream, self.format, self.sampling = stream, output_format, sampling
     if output_format == "csv":
-      write_text(stream, _csv_text([], num_segments, header=True))
+      write_text(stream, _csv_text([], sampling, header=True))
 
   def write(self, record: dict[str, Any]) -> None:
     write_text(
         self.stream,
         json_line(record)
         if self.format == "jsonl"
-        else _csv_text([record], self.num_segments, header=False),
+        else _csv_text([record], self.sampling, header=False),
     )

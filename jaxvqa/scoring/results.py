@@ -13,16 +13,18 @@ class SegmentScore:
   end_seconds: float  # when its last frame ends
   score: float  # calibrated (label scale)
   raw_score: float  # model output
+  frame: int  # the frame that stands for it (its centre; VMAF JSON's frameNum)
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoScore:
   path: str  # as given or found (not resolved), so it matches what the user typed
   score: float  # calibrated (label scale); the raw score when the checkpoint has no calibration
-  raw_score: float  # model output
+  raw_score: float  # model output (the mean over the clips of the whole-video score)
   num_frames: int
   fps: float
   segments: tuple[SegmentScore, ...] = ()
+  frame_indices: tuple[int, ...] = ()  # the frames the whole-video score sampled
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,191 @@
+"""What produced a set of scores (`Provenance`): model, version, scale, label source, frames.
+
+Every output format carries it, and every CSV and JSON-lines row repeats it, so a row cut out of
+its file still says what produced it and `--resume` can tell one model's rows from another's.
+This module imports neither JAX nor the model: the command's parser reads `records.FORMATS`
+without JAX, and `records` imports this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jaxvqa.scoring.sampling import Sampling
+
+if TYPE_CHECKING:
+  from jaxvqa.inference import TrainedModel
+
+# What each data builder's labels are (jaxvqa.data.builders.BUILDERS; not imported: it needs
+# TFDS, which inference machines lack). A calibrated score is on this scale.
+LABEL_SCALES = {
+    "compressed": "VMAF (0-100)",
+    "konvid_1k": "MOS (1-5)",
+    "live_vqc": "MOS (0-100)",
+    "youtube_ugc": "MOS (1-5)",
+    "lsvq": "MOS (0-100)",
+}
+VMAF_BUILDER = "compressed"  # make-dataset's sets and the demo set: labels measured with libvmaf
+# libvmaf's default model, the one `jaxvqa.data.encoding.measure_vmaf` gets (it names none).
+VMAF_MODEL = "vmaf_v0.6.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+  """What produced a set of scores; every output format carries it."""
+
+  model: str  # architecture and input in one line (TrainedModel.describe)
+  model_id: str  # TrainedModel.identity: equal exactly when the scores would be
+  model_version: str  # a shipped model's id (name-version), or the run, step and weights
+  model_config: dict[str, Any]
+  checkpoint: dict[str, Any]  # inference.CheckpointInfo.to_dict()
+  calibration: dict[str, Any] | None
+  scale: str  # scale_description
+  label_source: str  # what the labels the model learnt were (label_source)
+  jaxvqa_version: str
+  sampling: Sampling  # the frames each score reads
+
+  @classmethod
+  def of(cls, trained: TrainedModel, sampling: Sampling | None = None) -> Provenance:
+    from jaxvqa import __version__
+
+    clip_length = trained.frames.num_frames
+    return cls(
+        model=trained.describe(),
+        model_id=trained.identity,
+        model_version=model_version(trained),
+        model_config=trained.config.model.to_dict(),
+        checkpoint=trained.checkpoint.to_dict(),
+        calibration=(trained.calibration.to_dict() if trained.calibration is not None else None),
+        scale=scale_description(trained),
+        label_source=label_source(trained),
+        jaxvqa_version=__version__,
+        sampling=sampling or Sampling(clip_length=clip_length, frames=clip_length),
+    )
+
+  def row_fields(self) -> dict[str, Any]:
+    """Repeated on every CSV and JSON-lines row, so a row cut out of its file still says what
+    produced it and `--resume` can tell one model's rows (and options) from another's."""
+    return {
+        "scale": self.scale,
+        "model_id": self.model_id,
+        "checkpoint": self.checkpoint["path"],
+        "step": self.checkpoint["step"],
+        "model": self.model,
+        "frames": self.sampling.frames,
+        "segmented_by": self.sampling.segmented_by,
+        "label_source": self.label_source,
+        "model_version": self.model_version,
+        "jaxvqa_version": self.jaxvqa_version,
+    }
+
+
+def shipped_card(trained: TrainedModel) -> dict[str, Any] | None:
+  """The model.json of a shipped model (`inference.load_shipped_model`); None for a run."""
+  from jaxvqa import inference
+
+  if not trained.checkpoint.which.startswith("shipped"):
+    return None
+  try:
+    card = json.loads((Path(trained.checkpoint.path) / inference.SHIPPED_CARD).read_text())
+  except (OSError, ValueError):
+    return None
+  return card if isinstance(card, dict) else None
+
+
+def _card_label(card: dict[str, Any]) -> str | None:
+  training = card.get("training")
+  label = training.get("label") if isinstance(training, dict) else None
+  return label if isinstance(label, str) else None
+
+
+def _label_scale(trained: TrainedModel) -> str:
+  card = shipped_card(trained)
+  if card is not None:
+    label = _card_label(card) or ""
+    return (
+        LABEL_SCALES[VMAF_BUILDER] if label.startswith("VMAF") else "the labels of its model.json"
+    )
+  builder = trained.config.data.get("builder", "")
+  return LABEL_SCALES.get(builder, f"the labels of data set {builder!r}")
+
+
+def scale_description(trained: TrainedModel) -> str:
+  """What a score means: the label scale and its calibration, or that it is raw model output."""
+  label = _label_scale(trained)
+  if trained.calibration is None:
+    return (
+        f"raw model output, uncalibrated (not {label}): the {trained.checkpoint.which} "
+        "checkpoint carries no calibration; use --which best for scores on the label scale"
+    )
+  return (
+      f"{label}, calibrated on the validation split: label scale "
+      f"(calibration: {trained.calibration.describe()})"
+  )
+
+
+def label_source(trained: TrainedModel) -> str:
+  """Where the labels the model learnt came from: a shipped model's model.json says it; a run's
+  config.data.builder does (VMAF for make-dataset and demo sets, a data set's MOS otherwise)."""
+  card = shipped_card(trained)
+  if card is not None:
+    return _card_label(card) or "not named in its model.json"
+  builder = trained.config.data.get("builder", "")
+  if builder == VMAF_BUILDER:
+    return vmaf_label_source()
+  return f"MOS of the {builder} data set (its published mean opinion scores)"
+
+
+@functools.cache
+def vmaf_label_source() -> str:
+  """ "VMAF vmaf_v0.6.1 (libvmaf V in ffmpeg X)": the libvmaf and ffmpeg that make-dataset runs here
+  (imageio-ffmpeg's; a run does not record the ones its labels were made with)."""
+  from jaxvqa.data import ffmpeg
+
+  try:
+    version_text = ffmpeg.run_ffmpeg(["-version"], capture_stdout=True, timeout=60).stdout
+    words = version_text.decode(errors="replace").split()
+    ffmpeg_version = words[2] if words[:2] == ["ffmpeg", "version"] else "of unknown version"
+    libvmaf_version = _libvmaf_version(ffmpeg)
+  except (
+      ImportError,
+      OSError,
+      ValueError,
+      KeyError,
+      ffmpeg.FfmpegError,
+      subprocess.TimeoutExpired,
+  ) as error:
+    reason = "imageio-ffmpeg is not installed" if isinstance(error, ImportError) else str(error)
+    return f"VMAF {VMAF_MODEL} (libvmaf in imageio-ffmpeg's ffmpeg; versions unknown: {reason})"
+  return f"VMAF {VMAF_MODEL} (libvmaf {libvmaf_version} in ffmpeg {ffmpeg_version})"
+
+
+def _libvmaf_version(ffmpeg) -> str:
+  """The "version" libvmaf writes in its JSON log, from two frames of a 64×64 test pattern."""
+  pattern = "testsrc=size=64x64:rate=25"
+  with tempfile.TemporaryDirectory(prefix="jaxvqa_libvmaf_") as work_dir:
+    ffmpeg.run_ffmpeg(
+        ["-v", "error", "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i", pattern]
+        + ["-frames:v", "2", "-lavfi", "[0:v][1:v]libvmaf=log_fmt=json:log_path=vmaf.json"]
+        + ["-f", "null", "-"],
+        cwd=work_dir,
+        timeout=60,
+    )
+    with open(Path(work_dir) / "vmaf.json") as file:
+      return str(json.load(file)["version"])
+
+
+def model_version(trained: TrainedModel) -> str:
+  """A shipped model's id (its name-version, e.g. jaxvqa-vmaf-s-1); for a training run, the run's
+  directory name, the step and the weights (the exact weights are `model_id`)."""
+  card = shipped_card(trained)
+  if card is not None:
+    return str(card.get("id", "shipped model without an id"))
+  checkpoint = trained.checkpoint
+  workdir = Path(checkpoint.path).parent.parent.name
+  return f"{workdir} step {checkpoint.step} ({checkpoint.which}, {checkpoint.weights} weights)"
