@@ -15,10 +15,18 @@ def tiny_demo_settings(config):
   demo = config.data.demo
   demo.num_sources, demo.width, demo.height, demo.num_frames = 6, 64, 48, 12
   demo.ladder_kbps = (25.0, 50.0, 100.0, 200.0)
-  config.data.update(num_frames=2, frame_size=32, groups_per_batch=4, videos_per_group=2,
-                     eval_batch_size=8, train_fraction=0.5, validation_fraction=0.17)
-  config.model.backbone.update(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
-                               window_size=4, drop_path_rate=0.1)
+  config.data.update(
+      num_frames=2,
+      frame_size=32,
+      groups_per_batch=4,
+      videos_per_group=2,
+      eval_batch_size=8,
+      train_fraction=0.5,
+      validation_fraction=0.17,
+  )
+  config.model.backbone.update(
+      embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.1
+  )
   config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
   config.model.temporal.update(width=16, num_heads=2, max_frames=4)
   config.model.update(head_hidden=8, projection_dim=8)
@@ -82,3 +90,16 @@ def finished_run(demo_cache, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("finished") / "run"
   trainer.train_and_evaluate(config, workdir, num_devices=1)
   return workdir
+
+
+def run_cli(argv):
+  """(exit status, stdout, stderr) of `jaxvqa ARGV`, in this process."""
+  import contextlib
+  import io
+
+  from jaxvqa import cli
+
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    status = cli.main(argv)
+  return status, out.getvalue(), err.getvalue()

@@ -1,7 +1,5 @@
 """`jaxvqa doctor`: passes a model that separates bitrates, fails a collapsed one with exit 1."""
 
-import contextlib
-import io
 import os
 import shutil
 import types
@@ -10,15 +8,8 @@ import numpy as np
 import pytest
 
 import jaxvqa
-from jaxvqa import api, checkpointing, cli, doctor
-
-
-def run_cli(argv):
-  """(exit status, stdout, stderr) of `jaxvqa ARGV`, in this process."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    status = cli.main(argv)
-  return status, out.getvalue(), err.getvalue()
+from jaxvqa import api, checkpointing, doctor
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +29,11 @@ class BitsModel(api.QualityModel):
 @pytest.fixture(scope="module")
 def pairs(model, tmp_path_factory):
   """The doctor's clips for the tiny model (two contents, to keep the test short)."""
-  return doctor.make_bitrate_pairs(tmp_path_factory.mktemp("doctor-clips"),
-                                   frame_size=model.input_shape[1], contents=("bikes", "coffee"))
+  return doctor.make_bitrate_pairs(
+      tmp_path_factory.mktemp("doctor-clips"),
+      frame_size=model.input_shape[1],
+      contents=("bikes", "coffee"),
+  )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +46,13 @@ def collapsed_workdir(trained_workdir, tmp_path_factory):
   params, meta = checkpointing.load_params(trained_workdir)
   params = jax_tree_to_numpy(params)
   params["head"]["out"]["kernel"] = np.zeros_like(params["head"]["out"]["kernel"])
-  state = types.SimpleNamespace(step=np.int32(meta["step"]), params=params, ema_params=params,
-                                opt_state={}, nonfinite_streak=np.int32(0))
+  state = types.SimpleNamespace(
+      step=np.int32(meta["step"]),
+      params=params,
+      ema_params=params,
+      opt_state={},
+      nonfinite_streak=np.int32(0),
+  )
   checkpoints = checkpointing.RunCheckpoints(workdir, keep=1)
   checkpoints.save(state, meta, best=True)
   checkpoints.close()
@@ -61,8 +60,10 @@ def collapsed_workdir(trained_workdir, tmp_path_factory):
 
 
 def jax_tree_to_numpy(tree):
-  return {key: jax_tree_to_numpy(value) if isinstance(value, dict) else np.asarray(value)
-          for key, value in tree.items()}
+  return {
+      key: jax_tree_to_numpy(value) if isinstance(value, dict) else np.asarray(value)
+      for key, value in tree.items()
+  }
 
 
 def test_the_installation_report_names_versions_devices_ffmpeg_and_decord():
@@ -100,8 +101,9 @@ def test_the_verdict_needs_every_content_above_the_margin(pairs):
   assert "collapsed" not in checks[2].detail
 
   scores = {low: 96.0215, high: 96.0215, other_low: 96.0215, other_high: None}
-  checks = doctor.separation_checks(pairs, scores, {other_high: "cannot decode"}, margin=0.0,
-                                    calibration_range=(96.0215, 99.76))
+  checks = doctor.separation_checks(
+      pairs, scores, {other_high: "cannot decode"}, margin=0.0, calibration_range=(96.0215, 99.76)
+  )
   assert [check.ok for check in checks] == [False, False, False]
   assert "could not be scored: cannot decode" in checks[1].detail
   assert "every clip scored 96.0215, the model has collapsed" in checks[2].detail

@@ -1,9 +1,7 @@
 """`jaxvqa export`: the exported StableHLO scorer scores real clips as the Python model does, and
 loads and runs with jax and numpy alone."""
 
-import contextlib
 import copy
-import io
 import json
 import subprocess
 import sys
@@ -16,7 +14,8 @@ import pytest
 import media
 
 import jaxvqa
-from jaxvqa import api, calibration, cli, export, exported, metrics
+from jaxvqa import api, calibration, export, exported, metrics
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +27,17 @@ def model(trained_workdir):
 def clip_files(tmp_path_factory):
   """Three real clips: two contents of one source at 64×48, and another source at 80×64."""
   root = tmp_path_factory.mktemp("export-clips")
-  return [media.make_clip(root / "a.mp4", frames=12),
-          media.make_clip(root / "b.mkv", frames=9, start_frame=60),
-          media.make_clip(root / "c.mp4", source="carphone_pristine", size=(80, 64), frames=10)]
+  return [
+      media.make_clip(root / "a.mp4", frames=12),
+      media.make_clip(root / "b.mkv", frames=9, start_frame=60),
+      media.make_clip(root / "c.mp4", source="carphone_pristine", size=(80, 64), frames=10),
+  ]
 
 
 @pytest.fixture(scope="module")
 def clips(model, clip_files):
   """The clips as the model takes them: uint8 [3, T, S, S, 3], as `model.score(path)` makes them."""
   return np.stack([model.load_clip(path) for path in clip_files])
-
-
-def run_cli(argv):
-  """(exit status, stdout, stderr) of `jaxvqa ARGV`, in this process."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    status = cli.main(argv)
-  return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +50,9 @@ def exported_dir(trained_workdir, tmp_path_factory):
   return out
 
 
-def test_the_exported_program_scores_real_clips_as_the_python_model(model, clip_files, clips,
-                                                                    exported_dir):
+def test_the_exported_program_scores_real_clips_as_the_python_model(
+    model, clip_files, clips, exported_dir
+):
   scorer = exported.load(exported_dir)
   assert scorer.exported.platforms == ("cpu", "cuda")
   assert scorer.batch is None and scorer.input_shape == model.input_shape
@@ -94,7 +88,8 @@ def test_calibration_inside_the_program_and_a_fixed_batch(model, clips, tmp_path
   trained = copy.copy(model.trained)
   trained.__dict__.pop("identity", None)  # cached: the calibration is part of it
   trained.calibration = calibration.Calibration(
-      metrics.LogisticFit(metrics.FIT_LOGISTIC, (100.0, 0.0, float(raw.mean()), 2.0)), 0.0, 100.0)
+      metrics.LogisticFit(metrics.FIT_LOGISTIC, (100.0, 0.0, float(raw.mean()), 2.0)), 0.0, 100.0
+  )
   calibrated = api.QualityModel(trained)
   expected = trained.calibrate(raw)
   assert np.all((expected > 1) & (expected < 99)) and np.ptp(expected) > 1e-2
@@ -128,9 +123,11 @@ def test_the_written_loader_runs_with_jax_and_numpy_alone(model, clips, exported
       f"status = loader.main([{str(exported_dir)!r}, 'clips.npy'])\n"
       "print('status', status)\n"
       "print('loaded', sorted({name.split('.')[0] for name in sys.modules}"
-      " & {'flax', 'optax', 'orbax', 'jaxvqa', 'jax', 'numpy'}))\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, check=False)
+      " & {'flax', 'optax', 'orbax', 'jaxvqa', 'jax', 'numpy'}))\n"
+  )
+  result = subprocess.run(
+      [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False
+  )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   assert lines[-2:] == ["status 0", "loaded ['jax', 'numpy']"]
@@ -145,11 +142,13 @@ def test_export_refuses_bad_invocations(trained_workdir, tmp_path):
       (["--platforms", "cpu,cpu"], "names one platform twice"),
       (["--batch", "0"], "--batch must be ≥ 1, got 0"),
   ]:
-    status, _, stderr = run_cli(["export", "--workdir", str(trained_workdir),
-                                 "--out", str(tmp_path / "out"), *argv])
+    status, _, stderr = run_cli(
+        ["export", "--workdir", str(trained_workdir), "--out", str(tmp_path / "out"), *argv]
+    )
     assert (status, message in stderr) == (2, True), stderr
-  status, _, stderr = run_cli(["export", "--workdir", str(tmp_path / "no-run"),
-                               "--out", str(tmp_path / "out")])
+  status, _, stderr = run_cli(
+      ["export", "--workdir", str(tmp_path / "no-run"), "--out", str(tmp_path / "out")]
+  )
   assert status == 2 and str(tmp_path / "no-run") in stderr
   assert not (tmp_path / "out").exists()
 

@@ -454,34 +454,27 @@ def test_source_rank_term_ranks_pairs_of_one_source_only():
   mask = jnp.ones(4, bool)
   projection = jnp.eye(4)
   weights = jnp.asarray([term == "source_rank" for term in stacked.LOSS_TERMS], jnp.float32)
-  total, terms = stacked.weighted_loss(
-      score,
-      label,
-      projection,
-      rung,
-      source,
-      mask,
-      weights,
-      temperature=0.1,
-      margin=0.5,
-      contrastive_variant="mean_positive",
-  )
+
+  def loss(scores):
+    return stacked.weighted_loss(
+        scores,
+        label,
+        projection,
+        rung,
+        source,
+        mask,
+        weights,
+        temperature=0.1,
+        margin=0.5,
+        contrastive_variant="mean_positive",
+    )
+
+  total, terms = loss(score)
   assert float(terms["rank"]) > 0.5
   # Every same-source pair is ordered with a gap of 1 > margin 0.5: no loss.
   assert float(terms["source_rank"]) == 0.0 and float(total) == 0.0
   swapped = score[jnp.array([1, 0, 2, 3])]
-  _, terms = stacked.weighted_loss(
-      swapped,
-      label,
-      projection,
-      rung,
-      source,
-      mask,
-      weights,
-      temperature=0.1,
-      margin=0.5,
-      contrastive_variant="mean_positive",
-  )
+  _, terms = loss(swapped)
   np.testing.assert_allclose(
       terms["source_rank"], losses.in_group_rank_loss(swapped, label, source, mask, 0.5)
   )
