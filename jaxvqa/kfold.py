@@ -2,13 +2,14 @@
 one program.
 
     DecodedSet (jaxvqa.data.decoded; frames live on the accelerator)
-      ─▶ folds by family (K ≥ 5; each parent medium is tested exactly once)
+      ─▶ folds by family (K ≥ 5; each parent medium is tested exactly once; jaxvqa/folds.py)
       ─▶ models = variants × folds (+ one "ship" model trained without the held-out media),
          stacked on a leading axis and trained by one vmapped, jitted step; each step cuts
          native-pixel fragments (or the paper's resize, per variant) and flips on the device
       ─▶ stage 1, free labels: rank the encodes of one source, codec and resolution by bitrate
          (RankIQA-style; no VMAF used) — variants with pretrain=True start from it
-      ─▶ stage 2: the paper's losses on VMAF (weights per variant, traced, so one compilation)
+      ─▶ stage 2: the paper's losses and a within-source rank term on VMAF, on batches of
+         sources × rungs (weights per variant, traced, so one compilation)
       ─▶ predictions for every encode; per (variant, fold) SRCC, KRCC, PLCC, raw Pearson, RMSE,
          within-source SRCC and the collapse check, beside the bits-per-pixel line fitted on the
          same fold's training encodes ─▶ mean ± standard error over folds
