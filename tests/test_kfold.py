@@ -1,6 +1,8 @@
 """The K-fold protocol's parts: folds, device-side clips against the host path, the sampler,
 the fold statistics against scipy, the decoded set against make-dataset, and config checks."""
 
+import json
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -416,7 +418,6 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
       )
       == 0
   )
-  import json
 
   row = json.loads(out.read_text().splitlines()[-1])
   assert row["score"] == pytest.approx(
@@ -436,6 +437,18 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
       shipped.raw_scores(clips), stacked_scores[ship_index, :6], rtol=1e-4, atol=1e-4
   )
   assert shipped.calibration is not None
+  # Weights that do not fit the card's model are refused, naming the directory.
+  import shutil
+
+  from jaxvqa import checkpointing
+
+  mismatched = tmp_path / "mismatched"
+  shutil.copytree(tmp_path / "work" / "shipped", mismatched)
+  card = json.loads((mismatched / inference.SHIPPED_CARD).read_text())
+  card["config"]["model"]["backbone"]["embed_dim"] *= 2
+  (mismatched / inference.SHIPPED_CARD).write_text(json.dumps(card))
+  with pytest.raises(checkpointing.CheckpointError, match="do not fit the model"):
+    inference.load_shipped_model(mismatched)
   held_out = np.isin(np.asarray(data.family_names)[data.family], ["gen-0"])
   assert shipped.calibration.low == pytest.approx(data.label[~held_out].min(), abs=1e-3)
   del jax
