@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxvqa.data import compress
+from jaxvqa.data import manifest
 from jaxvqa.split_predictions import SplitPredictions
 
 _RATE_FIELDS = ("bitrate_kbps", "width", "height", "fps")
@@ -17,7 +17,7 @@ _RATE_FIELDS = ("bitrate_kbps", "width", "height", "fps")
 
 def _log_bpp_and_labels(data_source) -> tuple[np.ndarray, np.ndarray]:
   records = [data_source[i] for i in range(len(data_source))]
-  log_bpp = np.log([compress.bits_per_pixel(record) for record in records])
+  log_bpp = np.log([manifest.bits_per_pixel(record) for record in records])
   labels = np.array([float(record["label"]) for record in records])
   return log_bpp, labels
 

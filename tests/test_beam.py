@@ -16,6 +16,7 @@ import media
 from jaxvqa import cli
 from jaxvqa.data import compress
 from jaxvqa.data import ffmpeg
+from jaxvqa.data import manifest
 
 beam = pytest.importorskip("apache_beam")
 
@@ -51,7 +52,7 @@ def test_pipeline_makes_the_same_rows_and_labels_as_the_thread_pool(made):
   assert [row["source"] for row in piped.rows] == ["bikes", "bikes", "bunny", "bunny"]
   # Every field, VMAF labels per frame included, is the same (encoders are single-threaded).
   assert piped.rows == pool.rows
-  assert compress.read_manifest(made["root"] / "beam" / compress.MANIFEST_NAME) == pool.rows
+  assert manifest.read_manifest(made["root"] / "beam" / manifest.MANIFEST_NAME) == pool.rows
   for row in piped.rows:
     assert ((made["root"] / "beam" / row["path"]).read_bytes()
             == (made["root"] / "pool" / row["path"]).read_bytes())
@@ -77,7 +78,7 @@ def test_rerun_skips_finished_elements_and_resumes_the_other_path(sources, made,
   out = tmp_path / "out"
   shutil.copytree(made["root"] / "pool", out)  # what the thread pool made ...
   (out / "encodes/bunny/libx264_120k.json").unlink()  # ... less one finished encode
-  (out / compress.MANIFEST_NAME).unlink()
+  (out / manifest.MANIFEST_NAME).unlink()
   result = beam_make_dataset.make_dataset(sources, out, LADDER_KBPS,
                                           runner=runners.choose(None, workers=2))
   assert (result.made, result.skipped, result.failed_encodes) == (1, 3, 2)

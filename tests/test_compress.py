@@ -23,6 +23,7 @@ from jaxvqa.data import compress
 from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import ladder
+from jaxvqa.data import manifest
 from jaxvqa.data import video
 
 LADDER = "25k,50k,120k"
@@ -77,7 +78,7 @@ def made(tmp_path_factory):
                    "--ladder", LADDER, "--jobs", "2", "--max-frames", "12",
                    "--no-progress"])
   return {"root": root, "sources": sources, "out": out, "code": code,
-          "rows": compress.read_manifest(out / "manifest.jsonl")}
+          "rows": manifest.read_manifest(out / "manifest.jsonl")}
 
 
 def test_bad_sources_reported_by_name_and_good_ones_made(made):
@@ -99,7 +100,7 @@ def test_manifest_rows_have_exact_keys_and_order(made):
   rows = made["rows"]
   assert len(rows) == 2 * 3
   for row in rows:
-    assert tuple(row) == compress.MANIFEST_KEYS
+    assert tuple(row) == manifest.MANIFEST_KEYS
   keys = [(row["source"], row["codec"], row["rung"]) for row in rows]
   assert keys == sorted(keys)
   assert [row["rung"] for row in rows] == [0, 1, 2, 0, 1, 2]
@@ -206,7 +207,7 @@ def test_killed_run_resumes_to_same_manifest(made, count_ffmpeg, tmp_path):
   assert redone == ["encodes/bikes/.libx264_50k.partial.mp4",
                     "encodes/bunny/.libx264_120k.partial.mp4"]
   # Encoding is deterministic (1 thread per job), so the manifest is identical.
-  assert compress.read_manifest(out / "manifest.jsonl") == made["rows"]
+  assert manifest.read_manifest(out / "manifest.jsonl") == made["rows"]
   assert not (out / "encodes/bunny/.libx264_120k.partial.mp4").exists()
 
 
@@ -232,7 +233,7 @@ def test_really_killed_run_resumes_to_same_manifest(made, tmp_path):
   result = compress.make_dataset(_good_sources(made), out, [25, 50, 120], ["libx264"], 2,
                                  max_frames=12, progress=False)
   assert result.failures == []
-  assert compress.read_manifest(out / "manifest.jsonl") == made["rows"]
+  assert manifest.read_manifest(out / "manifest.jsonl") == made["rows"]
   assert [p for p in out.rglob("*") if p.name.startswith(".")] == []
 
 
@@ -275,7 +276,7 @@ def scaled(tmp_path_factory):
                    "--ladder", "30k,150k", "--scales", "1,0.5", "--jobs", "2",
                    "--no-progress"])
   assert code == 0
-  return {"root": root, "out": out, "rows": compress.read_manifest(out / "manifest.jsonl")}
+  return {"root": root, "out": out, "rows": manifest.read_manifest(out / "manifest.jsonl")}
 
 
 def test_parse_scales():
@@ -300,7 +301,7 @@ def test_scaled_ladder_rows(scaled):
   assert [(row["scale"], row["target_kbps"], row["rung"]) for row in rows] == [
       (0.5, 30.0, 0), (0.5, 150.0, 1), (1.0, 30.0, 2), (1.0, 150.0, 3)]
   for row in rows:
-    assert tuple(row) == compress.MANIFEST_KEYS
+    assert tuple(row) == manifest.MANIFEST_KEYS
     # The coded size, read back from the file by ffmpeg.
     assert media._display_size(scaled["out"] / row["path"]) == (
         row["encode_width"], row["encode_height"]) == (
@@ -345,13 +346,13 @@ def test_scales_one_keeps_the_old_rows(scaled, tmp_path):
 def test_read_display_frames(scaled):
   out = scaled["out"]
   full, half = scaled["rows"][3], scaled["rows"][1]
-  np.testing.assert_array_equal(compress.read_display_frames(full, out),
+  np.testing.assert_array_equal(manifest.read_display_frames(full, out),
                                 media.ffmpeg_decode_frames(out / full["path"], range(10)))
-  np.testing.assert_array_equal(compress.read_display_frames(full, out, [7, 2, 7]),
+  np.testing.assert_array_equal(manifest.read_display_frames(full, out, [7, 2, 7]),
                                 media.ffmpeg_decode_frames(out / full["path"], [7, 2, 7]))
   with pytest.raises(IndexError, match=r"\[10\] are outside encodes/bikes/libx264_150k.mp4"):
-    compress.read_display_frames(full, out, [3, 10])
-  frames = compress.read_display_frames(half, out, [0, 9])
+    manifest.read_display_frames(full, out, [3, 10])
+  frames = manifest.read_display_frames(half, out, [0, 9])
   assert frames.shape == (2, 64, 96, 3) and frames.dtype == np.uint8
   coded = media.ffmpeg_decode_frames(out / half["path"], [0, 9])
   assert coded.shape == (2, 32, 48, 3)

@@ -201,7 +201,7 @@ def test_bits_per_pixel_uses_the_coded_size(fake_set):
 
 
 def test_decoded_set_holds_what_vmaf_judged(tmp_path):
-  from jaxvqa.data import compress
+  from jaxvqa.data import compress, manifest
 
   sources = tmp_path / "sources"
   sources.mkdir()
@@ -217,12 +217,12 @@ def test_decoded_set_holds_what_vmaf_judged(tmp_path):
   assert not result.failures
   out = decoded.build(tmp_path / "set", tmp_path / "decoded", frames_per_video=3, jobs=2)
   data = decoded.load(out)
-  rows = compress.read_manifest(tmp_path / "set" / compress.MANIFEST_NAME)
+  rows = manifest.read_manifest(tmp_path / "set" / manifest.MANIFEST_NAME)
   assert len(data) == len(rows) == 4
   for index, row in enumerate(rows):
     picks = video.sample_frame_indices(int(row["num_frames"]), 3, train=False, rng=None)
     np.testing.assert_array_equal(
-        data.frames[index], compress.read_display_frames(row, tmp_path / "set", picks)
+        data.frames[index], manifest.read_display_frames(row, tmp_path / "set", picks)
     )
     assert data.label[index] == pytest.approx(row["vmaf"])
     np.testing.assert_allclose(

@@ -27,6 +27,7 @@ import apache_beam as beam
 
 from jaxvqa.beam import runners
 from jaxvqa.data import compress
+from jaxvqa.data import manifest
 
 REPORT_NAME = "make-dataset-report.json"  # counts and failures of the last Beam run
 _FAILED, _SKIPPED = "failed", "skipped"
@@ -133,7 +134,7 @@ def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
   report = json.loads((job.out_dir / REPORT_NAME).read_text())
   failures = planning_failures + [compress.Failure(**failure) for failure in report["failures"]]
   return compress.MakeDatasetResult(
-      rows=compress.read_manifest(job.out_dir / compress.MANIFEST_NAME),
+      rows=manifest.read_manifest(job.out_dir / manifest.MANIFEST_NAME),
       failures=sorted(failures, key=lambda failure: failure.name),
       num_sources=len(tasks) + len(planning_failures), made=report["made"],
       skipped=report["skipped"], failed_encodes=report["failed_encodes"],

@@ -60,7 +60,7 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
   """`jaxvqa make-dataset`: 0 when everything was made, 1 when anything failed, 2 on bad input."""
-  from jaxvqa.data import compress
+  from jaxvqa.data import compress, manifest
 
   through_beam = args.beam or args.runner is not None
   try:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                                    progress=not args.no_progress, **settings)
   for failure in result.failures:
     _error(f"FAILED {failure.name}: {failure.reason}")
-  _error(f"{len(result.rows)} encodes in {Path(args.out) / compress.MANIFEST_NAME}, "
+  _error(f"{len(result.rows)} encodes in {Path(args.out) / manifest.MANIFEST_NAME}, "
          f"{len(result.failures)} failures")
   _error(result.summary())
   return 1 if result.failures else 0

@@ -6,7 +6,7 @@
 Decoding a video per training sample starves a GPU step (the Grain loader gave ~18 videos/s
 against ~180 for the step, docs/PERFORMANCE.md). Short corpus clips are small once decoded, so
 each encode is decoded once, at F frames (segment centres, as evaluation samples), at its display
-size: lower ladder rungs are upscaled exactly as VMAF saw them (`compress.read_display_frames`).
+size: lower ladder rungs are upscaled exactly as VMAF saw them (`manifest.read_display_frames`).
 Crops, fragments and flips then happen on the device (`jaxvqa.kfold`).
 
 `frames.npy` is a plain .npy file, so `load` memory-maps it instead of reading GBs up front; the
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from jaxvqa.data import compress
+from jaxvqa.data import manifest
 from jaxvqa.data import video
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def stored_frame_indices(num_frames: int, stored: int) -> np.ndarray:
 def _decode_row(task: tuple[dict, str, int]) -> np.ndarray:
   row, dataset_dir, stored = task
   indices = stored_frame_indices(int(row["num_frames"]), stored)
-  return compress.read_display_frames(row, dataset_dir, frame_indices=indices)
+  return manifest.read_display_frames(row, dataset_dir, frame_indices=indices)
 
 
 def build(
@@ -93,14 +93,14 @@ def build(
   Returns: out_dir.
   """
   dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
-  rows = compress.read_manifest(dataset_dir / compress.MANIFEST_NAME)
+  rows = manifest.read_manifest(dataset_dir / manifest.MANIFEST_NAME)
   if not rows:
-    raise ValueError(f"{dataset_dir / compress.MANIFEST_NAME} lists no encodes")
+    raise ValueError(f"{dataset_dir / manifest.MANIFEST_NAME} lists no encodes")
   fingerprint = {
       "version": VERSION,
       "frames_per_video": frames_per_video,
       "rows": len(rows),
-      "manifest_mtime": (dataset_dir / compress.MANIFEST_NAME).stat().st_mtime,
+      "manifest_mtime": (dataset_dir / manifest.MANIFEST_NAME).stat().st_mtime,
   }
   info_path = out_dir / INFO_FILE
   if info_path.exists() and json.loads(info_path.read_text()) == fingerprint:
@@ -168,7 +168,7 @@ def _write_meta(rows: list[dict], path: Path, frames_per_video: int) -> None:
       family=family,
       rung=np.array([row["rung"] for row in rows], np.int32),
       codec=codec,
-      bits_per_pixel=np.array([compress.bits_per_pixel(row) for row in rows], np.float32),
+      bits_per_pixel=np.array([manifest.bits_per_pixel(row) for row in rows], np.float32),
       scale=np.array(
           [float(row.get("encode_height", row["height"])) / float(row["height"]) for row in rows],
           np.float32,
