@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
           ship_variant="native",
           ship_id="jaxvqa-vmaf-s-1",
       )
-  )  # name-version of the shipped model (docs/MODEL.md)
+  )  # name-version of the shipped model
   config.loss = ml_collections.ConfigDict(
       dict(temperature=0.1, margin=0.0, contrastive_variant="mean_positive")
   )

@@ -17,7 +17,8 @@ frames of S×S, see `QualityModel.prepare`): sampling and resizing pick and resa
 function starts after them. The calibration follows in JAX (`calibrate_jax`), so the value is
 `m.score` of that clip; its gradient is zero where the calibration is clipped to the labels' range.
 
-`load()` with no argument loads the model that ships inside the package (docs/MODEL.md).
+`load()` with no argument loads the model shipped inside the package; none ships yet (none has
+passed the held-out bar of docs/RESULTS.md), and it says so in one line.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def load(
     ema: bool = True,
     num_devices: int | None = None,
 ) -> QualityModel:
-  """The model shipped with jaxvqa (no argument; docs/MODEL.md), or the run in `workdir` (what
+  """The model shipped with jaxvqa (no argument; none yet), or the run in `workdir` (what
   `python train.py` wrote; a directory with a shipped model's model.json also works).
 
   which: "best" (highest validation SRCC; carries the calibration) or "latest" (raw scores).

@@ -62,7 +62,13 @@ class HostSampler:
     # VMAF batches are sources × rungs (PAPER.md: "e.g. 2 sources × 4 rungs"): every source of a
     # batch appears at every rung of it, so the batch holds the within-source contrasts that
     # compression makes, not only content differences between rungs.
-    self.ladders = [self._ladders(indices) for indices in train_sets]
+    num_rungs = int(data.rung.max()) + 1
+    if num_rungs < groups:
+      raise ValueError(
+          f"the set has {num_rungs} bitrate groups (rungs); "
+          f"config.data.groups_per_batch={groups} needs that many"
+      )
+    self.ladders = [self._ladders(indices, num_rungs) for indices in train_sets]
     # Free-label tuples: encodes of one source, codec and resolution, ordered by bitrate.
     self.tuples = []
     for indices in train_sets:
@@ -77,12 +83,6 @@ class HostSampler:
       _, tuple_id = np.unique(keys, axis=0, return_inverse=True)
       self.tuples.append([indices[tuple_id.reshape(-1) == t] for t in range(tuple_id.max() + 1)])
     self.tuple_size = min(len(members) for per_fold in self.tuples for members in per_fold)
-    num_rungs = int(data.rung.max()) + 1
-    if num_rungs < groups:
-      raise ValueError(
-          f"the set has {num_rungs} bitrate groups (rungs); "
-          f"config.data.groups_per_batch={groups} needs that many"
-      )
     for fold, ladders in enumerate(self.ladders):
       if len(ladders[0]) < per_group:
         raise ValueError(
@@ -90,10 +90,11 @@ class HostSampler:
             f"config.data.videos_per_group={per_group} needs that many"
         )
 
-  def _ladders(self, indices: np.ndarray) -> tuple[np.ndarray, list[list[list[int]]]]:
-    """(sources with every rung of the set, encodes[source][rung] — one per codec)."""
+  def _ladders(
+      self, indices: np.ndarray, num_rungs: int
+  ) -> tuple[np.ndarray, list[list[list[int]]]]:
+    """(sources with all `num_rungs` rungs, encodes[source][rung] — one per codec)."""
     data = self.data
-    num_rungs = int(data.rung.max()) + 1
     encodes: dict[int, list[list[int]]] = {}
     for index in indices:
       encodes.setdefault(int(data.source[index]), [[] for _ in range(num_rungs)])[

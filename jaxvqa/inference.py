@@ -34,7 +34,8 @@ from jaxvqa.data import video
 from jaxvqa.models import vqa
 
 WHICH_CHECKPOINTS = ("best", "latest")
-# The model inside the package (docs/MODEL.md), written by `jaxvqa.kfold.ship_model`.
+# Where a shipped model lives in the package (none yet: docs/RESULTS.md), as
+# `jaxvqa.kfold.ship_model` writes it.
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
 NO_SHIPPED_MODEL = (
