@@ -33,7 +33,7 @@ import optax
 
 from jaxvqa import baselines, calibration, checkpointing, config as config_lib, losses, metrics, optim, parallel, split_predictions, steps
 from jaxvqa.data import datasets, demo, pipeline
-from jaxvqa.models import convert, vqa
+from jaxvqa.models import checkpoint_files, vqa
 from jaxvqa.run_log import RunLog, configure_logging
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def load_initial_weights(params: Any, init_config) -> Any:
     log.info("starting the spatial modules from the IQA run in %s", init_config.spatial)
     params = vqa.transfer_spatial_params(spatial, params)
   if init_config.backbone:
-    variables, _ = convert.load_converted(init_config.backbone)
+    variables, _ = checkpoint_files.load_converted(init_config.backbone)
     log.info("starting the backbone from converted weights in %s", init_config.backbone)
     params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
   return params

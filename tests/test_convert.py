@@ -1,8 +1,9 @@
 """Checkpoint conversion: the timm / Microsoft layouts, errors that name keys, file formats, CLI.
 
-timm itself cannot be installed on these CPU machines, so its layouts are built by renaming a
-random HF `Swinv2Model`'s keys the way timm names them (benchmarks/timm_parity.py checks real
-timm on the GPU machine).
+timm is not a test dependency, so its layouts are built by renaming a random HF `Swinv2Model`'s
+keys the way timm names them; the timm >= 0.9 names and shapes are checked against
+tests/fixtures/timm_swinv2_keys.json, saved from timm itself by tests/fixtures/make_timm_keys.py
+(benchmarks/timm_parity.py checks real timm's outputs on the GPU machine).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,18 +20,16 @@ import torch
 from safetensors.numpy import save_file
 
 from jaxvqa.commands import convert as convert_command
-from jaxvqa.models import convert
-from jaxvqa.models.convert import (
-    CheckpointError,
-    convert_state_dict,
-    load_checkpoint,
-    load_converted,
-    save_converted,
-)
+from jaxvqa.models import convert, torch_keys
+from jaxvqa.models.checkpoint_files import load_checkpoint, load_converted, save_converted
+from jaxvqa.models.convert import convert_state_dict
+from jaxvqa.models.torch_keys import CheckpointError
 from jaxvqa.models.swinv2 import SwinV2
 from test_swinv2 import CASES, hf_outputs, hf_state, max_relative_error, randomized_hf_model
 
 CASE = "odd_depth_padded"  # depths (1, 3, 1, 1), pretraining windows (6, 6, 3, 3), window 8
+# Key names and shapes of timm's own SwinTransformerV2 in CASE's configuration, 5 classes.
+TIMM_KEYS = Path(__file__).parent / "fixtures" / "timm_swinv2_keys.json"
 
 
 @pytest.fixture(scope="module")
@@ -49,35 +49,22 @@ def reference(hf_model):
   )
 
 
-_HF_TO_TIMM = [
-    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"^embeddings\.norm\.", "patch_embed.norm."),
-    (r"^encoder\.layers\.", "layers."),
-    (r"\.attention\.self\.continuous_position_bias_mlp\.", ".attn.cpb_mlp."),
-    (r"\.attention\.self\.logit_scale", ".attn.logit_scale"),
-    (r"\.attention\.output\.dense\.", ".attn.proj."),
-    (r"\.layernorm_before\.", ".norm1."),
-    (r"\.layernorm_after\.", ".norm2."),
-    (r"\.intermediate\.dense\.", ".mlp.fc1."),
-    (r"\.output\.dense\.", ".mlp.fc2."),
-    (r"^layernorm\.", "norm."),
-]
-
-
 def timm_state(model, downsample_at_start: bool, with_buffers: bool) -> dict[str, np.ndarray]:
   """The HF model's weights under timm's names.
 
   downsample_at_start: timm >= 0.9 (merging at the start of stages 1..3, head.fc.*); else
   Microsoft / timm 0.6.x (merging at the end of stages 0..2, head.*). with_buffers adds the
   persistent buffers Microsoft checkpoints carry (coords tables, index, attn_mask).
+
+  The renaming is the converter's own (`torch_keys.canonical_key`); the timm >= 0.9 test holds
+  its result to the names and shapes timm itself saves (TIMM_KEYS), which makes it independent.
   """
   hf = hf_state(model)
   out = {}
   for key, value in hf.items():
     if re.search(r"\.attention\.self\.(query|key|value)\.", key):
       continue
-    for pattern, replacement in _HF_TO_TIMM:
-      key = re.sub(pattern, replacement, key)
+    key = torch_keys.canonical_key(key, "hf")
     if downsample_at_start:
       key = re.sub(
           r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key
@@ -132,7 +119,12 @@ def test_microsoft_layout_reads_windows_from_buffers_and_matches_hf(hf_model, re
 
 
 def test_timm_09_layout_matches_hf_layout(hf_model, reference, capsys):
+  timm_keys = json.loads(TIMM_KEYS.read_text())
+  height, width, fields = CASES[CASE]
+  assert timm_keys["config"] == {"img_size": [height, width], **fields, "num_classes": 5}
   state = timm_state(hf_model, downsample_at_start=True, with_buffers=False)
+  # timm_state renames with the converter's own table: held here to what timm itself saves.
+  assert {key: list(value.shape) for key, value in state.items()} == timm_keys["keys"]
   assert "layers.3.downsample.reduction.weight" in state
   assert "layers.0.downsample.norm.weight" not in state
   variables, kwargs = convert_state_dict(state, window_size=8, pretrained_window_sizes=(6, 6, 3, 3))

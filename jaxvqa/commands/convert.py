@@ -1,5 +1,6 @@
 """`jaxvqa convert-weights FILE --out DIR` (alias `convert-timm`): a PyTorch SwinV2 checkpoint
-becomes Flax params (the conversion is `jaxvqa.models.convert`)."""
+becomes Flax params (the conversion is `jaxvqa.models.convert`, the files
+`jaxvqa.models.checkpoint_files`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Mapping
 
-from jaxvqa.models import convert
+from jaxvqa.models import checkpoint_files, convert
+from jaxvqa.models.torch_keys import CheckpointError
 
 
 def add_subcommand(subparsers) -> None:
@@ -48,8 +50,8 @@ def add_subcommand(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
   """Convert `args.file` into `args.out`; prints the variant, parameter count and location."""
-  state = convert.load_checkpoint(args.file)
-  config_window, config_pretrained = convert.hf_config_windows(args.file)
+  state = checkpoint_files.load_checkpoint(args.file)
+  config_window, config_pretrained = checkpoint_files.hf_config_windows(args.file)
   window_size = args.window_size if args.window_size is not None else config_window
   pretrained = (
       args.pretrained_window_sizes
@@ -60,14 +62,16 @@ def run(args: argparse.Namespace) -> int:
     variables, model_kwargs = convert.convert_state_dict(
         state, window_size=window_size, pretrained_window_sizes=pretrained
     )
-  except convert.CheckpointError as e:
+  except CheckpointError as e:
     raise SystemExit(f"jaxvqa convert-weights: {args.file}: {e}") from None
-  out = convert.save_converted(args.out, variables, model_kwargs)
+  out = checkpoint_files.save_converted(args.out, variables, model_kwargs)
   print(
       f"Converted {args.file} → SwinV2 {_describe(model_kwargs)}, "
       f"{convert.param_count(variables):,} parameters."
   )
-  print(f"Wrote {out / convert.PARAMS_DIR} (Orbax) and {out / convert.MODEL_JSON}.")
+  print(
+      f"Wrote {out / checkpoint_files.PARAMS_DIR} (Orbax) and {out / checkpoint_files.MODEL_JSON}."
+  )
   return 0
 
 
