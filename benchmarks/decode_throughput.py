@@ -28,7 +28,7 @@ from pathlib import Path
 
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import sources
-from jaxvqa.data import video
+from jaxvqa.data import decode, video
 
 
 def make_clips(workdir: Path, count: int, width: int, height: int, frames: int,
@@ -89,7 +89,7 @@ def main() -> None:
   files = args.files or make_clips(args.workdir, args.count, args.width, args.height,
                                    args.frames, args.gop)
   paths = [str(path) for path in files] * args.repeats
-  info = video.probe(files[0])
+  info = decode.probe(files[0])
   cores = os.cpu_count() or 1
   print(f"{len(files)} files x {args.repeats}: {info.width}x{info.height}, "
         f"{info.num_frames} frames; T={args.num_frames}, size={args.size}; {cores} cores")

@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxvqa import calibration as calibration_lib
 from jaxvqa import inference, metrics, scoring, steps
-from jaxvqa.data import video
+from jaxvqa.data import decode, video
 
 
 class QualityModel:
@@ -73,12 +73,12 @@ class QualityModel:
   def score(self, path: str | os.PathLike) -> float:
     """The calibrated score of one video file (the whole video, as `jaxvqa score` gives it).
 
-    Raises video.VideoDecodeError naming the file and why it cannot be scored.
+    Raises decode.VideoDecodeError naming the file and why it cannot be scored.
     """
     (score,) = self.score_many([path])
     if score is None:
       name = os.fspath(path)
-      raise video.VideoDecodeError(f"{name}: {self.last_errors[name]}")
+      raise decode.VideoDecodeError(f"{name}: {self.last_errors[name]}")
     return score
 
   def score_many(

@@ -21,7 +21,7 @@ import media
 
 import jaxvqa
 from jaxvqa import api, calibration, checkpointing, cli, metrics
-from jaxvqa.data import video
+from jaxvqa.data import decode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def cli_scores(trained_workdir, clips):
 
 def all_frames(path):
   """Every frame of a file, decoded."""
-  return video.read_frames(path, np.arange(video.probe(path).num_frames))
+  return decode.read_frames(path, np.arange(decode.probe(path).num_frames))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -174,7 +174,7 @@ def test_score_many_gives_none_and_a_reason_for_each_file_it_cannot_score(model,
   # Each call starts afresh; a single file that cannot be scored raises, naming it.
   assert model.score_many([clips["b"]]) == [model.score(clips["b"])] and model.last_errors == {}
   with pytest.raises(
-      video.VideoDecodeError, match=re.escape(clips["not_a_video"]) + ".*not a video"
+      decode.VideoDecodeError, match=re.escape(clips["not_a_video"]) + ".*not a video"
   ):
     model.score(clips["not_a_video"])
   with pytest.raises(TypeError, match="score\\(path\\)"):

@@ -24,7 +24,7 @@ from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import ladder
 from jaxvqa.data import manifest
-from jaxvqa.data import video
+from jaxvqa.data import decode
 
 LADDER = "25k,50k,120k"
 
@@ -114,8 +114,8 @@ def test_manifest_matches_files_on_disk(made):
     assert encode.is_file() and row["path"] == (
         f"encodes/{row['source']}/libx264_{row['target_kbps']:g}k.mp4")
     assert row["source_path"] == f"sources/{row['source']}.mkv"
-    info = video.probe(encode)
-    reference = video.probe(out / row["source_path"])
+    info = decode.probe(encode)
+    reference = decode.probe(out / row["source_path"])
     assert (info.width, info.height, info.num_frames) == (
         row["width"], row["height"], row["num_frames"]) == (
         reference.width, reference.height, 12)  # --max-frames 12
@@ -147,9 +147,9 @@ def test_vmaf_falls_as_bitrate_falls(made):
 
 def test_achieved_bitrates_near_targets(made):
   for row in made["rows"]:
-    # Single-pass ABR over 12 frames: the first key frame dominates and x264
-    # under- or overshoots, so only a factor-of-two band is promised; the
-    # label is VMAF, the rung only groups.
+    # Two-pass VBR (jaxvqa/data/encoding.py) over 12 frames: the first key frame still
+    # dominates and x264 under- or overshoots, so only a factor-of-two band is promised;
+    # the label is VMAF, the rung only groups.
     assert 0.5 * row["target_kbps"] <= row["bitrate_kbps"] <= 2.0 * row["target_kbps"], row
     # Independent check: the file (packets + container) is at least as big.
     file_kbps = (made["out"] / row["path"]).stat().st_size * 8 / 1000 / (
@@ -445,7 +445,7 @@ def test_builder_carries_ladder_keys_and_reads_old_manifests(scaled, tmp_path):
       seen += 1
   assert seen == len(scaled["rows"])
   # A manifest written before --scales: read as scale-1 encodes.
-  old_keys = compressed.MANIFEST_KEYS
+  old_keys = compressed.REQUIRED_KEYS
   (tmp_path / "manifest.jsonl").write_text("".join(
       json.dumps({key: row[key] for key in old_keys}) + "\n" for row in scaled["rows"][2:]))
   assert compressed.read_manifest(tmp_path / "manifest.jsonl") == scaled["rows"][2:]

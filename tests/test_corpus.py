@@ -13,13 +13,13 @@ from scipy import ndimage
 
 from jaxvqa import cli
 from jaxvqa.data import corpus
-from jaxvqa.data import video
+from jaxvqa.data import decode
 
 SIZE = dict(width=64, height=48, num_frames=6, fps=24)
 
 
 def _frames(out_dir: Path, row: dict) -> np.ndarray:
-  return video.read_frames(out_dir / f"{row['name']}.mkv", range(row["num_frames"]))
+  return decode.read_frames(out_dir / f"{row['name']}.mkv", range(row["num_frames"]))
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +35,12 @@ def test_every_clip_decodes_to_the_asked_frames_and_size(made):
   assert sorted(p.name for p in out.glob("*.mkv")) == sorted(f"{r['name']}.mkv" for r in rows)
   for row in rows:
     path = out / f"{row['name']}.mkv"
-    info = video.probe(path)
+    info = decode.probe(path)
     assert (info.width, info.height, info.num_frames) == (64, 48, 6), row["name"]
     assert info.fps == pytest.approx(24, rel=0.01), row["name"]
     assert _frames(out, row).shape == (6, 48, 64, 3)
     with pytest.raises(IndexError):  # exactly six frames: no seventh
-      video.read_frames(path, [6])
+      decode.read_frames(path, [6])
 
 
 def test_jsonl_rows_are_the_returned_rows_with_licences(made):

@@ -24,7 +24,7 @@ import media
 from jaxvqa import calibration as calibration_lib, cli, inference, scoring
 from jaxvqa.commands import score as score_command
 from jaxvqa.scoring import records as score_records
-from jaxvqa.data import ffmpeg, pipeline, video
+from jaxvqa.data import decode, ffmpeg, pipeline, video
 
 ODD_NAME = "-lead dash 'quoted' \"clip\" name.mp4"
 
@@ -109,7 +109,7 @@ def test_whole_video_clip_is_the_evaluation_clip_and_segments_sample_their_range
   assert decoded.clips.shape == (3, 4, 32, 32, 3)
   assert decoded.segments == ((0, 8), (8, 16))
   # Segment 2 = frames 8..15, sampled at its centres 9, 11, 13, 15.
-  frames = video.read_frames(path, [9, 11, 13, 15])
+  frames = decode.read_frames(path, [9, 11, 13, 15])
   np.testing.assert_array_equal(
       decoded.clips[2], video.extract_fragments(frames, grid=4, patch=8, rng=None)
   )

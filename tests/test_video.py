@@ -1,4 +1,5 @@
-"""jaxvqa.data.video: sampling, decoding (against ffmpeg), resizing, fragments, errors."""
+"""jaxvqa.data.decode and jaxvqa.data.video: sampling, decoding (against ffmpeg), resizing,
+fragments, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import media
-from jaxvqa.data import ffmpeg, video
+from jaxvqa.data import decode, ffmpeg, video
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -100,16 +101,16 @@ def clips(tmp_path_factory):
 
 def test_frames_are_the_frames_asked_for(clips):
   indices = [17, 0, 5, 5, 23, 9]  # any order, with a repeat
-  got = video.read_frames(clips["h264"], indices)
+  got = decode.read_frames(clips["h264"], indices)
   assert got.dtype == np.uint8 and got.shape == (6, 64, 96, 3)
   np.testing.assert_array_equal(got, media.ffmpeg_decode_frames(clips["h264"], indices))
 
 
 def test_bytes_source_equals_path_source(clips):
   data = clips["h264"].read_bytes()
-  np.testing.assert_array_equal(video.read_frames(data, [3, 20]),
-                                video.read_frames(clips["h264"], [3, 20]))
-  assert video.probe(data) == video.probe(clips["h264"])
+  np.testing.assert_array_equal(decode.read_frames(data, [3, 20]),
+                                decode.read_frames(clips["h264"], [3, 20]))
+  assert decode.probe(data) == decode.probe(clips["h264"])
 
 
 @pytest.mark.parametrize("name,max_mean_error", [
@@ -118,14 +119,14 @@ def test_formats_decode_like_ffmpeg(clips, name, max_mean_error):
   # decord and ffmpeg's swscale round chroma of odd sizes / 10-bit slightly
   # differently; the frames must still be the same pictures.
   indices = [0, 4, 9]
-  got = video.read_frames(clips[name], indices)
+  got = decode.read_frames(clips[name], indices)
   want = media.ffmpeg_decode_frames(clips[name], indices)
   assert got.dtype == np.uint8 and got.shape == want.shape
   assert np.abs(got.astype(int) - want).mean() <= max_mean_error
 
 
 def test_grey_source_decodes_to_equal_rgb_channels(clips):
-  got = video.read_frames(clips["grey"], [0, 7])
+  got = decode.read_frames(clips["grey"], [0, 7])
   np.testing.assert_array_equal(got[..., 0], got[..., 1])
   np.testing.assert_array_equal(got[..., 0], got[..., 2])
   np.testing.assert_array_equal(got, media.ffmpeg_decode_frames(clips["grey"], [0, 7]))
@@ -133,7 +134,7 @@ def test_grey_source_decodes_to_equal_rgb_channels(clips):
 
 @pytest.mark.parametrize("name,turns", [("rot90", 1), ("rot270", 3)])
 def test_rotation_metadata_gives_display_orientation(clips, name, turns):
-  got = video.read_frames(clips[name], [2, 6])
+  got = decode.read_frames(clips[name], [2, 6])
   assert got.shape == (2, 96, 64, 3)  # 96×64 stored, shown portrait
   np.testing.assert_array_equal(got, media.ffmpeg_decode_frames(clips[name], [2, 6]))
   # Same pixels as the stored picture turned counter-clockwise `turns` times.
@@ -143,11 +144,11 @@ def test_rotation_metadata_gives_display_orientation(clips, name, turns):
 
 
 def test_probe_matches_ffmpeg(clips):
-  info = video.probe(clips["rot90"])
+  info = decode.probe(clips["rot90"])
   assert (info.num_frames, info.width, info.height) == (10, 64, 96)
   assert info.fps == pytest.approx(25.0)
   assert info.duration == pytest.approx(0.4)
-  assert video.probe(clips["odd"]).num_frames == 10
+  assert decode.probe(clips["odd"]).num_frames == 10
 
 
 # ----------------------------------------------------------------------------- clips
@@ -282,21 +283,21 @@ def bad_files(tmp_path_factory, clips):
     ("unknown codec", "unknown codec")])
 def test_bad_files_raise_video_decode_error_naming_file(bad_files, kind, reason):
   path = bad_files[kind]
-  with pytest.raises(video.VideoDecodeError) as caught:
+  with pytest.raises(decode.VideoDecodeError) as caught:
     video.load_clip(path, num_frames=40, size=32)
   assert str(path) in str(caught.value) and reason in str(caught.value)
 
 
 def test_bad_bytes_raise_video_decode_error():
-  with pytest.raises(video.VideoDecodeError, match="0 bytes"):
-    video.read_frames(b"", [0])
-  with pytest.raises(video.VideoDecodeError, match="<12 bytes in memory>"):
-    video.read_frames(b"not a video!", [0])
+  with pytest.raises(decode.VideoDecodeError, match="0 bytes"):
+    decode.read_frames(b"", [0])
+  with pytest.raises(decode.VideoDecodeError, match="<12 bytes in memory>"):
+    decode.read_frames(b"not a video!", [0])
 
 
 def test_index_outside_video_names_file(clips):
   with pytest.raises(IndexError, match="short.mp4.*3 frames"):
-    video.read_frames(clips["short"], [0, 3])
+    decode.read_frames(clips["short"], [0, 3])
 
 
 # ----------------------------------------------------------------------------- ffmpeg fallback
@@ -344,14 +345,14 @@ def test_every_codec_reads_in_display_orientation_like_ffmpeg(codec_clips, name)
   want = media.ffmpeg_decode_frames(path, indices)
   assert want.shape == (4, *display, 3)
   # Whichever decoder `open_reader` picks (decord stays the fast path where it can) ...
-  assert type(video.open_reader(path)).__name__ == reader_kind
-  got = video.read_frames(path, indices)
+  assert type(decode.open_reader(path)).__name__ == reader_kind
+  got = decode.read_frames(path, indices)
   assert got.dtype == np.uint8 and got.shape == want.shape
   assert np.abs(got.astype(int) - want).mean() <= max_mean_error
   # ... and the ffmpeg reader on any codec: every frame, the same pixels as ffmpeg's decode.
-  reader = video.FfmpegReader(path)
+  reader = decode.FfmpegReader(path)
   assert len(reader) == media.count_decoded_frames(path) == 8
-  np.testing.assert_array_equal(video.read_from_reader(reader, indices, str(path)), want)
+  np.testing.assert_array_equal(decode.read_from_reader(reader, indices, str(path)), want)
   np.testing.assert_array_equal(reader[3], want[2])
 
 
@@ -359,10 +360,10 @@ def test_probe_and_timestamps_of_a_rotated_ten_bit_av1_clip(codec_clips):
   path = codec_clips["av1_10bit_rot270"]
   pts, (numerator, denominator) = media.presentation_timestamps(path)
   duration = (pts[-1] + pts[1] - pts[0]) * numerator / denominator  # constant rate: one more step
-  info = video.probe(path)
-  assert info == video.VideoInfo(num_frames=len(pts), fps=pytest.approx(25.0), width=48,
+  info = decode.probe(path)
+  assert info == decode.VideoInfo(num_frames=len(pts), fps=pytest.approx(25.0), width=48,
                                  height=64, duration=pytest.approx(duration))
-  starts = video.frame_start_seconds(video.open_reader(path))
+  starts = decode.frame_start_seconds(decode.open_reader(path))
   np.testing.assert_allclose(starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator,
                              atol=1e-6)
   assert starts[-1] == pytest.approx(duration)
@@ -371,8 +372,8 @@ def test_probe_and_timestamps_of_a_rotated_ten_bit_av1_clip(codec_clips):
 def test_ffmpeg_reader_keeps_variable_frame_rate_timestamps(tmp_path):
   path = media.make_vfr_clip(tmp_path / "vfr.mkv", rates=(30.0, 8.0), frames_per_rate=4)
   pts, (numerator, denominator) = media.presentation_timestamps(path)
-  reader = video.FfmpegReader(path)
-  starts = video.frame_start_seconds(reader)
+  reader = decode.FfmpegReader(path)
+  starts = decode.frame_start_seconds(reader)
   np.testing.assert_allclose(starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator,
                              atol=1e-6)
   assert starts[-1] > starts[-2]
@@ -385,8 +386,8 @@ def test_av1_bytes_read_like_the_file_and_leave_no_temporary_file(codec_clips, t
   monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
   path = codec_clips["av1_rot90"]
   data = path.read_bytes()
-  np.testing.assert_array_equal(video.read_frames(data, [1, 6]), video.read_frames(path, [1, 6]))
-  assert video.probe(data) == video.probe(path)
+  np.testing.assert_array_equal(decode.read_frames(data, [1, 6]), decode.read_frames(path, [1, 6]))
+  assert decode.probe(data) == decode.probe(path)
   clip = video.load_clip(data, num_frames=4, size=32)
   np.testing.assert_array_equal(clip, video.load_clip(path, num_frames=4, size=32))
   assert os.listdir(tmp_path) == []
@@ -400,8 +401,8 @@ def test_when_both_decoders_fail_the_error_gives_both_reasons(tmp_path, kind, de
                                                               ffmpeg_says):
   path = (media.make_unknown_codec_clip(tmp_path / "camera.avi") if kind == "unknown codec"
           else media.make_audio_only(tmp_path / "voice.mp4"))
-  with pytest.raises(video.VideoDecodeError) as caught:
-    video.read_frames(path, [0])
+  with pytest.raises(decode.VideoDecodeError) as caught:
+    decode.read_frames(path, [0])
   message = str(caught.value)
   decord_part, _, ffmpeg_part = message.partition("; the bundled ffmpeg could not read it either: ")
   assert decord_part.startswith(f"{path}: ") and decord_says in decord_part
@@ -413,9 +414,9 @@ def test_av1_without_imageio_ffmpeg_says_what_to_install(codec_clips, monkeypatc
   def missing():
     raise ImportError("No module named 'imageio_ffmpeg'")
   monkeypatch.setattr(ffmpeg, "ffmpeg_exe", missing)
-  with pytest.raises(video.VideoDecodeError, match=r"no video stream decord can decode .*"
+  with pytest.raises(decode.VideoDecodeError, match=r"no video stream decord can decode .*"
                      r"could not read it either: imageio-ffmpeg is not installed .*pip install"):
-    video.read_frames(codec_clips["av1"], [0])
+    decode.read_frames(codec_clips["av1"], [0])
 
 
 def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(trained_workdir, codec_clips,

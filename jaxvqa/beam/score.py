@@ -27,7 +27,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.utils import shared
 
-from jaxvqa.data import video
+from jaxvqa.data import decode
 from jaxvqa.scoring.records import failure_record, score_record
 from jaxvqa.scoring.results import ScoreFailure, VideoScore
 
@@ -71,7 +71,7 @@ class _ScoreBatches(beam.DoFn):
     calibrated = trained.calibrate(raw)
     sampling = self.model.provenance.sampling
     for path, raw_score, score in zip(scored, raw, calibrated):
-      info = video.probe(path)
+      info = decode.probe(path)
       beam.metrics.Metrics.counter(_COUNTERS, "scored").inc()
       indices = tuple(int(i) for i in sampling.whole_video_indices(info.num_frames))
       result = VideoScore(path=path, score=float(score), raw_score=float(raw_score),

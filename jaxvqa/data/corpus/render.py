@@ -68,7 +68,7 @@ def _render_photo(row: dict, rng: np.random.Generator) -> np.ndarray:
 
 def _render_video(row: dict, rng: np.random.Generator) -> np.ndarray:
   del rng
-  from jaxvqa.data import video
+  from jaxvqa.data import decode
 
   params = row["params"]
   length = params["source_frames"]
@@ -77,7 +77,7 @@ def _render_video(row: dict, rng: np.random.Generator) -> np.ndarray:
   period = max(2 * (length - 1), 1)
   positions = positions % period
   indices = np.where(positions < length, positions, period - positions)
-  frames = video.read_frames(row["source"], indices, num_threads=1)
+  frames = decode.read_frames(row["source"], indices, num_threads=1)
   return _window_frames(
       lambda t: frames[t], params["window"], row["width"], row["height"], row["num_frames"]
   )
