@@ -48,7 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       task="vqa",                # "vqa": videos → score; "iqa": the spatial half on images (pre-training)
       dtype="bfloat16",          # compute dtype; parameters stay float32
-      backbone=dict(swinv2.VARIANTS["swinv2_tiny_window16_256"], mlp_ratio=4.0, drop_path_rate=0.1),
+      # attention_impl: "xla", or "pallas" for the fused window-attention kernel (GPU; not yet
+      # measured there, docs/PERFORMANCE.md).
+      backbone=dict(swinv2.VARIANTS["swinv2_tiny_window16_256"], mlp_ratio=4.0, drop_path_rate=0.1,
+                    attention_impl="xla"),
       fusion=dict(grid=8, num_layers=2, num_heads=16, mlp_dim=64, dropout=0.5,
                   feature_dropout=0.1, out_dim=768, token_layout="channel_concat",
                   stage_width=256, token_norm=False),

@@ -13,6 +13,7 @@ import ml_collections
 from jaxvqa import losses
 from jaxvqa.data.video import MODES as SAMPLING_MODES
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
+from jaxvqa.models.swinv2 import ATTENTION_IMPLS
 from jaxvqa.models.vqa import DTYPES
 
 MODEL_TASKS = ("vqa", "iqa")
@@ -125,6 +126,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "model.backbone.num_heads",
         f"stage {stage} width {width} is not divisible by {heads} heads",
     )
+  attention_impl = backbone.get("attention_impl")  # configs written before the option lack it
+  _require(
+      attention_impl is None or attention_impl in ATTENTION_IMPLS,
+      "model.backbone.attention_impl",
+      f"must be one of {ATTENTION_IMPLS}, got {attention_impl!r}",
+  )
   _require(
       model.temporal.width % model.temporal.num_heads == 0,
       "model.temporal.num_heads",

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvqa.models import window_attention_pallas
 from jaxvqa.models.l2 import l2_normalize
 
 DROP_PATH_RNG = "dropout"
@@ -46,6 +47,9 @@ LOGIT_SCALE_INIT = math.log(10.0)
 LOGIT_SCALE_MAX = math.log(100.0)
 POSITION_BIAS_HIDDEN = 512
 POSITION_BIAS_RANGE = 16.0
+# Window attention implementations: the XLA reference, or the fused kernel of
+# `window_attention_pallas` (GPU; interpreted elsewhere).
+ATTENTION_IMPLS = ("xla", "pallas")
 
 _linear_init = nn.initializers.truncated_normal(stddev=0.02)
 
@@ -168,13 +172,21 @@ def _pad_bottom_right(x: jax.Array, multiple: int) -> jax.Array:
 # Layers.
 
 
-def scaled_cosine_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
-  """softmax(q·kᵀ + bias)·v with q already normalised and scaled, k normalised.
+def cosine_window_attention(qkv: jax.Array, scale: jax.Array, position_bias: jax.Array,
+                            mask: jax.Array | None) -> jax.Array:
+  """softmax(scale·q̂·k̂ᵀ + position_bias + mask)·v per window and head; the XLA path.
 
-  q, k, v: [..., N, heads, head_dim]; bias broadcastable to [..., heads, N, N] (position bias
-  plus shift mask). Logits and softmax in fp32. This is `jax.nn.dot_product_attention(q, k, v,
-  bias, scale=1.0)` with a leading window axis, kept as one function so a GPU path can swap it.
+  qkv: [B, nW, N, 3, heads, head_dim]; scale: [heads] fp32, the clamped exp(logit_scale);
+  position_bias: [heads, N, N]; mask: [nW, N, N] or None. Returns [B, nW, N, heads, head_dim].
+  Logits and softmax in fp32. The attention itself is `jax.nn.dot_product_attention(q, k, v,
+  bias, scale=1.0)` with a leading window axis; `window_attention_pallas.window_attention` is
+  the fused kernel with this signature.
   """
+  q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+  # Normalising in fp32: a bf16 norm of a 32-wide head loses the cosine's precision.
+  q = (l2_normalize(q) * scale.reshape(-1, 1)).astype(qkv.dtype)
+  k = l2_normalize(k).astype(qkv.dtype)
+  bias = position_bias if mask is None else position_bias + mask[:, None, :, :]
   logits = jnp.einsum("...qhd,...khd->...hqk", q, k, preferred_element_type=jnp.float32)
   weights = jax.nn.softmax(logits + bias, axis=-1).astype(v.dtype)
   return jnp.einsum("...hqk,...khd->...qhd", weights, v)
@@ -208,6 +220,8 @@ class WindowAttention(nn.Module):
   x: [B, nW, N, C] (N = window²) → [B, nW, N, C]. mask: [nW, N, N] or None.
   Parameters: qkv kernel (C, 3C) without bias, q_bias (C,), v_bias (C,) — the k bias is zero by
   design, so it is not a parameter —, logit_scale (heads, 1, 1), cpb_mlp, proj.
+  attention_impl: one of `ATTENTION_IMPLS`. "pallas" runs the fused kernel where
+  `window_attention_pallas.supports` the window and head sizes and XLA elsewhere.
   """
   dim: int
   num_heads: int
@@ -215,6 +229,7 @@ class WindowAttention(nn.Module):
   pretrained_window: int = 0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: np.ndarray | None) -> jax.Array:
@@ -228,19 +243,14 @@ class WindowAttention(nn.Module):
     qkv = _dense(3 * self.dim, "qkv", self.dtype, self.param_dtype, use_bias=False)(x)
     qkv_bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(self.dtype)
     qkv = (qkv + qkv_bias).reshape(*x.shape[:-1], 3, self.num_heads, head_dim)
-    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-
-    # Normalising in fp32: a bf16 norm of a 32-wide head loses the cosine's precision.
-    scale = jnp.exp(jnp.minimum(logit_scale.astype(jnp.float32), LOGIT_SCALE_MAX)).reshape(-1, 1)
-    q = (l2_normalize(q) * scale).astype(self.dtype)
-    k = l2_normalize(k).astype(self.dtype)
-
+    scale = jnp.exp(jnp.minimum(logit_scale.astype(jnp.float32), LOGIT_SCALE_MAX)).reshape(-1)
     bias = ContinuousPositionBias(
         self.num_heads, self.window, self.pretrained_window, self.param_dtype, name="cpb_mlp")()
-    if mask is not None:
-      bias = bias + jnp.asarray(mask)[:, None, :, :]   # [nW, heads, N, N]
-    out = scaled_cosine_attention(q, k, v, bias)
-    out = out.reshape(*x.shape[:-1], self.dim)
+    mask = None if mask is None else jnp.asarray(mask)
+    attend = cosine_window_attention
+    if self.attention_impl == "pallas" and window_attention_pallas.supports(x.shape[-2], head_dim):
+      attend = window_attention_pallas.window_attention
+    out = attend(qkv, scale, bias, mask).reshape(*x.shape[:-1], self.dim)
     return _dense(self.dim, "proj", self.dtype, self.param_dtype)(out)
 
 
@@ -297,6 +307,7 @@ class SwinV2Block(nn.Module):
   drop_path: float = 0.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -308,7 +319,7 @@ class SwinV2Block(nn.Module):
       shifted = jnp.roll(shifted, (-shift, -shift), axis=(1, 2))
     attention = WindowAttention(
         self.dim, self.num_heads, size, self.pretrained_window, self.dtype, self.param_dtype,
-        name="attn")
+        self.attention_impl, name="attn")
     mask = shifted_window_mask(padded_h, padded_w, self.window)
     attended = attention(window_partition(shifted, size), mask)
     attended = window_reverse(attended, size, padded_h, padded_w)
@@ -374,6 +385,7 @@ class SwinV2Stage(nn.Module):
   downsample: bool
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -381,7 +393,8 @@ class SwinV2Stage(nn.Module):
       window = self.window if j % 2 else StageWindow(self.window.size, 0)
       x = SwinV2Block(
           self.dim, self.num_heads, window, self.pretrained_window, self.mlp_ratio,
-          self.drop_path[j], self.dtype, self.param_dtype, name=f"block_{j}")(x, train=train)
+          self.drop_path[j], self.dtype, self.param_dtype, self.attention_impl,
+          name=f"block_{j}")(x, train=train)
     if self.downsample:
       x = PatchMerging(self.dim, self.dtype, self.param_dtype, name="downsample")(x)
     return x
@@ -393,7 +406,9 @@ class SwinV2(nn.Module):
   Any H, W works as long as every stage keeps at least one row (H ≥ patch_size·2^(stages−1));
   the window of each stage follows from H as the module docstring explains.
   Parameters are `param_dtype`; matmuls run in `dtype` (bf16 fast path) with attention
-  logits, softmax and LayerNorm statistics in fp32.
+  logits, softmax and LayerNorm statistics in fp32. `attention_impl` picks the window
+  attention: "xla" (the reference, and the default) or "pallas" (the fused GPU kernel of
+  `window_attention_pallas`; interpreted, hence slow, on other backends).
   """
   embed_dim: int = 96
   depths: Sequence[int] = (2, 2, 6, 2)
@@ -405,8 +420,12 @@ class SwinV2(nn.Module):
   drop_path_rate: float = 0.1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  attention_impl: str = "xla"
 
   def _check_fields(self) -> None:
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"SwinV2.attention_impl must be one of {ATTENTION_IMPLS}, "
+                       f"got {self.attention_impl!r}.")
     n = len(self.depths)
     for field in ("num_heads", "pretrained_window_sizes"):
       if len(getattr(self, field)) != n:
@@ -440,7 +459,8 @@ class SwinV2(nn.Module):
           window=stage_window(grid_height // 2**i, self.window_size),
           pretrained_window=self.pretrained_window_sizes[i], mlp_ratio=self.mlp_ratio,
           drop_path=rates[first:first + depth], downsample=i < num_stages - 1,
-          dtype=self.dtype, param_dtype=self.param_dtype, name=f"stage_{i}")(x, train=train)
+          dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl,
+          name=f"stage_{i}")(x, train=train)
       stages.append(x)
     tokens = _layer_norm("norm", self.dtype, self.param_dtype)(x)
     pooled = tokens.astype(jnp.float32).mean(axis=(1, 2)).astype(self.dtype)

@@ -152,7 +152,8 @@ def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
   backbone = SwinV2(
       embed_dim=b.embed_dim, depths=tuple(b.depths), num_heads=tuple(b.num_heads),
       window_size=b.window_size, pretrained_window_sizes=tuple(b.pretrained_window_sizes),
-      mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate, dtype=dtype)
+      mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate, dtype=dtype,
+      attention_impl=b.get("attention_impl", SwinV2.attention_impl))
   fusion = MultiStageFusion(
       grid=f.grid, num_layers=f.num_layers, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
       dropout=f.dropout, feature_dropout=f.feature_dropout, out_dim=f.out_dim,

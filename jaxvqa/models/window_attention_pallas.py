@@ -1,0 +1,354 @@
+"""SwinV2 window attention as one Pallas kernel (GPU, Triton lowering): logits never leave the chip.
+
+The XLA path (`swinv2.cosine_window_attention`) writes every window's fp32 logits and softmax to
+memory and reads them back (200 MB per SwinV2-T stage-0 block at batch 64, docs/PERFORMANCE.md).
+Here one program holds a window's rows and computes, for window w and head h (N = window² tokens,
+d = head_dim, all fp32 except the matmul operands, which keep the input dtype):
+
+  q̂, k̂ = l2_normalize(q), l2_normalize(k)                [N, d]
+  S = τ_h · q̂·k̂ᵀ + position_bias[h] + mask[w mod nW]     [N, N], never written out
+  out = softmax(S) · v                                     [N, d]
+
+τ = exp(min(logit_scale, ln 100)) is the caller's [heads] vector, so the clamp's gradient is
+plain JAX. A window is small enough that each program sees whole rows of S: the softmax is exact,
+with no running maximum (FlashAttention's online softmax is not needed), and the backward
+recomputes S from q, k instead of storing it.
+
+Backward (`jax.custom_vjp`, a second kernel): the gradients of q, k, v per window, and of the
+position bias and τ, which are shared by every window and so are summed over windows: a program
+takes a run of `windows_per_program` windows of one head, sums dS (and dS·q̂k̂ᵀ for τ) over them
+on chip, and writes one [N, N] partial; XLA adds the partials. The mask is a constant and gets
+no gradient.
+
+What the Triton lowering asks for, and how this kernel meets it: every array a program loads or
+stores has a power-of-two size (rows of N and d, both powers of two here); dots are 2-D with fp32
+accumulation and need sides ≥ 16 — hence `supports`; a program never reads back what it stored
+(on a GPU its threads would race). Windows of 256 tokens (window 16) are cut into blocks of
+`MAX_BLOCK_ROWS` query rows so a block of S stays a register-sized tile; the backward still keeps
+a whole [N, N] position-bias sum per program, which at window 16 will not fit in registers.
+
+Lowered for any platform but a CUDA GPU, the same kernels run through Pallas' interpreter
+(`interpret=True`, chosen when XLA lowers the program): that is how the tests check them on
+CPU, and it is slow.
+Not done: window partition and the cyclic shift still happen in XLA before the kernel
+(`swinv2.window_partition`, `jnp.roll`); choosing windows through the BlockSpecs' index maps
+instead would remove those copies too.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+import jax.numpy as jnp
+
+from jaxvqa.models.l2 import l2_normalize
+
+# Query rows per block of S: 64 × 256 fp32 logits is about the most a program keeps in registers.
+MAX_BLOCK_ROWS = 64
+# Triton's dot needs each side ≥ 16.
+MIN_DOT_SIDE = 16
+# Enough programs in the backward to fill an H200's 132 SMs several times over; past that, more
+# windows per program only shrink the position-bias partials. Untuned: no GPU has run this yet.
+TARGET_BACKWARD_PROGRAMS = 1024
+MAX_WINDOWS_PER_PROGRAM = 32
+
+_QKV = {"q": 0, "k": 1, "v": 2}
+
+
+def _is_power_of_two(n: int) -> bool:
+  return n > 0 and n & (n - 1) == 0
+
+
+def supports(tokens: int, head_dim: int) -> bool:
+  """Whether the kernel takes windows of `tokens` (= window²) and heads of `head_dim`.
+
+  True for powers of two ≥ 16: windows 4, 8, 16 with SwinV2's 32-wide heads. Stages whose window
+  is clamped smaller (a map of 2×2 tokens) stay on the XLA path.
+  """
+  return all(_is_power_of_two(n) and n >= MIN_DOT_SIDE for n in (tokens, head_dim))
+
+
+class _Plan(NamedTuple):
+  """Static choices of one call (hashable: it is a `custom_vjp` non-differentiable argument)."""
+
+  block_rows: int
+  windows_per_program: int
+  num_windows: int  # windows per image; the mask of window w is mask[w mod num_windows]
+  interpret: bool | None  # None: Triton where lowered for CUDA, the interpreter elsewhere
+
+
+def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
+  """2-D a·b contracting a's axis contract[0] with b's axis contract[1]; fp32 accumulation."""
+  dims = (((contract[0],), (contract[1],)), ((), ()))
+  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+
+
+def _unit(x: jax.Array, dtype) -> jax.Array:
+  """x [n, d] → x/‖x‖ per row, normalised in fp32 (as the XLA path) and rounded to `dtype`."""
+  return l2_normalize(x).astype(dtype)
+
+
+def _probabilities(q_hat, k_hat, scale, bias, mask):
+  """Softmax rows of one block: q̂ [R, d], k̂ [N, d]; bias, mask [R, N] (mask may be None).
+
+  Returns (P, cos = q̂·k̂ᵀ), both [R, N] fp32.
+  """
+  cos = _dot(q_hat, k_hat, (1, 1))
+  logits = scale * cos + bias
+  if mask is not None:
+    logits = logits + mask
+  exp = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
+  return exp / jnp.sum(exp, axis=1, keepdims=True), cos
+
+
+def _l2_normalize_vjp(x: jax.Array, cotangent: jax.Array) -> jax.Array:
+  """Cotangent of x [n, d] through `l2_normalize`, from the cotangent of its output (fp32)."""
+  _, vjp = jax.vjp(l2_normalize, x.astype(jnp.float32))
+  return vjp(cotangent)[0]
+
+
+def _forward_kernel(qkv_ref, scale_ref, bias_ref, *refs, block_rows: int):
+  """One (window, head, block of query rows). qkv_ref [N, 3, d]; bias_ref, mask_ref [R, N];
+  out_ref [R, d]."""
+  mask_ref, out_ref = refs if len(refs) == 2 else (None, refs[0])
+  rows = pl.ds(pl.program_id(2) * block_rows, block_rows)
+  v = qkv_ref[:, _QKV["v"], :]
+  p, _ = _probabilities(
+      _unit(qkv_ref[rows, _QKV["q"], :], v.dtype),
+      _unit(qkv_ref[:, _QKV["k"], :], v.dtype),
+      scale_ref[...],
+      bias_ref[...],
+      None if mask_ref is None else mask_ref[...],
+  )
+  out_ref[...] = _dot(p.astype(v.dtype), v, (1, 0)).astype(out_ref.dtype)
+
+
+def _backward_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: _Plan):
+  """One (head, run of G windows). qkv_ref [G, N, 3, d]; dout_ref [G, N, d]; bias_ref [N, N];
+  mask_ref [nW, N, N]. Writes dqkv_ref [G, N, 3, d] and this run's sums dbias_ref [N, N],
+  dscale_ref []."""
+  mask_ref = refs[0] if len(refs) == 4 else None
+  dqkv_ref, dbias_ref, dscale_ref = refs[-3:]
+  first_window = pl.program_id(1) * plan.windows_per_program
+  scale = scale_ref[...]
+  tokens = qkv_ref.shape[1]
+  blocks = [pl.ds(start, plan.block_rows) for start in range(0, tokens, plan.block_rows)]
+  biases = [bias_ref[rows, :] for rows in blocks]
+
+  def one_window(g, sums):
+    dbiases, dscale = sums
+    k, v = qkv_ref[g, :, _QKV["k"], :], qkv_ref[g, :, _QKV["v"], :]
+    k_hat = _unit(k, v.dtype)
+    # Every gradient is written once: k and v gather over the row blocks in registers, since a
+    # program re-reading what its own threads stored to global memory would race on a GPU.
+    dk_hat = dv = jnp.zeros(k.shape, jnp.float32)
+    sums = []
+    for rows, bias, dbias in zip(blocks, biases, dbiases):
+      q, dout = qkv_ref[g, rows, _QKV["q"], :], dout_ref[g, rows, :]
+      mask = None
+      if mask_ref is not None:
+        mask = mask_ref[(first_window + g) % plan.num_windows, rows, :]
+      q_hat = _unit(q, v.dtype)
+      p, cos = _probabilities(q_hat, k_hat, scale, bias, mask)
+      dp = _dot(dout, v, (1, 1))  # [R, N]
+      ds = p * (dp - jnp.sum(p * dp, axis=1, keepdims=True))  # dL/dS
+      dcos = (scale * ds).astype(v.dtype)
+      dq = _l2_normalize_vjp(q, _dot(dcos, k_hat, (1, 0)))  # [R, d]
+      dqkv_ref[g, rows, _QKV["q"], :] = dq.astype(dqkv_ref.dtype)
+      dk_hat += _dot(dcos, q_hat, (0, 0))  # [N, d]
+      dv += _dot(p.astype(v.dtype), dout, (0, 0))  # [N, d]
+      sums.append(dbias + ds)
+      dscale += jnp.sum(ds * cos)
+    dqkv_ref[g, :, _QKV["k"], :] = _l2_normalize_vjp(k, dk_hat).astype(dqkv_ref.dtype)
+    dqkv_ref[g, :, _QKV["v"], :] = dv.astype(dqkv_ref.dtype)
+    return tuple(sums), dscale
+
+  zeros = tuple(jnp.zeros((plan.block_rows, tokens), jnp.float32) for _ in blocks)
+  dbiases, dscale = jax.lax.fori_loop(
+      0, plan.windows_per_program, one_window, (zeros, jnp.zeros((), jnp.float32))
+  )
+  for rows, dbias in zip(blocks, dbiases):
+    dbias_ref[rows, :] = dbias
+  dscale_ref[...] = dscale
+
+
+def _pallas_call(plan: _Plan, kernel, *, tokens: int, **options):
+  """`pl.pallas_call` for Triton, interpreted when `plan.interpret` says so.
+
+  With interpret None the choice is made per platform when XLA lowers the program
+  (`lax.platform_dependent`), not from the default backend: parameters initialised on the host
+  CPU of a GPU machine (`steps.on_host`) then take the interpreter there and Triton on the GPU.
+  """
+
+  def call(interpret: bool):
+    # num_warps: 4 for a 64 × 64 tile; a 64 × 256 one (window 16) has four times the values.
+    params = plgpu.CompilerParams(num_warps=4 if tokens <= 64 else 8, num_stages=1)
+    return pl.pallas_call(kernel, compiler_params=params, interpret=interpret, **options)
+
+  if plan.interpret is not None:
+    return call(plan.interpret)
+  return lambda *operands: jax.lax.platform_dependent(
+      *operands, cuda=call(False), default=call(True)
+  )
+
+
+def _forward(plan: _Plan, qkv, scale, bias, mask):
+  """qkv [W, N, 3, heads, d] → [W, N, heads, d]; W = batch · num_windows."""
+  total, tokens, _, heads, head_dim = qkv.shape
+  rows = plan.block_rows
+  in_specs = [
+      pl.BlockSpec((None, tokens, 3, None, head_dim), lambda w, h, r: (w, 0, 0, h, 0)),
+      pl.BlockSpec((None,), lambda w, h, r: (h,)),
+      pl.BlockSpec((None, rows, tokens), lambda w, h, r: (h, r, 0)),
+  ]
+  operands = [qkv, scale, bias]
+  if mask is not None:
+    in_specs.append(
+        pl.BlockSpec((None, rows, tokens), lambda w, h, r: (w % plan.num_windows, r, 0))
+    )
+    operands.append(mask)
+  return _pallas_call(
+      plan,
+      functools.partial(_forward_kernel, block_rows=rows),
+      tokens=tokens,
+      grid=(total, heads, tokens // rows),
+      in_specs=in_specs,
+      out_specs=pl.BlockSpec((None, rows, None, head_dim), lambda w, h, r: (w, r, h, 0)),
+      out_shape=jax.ShapeDtypeStruct((total, tokens, heads, head_dim), qkv.dtype),
+      name="swinv2_window_attention_fwd",
+  )(*operands)
+
+
+def _backward(plan: _Plan, qkv, scale, bias, mask, dout):
+  """Cotangents of qkv [W, N, 3, heads, d], scale [heads], bias [heads, N, N]."""
+  total, tokens, _, heads, head_dim = qkv.shape
+  run = plan.windows_per_program
+  runs = total // run
+  in_specs = [
+      pl.BlockSpec((run, tokens, 3, None, head_dim), lambda h, c: (c, 0, 0, h, 0)),
+      pl.BlockSpec((run, tokens, None, head_dim), lambda h, c: (c, 0, h, 0)),
+      pl.BlockSpec((None,), lambda h, c: (h,)),
+      pl.BlockSpec((None, tokens, tokens), lambda h, c: (h, 0, 0)),
+  ]
+  operands = [qkv, dout, scale, bias]
+  if mask is not None:
+    in_specs.append(pl.BlockSpec(mask.shape, lambda h, c: (0, 0, 0)))
+    operands.append(mask)
+  dqkv, dbias_runs, dscale_runs = _pallas_call(
+      plan,
+      functools.partial(_backward_kernel, plan=plan),
+      tokens=tokens,
+      grid=(heads, runs),
+      in_specs=in_specs,
+      out_specs=[
+          pl.BlockSpec((run, tokens, 3, None, head_dim), lambda h, c: (c, 0, 0, h, 0)),
+          pl.BlockSpec((None, None, tokens, tokens), lambda h, c: (c, h, 0, 0)),
+          pl.BlockSpec((None, None), lambda h, c: (c, h)),
+      ],
+      out_shape=[
+          jax.ShapeDtypeStruct(qkv.shape, qkv.dtype),
+          jax.ShapeDtypeStruct((runs, heads, tokens, tokens), jnp.float32),
+          jax.ShapeDtypeStruct((runs, heads), jnp.float32),
+      ],
+      name="swinv2_window_attention_bwd",
+  )(*operands)
+  return dqkv, dscale_runs.sum(axis=0), dbias_runs.sum(axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _attention(plan: _Plan, qkv, scale, bias, mask):
+  return _forward(plan, qkv, scale, bias, mask)
+
+
+def _attention_fwd(plan: _Plan, qkv, scale, bias, mask):
+  return _forward(plan, qkv, scale, bias, mask), (qkv, scale, bias, mask)
+
+
+def _attention_bwd(plan: _Plan, residuals, dout):
+  qkv, scale, bias, mask = residuals
+  dqkv, dscale, dbias = _backward(plan, qkv, scale, bias, mask, dout)
+  return dqkv, dscale, dbias, None if mask is None else jnp.zeros_like(mask)
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def _windows_per_program(total: int, heads: int) -> int:
+  """A power of two dividing `total`, as large as `TARGET_BACKWARD_PROGRAMS` allows."""
+  run = 1
+  while (
+      run < MAX_WINDOWS_PER_PROGRAM
+      and total % (2 * run) == 0
+      and heads * (total // (2 * run)) >= TARGET_BACKWARD_PROGRAMS
+  ):
+    run *= 2
+  return run
+
+
+def window_attention(
+    qkv: jax.Array,
+    scale: jax.Array,
+    position_bias: jax.Array,
+    mask: jax.Array | None = None,
+    *,
+    interpret: bool | None = None,
+    block_rows: int | None = None,
+    windows_per_program: int | None = None,
+) -> jax.Array:
+  """Fused `swinv2.cosine_window_attention`: same arguments, same result.
+
+  qkv: [B, nW, N, 3, heads, d], q, k, v of every window before normalisation (the qkv Linear's
+    output reshaped, no copy). scale: [heads] fp32, exp(min(logit_scale, ln 100)).
+  position_bias: [heads, N, N] fp32. mask: [nW, N, N] additive shift mask, or None.
+  interpret: True: Pallas' interpreter; False: Triton; None: Triton when lowered for a CUDA GPU,
+    the interpreter on any other platform.
+  block_rows: query rows per block of S (a power of two >= 16 dividing N); None: min(N, 64).
+  windows_per_program: windows one backward program sums over (must divide B·nW); None chooses.
+  Returns [B, nW, N, heads, d] in qkv's dtype.
+  """
+  *leading, tokens, three, heads, head_dim = qkv.shape
+  if len(leading) != 2 or three != 3:
+    raise ValueError(f"window_attention: qkv must be [B, nW, N, 3, heads, d], got {qkv.shape}.")
+  if not supports(tokens, head_dim):
+    raise ValueError(
+        f"window_attention: {tokens} tokens per window and head_dim {head_dim} do not suit the "
+        f"kernel (both must be powers of two >= {MIN_DOT_SIDE}); use the XLA path."
+    )
+  batch, num_windows = leading
+  if position_bias.shape != (heads, tokens, tokens):
+    raise ValueError(
+        f"window_attention: position_bias must be {(heads, tokens, tokens)}, "
+        f"got {position_bias.shape}."
+    )
+  if mask is not None and mask.shape != (num_windows, tokens, tokens):
+    raise ValueError(
+        f"window_attention: mask must be {(num_windows, tokens, tokens)}, got {mask.shape}."
+    )
+  rows = block_rows or min(tokens, MAX_BLOCK_ROWS)
+  if not (supports(rows, head_dim) and tokens % rows == 0):
+    raise ValueError(
+        f"window_attention: block_rows={rows} must be a power of two >= "
+        f"{MIN_DOT_SIDE} dividing the {tokens} tokens of a window."
+    )
+  total = batch * num_windows
+  run = windows_per_program or _windows_per_program(total, heads)
+  if total % run:
+    raise ValueError(
+        f"window_attention: windows_per_program={run} does not divide the "
+        f"{total} windows of the batch."
+    )
+  plan = _Plan(
+      block_rows=rows, windows_per_program=run, num_windows=num_windows, interpret=interpret
+  )
+  out = _attention(
+      plan,
+      qkv.reshape(total, tokens, 3, heads, head_dim),
+      scale.astype(jnp.float32).reshape(heads),
+      position_bias.astype(jnp.float32),
+      None if mask is None else jnp.asarray(mask, jnp.float32),
+  )
+  return out.reshape(batch, num_windows, tokens, heads, head_dim)

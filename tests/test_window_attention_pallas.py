@@ -1,0 +1,227 @@
+"""The fused Pallas window attention against the XLA path of `swinv2` (the reference), run by
+Pallas' interpreter on CPU: forward and gradients in fp32, bf16 bounded against fp32, a whole
+SwinV2 with either path, and the lowering to Triton that a GPU would compile.
+
+The interpreter's programs take seconds each to compile on CPU, so the kernel tests share one
+geometry (window 8 on a 16×16 map: four windows, all shift-mask regions; two 16-wide heads; a
+batch of two images) and so compile as few distinct kernels as they can.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default as default_config
+from jaxvqa import config as config_lib
+from jaxvqa.models import swinv2
+from jaxvqa.models import window_attention_pallas as pallas_attention
+
+BATCH, HEADS, HEAD_DIM = 2, 2, 16
+WINDOW, SIDE = 8, 16
+TOKENS, NUM_WINDOWS = WINDOW * WINDOW, (SIDE // WINDOW) ** 2
+OUT_SHAPE = (BATCH, NUM_WINDOWS, TOKENS, HEADS, HEAD_DIM)
+# 32 query rows per block: two blocks per window, so k and v gather gradients across blocks.
+BLOCK_ROWS = 32
+# Two windows per backward program: the position-bias gradient is summed over windows on chip
+# (4 programs per head) and then over programs.
+WINDOWS_PER_PROGRAM = 2
+
+
+def random_inputs(seed: int, dtype=jnp.float32):
+  """qkv [B, nW, N, 3, heads, d], scale [heads], bias [heads, N, N], shift mask [nW, N, N]."""
+  rng = np.random.default_rng(seed)
+  mask = swinv2.shifted_window_mask(SIDE, SIDE, swinv2.StageWindow(WINDOW, WINDOW // 2))
+  qkv = rng.normal(size=(BATCH, NUM_WINDOWS, TOKENS, 3, HEADS, HEAD_DIM))
+  # SwinV2's initial τ = 10, and τ = 100 at the clamp, so the logits span a wide range.
+  scale = np.array([10.0, 100.0])
+  bias = 16.0 / (1.0 + np.exp(-2.0 * rng.normal(size=(HEADS, TOKENS, TOKENS))))  # as the CPB's
+  return (
+      jnp.asarray(qkv, dtype),
+      jnp.asarray(scale, jnp.float32),
+      jnp.asarray(bias, jnp.float32),
+      jnp.asarray(mask),
+  )
+
+
+def fused(qkv, scale, bias, mask):
+  return pallas_attention.window_attention(
+      qkv,
+      scale,
+      bias,
+      mask,
+      interpret=True,
+      block_rows=BLOCK_ROWS,
+      windows_per_program=WINDOWS_PER_PROGRAM,
+  )
+
+
+def max_error(ours, reference) -> float:
+  return float(jnp.max(jnp.abs(ours.astype(jnp.float32) - reference.astype(jnp.float32))))
+
+
+def relative_l2_error(ours, reference) -> float:
+  reference = reference.astype(jnp.float32)
+  return float(jnp.linalg.norm(ours.astype(jnp.float32) - reference) / jnp.linalg.norm(reference))
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unshifted", "shifted"])
+def test_forward_matches_xla_fp32(masked):
+  qkv, scale, bias, mask = random_inputs(0)
+  mask = mask if masked else None
+  expected = swinv2.cosine_window_attention(qkv, scale, bias, mask)
+  ours = fused(qkv, scale, bias, mask)
+  assert ours.shape == expected.shape == OUT_SHAPE
+  assert ours.dtype == jnp.float32
+  # Relative to the largest output: logits reach 116 at τ = 100, where fp32 keeps 7e-6.
+  assert max_error(ours, expected) < 1e-5 * float(jnp.max(jnp.abs(expected)))
+
+
+def test_gradients_match_xla_fp32():
+  qkv, scale, bias, mask = random_inputs(1)
+  cotangent = jnp.asarray(np.random.default_rng(2).normal(size=OUT_SHAPE), jnp.float32)
+
+  def grads(attend):
+    loss = lambda *args: jnp.sum(attend(*args, mask) * cotangent)
+    return jax.grad(loss, argnums=(0, 1, 2))(qkv, scale, bias)
+
+  for name, ours, expected in zip(
+      ("qkv", "scale", "position_bias"), grads(fused), grads(swinv2.cosine_window_attention)
+  ):
+    magnitude = float(jnp.max(jnp.abs(expected)))
+    assert magnitude > 0.1, f"d{name}: the reference gradient is degenerate"
+    assert max_error(ours, expected) < 2e-5 * max(magnitude, 1.0), name
+
+
+# The bf16 bound, in relative L2 error against the fp32 reference computed from the same
+# (bf16-rounded) inputs: 1.5e-2 for the output and 5e-2 for each gradient (bf16 keeps 8
+# significant bits, 3.9e-3 relative, and τ = 100 multiplies the logits' rounding), and never
+# more than twice the error of the XLA path run in bf16, which the kernel replaces. Measured here
+# (kernel, XLA): output 8.1e-3, 8.9e-3; d qkv 3.0e-2, 2.9e-2; d scale 2.9e-2, 6.4e-2; d position
+# bias 1.3e-2, 1.2e-2.
+BF16_OUTPUT_BOUND = 1.5e-2
+BF16_GRADIENT_BOUND = 5e-2
+
+
+def test_bf16_is_bounded_against_fp32_reference():
+  qkv, scale, bias, mask = random_inputs(5, dtype=jnp.bfloat16)
+  cotangent = jnp.asarray(np.random.default_rng(6).normal(size=OUT_SHAPE), jnp.float32)
+
+  def output_and_grads(attend, dtype):
+    out, vjp = jax.vjp(
+        lambda *args: attend(args[0].astype(dtype), *args[1:], mask), qkv, scale, bias
+    )
+    return out, vjp(cotangent.astype(out.dtype))
+
+  reference, reference_grads = output_and_grads(swinv2.cosine_window_attention, jnp.float32)
+  ours, grads = output_and_grads(fused, jnp.bfloat16)
+  xla, xla_grads = output_and_grads(swinv2.cosine_window_attention, jnp.bfloat16)
+  assert ours.dtype == jnp.bfloat16
+  error, xla_error = relative_l2_error(ours, reference), relative_l2_error(xla, reference)
+  assert error < BF16_OUTPUT_BOUND and error < 2 * xla_error, (error, xla_error)
+  for name, g, x, r in zip(("qkv", "scale", "position_bias"), grads, xla_grads, reference_grads):
+    error, xla_error = relative_l2_error(g, r), relative_l2_error(x, r)
+    assert error < BF16_GRADIENT_BOUND and error < 2 * xla_error, (name, error, xla_error)
+
+
+def tiny_swinv2(attention_impl: str) -> swinv2.SwinV2:
+  # 64 px in patches of 8: stage maps 8 and 4, windows 4 (shifted in block 1) and 4.
+  return swinv2.SwinV2(
+      embed_dim=32,
+      depths=(2, 1),
+      num_heads=(2, 4),
+      window_size=4,
+      pretrained_window_sizes=(0, 0),
+      patch_size=8,
+      drop_path_rate=0.0,
+      attention_impl=attention_impl,
+  )
+
+
+def test_swinv2_with_pallas_equals_xla():
+  images = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
+  # Random parameters of the right shapes (eval_shape: compiling an init costs the CPU seconds),
+  # none of them zero; LayerNorm scales about 1, logit scales about ln 10, and one above the
+  # clamp at ln 100.
+  shapes = jax.eval_shape(tiny_swinv2("xla").init, jax.random.key(1), images)["params"]
+  rng = np.random.default_rng(2)
+
+  def draw(path, shape):
+    name = jax.tree_util.keystr(path)
+    centre = math.log(10.0) if "logit_scale" in name else float("norm" in name and "scale" in name)
+    return jnp.asarray(centre + 0.2 * rng.normal(size=shape.shape), jnp.float32)
+
+  params = jax.tree_util.tree_map_with_path(draw, shapes)
+  params["stage_0"]["block_1"]["attn"]["logit_scale"] = jnp.array([[[2.0]], [[5.0]]])
+
+  def forward(attention_impl):
+    return jax.jit(tiny_swinv2(attention_impl).apply)({"params": params}, images)
+
+  expected, ours = forward("xla"), forward("pallas")
+  for i, (o, e) in enumerate(zip(ours.stages, expected.stages)):
+    assert max_error(o, e) < 1e-5 * max(float(jnp.max(jnp.abs(e))), 1.0), f"stage {i}"
+  assert max_error(ours.pooled, expected.pooled) < 1e-5
+
+
+def test_windows_too_small_for_the_kernel_stay_on_xla():
+  # A 2×2 window (4 tokens) is below Triton's smallest dot: "pallas" must fall back, not fail.
+  x = jax.random.normal(jax.random.key(0), (1, 4, 4, 32))
+  mask = swinv2.shifted_window_mask(4, 4, swinv2.StageWindow(2, 1))
+
+  def attention(attention_impl):
+    return swinv2.WindowAttention(32, 2, window=2, attention_impl=attention_impl)
+
+  params = jax.jit(lambda key: attention("xla").init(key, x, mask))(jax.random.key(1))
+  apply = lambda attention_impl: jax.jit(lambda p: attention(attention_impl).apply(p, x, mask))
+  np.testing.assert_array_equal(apply("pallas")(params), apply("xla")(params))
+
+
+def test_unknown_attention_impl_is_refused_by_name():
+  with pytest.raises(ValueError, match=r"SwinV2\.attention_impl .*'triton'"):
+    tiny_swinv2("triton").init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  config = default_config.get_config()
+  config.data.demo.enabled = True
+  assert config.model.backbone.attention_impl == "xla"  # the default stays the XLA path
+  config_lib.validate(config)
+  config.model.backbone.attention_impl = "cuda"
+  with pytest.raises(config_lib.ConfigError, match=r"config\.model\.backbone\.attention_impl"):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("window", [8, 16])
+def test_lowers_to_triton_for_gpu(window):
+  # Lowering for CUDA on this CPU machine runs Pallas' Triton lowering, which refuses what a GPU
+  # cannot compile (loads of non-power-of-two size, batched dots): forward and backward must each
+  # become one Triton call, and the interpreter's branch must be gone. Compiling that to PTX, and
+  # its speed, still need a GPU.
+  tokens = window * window
+  mask = jnp.asarray(
+      swinv2.shifted_window_mask(2 * window, 2 * window, swinv2.StageWindow(window, window // 2))
+  )
+  qkv = jax.ShapeDtypeStruct((2, 4, tokens, 3, 3, 32), jnp.bfloat16)
+  scale = jax.ShapeDtypeStruct((3,), jnp.float32)
+  bias = jax.ShapeDtypeStruct((3, tokens, tokens), jnp.float32)
+
+  def loss(qkv, scale, bias):
+    out = pallas_attention.window_attention(qkv, scale, bias, mask)  # interpret=None: chosen
+    return jnp.sum(out.astype(jnp.float32))
+
+  step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+  text = step.trace(qkv, scale, bias).lower(lowering_platforms=("cuda",)).as_text()
+  assert text.count("__gpu$xla.gpu.triton") == 2
+  assert "stablehlo.while" not in text
+
+
+def test_supports_and_shape_errors():
+  assert pallas_attention.supports(64, 32) and pallas_attention.supports(256, 32)
+  assert not pallas_attention.supports(4, 32)  # a 2×2 window: Triton's dots need sides >= 16
+  assert not pallas_attention.supports(49, 32)  # window 7: not a power of two
+  qkv, scale, bias, _ = random_inputs(0)
+  with pytest.raises(ValueError, match=r"mask must be \(4, 64, 64\)"):
+    pallas_attention.window_attention(qkv, scale, bias, jnp.zeros((3, 64, 64)), interpret=True)
+  with pytest.raises(ValueError, match="windows_per_program=3"):
+    pallas_attention.window_attention(qkv, scale, bias, windows_per_program=3, interpret=True)
