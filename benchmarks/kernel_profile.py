@@ -64,15 +64,21 @@ def report(kernels: dict[str, list[float]], steps: int, top: int) -> str:
   by_kind: dict[str, float] = collections.Counter()
   for name, times in kernels.items():
     by_kind[kind_of(name)] += sum(times)
-  lines = [f"GPU busy per step: {total / steps:.3f} ms ({sum(map(len, kernels.values())) // steps} "
-           "kernel launches)", "", f"{'kind':<24}{'ms/step':>10}{'share':>8}"]
+  lines = [
+      f"GPU busy per step: {total / steps:.3f} ms ({sum(map(len, kernels.values())) // steps} "
+      "kernel launches)",
+      "",
+      f"{'kind':<24}{'ms/step':>10}{'share':>8}",
+  ]
   for kind, ms in sorted(by_kind.items(), key=lambda item: -item[1]):
     lines.append(f"{kind:<24}{ms / steps:>10.3f}{ms / total:>8.1%}")
   lines += ["", f"{'ms/step':>9}{'share':>7}{'calls':>7}  kernel"]
   ranked = sorted(kernels.items(), key=lambda item: -sum(item[1]))[:top]
   for name, times in ranked:
-    lines.append(f"{sum(times) / steps:>9.3f}{sum(times) / total:>7.1%}{len(times) // steps:>7}  "
-                 f"{name[:110]}")
+    lines.append(
+        f"{sum(times) / steps:>9.3f}{sum(times) / total:>7.1%}{len(times) // steps:>7}  "
+        f"{name[:110]}"
+    )
   return "\n".join(lines)
 
 
@@ -93,16 +99,19 @@ def main(argv=None) -> None:
     step = lambda i: forward(params, images[i % len(images)])
   else:
     state, train_step = throughput.jax_backbone_train_step(model, params)
+
     def step(i):
       nonlocal state
       state, loss = train_step(state, images[i % len(images)])
       return loss
+
   jax.block_until_ready([step(i) for i in range(3)])  # compile and warm up, untraced
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="jaxvqa-trace-")
   with jax.profiler.trace(trace_dir):
     jax.block_until_ready([step(i) for i in range(args.steps)])
-  print(f"{args.work}, batch {args.batch}, {jax.devices()[0].device_kind}; "
-        f"trace in {trace_dir}")
+  print(
+      f"{args.work}, batch {args.batch}, {jax.devices()[0].device_kind}; " f"trace in {trace_dir}"
+  )
   print(report(gpu_kernel_times(trace_dir), args.steps, args.top))
 
 

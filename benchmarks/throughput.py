@@ -83,24 +83,31 @@ VQA_STEPS_PER_EPOCH = 100
 @dataclasses.dataclass(frozen=True)
 class Sizes:
   """What one run measures; `full` is the issue's setup, `smoke` a CPU-sized stand-in."""
+
   batch: int
   image_size: int
-  backbone: dict         # SwinV2 field values, shared by the jax model and the torch reference
+  backbone: dict  # SwinV2 field values, shared by the jax model and the torch reference
   matmul_size: int
-  vqa_config: Any        # ml_collections.ConfigDict with model, data, loss and optim sections
+  vqa_config: Any  # ml_collections.ConfigDict with model, data, loss and optim sections
 
   @classmethod
   def full(cls, batch: int) -> "Sizes":
     from configs import default
-    return cls(batch=batch, image_size=256,
-               backbone=dict(swinv2.VARIANTS[MODEL_NAME], drop_path_rate=DROP_PATH_RATE),
-               matmul_size=8192, vqa_config=default.get_config())
+
+    return cls(
+        batch=batch,
+        image_size=256,
+        backbone=dict(swinv2.VARIANTS[MODEL_NAME], drop_path_rate=DROP_PATH_RATE),
+        matmul_size=8192,
+        vqa_config=default.get_config(),
+    )
 
   @classmethod
   def smoke(cls, batch: int) -> "Sizes":
     from configs import demo
+
     config = demo.get_config()
-    config.model.dtype = "bfloat16"   # the full run's compute path, on a tiny model
+    config.model.dtype = "bfloat16"  # the full run's compute path, on a tiny model
     config.data.num_frames = 2
     config.data.frame_size = 64
     backbone = dict(config.model.backbone.to_dict(), drop_path_rate=DROP_PATH_RATE)
@@ -113,7 +120,7 @@ class Row:
   frames_per_iteration: int
   seconds_per_iteration: list[float] = dataclasses.field(default_factory=list)  # one per repeat
   flops_per_frame: float | None = None
-  compile_seconds: float | None = None   # jax rows: XLA compilation of the timed program
+  compile_seconds: float | None = None  # jax rows: XLA compilation of the timed program
   error: str | None = None
 
   @property
@@ -200,8 +207,11 @@ def init_jittered_params(model: nn.Module, *inputs: np.ndarray, seed: int) -> An
   def init(rng):
     params = model.init(rng, *inputs)["params"]
     leaves, treedef = jax.tree.flatten(params)
-    noisy = [leaf + PARAM_JITTER * jax.random.normal(jax.random.fold_in(rng, 1 + i), leaf.shape, leaf.dtype)
-             for i, leaf in enumerate(leaves)]
+    noisy = [
+        leaf
+        + PARAM_JITTER * jax.random.normal(jax.random.fold_in(rng, 1 + i), leaf.shape, leaf.dtype)
+        for i, leaf in enumerate(leaves)
+    ]
     return jax.tree.unflatten(treedef, noisy)
 
   return jax.device_put(steps.on_host(lambda: jax.jit(init)(jax.random.PRNGKey(seed))))
@@ -244,8 +254,11 @@ def time_jax_backbone_inference(sizes: Sizes, args) -> tuple:
     jax.block_until_ready([compiled(params, images[i % INPUT_SETS]) for i in range(k)])
 
   run(args.warmup)
-  return (time_repeats(run, args.iters, args.repeats),
-          backbone_flops_per_frame(model, sizes.image_size, "infer"), compile_seconds)
+  return (
+      time_repeats(run, args.iters, args.repeats),
+      backbone_flops_per_frame(model, sizes.image_size, "infer"),
+      compile_seconds,
+  )
 
 
 def time_train_steps(compiled, state, inputs: list, args) -> tuple[list[float], list]:
@@ -274,8 +287,13 @@ class BackboneTrainState(NamedTuple):
   opt_state: Any
 
 
-def backbone_train_step(state: BackboneTrainState, images: jax.Array, *, model: swinv2.SwinV2,
-                        tx: optax.GradientTransformation) -> tuple[BackboneTrainState, jax.Array]:
+def backbone_train_step(
+    state: BackboneTrainState,
+    images: jax.Array,
+    *,
+    model: swinv2.SwinV2,
+    tx: optax.GradientTransformation,
+) -> tuple[BackboneTrainState, jax.Array]:
   """Forward, loss = mean(pooled²), backward, AdamW: the backbone's share of a training step."""
   rngs = {swinv2.DROP_PATH_RNG: jax.random.fold_in(jax.random.PRNGKey(3), state.step)}
 
@@ -292,8 +310,9 @@ def backbone_train_step(state: BackboneTrainState, images: jax.Array, *, model: 
 def jax_backbone_train_step(model: swinv2.SwinV2, params: Any) -> tuple[BackboneTrainState, Any]:
   """(initial state, jitted `backbone_train_step` that donates the state) with optax AdamW."""
   tx = optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-  state = jax.jit(lambda params: BackboneTrainState(jnp.zeros((), jnp.int32), params,
-                                                    tx.init(params)))(params)
+  state = jax.jit(
+      lambda params: BackboneTrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  )(params)
   step = jax.jit(functools.partial(backbone_train_step, model=model, tx=tx), donate_argnums=0)
   return state, step
 
@@ -334,7 +353,8 @@ def time_jax_vqa_training(sizes: Sizes, args) -> tuple:
   tx = optim.build_optimizer(config.optim, VQA_STEPS_PER_EPOCH, freeze_backbone=False)
   state = jax.jit(lambda params: steps.TrainState.create(params, tx))(params)
   train_step = steps.jit_train_step(
-      model, losses.LossWeights(**config.loss), config.optim.ema_decay, config.seed + 1)
+      model, losses.LossWeights(**config.loss), config.optim.ema_decay, config.seed + 1
+  )
   # Already on the device: this row times the step, not the host-to-device copy of the loader.
   batches = [jax.device_put(synthetic_vqa_batch(config.data, seed)) for seed in range(INPUT_SETS)]
   compiled, compile_seconds = lower_and_compile(train_step, state, batches[0])
@@ -342,10 +362,16 @@ def time_jax_vqa_training(sizes: Sizes, args) -> tuple:
   # A skipped (non-finite) update costs less than a real one, so it would flatter the row.
   skipped = sum(1 for metrics in metrics_seen if not float(metrics["finite"]))
   if skipped:
-    print(f"[jax vqa train] warning: {skipped} of the last {len(metrics_seen)} steps skipped a "
-          "non-finite update", file=sys.stderr)
-  return (seconds, backbone_flops_per_frame(model.backbone, config.data.frame_size, "train"),
-          compile_seconds)
+    print(
+        f"[jax vqa train] warning: {skipped} of the last {len(metrics_seen)} steps skipped a "
+        "non-finite update",
+        file=sys.stderr,
+    )
+  return (
+      seconds,
+      backbone_flops_per_frame(model.backbone, config.data.frame_size, "train"),
+      compile_seconds,
+  )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,22 +387,31 @@ def torch_backbone(reference: str, sizes: Sizes):
   import torch
 
   fields = sizes.backbone
-  common = dict(embed_dim=fields["embed_dim"], depths=tuple(fields["depths"]),
-                num_heads=tuple(fields["num_heads"]), window_size=fields["window_size"],
-                mlp_ratio=fields.get("mlp_ratio", 4.0), drop_path_rate=fields["drop_path_rate"],
-                pretrained_window_sizes=tuple(fields["pretrained_window_sizes"]))
+  common = dict(
+      embed_dim=fields["embed_dim"],
+      depths=tuple(fields["depths"]),
+      num_heads=tuple(fields["num_heads"]),
+      window_size=fields["window_size"],
+      mlp_ratio=fields.get("mlp_ratio", 4.0),
+      drop_path_rate=fields["drop_path_rate"],
+      pretrained_window_sizes=tuple(fields["pretrained_window_sizes"]),
+  )
   if reference == "timm":
     import timm
-    return timm.create_model(MODEL_NAME, pretrained=False, num_classes=0,
-                             img_size=sizes.image_size, **common)
+
+    return timm.create_model(
+        MODEL_NAME, pretrained=False, num_classes=0, img_size=sizes.image_size, **common
+    )
 
   import transformers
 
   class PooledSwinv2(torch.nn.Module):
+
     def __init__(self):
       super().__init__()
       self.swinv2 = transformers.Swinv2Model(
-          transformers.Swinv2Config(image_size=sizes.image_size, patch_size=4, **common))
+          transformers.Swinv2Config(image_size=sizes.image_size, patch_size=4, **common)
+      )
 
     def forward(self, images):
       return self.swinv2(pixel_values=images).pooler_output
@@ -387,7 +422,7 @@ def torch_backbone(reference: str, sizes: Sizes):
 class TorchSetup(NamedTuple):
   torch: Any
   device: str
-  images: list    # INPUT_SETS batches [B, 3, S, S] bf16, channels-last
+  images: list  # INPUT_SETS batches [B, 3, S, S] bf16, channels-last
 
   def synchronize(self) -> None:
     if self.device == "cuda":
@@ -406,8 +441,12 @@ def torch_setup(sizes: Sizes) -> TorchSetup:
   device = "cuda" if torch.cuda.is_available() else "cpu"
   generator = torch.Generator().manual_seed(1)
   shape = (sizes.batch, 3, sizes.image_size, sizes.image_size)
-  images = [torch.randn(shape, generator=generator).to(device, torch.bfloat16)
-            .contiguous(memory_format=torch.channels_last) for _ in range(INPUT_SETS)]
+  images = [
+      torch.randn(shape, generator=generator)
+      .to(device, torch.bfloat16)
+      .contiguous(memory_format=torch.channels_last)
+      for _ in range(INPUT_SETS)
+  ]
   return TorchSetup(torch, device, images)
 
 
@@ -422,8 +461,9 @@ def torch_model(setup: TorchSetup, reference: str, sizes: Sizes, *, train: bool)
 
 def torch_adamw(setup: TorchSetup, parameters):
   try:
-    return setup.torch.optim.AdamW(parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY,
-                                   fused=True)
+    return setup.torch.optim.AdamW(
+        parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY, fused=True
+    )
   except (RuntimeError, TypeError):  # no fused kernel for this device or build
     return setup.torch.optim.AdamW(parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
 
@@ -431,8 +471,13 @@ def torch_adamw(setup: TorchSetup, parameters):
 def time_torch_matmul(setup: TorchSetup, size: int, args) -> tuple[list[float], float]:
   torch = setup.torch
   generator = torch.Generator().manual_seed(2)
-  pairs = [tuple(torch.randn(size, size, generator=generator).to(setup.device, torch.bfloat16)
-                 for _ in range(2)) for _ in range(INPUT_SETS)]
+  pairs = [
+      tuple(
+          torch.randn(size, size, generator=generator).to(setup.device, torch.bfloat16)
+          for _ in range(2)
+      )
+      for _ in range(INPUT_SETS)
+  ]
 
   def run(k):
     for i in range(k):
@@ -443,8 +488,9 @@ def time_torch_matmul(setup: TorchSetup, size: int, args) -> tuple[list[float], 
   return time_repeats(run, args.iters, args.repeats), 2.0 * size**3
 
 
-def time_torch_inference(setup: TorchSetup, reference: str, sizes: Sizes, args, *,
-                         compiled: bool) -> list[float]:
+def time_torch_inference(
+    setup: TorchSetup, reference: str, sizes: Sizes, args, *, compiled: bool
+) -> list[float]:
   torch = setup.torch
   model = torch_model(setup, reference, sizes, train=False)
   forward = torch.compile(model, mode=args.compile_mode) if compiled else model
@@ -459,8 +505,9 @@ def time_torch_inference(setup: TorchSetup, reference: str, sizes: Sizes, args, 
   return time_repeats(run, args.iters, args.repeats)
 
 
-def time_torch_training(setup: TorchSetup, reference: str, sizes: Sizes, args, *,
-                        compiled: bool) -> list[float]:
+def time_torch_training(
+    setup: TorchSetup, reference: str, sizes: Sizes, args, *, compiled: bool
+) -> list[float]:
   torch = setup.torch
   model = torch_model(setup, reference, sizes, train=True)
   forward = torch.compile(model, mode=args.compile_mode) if compiled else model
@@ -497,8 +544,11 @@ def environment(reference: str) -> dict[str, Any]:
   import jaxlib
 
   info: dict[str, Any] = {
-      "python": platform.python_version(), "host": platform.node(),
-      "jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+      "python": platform.python_version(),
+      "host": platform.node(),
+      "jax": jax.__version__,
+      "jaxlib": jaxlib.__version__,
+      "flax": flax.__version__,
       "optax": optax.__version__,
       "jax_backend": jax.default_backend(),
       "jax_devices": [device.device_kind for device in jax.devices()],
@@ -510,9 +560,12 @@ def environment(reference: str) -> dict[str, Any]:
   except ImportError as error:
     info["torch"] = f"not importable: {error}"
     return info
-  info.update(torch=torch.__version__, torch_cuda=torch.version.cuda,
-              torch_cudnn=torch.backends.cudnn.version(),
-              torch_device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
+  info.update(
+      torch=torch.__version__,
+      torch_cuda=torch.version.cuda,
+      torch_cudnn=torch.backends.cudnn.version(),
+      torch_device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+  )
   for package in ("timm", "transformers") if reference == "hf" else ("timm",):
     try:
       info[package] = __import__(package).__version__
@@ -528,8 +581,10 @@ def ratios(rows: dict[str, Row], reference: str) -> dict[str, float | None]:
     jax_speed = rows.get(f"jax backbone {work}")
     for mode in ("eager", "compiled"):
       torch_speed = rows.get(f"{reference} {mode} {work}")
-      pair = (jax_speed and jax_speed.frames_per_second,
-              torch_speed and torch_speed.frames_per_second)
+      pair = (
+          jax_speed and jax_speed.frames_per_second,
+          torch_speed and torch_speed.frames_per_second,
+      )
       result[f"jax/{reference}-{mode} {work}"] = pair[0] / pair[1] if all(pair) else None
   return result
 
@@ -544,11 +599,14 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
   print("environment: " + ", ".join(f"{key}={value}" for key, value in result["env"].items()))
   print("settings:    " + ", ".join(f"{key}={value}" for key, value in result["settings"].items()))
   for name, ceiling_row in result["ceilings"].items():
-    outcome = ceiling_row["error"] or (f"{ceiling_row['tflops']:.1f} TFLOP/s "
-                                       f"(spread {ceiling_row['spread']:.1%})")
+    outcome = ceiling_row["error"] or (
+        f"{ceiling_row['tflops']:.1f} TFLOP/s " f"(spread {ceiling_row['spread']:.1%})"
+    )
     print(f"bf16 matmul ceiling, {name}: {outcome}")
-  header = (f"{'row':<24}{'frames/s':>11}{'ms/iter':>10}{'spread':>8}{'GFLOP/frame':>13}"
-            f"{'TFLOP/s':>9}{'of ceiling':>12}{'compile s':>11}")
+  header = (
+      f"{'row':<24}{'frames/s':>11}{'ms/iter':>10}{'spread':>8}{'GFLOP/frame':>13}"
+      f"{'TFLOP/s':>9}{'of ceiling':>12}{'compile s':>11}"
+  )
   print()
   print(header)
   print("-" * len(header))
@@ -558,12 +616,14 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
       continue
     achieved = row.achieved_flops()
     milliseconds = 1e3 * statistics.median(row.seconds_per_iteration)
-    print(f"{row.name:<24}{row.frames_per_second:>11,.1f}{milliseconds:>10.2f}"
-          f"{row.spread:>8.1%}"
-          f"{format_number(row.flops_per_frame and row.flops_per_frame / 1e9, '.2f'):>13}"
-          f"{format_number(achieved and achieved / 1e12, '.1f'):>9}"
-          f"{format_number(achieved and ceiling and achieved / ceiling, '.1%'):>12}"
-          f"{format_number(row.compile_seconds, '.1f'):>11}")
+    print(
+        f"{row.name:<24}{row.frames_per_second:>11,.1f}{milliseconds:>10.2f}"
+        f"{row.spread:>8.1%}"
+        f"{format_number(row.flops_per_frame and row.flops_per_frame / 1e9, '.2f'):>13}"
+        f"{format_number(achieved and achieved / 1e12, '.1f'):>9}"
+        f"{format_number(achieved and ceiling and achieved / ceiling, '.1%'):>12}"
+        f"{format_number(row.compile_seconds, '.1f'):>11}"
+    )
   print()
   if not any(result["ratios"].values()):
     print("no jax / torch ratios: the torch rows were skipped or failed")
@@ -575,8 +635,10 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
 def row_json(row: Row, ceiling: float | None) -> dict[str, Any]:
   achieved = row.achieved_flops()
   return {
-      "name": row.name, "frames_per_iteration": row.frames_per_iteration,
-      "frames_per_s": row.frames_per_second, "spread": row.spread,
+      "name": row.name,
+      "frames_per_iteration": row.frames_per_iteration,
+      "frames_per_s": row.frames_per_second,
+      "spread": row.spread,
       "seconds_per_iteration": row.seconds_per_iteration,
       "flops_per_frame": row.flops_per_frame,
       "achieved_tflops": achieved and achieved / 1e12,
@@ -591,29 +653,47 @@ def row_json(row: Row, ceiling: float | None) -> dict[str, Any]:
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--smoke", action="store_true",
-                      help="tiny sizes (batch 2, 64² input, the demo config's model), for a CPU")
-  parser.add_argument("--batch", type=int,
-                      help="frames per backbone iteration (default 64; smoke 2)")
+  parser.add_argument(
+      "--smoke",
+      action="store_true",
+      help="tiny sizes (batch 2, 64² input, the demo config's model), for a CPU",
+  )
+  parser.add_argument(
+      "--batch", type=int, help="frames per backbone iteration (default 64; smoke 2)"
+  )
   parser.add_argument("--iters", type=int, help="iterations per timed repeat (default 20; smoke 2)")
-  parser.add_argument("--repeats", type=int,
-                      help="timed repeats, median reported (default 5; smoke 2)")
+  parser.add_argument(
+      "--repeats", type=int, help="timed repeats, median reported (default 5; smoke 2)"
+  )
   parser.add_argument("--warmup", type=int, help="untimed iterations first (default 3; smoke 1)")
-  parser.add_argument("--reference", choices=("timm", "hf"), default="timm",
-                      help="PyTorch model to compare with; hf (transformers Swinv2Model) stands in "
-                           "where timm is missing")
-  parser.add_argument("--compile-mode", default="default",
-                      help="torch.compile mode (default, reduce-overhead, max-autotune, ...)")
+  parser.add_argument(
+      "--reference",
+      choices=("timm", "hf"),
+      default="timm",
+      help="PyTorch model to compare with; hf (transformers Swinv2Model) stands in "
+      "where timm is missing",
+  )
+  parser.add_argument(
+      "--compile-mode",
+      default="default",
+      help="torch.compile mode (default, reduce-overhead, max-autotune, ...)",
+  )
   parser.add_argument("--skip-torch", action="store_true", help="no PyTorch rows")
   parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
   parser.add_argument("--skip-vqa", action="store_true", help="no full VQA train-step row")
-  parser.add_argument("--work", choices=("infer", "train", "both", "none"), default="both",
-                      help="backbone rows to time: inference, training step, both, or none (the "
-                           "VQA row alone)")
+  parser.add_argument(
+      "--work",
+      choices=("infer", "train", "both", "none"),
+      default="both",
+      help="backbone rows to time: inference, training step, both, or none (the " "VQA row alone)",
+  )
   parser.add_argument("--json", type=Path, help="also write the result as JSON here")
   args = parser.parse_args(argv)
-  defaults = dict(batch=2, iters=2, repeats=2, warmup=1) if args.smoke else dict(
-      batch=64, iters=20, repeats=5, warmup=3)
+  defaults = (
+      dict(batch=2, iters=2, repeats=2, warmup=1)
+      if args.smoke
+      else dict(batch=64, iters=20, repeats=5, warmup=3)
+  )
   for name, value in defaults.items():
     if getattr(args, name) is None:
       setattr(args, name, value)
@@ -625,16 +705,19 @@ def main(argv=None) -> None:
   # JAX first: it loads its CUDA libraries before torch can load other versions of them.
   backend = jax.default_backend()
   if backend != "gpu" and not args.smoke:
-    print(f"warning: jax runs on {backend}, not a GPU; these are not the issue's numbers",
-          file=sys.stderr)
+    print(
+        f"warning: jax runs on {backend}, not a GPU; these are not the issue's numbers",
+        file=sys.stderr,
+    )
   sizes = Sizes.smoke(args.batch) if args.smoke else Sizes.full(args.batch)
   reference = args.reference
 
   ceilings: dict[str, Row] = {}
   rows: list[Row] = []
   # A ceiling row's "frame" is one matmul, so its achieved flops are the matmul's rate.
-  ceilings["jnp.dot"] = measure(f"ceiling jnp.dot {sizes.matmul_size}³", 1,
-                                lambda: time_matmul_jax(sizes.matmul_size, args))
+  ceilings["jnp.dot"] = measure(
+      f"ceiling jnp.dot {sizes.matmul_size}³", 1, lambda: time_matmul_jax(sizes.matmul_size, args)
+  )
   works = {"both": ("infer", "train"), "none": ()}.get(args.work, (args.work,))
   timers = {"infer": time_jax_backbone_inference, "train": time_jax_backbone_training}
   for work in works:
@@ -650,21 +733,35 @@ def main(argv=None) -> None:
     if setup is not None:
       if setup.device != "cuda" and backend == "gpu":
         print("warning: torch sees no CUDA device; its rows ran on the CPU", file=sys.stderr)
-      ceilings["torch.matmul"] = measure(f"ceiling torch.matmul {sizes.matmul_size}³", 1,
-                                         lambda: time_torch_matmul(setup, sizes.matmul_size, args))
+      ceilings["torch.matmul"] = measure(
+          f"ceiling torch.matmul {sizes.matmul_size}³",
+          1,
+          lambda: time_torch_matmul(setup, sizes.matmul_size, args),
+      )
       modes = ("eager",) if args.skip_compile else ("eager", "compiled")
       torch_timers = {"infer": time_torch_inference, "train": time_torch_training}
       for work, time_work in ((work, torch_timers[work]) for work in works):
         for mode in modes:
-          rows.append(measure(
-              f"{reference} {mode} {work}", sizes.batch,
-              lambda: (time_work(setup, reference, sizes, args, compiled=mode == "compiled"),
-                       flops_per_frame[work])))
+          rows.append(
+              measure(
+                  f"{reference} {mode} {work}",
+                  sizes.batch,
+                  lambda: (
+                      time_work(setup, reference, sizes, args, compiled=mode == "compiled"),
+                      flops_per_frame[work],
+                  ),
+              )
+          )
           release_torch_memory()
 
   if not args.skip_vqa:
-    rows.append(measure("jax vqa train", vqa_frames_per_step(sizes.vqa_config),
-                        lambda: time_jax_vqa_training(sizes, args)))
+    rows.append(
+        measure(
+            "jax vqa train",
+            vqa_frames_per_step(sizes.vqa_config),
+            lambda: time_jax_vqa_training(sizes, args),
+        )
+    )
 
   ceiling_flops = ceilings["jnp.dot"].achieved_flops()
   rows_by_name = {row.name: row for row in rows}
@@ -672,19 +769,34 @@ def main(argv=None) -> None:
   result = {
       "env": environment(reference),
       "settings": {
-          "smoke": args.smoke, "batch": sizes.batch, "image_size": sizes.image_size,
-          "iters": args.iters, "repeats": args.repeats, "warmup": args.warmup,
-          "reference": reference, "compile_mode": args.compile_mode,
-          "backbone": {key: list(value) if isinstance(value, tuple) else value
-                       for key, value in sizes.backbone.items()},
-          "vqa_batch": [vqa_config.data.groups_per_batch * vqa_config.data.videos_per_group,
-                        vqa_config.data.num_frames, vqa_config.data.frame_size],
+          "smoke": args.smoke,
+          "batch": sizes.batch,
+          "image_size": sizes.image_size,
+          "iters": args.iters,
+          "repeats": args.repeats,
+          "warmup": args.warmup,
+          "reference": reference,
+          "compile_mode": args.compile_mode,
+          "backbone": {
+              key: list(value) if isinstance(value, tuple) else value
+              for key, value in sizes.backbone.items()
+          },
+          "vqa_batch": [
+              vqa_config.data.groups_per_batch * vqa_config.data.videos_per_group,
+              vqa_config.data.num_frames,
+              vqa_config.data.frame_size,
+          ],
           "vqa_window": vqa_config.model.backbone.window_size,
       },
       "ceiling_flops": ceiling_flops,
-      "ceilings": {name: {"tflops": row.achieved_flops() and row.achieved_flops() / 1e12,
-                          "spread": row.spread, "error": row.error}
-                   for name, row in ceilings.items()},
+      "ceilings": {
+          name: {
+              "tflops": row.achieved_flops() and row.achieved_flops() / 1e12,
+              "spread": row.spread,
+              "error": row.error,
+          }
+          for name, row in ceilings.items()
+      },
       "rows": [row_json(row, ceiling_flops) for row in rows],
       "ratios": ratios(rows_by_name, reference),
   }

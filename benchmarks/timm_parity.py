@@ -51,14 +51,21 @@ def timm_reference(model, images_nchw) -> tuple[list[np.ndarray], np.ndarray]:
 
   layers = model.layers
   if not hasattr(layers[1], "downsample") or isinstance(layers[1].downsample, torch.nn.Identity):
-    raise SystemExit("This timm keeps patch merging at the end of stages (timm < 0.9); "
-                     "the hooks below expect timm >= 0.9.")
+    raise SystemExit(
+        "This timm keeps patch merging at the end of stages (timm < 0.9); "
+        "the hooks below expect timm >= 0.9."
+    )
   captured: dict[int, torch.Tensor] = {}
-  hooks = [layers[i + 1].downsample.register_forward_hook(
-      lambda _m, _inp, out, i=i: captured.__setitem__(i, out)) for i in range(len(layers) - 1)]
+  hooks = [
+      layers[i + 1].downsample.register_forward_hook(
+          lambda _m, _inp, out, i=i: captured.__setitem__(i, out)
+      )
+      for i in range(len(layers) - 1)
+  ]
   last = len(layers) - 1
-  hooks.append(layers[last].register_forward_hook(
-      lambda _m, _inp, out: captured.__setitem__(last, out)))
+  hooks.append(
+      layers[last].register_forward_hook(lambda _m, _inp, out: captured.__setitem__(last, out))
+  )
   try:
     with torch.no_grad():
       pooled = model.forward_head(model.forward_features(images_nchw), pre_logits=True)
@@ -94,7 +101,8 @@ def compare(name: str, batch: int, seed: int) -> float:
   images = np.random.default_rng(seed).standard_normal((batch, *size, 3)).astype(np.float32)
 
   ref_stages, ref_pooled = timm_reference(
-      model, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device))
+      model, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+  )
   state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
   window = model.layers[0].blocks[0].window_size[0]
   variables, kwargs = convert_state_dict(state, window_size=window)
@@ -121,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
   import jax
   import torch
+
   try:
     import timm  # noqa: F401  (imported here so this file loads where timm is absent)
   except ImportError:

@@ -24,8 +24,10 @@ ABLATIONS = {
 
 def get_config(name: str = ""):
   if name not in ABLATIONS:
-    raise ValueError(f"configs/ablations.py needs an ablation name after a colon, one of "
-                     f"{sorted(ABLATIONS)} (e.g. --config configs/ablations.py:no_group); got {name!r}")
+    raise ValueError(
+        f"configs/ablations.py needs an ablation name after a colon, one of "
+        f"{sorted(ABLATIONS)} (e.g. --config configs/ablations.py:no_group); got {name!r}"
+    )
   config = default.get_config()
   config.workdir = f"workdirs/ablation_{name}"
   config.loss.update(ABLATIONS[name])

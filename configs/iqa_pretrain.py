@@ -23,8 +23,8 @@ def get_config():
 
   data = config.data
   data.builder = "koniq_10k"
-  data.num_frames = 1          # images load as one-frame clips
-  data.groups_per_batch = 4    # one group only: the product (32) is the batch size
+  data.num_frames = 1  # images load as one-frame clips
+  data.groups_per_batch = 4  # one group only: the product (32) is the batch size
   data.videos_per_group = 8
   data.eval_batch_size = 32
 

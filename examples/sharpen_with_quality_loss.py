@@ -38,8 +38,10 @@ def blur(clip: jax.Array) -> jax.Array:
     pad[axis] = (2, 2)
     padded = jnp.pad(clip, pad, mode="edge")
     length = clip.shape[axis]
-    clip = sum(weight * jax.lax.slice_in_dim(padded, tap, tap + length, axis=axis)
-               for tap, weight in enumerate(BINOMIAL_5))
+    clip = sum(
+        weight * jax.lax.slice_in_dim(padded, tap, tap + length, axis=axis)
+        for tap, weight in enumerate(BINOMIAL_5)
+    )
   return clip
 
 
@@ -47,8 +49,9 @@ def unsharp_mask(clip: jax.Array, amount: jax.Array) -> jax.Array:
   return jnp.clip(clip + amount * (clip - blur(clip)), 0.0, 255.0)
 
 
-def tune(raw_score, clip: jax.Array, *, steps: int, learning_rate: float,
-         max_halvings: int = 6) -> list[tuple[float, float, float]]:
+def tune(
+    raw_score, clip: jax.Array, *, steps: int, learning_rate: float, max_halvings: int = 6
+) -> list[tuple[float, float, float]]:
   """(amount, raw score, its gradient) after 0, 1, ... accepted steps of the ascent."""
   # No jax.jit around this: quality_fn's network is already one compiled program, and the filter
   # is a few array operations.
@@ -77,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("clip", help="a video file")
   parser.add_argument("--workdir", required=True, help="a training run (python train.py)")
   parser.add_argument("--steps", type=int, default=20, help="ascent steps (default 20)")
-  parser.add_argument("--learning-rate", type=float, default=0.25,
-                      help="largest change of the sharpening amount per step (default 0.25)")
+  parser.add_argument(
+      "--learning-rate",
+      type=float,
+      default=0.25,
+      help="largest change of the sharpening amount per step (default 0.25)",
+  )
   args = parser.parse_args(argv)
 
   model = jaxvqa.load(args.workdir)
@@ -88,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
   history = tune(raw_score, clip, steps=args.steps, learning_rate=args.learning_rate)
   (_, raw_before, gradient), (amount, raw_after, _) = history[0], history[-1]
   print(f"scale: {model.scale}")
-  print(f"score before: {float(score(clip)):.6f} (raw {raw_before:.6f}; amount 0, "
-        f"gradient {gradient:.6g})")
-  print(f"score after: {float(score(unsharp_mask(clip, amount))):.6f} (raw {raw_after:.6f}; "
-        f"amount {amount:.6g}, {len(history) - 1} steps)")
+  print(
+      f"score before: {float(score(clip)):.6f} (raw {raw_before:.6f}; amount 0, "
+      f"gradient {gradient:.6g})"
+  )
+  print(
+      f"score after: {float(score(unsharp_mask(clip, amount))):.6f} (raw {raw_after:.6f}; "
+      f"amount {amount:.6g}, {len(history) - 1} steps)"
+  )
   return 0
 
 

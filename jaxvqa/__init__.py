@@ -17,6 +17,7 @@ __all__ = ["__version__", *_API_NAMES]
 def __getattr__(name: str):
   if name in _API_NAMES:
     from jaxvqa import api
+
     return getattr(api, name)
   raise AttributeError(f"module 'jaxvqa' has no attribute {name!r}")
 

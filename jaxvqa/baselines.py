@@ -32,5 +32,6 @@ def bits_per_pixel_baseline(train_source, test_source) -> SplitPredictions | Non
   train_x, train_y = _log_bpp_and_labels(train_source)
   slope, intercept = np.polyfit(train_x, train_y, 1)
   test_x, test_y = _log_bpp_and_labels(test_source)
-  return SplitPredictions(index=np.arange(len(test_y)), score=slope * test_x + intercept,
-                          label=test_y, dropped=0)
+  return SplitPredictions(
+      index=np.arange(len(test_y)), score=slope * test_x + intercept, label=test_y, dropped=0
+  )

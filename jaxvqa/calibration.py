@@ -76,16 +76,21 @@ def fit_calibration(score: Any, label: Any) -> Calibration:
   score, label = np.asarray(score, np.float64), np.asarray(label, np.float64)
   if len(score) < 2:
     mean = float(np.mean(label)) if len(label) else 0.0
-    return Calibration(metrics.LogisticFit(metrics.FIT_CONSTANT, (mean,), "fewer than 2 validation scores"),
-                       mean, mean)
+    return Calibration(
+        metrics.LogisticFit(metrics.FIT_CONSTANT, (mean,), "fewer than 2 validation scores"),
+        mean,
+        mean,
+    )
   fit = metrics.fit_logistic(score, label)
   low, high = float(label.min()), float(label.max())
   if fit.kind == metrics.FIT_LINEAR and not fit.increasing:
     slope = (high - low) / float(np.ptp(score))
     fit = metrics.LogisticFit(
-        metrics.FIT_LINEAR, (slope, low - slope * float(score.min())),
+        metrics.FIT_LINEAR,
+        (slope, low - slope * float(score.min())),
         "validation scores do not rise with the labels: their range is mapped onto the labels' "
-        "range, order kept, nothing fitted")
+        "range, order kept, nothing fitted",
+    )
   return Calibration(fit, low, high)
 
 
@@ -96,19 +101,26 @@ def from_saved(saved: Mapping[str, Any] | Sequence[float] | None) -> Calibration
   if isinstance(saved, Mapping):
     missing = sorted({"kind", "params"} - set(saved))
     if missing:
-      raise ValueError(f"the checkpoint's calibration lacks {missing}: {dict(saved)!r}; re-run the "
-                       "validation (train.py on the same workdir) to store a new one")
-    fit = metrics.LogisticFit(str(saved["kind"]), tuple(float(p) for p in saved["params"]),
-                              str(saved.get("reason", "")))
+      raise ValueError(
+          f"the checkpoint's calibration lacks {missing}: {dict(saved)!r}; re-run the "
+          "validation (train.py on the same workdir) to store a new one"
+      )
+    fit = metrics.LogisticFit(
+        str(saved["kind"]), tuple(float(p) for p in saved["params"]), str(saved.get("reason", ""))
+    )
     if fit.kind not in metrics.FIT_KINDS:
-      raise ValueError(f"the checkpoint's calibration kind {fit.kind!r} is unknown; expected one of "
-                       f"{metrics.FIT_KINDS}")
+      raise ValueError(
+          f"the checkpoint's calibration kind {fit.kind!r} is unknown; expected one of "
+          f"{metrics.FIT_KINDS}"
+      )
     label_range = saved.get("label_range")
     if label_range is None:
       return Calibration(fit)
     return Calibration(fit, float(label_range[0]), float(label_range[1]))
   slope, intercept = (float(value) for value in saved)
-  return Calibration(metrics.LogisticFit(metrics.FIT_LINEAR, (slope, intercept), "legacy unclipped line"))
+  return Calibration(
+      metrics.LogisticFit(metrics.FIT_LINEAR, (slope, intercept), "legacy unclipped line")
+  )
 
 
 def calibrate(score: Any, calibration: Calibration) -> np.ndarray:

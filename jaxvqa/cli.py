@@ -17,8 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
   from jaxvqa.commands import convert, doctor, export, make_corpus, make_dataset, score, score_beam
 
   parser = argparse.ArgumentParser(
-      prog="jaxvqa",
-      description="No-reference video quality assessment in JAX/Flax.")
+      prog="jaxvqa", description="No-reference video quality assessment in JAX/Flax."
+  )
   parser.add_argument("--version", action="version", version=f"%(prog)s {jaxvqa.__version__}")
   subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   convert.add_subcommand(subparsers)

@@ -102,23 +102,36 @@ def ffmpeg_features() -> dict[str, Any]:
   encoders = ffmpeg.run_ffmpeg(["-encoders"], capture_stdout=True).stdout.decode(errors="replace")
   filters = ffmpeg.run_ffmpeg(["-filters"], capture_stdout=True).stdout.decode(errors="replace")
   first_line = version.splitlines()[0] if version.strip() else "ffmpeg (no version line)"
-  return {"path": path, "version": " ".join(first_line.split()[:3]),
-          "libx264": f" {CODEC} " in encoders, "libvmaf": " libvmaf " in filters}
+  return {
+      "path": path,
+      "version": " ".join(first_line.split()[:3]),
+      "libx264": f" {CODEC} " in encoders,
+      "libvmaf": " libvmaf " in filters,
+  }
 
 
 def _ffmpeg_check() -> Check:
   try:
     features = ffmpeg_features()
   except (ffmpeg.FfmpegError, OSError, ImportError) as error:
-    return Check("ffmpeg", False, f"does not run ({error}); reinstall imageio-ffmpeg "
-                 "(pip install -e .), or point $IMAGEIO_FFMPEG_EXE at an ffmpeg with libx264")
+    return Check(
+        "ffmpeg",
+        False,
+        f"does not run ({error}); reinstall imageio-ffmpeg "
+        "(pip install -e .), or point $IMAGEIO_FFMPEG_EXE at an ffmpeg with libx264",
+    )
   missing = [name for name in ("libx264", "libvmaf") if not features[name]]
-  detail = (f"{features['version']} ({features['path']}): libx264 "
-            f"{'yes' if features['libx264'] else 'NO'}, libvmaf "
-            f"{'yes' if features['libvmaf'] else 'NO'}")
+  detail = (
+      f"{features['version']} ({features['path']}): libx264 "
+      f"{'yes' if features['libx264'] else 'NO'}, libvmaf "
+      f"{'yes' if features['libvmaf'] else 'NO'}"
+  )
   if not features["libx264"]:
-    return Check("ffmpeg", False, detail + "; jaxvqa encodes with libx264: use the ffmpeg of the "
-                 "imageio-ffmpeg wheel")
+    return Check(
+        "ffmpeg",
+        False,
+        detail + "; jaxvqa encodes with libx264: use the ffmpeg of the " "imageio-ffmpeg wheel",
+    )
   if missing:
     return Check("ffmpeg", None, detail + "; make-dataset needs libvmaf for its labels")
   return Check("ffmpeg", True, detail)
@@ -128,14 +141,19 @@ def _decord_check() -> Check:
   try:
     import decord
   except Exception as error:  # noqa: BLE001 — a broken native library raises more than ImportError
-    return Check("decord", None, f"not importable ({type(error).__name__}: {error}); videos are "
-                 "decoded by ffmpeg instead, more slowly")
+    return Check(
+        "decord",
+        None,
+        f"not importable ({type(error).__name__}: {error}); videos are "
+        "decoded by ffmpeg instead, more slowly",
+    )
   return Check("decord", True, f"{getattr(decord, '__version__', '?')} importable")
 
 
 def _devices_check() -> Check:
   try:
     import jax
+
     devices = jax.devices()
   except Exception as error:  # noqa: BLE001 — a backend that fails to start raises RuntimeError etc.
     return Check("devices", False, f"JAX finds no device ({type(error).__name__}: {error})")
@@ -149,8 +167,10 @@ def _devices_check() -> Check:
 
 def installation_checks() -> list[Check]:
   """Versions, devices, ffmpeg and decord: every line of the report before the model."""
-  versions = (f"jaxvqa {jaxvqa.__version__}, jax {_version('jax')} (jaxlib {_version('jaxlib')}), "
-              f"flax {_version('flax')}")
+  versions = (
+      f"jaxvqa {jaxvqa.__version__}, jax {_version('jax')} (jaxlib {_version('jaxlib')}), "
+      f"flax {_version('flax')}"
+  )
   return [Check("versions", True, versions), _devices_check(), _ffmpeg_check(), _decord_check()]
 
 
@@ -171,11 +191,16 @@ def _achieved(path: Path, fps: float, size: tuple[int, int]) -> tuple[float, flo
   return bits_per_second / 1000, bits_per_second / (size[0] * size[1] * fps)
 
 
-def make_bitrate_pairs(out_dir: str | Path, *, frame_size: int,
-                       contents: Sequence[str] = CONTENTS,
-                       low_bits_per_pixel: float = LOW_BITS_PER_PIXEL,
-                       high_bits_per_pixel: float = HIGH_BITS_PER_PIXEL,
-                       num_frames: int = NUM_FRAMES, vmaf: bool = True) -> list[BitratePair]:
+def make_bitrate_pairs(
+    out_dir: str | Path,
+    *,
+    frame_size: int,
+    contents: Sequence[str] = CONTENTS,
+    low_bits_per_pixel: float = LOW_BITS_PER_PIXEL,
+    high_bits_per_pixel: float = HIGH_BITS_PER_PIXEL,
+    num_frames: int = NUM_FRAMES,
+    vmaf: bool = True,
+) -> list[BitratePair]:
   """Each content as a lossless clip, then encoded at a low and a high bitrate, in `out_dir`.
 
   frame_size: the model's S (the clip's short side is at least this). vmaf: measure each encode's
@@ -189,10 +214,12 @@ def make_bitrate_pairs(out_dir: str | Path, *, frame_size: int,
     raise ValueError(f"contents {unknown} are not shipped sources; choose from {sorted(shipped)}")
   pairs = []
   for index, name in enumerate(contents):
-    lossless = sources.build_demo_clip(shipped[name], index, out_dir / f"{name}.mp4", size=size,
-                                       num_frames=num_frames)
-    mezzanine = encoding.make_mezzanine(lossless, out_dir / f"{name}.mkv", scale=None,
-                                        max_frames=None, threads=1)
+    lossless = sources.build_demo_clip(
+        shipped[name], index, out_dir / f"{name}.mp4", size=size, num_frames=num_frames
+    )
+    mezzanine = encoding.make_mezzanine(
+        lossless, out_dir / f"{name}.mkv", scale=None, max_frames=None, threads=1
+    )
     encodes = []
     for bits_per_pixel in (low_bits_per_pixel, high_bits_per_pixel):
       kbps = bits_per_pixel * size[0] * size[1] * mezzanine.fps / 1000
@@ -213,14 +240,21 @@ def make_bitrate_pairs(out_dir: str | Path, *, frame_size: int,
 def default_margin(model) -> float:
   """`MARGIN_FRACTION` of the calibration's label range; 0 for raw scores (module docstring)."""
   calibration = model.trained.calibration
-  if calibration is None or not (math.isfinite(calibration.low) and math.isfinite(calibration.high)):
+  if calibration is None or not (
+      math.isfinite(calibration.low) and math.isfinite(calibration.high)
+  ):
     return 0.0
   return MARGIN_FRACTION * (calibration.high - calibration.low)
 
 
-def separation_checks(pairs: Sequence[BitratePair], scores: dict[Path, float | None],
-                      errors: dict[Path, str], margin: float, *,
-                      calibration_range: tuple[float, float] | None = None) -> list[Check]:
+def separation_checks(
+    pairs: Sequence[BitratePair],
+    scores: dict[Path, float | None],
+    errors: dict[Path, str],
+    margin: float,
+    *,
+    calibration_range: tuple[float, float] | None = None,
+) -> list[Check]:
   """One check per content (high − low > margin), and a last one naming how the model failed.
 
   scores: {encode path: score} (None where it could not be scored; `errors` says why).
@@ -231,41 +265,82 @@ def separation_checks(pairs: Sequence[BitratePair], scores: dict[Path, float | N
     low, high = scores.get(pair.low.path), scores.get(pair.high.path)
     if low is None or high is None:
       failed = pair.low.path if low is None else pair.high.path
-      checks.append(Check(pair.content, False,
-                          f"{failed.name} could not be scored: {errors.get(failed, 'no score')}"))
+      checks.append(
+          Check(
+              pair.content,
+              False,
+              f"{failed.name} could not be scored: {errors.get(failed, 'no score')}",
+          )
+      )
       continue
     difference = high - low
     verdict = "above" if difference > margin else "NOT above"
-    checks.append(Check(pair.content, difference > margin,
-                        f"{pair.low.describe()} → {low:.4g}; {pair.high.describe()} → {high:.4g}; "
-                        f"difference {difference:+.4g}, {verdict} margin {margin:.4g}"))
+    checks.append(
+        Check(
+            pair.content,
+            difference > margin,
+            f"{pair.low.describe()} → {low:.4g}; {pair.high.describe()} → {high:.4g}; "
+            f"difference {difference:+.4g}, {verdict} margin {margin:.4g}",
+        )
+    )
   failed = [check.name for check in checks if check.ok is False]
   if failed:
-    checks.append(Check("separation", False, _failure_summary(
-        failed, len(checks), [value for value in scores.values() if value is not None],
-        calibration_range)))
+    checks.append(
+        Check(
+            "separation",
+            False,
+            _failure_summary(
+                failed,
+                len(checks),
+                [value for value in scores.values() if value is not None],
+                calibration_range,
+            ),
+        )
+    )
   else:
-    checks.append(Check("separation", True, f"high bitrate scores above low by more than "
-                        f"{margin:.4g} on all {len(checks)} contents"))
+    checks.append(
+        Check(
+            "separation",
+            True,
+            f"high bitrate scores above low by more than "
+            f"{margin:.4g} on all {len(checks)} contents",
+        )
+    )
   return checks
 
 
-def _failure_summary(failed: Sequence[str], total: int, values: Sequence[float],
-                     calibration_range: tuple[float, float] | None) -> str:
-  text = (f"the model does not score high bitrates above low ones on {len(failed)} of {total} "
-          f"contents ({', '.join(failed)})")
+def _failure_summary(
+    failed: Sequence[str],
+    total: int,
+    values: Sequence[float],
+    calibration_range: tuple[float, float] | None,
+) -> str:
+  text = (
+      f"the model does not score high bitrates above low ones on {len(failed)} of {total} "
+      f"contents ({', '.join(failed)})"
+  )
   if len(values) > 1 and max(values) - min(values) <= 1e-6 * max(1.0, abs(max(values))):
-    text += (f": every clip scored {values[0]:.6g}, the model has collapsed (one score for every "
-             "input)")
+    text += (
+        f": every clip scored {values[0]:.6g}, the model has collapsed (one score for every "
+        "input)"
+    )
     if calibration_range is not None and any(
-        abs(values[0] - bound) <= 1e-6 * max(1.0, abs(bound)) for bound in calibration_range):
-      text += ("; that is a bound of the calibration's range, so the raw scores may differ but "
-               "all fall outside the validation scores the calibration was fitted on")
+        abs(values[0] - bound) <= 1e-6 * max(1.0, abs(bound)) for bound in calibration_range
+    ):
+      text += (
+          "; that is a bound of the calibration's range, so the raw scores may differ but "
+          "all fall outside the validation scores the calibration was fitted on"
+      )
   return text + ". Check the weights (workdir, checkpoint) and retrain or pick another checkpoint"
 
 
-def check_model(model, *, margin: float | None = None, contents: Sequence[str] = CONTENTS,
-                pairs: Sequence[BitratePair] | None = None) -> list[Check]:
+def check_model(
+    model,
+    *,
+    margin: float | None = None,
+    contents: Sequence[str] = CONTENTS,
+    pairs: Sequence[BitratePair] | None = None,
+) -> list[Check]:
   """The model's lines of the report: what it is, then `separation_checks` on its scores.
 
   model: a `jaxvqa.QualityModel`. margin: default `default_margin(model)`. pairs: clips already
@@ -274,13 +349,22 @@ def check_model(model, *, margin: float | None = None, contents: Sequence[str] =
   """
   if margin is None:
     margin = default_margin(model)
-  lines = [Check("model", True, f"{model.identity}, {model.trained.checkpoint.describe()}; "
-                 f"scores: {model.scale}")]
+  lines = [
+      Check(
+          "model",
+          True,
+          f"{model.identity}, {model.trained.checkpoint.describe()}; " f"scores: {model.scale}",
+      )
+  ]
   if pairs is not None:
     return lines + _score_pairs(model, pairs, margin)
   with tempfile.TemporaryDirectory(prefix="jaxvqa_doctor_") as work_dir:
-    pairs = make_bitrate_pairs(work_dir, frame_size=model.input_shape[1], contents=contents,
-                               vmaf=ffmpeg_features()["libvmaf"])
+    pairs = make_bitrate_pairs(
+        work_dir,
+        frame_size=model.input_shape[1],
+        contents=contents,
+        vmaf=ffmpeg_features()["libvmaf"],
+    )
     return lines + _score_pairs(model, pairs, margin)
 
 

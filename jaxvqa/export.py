@@ -45,20 +45,22 @@ class ExportResult:
   """What `export_scorer` wrote."""
 
   directory: Path
-  program_bytes: int      # size of scorer.jaxexport
-  seconds: float          # wall time of tracing, lowering and serialising
+  program_bytes: int  # size of scorer.jaxexport
+  seconds: float  # wall time of tracing, lowering and serialising
   metadata: dict[str, Any]
 
   def summary(self) -> str:
-    return (f"wrote {self.directory / exported_lib.PROGRAM_FILE} "
-            f"({self.program_bytes / 1e6:.2f} MB; platforms "
-            f"{', '.join(self.metadata['platforms'])}; "
-            f"input [{', '.join(map(str, self.metadata['input']['shape']))}] float32), "
-            f"{exported_lib.METADATA_FILE} and {exported_lib.LOADER_FILE} in {self.seconds:.1f} s")
+    return (
+        f"wrote {self.directory / exported_lib.PROGRAM_FILE} "
+        f"({self.program_bytes / 1e6:.2f} MB; platforms "
+        f"{', '.join(self.metadata['platforms'])}; "
+        f"input [{', '.join(map(str, self.metadata['input']['shape']))}] float32), "
+        f"{exported_lib.METADATA_FILE} and {exported_lib.LOADER_FILE} in {self.seconds:.1f} s"
+    )
 
 
 def parse_platforms(text: str) -> tuple[str, ...]:
-  """"cpu,cuda" → ("cpu", "cuda"); ValueError naming an unknown or repeated platform."""
+  """ "cpu,cuda" → ("cpu", "cuda"); ValueError naming an unknown or repeated platform."""
   platforms = tuple(name.strip().lower() for name in text.split(",") if name.strip())
   unknown = [name for name in platforms if name not in PLATFORMS]
   if not platforms or unknown:
@@ -80,8 +82,12 @@ def scorer_function(model: api.QualityModel):
   return score_clips
 
 
-def export_program(model: api.QualityModel, *, platforms: Sequence[str] = DEFAULT_PLATFORMS,
-                   batch: int | None = None) -> jax.export.Exported:
+def export_program(
+    model: api.QualityModel,
+    *,
+    platforms: Sequence[str] = DEFAULT_PLATFORMS,
+    batch: int | None = None,
+) -> jax.export.Exported:
   """The model's scorer as a `jax.export.Exported` for `platforms`, batch symbolic or `batch`."""
   if batch is not None and batch < 1:
     raise ValueError(f"batch must be ≥ 1 (or None for any batch), got {batch}")
@@ -94,27 +100,36 @@ def describe_frames(model: api.QualityModel) -> dict[str, Any]:
   """How a video becomes one input clip, for someone preparing clips without jaxvqa."""
   options = model.trained.frames
   if options.mode == "resize_crop":
-    resize = (f"each frame: short side resized to {options.size} (PIL bicubic over the centre "
-              f"square), centre {options.size}x{options.size} crop")
+    resize = (
+        f"each frame: short side resized to {options.size} (PIL bicubic over the centre "
+        f"square), centre {options.size}x{options.size} crop"
+    )
   else:
     patch = options.size // options.fragment_grid
-    resize = (f"each frame: a {options.fragment_grid}x{options.fragment_grid} grid of "
-              f"{patch}x{patch} native-resolution fragments at the grid cells' centres, tiled "
-              f"into {options.size}x{options.size}")
+    resize = (
+        f"each frame: a {options.fragment_grid}x{options.fragment_grid} grid of "
+        f"{patch}x{patch} native-resolution fragments at the grid cells' centres, tiled "
+        f"into {options.size}x{options.size}"
+    )
   return {
       **dataclasses.asdict(options),
-      "sampling": (f"{options.num_frames} frames: the video's N frames cut into segments "
-                   f"[floor(i*N/{options.num_frames}), floor((i+1)*N/{options.num_frames})), "
-                   "the centre frame of each (the later of two), repeats when N is smaller"),
+      "sampling": (
+          f"{options.num_frames} frames: the video's N frames cut into segments "
+          f"[floor(i*N/{options.num_frames}), floor((i+1)*N/{options.num_frames})), "
+          "the centre frame of each (the later of two), repeats when N is smaller"
+      ),
       "resize": resize,
-      "description": (f"{options.num_frames} frames sampled by segment centres, {options.mode} to "
-                      f"{options.size}x{options.size}; jaxvqa.QualityModel.prepare(frames) makes "
-                      "them"),
+      "description": (
+          f"{options.num_frames} frames sampled by segment centres, {options.mode} to "
+          f"{options.size}x{options.size}; jaxvqa.QualityModel.prepare(frames) makes "
+          "them"
+      ),
   }
 
 
-def scorer_metadata(model: api.QualityModel, program: jax.export.Exported, *,
-                    batch: int | None) -> dict[str, Any]:
+def scorer_metadata(
+    model: api.QualityModel, program: jax.export.Exported, *, batch: int | None
+) -> dict[str, Any]:
   """scorer.json: everything a caller needs besides the program (`jaxvqa.exported` reads it)."""
   trained = model.trained
   calibration = trained.calibration
@@ -148,9 +163,13 @@ def scorer_metadata(model: api.QualityModel, program: jax.export.Exported, *,
   }
 
 
-def export_scorer(model: api.QualityModel, out_dir: str | os.PathLike, *,
-                  platforms: Sequence[str] = DEFAULT_PLATFORMS,
-                  batch: int | None = None) -> ExportResult:
+def export_scorer(
+    model: api.QualityModel,
+    out_dir: str | os.PathLike,
+    *,
+    platforms: Sequence[str] = DEFAULT_PLATFORMS,
+    batch: int | None = None,
+) -> ExportResult:
   """Writes the scorer program, scorer.json and the loader into `out_dir` (module docstring).
 
   Files are written under temporary names and renamed, so an interrupted export never leaves a
@@ -163,8 +182,9 @@ def export_scorer(model: api.QualityModel, out_dir: str | os.PathLike, *,
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   _write_atomically(out_dir / exported_lib.PROGRAM_FILE, bytes(blob))
-  _write_atomically(out_dir / exported_lib.METADATA_FILE,
-                    (json.dumps(metadata, indent=2) + "\n").encode())
+  _write_atomically(
+      out_dir / exported_lib.METADATA_FILE, (json.dumps(metadata, indent=2) + "\n").encode()
+  )
   loader = out_dir / exported_lib.LOADER_FILE
   shutil.copyfile(exported_lib.__file__, loader.with_name(loader.name + ".partial"))
   os.replace(loader.with_name(loader.name + ".partial"), loader)

@@ -61,8 +61,10 @@ class ExportedScorer:
 
   def __repr__(self) -> str:
     model = self.metadata["model"]
-    return (f"ExportedScorer({model['identity']}, input {self.input_shape}, "
-            f"platforms {list(self.exported.platforms)})")
+    return (
+        f"ExportedScorer({model['identity']}, input {self.input_shape}, "
+        f"platforms {list(self.exported.platforms)})"
+    )
 
   @property
   def input_shape(self) -> tuple[int, int, int, int]:
@@ -80,12 +82,12 @@ class ExportedScorer:
     size = self.batch or len(clips)
     scores, raws = [], []
     for start in range(0, len(clips), size):
-      chunk = clips[start:start + size]
+      chunk = clips[start : start + size]
       padded = np.zeros((size, *self.input_shape), np.float32)
-      padded[:len(chunk)] = chunk
+      padded[: len(chunk)] = chunk
       score, raw = self._call(padded)
-      scores.append(np.asarray(score, np.float64)[:len(chunk)])
-      raws.append(np.asarray(raw, np.float64)[:len(chunk)])
+      scores.append(np.asarray(score, np.float64)[: len(chunk)])
+      raws.append(np.asarray(raw, np.float64)[: len(chunk)])
     return np.concatenate(scores), np.concatenate(raws)
 
   def score(self, clips: Any) -> np.ndarray:
@@ -100,9 +102,12 @@ class ExportedScorer:
       raise ValueError(
           f"clips have shape {np.shape(clips)}; this scorer takes prepared clips [B, "
           f"{', '.join(map(str, self.input_shape))}] (or one clip without B), RGB in [0, 255]: "
-          f"{self.metadata['frames']['description']}")
+          f"{self.metadata['frames']['description']}"
+      )
     if not (array.dtype == np.uint8 or np.issubdtype(array.dtype, np.floating)):
-      raise ValueError(f"clips have dtype {array.dtype}; expected uint8 or float pixels in [0, 255]")
+      raise ValueError(
+          f"clips have dtype {array.dtype}; expected uint8 or float pixels in [0, 255]"
+      )
     return array.astype(np.float32)
 
 
@@ -116,8 +121,10 @@ def load(directory: str | os.PathLike) -> ExportedScorer:
   program_path, metadata_path = directory / PROGRAM_FILE, directory / METADATA_FILE
   for path in (metadata_path, program_path):
     if not path.is_file():
-      raise ExportedScorerError(f"{path} not found: {directory} is not a directory that "
-                                "`jaxvqa export --out DIR` wrote")
+      raise ExportedScorerError(
+          f"{path} not found: {directory} is not a directory that "
+          "`jaxvqa export --out DIR` wrote"
+      )
   try:
     metadata = json.loads(metadata_path.read_text())
   except (OSError, ValueError) as error:
@@ -126,22 +133,27 @@ def load(directory: str | os.PathLike) -> ExportedScorer:
     raise ExportedScorerError(
         f"{metadata_path} is not a {FORMAT} version {FORMAT_VERSION} description (format "
         f"{metadata.get('format')!r}, version {metadata.get('format_version')!r}); export again "
-        "with this jaxvqa")
+        "with this jaxvqa"
+    )
   try:
     exported = jax_export.deserialize(bytearray(program_path.read_bytes()))
   except ImportError as error:
-    raise ExportedScorerError(f"jax reads exported programs with the flatbuffers package ({error}): "
-                              "pip install flatbuffers") from error
+    raise ExportedScorerError(
+        f"jax reads exported programs with the flatbuffers package ({error}): "
+        "pip install flatbuffers"
+    ) from error
   except Exception as error:  # noqa: BLE001 — jax raises several kinds for a bad or too new blob
     raise ExportedScorerError(
         f"{program_path} cannot be deserialized by jax {jax.__version__} ({error}); it was "
         f"written with jax {metadata.get('jax_version')}: install a jax close to that one, or "
-        "export again") from error
+        "export again"
+    ) from error
   platform = jax_export.default_export_platform()  # "cuda" where jax.default_backend() says "gpu"
   if platform not in exported.platforms:
     raise ExportedScorerError(
         f"{program_path} holds code for {list(exported.platforms)}, not for this machine's "
-        f"{platform!r}; export again with `jaxvqa export --platforms {platform}`")
+        f"{platform!r}; export again with `jaxvqa export --platforms {platform}`"
+    )
   return ExportedScorer(exported, metadata)
 
 
@@ -149,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
   """`python score_exported.py DIR CLIPS.npy...`: one line per clip, "<file>[<i>] <score>"."""
   argv = sys.argv[1:] if argv is None else argv
   if len(argv) < 2 or argv[0] in ("-h", "--help"):
-    print("usage: score_exported.py DIR CLIPS.npy...\n"
-          "Scores prepared clips (a .npy array [B, T, S, S, 3] or [T, S, S, 3], RGB 0-255) with "
-          "the scorer that `jaxvqa export --out DIR` wrote.", file=sys.stderr)
+    print(
+        "usage: score_exported.py DIR CLIPS.npy...\n"
+        "Scores prepared clips (a .npy array [B, T, S, S, 3] or [T, S, S, 3], RGB 0-255) with "
+        "the scorer that `jaxvqa export --out DIR` wrote.",
+        file=sys.stderr,
+    )
     return 2
   try:
     scorer = load(argv[0])

@@ -1,5 +1,6 @@
 """The optimizer: AdamW with linear warm-up then cosine decay, clipping, a backbone learning-rate
-multiplier (or a frozen backbone), and skipping of non-finite updates. All numbers from config.optim."""
+multiplier (or a frozen backbone), and skipping of non-finite updates. All numbers from config.optim.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule
   total_steps = max(1, round(optim_config["epochs"] * steps_per_epoch))
   warmup_steps = min(total_steps - 1, round(optim_config["warmup_epochs"] * steps_per_epoch))
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=optim_config["learning_rate"], warmup_steps=max(warmup_steps, 0),
-      decay_steps=total_steps, end_value=0.0)
+      init_value=0.0,
+      peak_value=optim_config["learning_rate"],
+      warmup_steps=max(warmup_steps, 0),
+      decay_steps=total_steps,
+      end_value=0.0,
+  )
 
 
 def _parameter_groups(params: Any) -> Any:
@@ -28,11 +33,19 @@ def _parameter_groups(params: Any) -> Any:
   return traverse_util.unflatten_dict(labels)
 
 
-OPTIMIZER_FIELDS = ("learning_rate", "backbone_lr_multiplier", "weight_decay", "warmup_epochs",
-                    "epochs", "grad_clip_norm")
+OPTIMIZER_FIELDS = (
+    "learning_rate",
+    "backbone_lr_multiplier",
+    "weight_decay",
+    "warmup_epochs",
+    "epochs",
+    "grad_clip_norm",
+)
 
 
-def build_optimizer(optim_config, steps_per_epoch: int, *, freeze_backbone: bool) -> optax.GradientTransformation:
+def build_optimizer(
+    optim_config, steps_per_epoch: int, *, freeze_backbone: bool
+) -> optax.GradientTransformation:
   """AdamW over the whole model; the backbone's rate is scaled by `backbone_lr_multiplier`.
 
   Wrapped in `optax.apply_if_finite`: a step whose gradients hold NaN or inf leaves parameters and
@@ -46,15 +59,20 @@ def build_optimizer(optim_config, steps_per_epoch: int, *, freeze_backbone: bool
 
 
 @functools.lru_cache(maxsize=16)
-def _build_optimizer(settings: tuple, steps_per_epoch: int, freeze_backbone: bool) -> optax.GradientTransformation:
+def _build_optimizer(
+    settings: tuple, steps_per_epoch: int, freeze_backbone: bool
+) -> optax.GradientTransformation:
   optim_config = dict(settings)
   schedule = learning_rate_schedule(optim_config, steps_per_epoch)
 
   def adamw(scale: float) -> optax.GradientTransformation:
     return optax.adamw(
-        lambda step: schedule(step) * scale, weight_decay=optim_config["weight_decay"])
+        lambda step: schedule(step) * scale, weight_decay=optim_config["weight_decay"]
+    )
 
-  backbone_tx = optax.set_to_zero() if freeze_backbone else adamw(optim_config["backbone_lr_multiplier"])
+  backbone_tx = (
+      optax.set_to_zero() if freeze_backbone else adamw(optim_config["backbone_lr_multiplier"])
+  )
   tx = optax.chain(
       optax.clip_by_global_norm(optim_config["grad_clip_norm"]),
       optax.multi_transform({BACKBONE: backbone_tx, "head": adamw(1.0)}, _parameter_groups),

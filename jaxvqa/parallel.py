@@ -54,7 +54,8 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> None:
   if global_batch_size % devices:
     raise ValueError(
         f"{field}={global_batch_size} is not divisible by the {devices} devices of the mesh; "
-        "choose a batch size that is a multiple of the device count")
+        "choose a batch size that is a multiple of the device count"
+    )
 
 
 def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
@@ -64,8 +65,10 @@ def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str,
   contiguous slice (the loader's per-process shard) and the result spans all of them.
   """
   sharding = batch_sharded(mesh)
-  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-          for key, value in local_batch.items()}
+  return {
+      key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+      for key, value in local_batch.items()
+  }
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -22,8 +22,13 @@ _SOURCE_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
 # Sources named one by one in the legend; more are summarised by their count.
 _MAX_LEGEND_SOURCES = 12
 # Right of the axes: inside, it hides the points of the corner it is put in.
-_LEGEND_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "fontsize": 7,
-                   "framealpha": 0.8, "borderaxespad": 0.0}
+_LEGEND_OUTSIDE = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.02, 1.0),
+    "fontsize": 7,
+    "framealpha": 0.8,
+    "borderaxespad": 0.0,
+}
 
 
 def _new_figure(size_inches: tuple[float, float], dpi: int):
@@ -41,7 +46,9 @@ def _label_range(label: np.ndarray, label_range: tuple[float, float] | None) -> 
   else:
     low, high = float(label.min()), float(label.max())
   if not high > low:
-    raise ValueError(f"label range ({low}, {high}) is empty; pass label_range=(low, high) with low < high")
+    raise ValueError(
+        f"label range ({low}, {high}) is empty; pass label_range=(low, high) with low < high"
+    )
   return low, high
 
 
@@ -50,11 +57,19 @@ def _first_seen(values: Sequence[Any]) -> list[Any]:
 
 
 def scatter_figure(
-    pred: np.ndarray, label: np.ndarray, *, fit: metrics.LogisticFit | None = None,
-    report: metrics.QualityReport | None = None, rungs: Sequence[int] | None = None,
-    sources: Sequence[str] | None = None, label_range: tuple[float, float] | None = None,
-    title: str = "", xlabel: str = "predicted score", ylabel: str = "label",
-    size_inches: tuple[float, float] = (7, 5), dpi: int = 100,
+    pred: np.ndarray,
+    label: np.ndarray,
+    *,
+    fit: metrics.LogisticFit | None = None,
+    report: metrics.QualityReport | None = None,
+    rungs: Sequence[int] | None = None,
+    sources: Sequence[str] | None = None,
+    label_range: tuple[float, float] | None = None,
+    title: str = "",
+    xlabel: str = "predicted score",
+    ylabel: str = "label",
+    size_inches: tuple[float, float] = (7, 5),
+    dpi: int = 100,
 ):
   """Label [N] against label-scale prediction [N], both axes over the label range, identity line.
 
@@ -97,28 +112,54 @@ def scatter_figure(
         if points.any():
           colour = colour_of[rung]
           # clip_on=False: points on the limits are drawn whole.
-          axes.scatter(shown[points], label[points], s=30, marker=marker_of[source], clip_on=False,
-                       facecolors="none" if hollow else colour, edgecolors=colour, linewidths=1.2,
-                       alpha=0.85, zorder=3)
+          axes.scatter(
+              shown[points],
+              label[points],
+              s=30,
+              marker=marker_of[source],
+              clip_on=False,
+              facecolors="none" if hollow else colour,
+              edgecolors=colour,
+              linewidths=1.2,
+              alpha=0.85,
+              zorder=3,
+          )
 
   if fit is not None:
     curve_x = np.linspace(low, high, 200)
     curve_y = fit(curve_x)
     inside = (curve_y >= low) & (curve_y <= high)
-    axes.plot(curve_x[inside], curve_y[inside], color="tab:red", linewidth=1.2,
-              label=f"{fit.kind} fit")
+    axes.plot(
+        curve_x[inside], curve_y[inside], color="tab:red", linewidth=1.2, label=f"{fit.kind} fit"
+    )
   axes.set_xlim(low, high)
   axes.set_ylim(low, high)
   axes.set_aspect("equal", adjustable="box")
-  _legend(axes, rung_values if rungs is not None else None, colour_of,
-          source_values if sources is not None else None, marker_of, int(outside.sum()))
+  _legend(
+      axes,
+      rung_values if rungs is not None else None,
+      colour_of,
+      source_values if sources is not None else None,
+      marker_of,
+      int(outside.sum()),
+  )
   if report is not None:
-    summary = (f"PLCC {report.plcc:.4f} ({report.fit})\nPearson {report.plcc_raw:.4f}\n"
-               f"SRCC {report.srcc:.4f}\nKRCC {report.krcc:.4f}\nRMSE {report.rmse:.4g}\n"
-               f"N = {report.count}")
-    axes.text(0.03, 0.97, summary, transform=axes.transAxes, va="top", ha="left",
-              family="monospace", fontsize=8,
-              bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    summary = (
+        f"PLCC {report.plcc:.4f} ({report.fit})\nPearson {report.plcc_raw:.4f}\n"
+        f"SRCC {report.srcc:.4f}\nKRCC {report.krcc:.4f}\nRMSE {report.rmse:.4g}\n"
+        f"N = {report.count}"
+    )
+    axes.text(
+        0.03,
+        0.97,
+        summary,
+        transform=axes.transAxes,
+        va="top",
+        ha="left",
+        family="monospace",
+        fontsize=8,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+    )
   axes.set_xlabel(xlabel)
   axes.set_ylabel(ylabel)
   if title:
@@ -134,24 +175,47 @@ def _legend(axes, rungs, colour_of, sources, marker_of, num_outside: int) -> Non
   handles = [Line2D([], [], color="0.4", linestyle=":", label="identity")]
   handles += [line for line in axes.get_lines() if line.get_label().endswith(" fit")]
   if rungs is not None:
-    handles += [Line2D([], [], linestyle="none", marker="o", color=colour_of[r], label=f"rung {r}")
-                for r in rungs]
+    handles += [
+        Line2D([], [], linestyle="none", marker="o", color=colour_of[r], label=f"rung {r}")
+        for r in rungs
+    ]
   if sources is not None:
     named = sources[:_MAX_LEGEND_SOURCES]
-    handles += [Line2D([], [], linestyle="none", marker=marker_of[s], color="0.3", label=str(s))
-                for s in named]
+    handles += [
+        Line2D([], [], linestyle="none", marker=marker_of[s], color="0.3", label=str(s))
+        for s in named
+    ]
     if len(sources) > len(named):
-      handles.append(Line2D([], [], linestyle="none", label=f"… {len(sources) - len(named)} more sources"))
+      handles.append(
+          Line2D([], [], linestyle="none", label=f"… {len(sources) - len(named)} more sources")
+      )
   if num_outside:
-    handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
-                          color="0.3", label=f"{num_outside} outside the range, on the edge"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markerfacecolor="none",
+            color="0.3",
+            label=f"{num_outside} outside the range, on the edge",
+        )
+    )
   axes.legend(handles=handles, **_LEGEND_OUTSIDE)
 
 
 def rate_quality_figure(
-    bitrate_kbps: np.ndarray, pred: np.ndarray, label: np.ndarray, sources: Sequence[str], *,
-    label_range: tuple[float, float] | None = None, label_name: str = "VMAF", title: str = "",
-    ylabel: str = "score", size_inches: tuple[float, float] = (8, 5), dpi: int = 100,
+    bitrate_kbps: np.ndarray,
+    pred: np.ndarray,
+    label: np.ndarray,
+    sources: Sequence[str],
+    *,
+    label_range: tuple[float, float] | None = None,
+    label_name: str = "VMAF",
+    title: str = "",
+    ylabel: str = "score",
+    size_inches: tuple[float, float] = (8, 5),
+    dpi: int = 100,
 ):
   """Predicted score (solid) and label (dashed) against achieved bitrate, one colour per source.
 
@@ -172,8 +236,10 @@ def rate_quality_figure(
   pred = np.asarray(pred, np.float64)
   label = np.asarray(label, np.float64)
   if not np.all(bitrate > 0):
-    raise ValueError("bitrate_kbps must be positive for a log axis; "
-                     f"got {int(np.sum(~(bitrate > 0)))} value(s) <= 0 or NaN")
+    raise ValueError(
+        "bitrate_kbps must be positive for a log axis; "
+        f"got {int(np.sum(~(bitrate > 0)))} value(s) <= 0 or NaN"
+    )
   low, high = _label_range(label, label_range)
   figure = _new_figure(size_inches, dpi)
   axes = figure.add_subplot()
@@ -185,22 +251,51 @@ def rate_quality_figure(
     rows = np.flatnonzero(source_array == str(source))
     rows = rows[np.argsort(bitrate[rows], kind="stable")]
     shown = np.clip(pred[rows], low, high)
-    axes.plot(bitrate[rows], shown, color=colour, linewidth=1.5, marker="o", markersize=4,
-              label=str(source) if i < _MAX_LEGEND_SOURCES else None)
+    axes.plot(
+        bitrate[rows],
+        shown,
+        color=colour,
+        linewidth=1.5,
+        marker="o",
+        markersize=4,
+        label=str(source) if i < _MAX_LEGEND_SOURCES else None,
+    )
     outside = shown != pred[rows]
     if outside.any():
-      axes.scatter(bitrate[rows][outside], shown[outside], s=40, facecolors="white",
-                   edgecolors=colour, zorder=3, clip_on=False)
-    axes.plot(bitrate[rows], label[rows], color=colour, linewidth=1.2, linestyle="--", marker="x",
-              markersize=4)
+      axes.scatter(
+          bitrate[rows][outside],
+          shown[outside],
+          s=40,
+          facecolors="white",
+          edgecolors=colour,
+          zorder=3,
+          clip_on=False,
+      )
+    axes.plot(
+        bitrate[rows],
+        label[rows],
+        color=colour,
+        linewidth=1.2,
+        linestyle="--",
+        marker="x",
+        markersize=4,
+    )
   axes.set_xscale("log")
   axes.set_ylim(low, high)
-  handles = [Line2D([], [], color="0.3", linestyle="-", label="predicted"),
-             Line2D([], [], color="0.3", linestyle="--", label=label_name)]
+  handles = [
+      Line2D([], [], color="0.3", linestyle="-", label="predicted"),
+      Line2D([], [], color="0.3", linestyle="--", label=label_name),
+  ]
   handles += [line for line in axes.get_lines() if not line.get_label().startswith("_")]
   if len(source_values) > _MAX_LEGEND_SOURCES:
-    handles.append(Line2D([], [], linestyle="none",
-                          label=f"… {len(source_values) - _MAX_LEGEND_SOURCES} more sources"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            label=f"… {len(source_values) - _MAX_LEGEND_SOURCES} more sources",
+        )
+    )
   axes.legend(handles=handles, **_LEGEND_OUTSIDE)
   # Plain numbers (30, 60, 120), not 3×10^1, on the log axis.
   plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")

@@ -41,8 +41,11 @@ def _tag(name: str) -> str:
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:
-  return {key: float(value) for key, value in values.items()
-          if isinstance(value, (int, float)) and not isinstance(value, bool)}
+  return {
+      key: float(value)
+      for key, value in values.items()
+      if isinstance(value, (int, float)) and not isinstance(value, bool)
+  }
 
 
 EXIT_BAD_RUN = 2  # docs/SCORING.md: 2 is a bad invocation, 1 a bad input file
@@ -65,7 +68,7 @@ def unknown_field_message(error: Exception, argv: list[str], flag: str) -> str:
   suggestion = re.search(r'Did you mean "(\w+)"', text)
   for arg in argv:
     name = arg.split("=", 1)[0]
-    if key and name.startswith(f"--{flag}.") and key.group(1) in name[len(flag) + 3:].split("."):
+    if key and name.startswith(f"--{flag}.") and key.group(1) in name[len(flag) + 3 :].split("."):
       hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
       return f"{name}: the config has no field {key.group(1)!r}{hint}"
   return text
@@ -81,7 +84,9 @@ def _flag_argument(argv: list[str], flag: str) -> str:
   return ""
 
 
-def parse_flags_or_exit(program: str, config_flag: str = "config") -> Callable[[list[str]], list[str]]:
+def parse_flags_or_exit(
+    program: str, config_flag: str = "config"
+) -> Callable[[list[str]], list[str]]:
   """An absl `flags_parser` for app.run: flag errors, unknown config fields and a config file that
   cannot be loaded each end the program with one line (exit_with_error) instead of a traceback."""
   from absl import flags
@@ -100,6 +105,7 @@ def parse_flags_or_exit(program: str, config_flag: str = "config") -> Callable[[
       if path and not os.path.isfile(path):
         exit_with_error(program, f"--{config_flag} {path}: no such config file (see configs/)")
       exit_with_error(program, f"--{config_flag} {path}: {error}")
+
   return parse
 
 
@@ -108,17 +114,27 @@ def configure_logging() -> None:
   TFDS report every save and read at INFO, and for JAX's (train.py and eval.py)."""
   # force: importing TensorFlow (through TFDS) already put a WARNING-level handler on the root
   # logger, which made basicConfig a no-op and hid every progress line.
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                      force=True)
+  logging.basicConfig(
+      level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+  )
   logging.getLogger("absl").setLevel(logging.WARNING)
-  logging.getLogger("jax").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'" on every start
+  logging.getLogger("jax").setLevel(
+      logging.WARNING
+  )  # "Unable to initialize backend 'tpu'" on every start
 
 
 class RunLog:
   """Context manager; only the chief process (`enabled`) writes anything."""
 
-  def __init__(self, workdir: str | Path, *, enabled: bool, total_steps: int, initial_step: int = 0,
-               show_progress: bool = True):
+  def __init__(
+      self,
+      workdir: str | Path,
+      *,
+      enabled: bool,
+      total_steps: int,
+      initial_step: int = 0,
+      show_progress: bool = True,
+  ):
     self.enabled = enabled
     self.workdir = Path(workdir)
     self._file = None
@@ -129,11 +145,20 @@ class RunLog:
     self.workdir.mkdir(parents=True, exist_ok=True)
     self._file = (self.workdir / METRICS_FILE).open("a")
     from tensorboardX import SummaryWriter  # imported here: only the chief needs it
-    self._writer = SummaryWriter(str(self.workdir / "tensorboard"))
-    self._bar = tqdm(total=total_steps, initial=initial_step, desc="train", unit="step",
-                     disable=not show_progress, dynamic_ncols=True)
 
-  def write(self, step: int, values: dict[str, float], progress: dict[str, float] | None = None) -> None:
+    self._writer = SummaryWriter(str(self.workdir / "tensorboard"))
+    self._bar = tqdm(
+        total=total_steps,
+        initial=initial_step,
+        desc="train",
+        unit="step",
+        disable=not show_progress,
+        dynamic_ncols=True,
+    )
+
+  def write(
+      self, step: int, values: dict[str, float], progress: dict[str, float] | None = None
+  ) -> None:
     if not self.enabled:
       return
     clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
@@ -166,7 +191,9 @@ class RunLog:
       self._writer.add_hparams(
           flatten_config(config),
           {f"hparams/{key}": value for key, value in headline.items() if math.isfinite(value)},
-          name=HPARAMS_RUN, global_step=step)
+          name=HPARAMS_RUN,
+          global_step=step,
+      )
 
   def advance(self) -> None:
     if self.enabled:

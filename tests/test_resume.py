@@ -36,7 +36,11 @@ def _leaves(tree):
 
 def _steps(workdir, kind):
   directory = workdir / kind
-  return sorted(int(path.name) for path in directory.iterdir() if path.name.isdigit()) if directory.exists() else []
+  return (
+      sorted(int(path.name) for path in directory.iterdir() if path.name.isdigit())
+      if directory.exists()
+      else []
+  )
 
 
 def _saved_state(workdir, kind, step):
@@ -104,8 +108,11 @@ def _killed_run(config, workdir, monkeypatch, kill, step, expect=_Killed):
 
 
 def test_run_killed_at_several_points_ends_as_the_uninterrupted_run(
-    tiny_config, tmp_path, monkeypatch, finished_run):
-  assert tiny_config.train.checkpoint_every_steps == 2  # periodic saves at 2 and 4, validation at 2 and 4
+    tiny_config, tmp_path, monkeypatch, finished_run
+):
+  assert (
+      tiny_config.train.checkpoint_every_steps == 2
+  )  # periodic saves at 2 and 4, validation at 2 and 4
   workdir = tmp_path / "run"
 
   # Before the first checkpoint: nothing saved, the next start begins from scratch.
@@ -118,8 +125,9 @@ def test_run_killed_at_several_points_ends_as_the_uninterrupted_run(
   assert _steps(workdir, "best") == [2] and _steps(workdir, "checkpoints") == []
 
   # SIGTERM during step 3: the step finishes, is saved, and the run stops saying so.
-  stop = _killed_run(tiny_config, workdir, monkeypatch, sigterm_during_step, 3,
-                     expect=trainer.TrainingInterrupted)
+  stop = _killed_run(
+      tiny_config, workdir, monkeypatch, sigterm_during_step, 3, expect=trainer.TrainingInterrupted
+  )
   assert stop.step == 3 and stop.signum == signal.SIGTERM
   assert "interrupted at step 3, saved; rerun the same command to resume" in str(stop)
   assert _steps(workdir, "checkpoints") == [3]
@@ -136,11 +144,16 @@ def test_run_killed_at_several_points_ends_as_the_uninterrupted_run(
   for kind in ("checkpoints", "best"):
     assert _steps(workdir, kind)[-1] == _steps(finished_run, kind)[-1]
     step = _steps(workdir, kind)[-1]
-    for resumed, uninterrupted in zip(_leaves(_saved_state(workdir, kind, step)),
-                                      _leaves(_saved_state(finished_run, kind, step)), strict=True):
+    for resumed, uninterrupted in zip(
+        _leaves(_saved_state(workdir, kind, step)),
+        _leaves(_saved_state(finished_run, kind, step)),
+        strict=True,
+    ):
       np.testing.assert_array_equal(resumed, uninterrupted)
-  best_meta = [json.loads((run / "best" / str(_steps(run, "best")[-1]) / "meta" / "metadata").read_text())
-               for run in (workdir, finished_run)]
+  best_meta = [
+      json.loads((run / "best" / str(_steps(run, "best")[-1]) / "meta" / "metadata").read_text())
+      for run in (workdir, finished_run)
+  ]
   assert best_meta[0]["best_metric"] == best_meta[1]["best_metric"]
   assert best_meta[0]["calibration"] == best_meta[1]["calibration"]
 
@@ -158,9 +171,16 @@ def test_a_second_writer_of_a_workdir_is_refused_naming_it(tiny_config, tmp_path
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time\nfrom jaxvqa import checkpointing\n"
-       "with checkpointing.lock_workdir(sys.argv[1]):\n  print('locked', flush=True)\n  time.sleep(300)",
-       str(tmp_path)], stdout=subprocess.PIPE, text=True)
+      [
+          sys.executable,
+          "-c",
+          "import sys, time\nfrom jaxvqa import checkpointing\n"
+          "with checkpointing.lock_workdir(sys.argv[1]):\n  print('locked', flush=True)\n  time.sleep(300)",
+          str(tmp_path),
+      ],
+      stdout=subprocess.PIPE,
+      text=True,
+  )
   try:
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(checkpointing.WorkdirLockedError, match=f"pid {holder.pid}"):

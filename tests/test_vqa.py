@@ -42,9 +42,9 @@ GROUPS = np.array([0, 0, 1, 1], np.int32)
 # Leaves that get no gradient from the default objective, by construction (see
 # test_every_parameter_receives_a_finite_gradient).
 NO_GRADIENT_BY_DESIGN = (
-    ("backbone", "norm"),      # feeds only SwinV2Output.pooled, which the VQA model does not read
-    ("key", "bias"),           # softmax is invariant to q·b_k, the same for every key of a query
-    ("head", "out", "bias"),   # PLCC and rank losses are invariant to shifting all scores
+    ("backbone", "norm"),  # feeds only SwinV2Output.pooled, which the VQA model does not read
+    ("key", "bias"),  # softmax is invariant to q·b_k, the same for every key of a query
+    ("head", "out", "bias"),  # PLCC and rank losses are invariant to shifting all scores
 )
 
 
@@ -64,8 +64,9 @@ def _flat(tree) -> dict[tuple[str, ...], jax.Array]:
 
 
 def _no_gradient_by_design(path: tuple[str, ...]) -> bool:
-  return any(path[i:i + len(part)] == part
-             for part in NO_GRADIENT_BY_DESIGN for i in range(len(path)))
+  return any(
+      path[i : i + len(part)] == part for part in NO_GRADIENT_BY_DESIGN for i in range(len(path))
+  )
 
 
 def _random_params(model, seed: int, *args):
@@ -99,8 +100,10 @@ def _videos(count: int, seed: int) -> np.ndarray:
   videos = []
   for index in range(count):
     if index % 2 == 0:
-      frames = [np.roll(ramp[None, :, None] * np.ones((FRAME_SIZE, 1, 3)), 5 * t + index, axis=1)
-                for t in range(NUM_FRAMES)]
+      frames = [
+          np.roll(ramp[None, :, None] * np.ones((FRAME_SIZE, 1, 3)), 5 * t + index, axis=1)
+          for t in range(NUM_FRAMES)
+      ]
       videos.append(np.stack(frames).astype(np.uint8))
     else:
       videos.append(rng.integers(0, 256, (NUM_FRAMES, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8))
@@ -112,8 +115,12 @@ def _forward(model):
 
   def forward(params, frames, frame_mask):
     output, state = model.apply(
-        {"params": params}, frames, frame_mask, mutable=["intermediates"],
-        capture_intermediates=lambda module, method: module.name == "spatial_fusion")
+        {"params": params},
+        frames,
+        frame_mask,
+        mutable=["intermediates"],
+        capture_intermediates=lambda module, method: module.name == "spatial_fusion",
+    )
     return output, state["intermediates"]["spatial_fusion"]["__call__"][0]
 
   return _jit(forward)
@@ -161,11 +168,15 @@ def test_jitted_forward_is_finite_normalised_and_consistent(model_config, params
   # The score is the quality head of the embedding, the projection the projection head of it.
   head = vqa.QualityHead(model_config.head_hidden)
   np.testing.assert_allclose(
-      head.apply({"params": params["head"]}, output.embedding), output.score, rtol=1e-5, atol=1e-6)
+      head.apply({"params": params["head"]}, output.embedding), output.score, rtol=1e-5, atol=1e-6
+  )
   projection = vqa.ProjectionHead(model_config.projection_dim)
   np.testing.assert_allclose(
-      projection.apply({"params": params["projection"]}, output.embedding), output.projection,
-      rtol=1e-5, atol=1e-6)
+      projection.apply({"params": params["projection"]}, output.embedding),
+      output.projection,
+      rtol=1e-5,
+      atol=1e-6,
+  )
   # A smooth ramp and noise are different videos, and score differently.
   assert abs(float(output.score[0] - output.score[1])) > 1e-3
   assert np.linalg.norm(output.embedding[0] - output.embedding[1]) > 1e-2
@@ -202,7 +213,8 @@ def _loss_and_grads(model):
   def loss_fn(params, frames, key):
     output = model.apply({"params": params}, frames, train=True, rngs={DROPOUT_RNG: key})
     total, _ = losses.total_loss(
-        output.score, LABELS, output.projection, GROUPS, np.ones(len(LABELS), bool), weights)
+        output.score, LABELS, output.projection, GROUPS, np.ones(len(LABELS), bool), weights
+    )
     return total
 
   return _jit(jax.value_and_grad(loss_fn))
@@ -241,8 +253,9 @@ def test_training_mode_draws_from_the_dropout_stream(grads):
   assert abs(float(grads[1][0] - grads[2][0])) > 1e-6
 
 
-def test_frozen_backbone_gets_zero_gradient_and_the_rest_is_unchanged(model_config, params,
-                                                                      grad_videos, grads):
+def test_frozen_backbone_gets_zero_gradient_and_the_rest_is_unchanged(
+    model_config, params, grad_videos, grads
+):
   frozen = vqa.build_vqa_model(_model_config(freeze_backbone=True))
   assert frozen.freeze_backbone
   loss, grad = _loss_and_grads(frozen)(params, grad_videos, jax.random.PRNGKey(1))
@@ -260,22 +273,31 @@ def test_frozen_backbone_gets_zero_gradient_and_the_rest_is_unchanged(model_conf
         continue
       assert np.any(value != 0), "/".join((name, *path))
       expected = _flat(trainable_grad[name])[path]
-      np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-4 * np.max(np.abs(expected)),
-                                 err_msg="/".join((name, *path)))
+      np.testing.assert_allclose(
+          value,
+          expected,
+          rtol=1e-4,
+          atol=1e-4 * np.max(np.abs(expected)),
+          err_msg="/".join((name, *path)),
+      )
 
 
 # ------------------------------------------------------------------------------------ IQA model
 
 
-def test_iqa_model_shares_the_spatial_layout_and_hands_it_over(model_config, params, videos,
-                                                               forward, reference):
+def test_iqa_model_shares_the_spatial_layout_and_hands_it_over(
+    model_config, params, videos, forward, reference
+):
   iqa = vqa.build_iqa_model(model_config)
-  images = videos.reshape(-1, FRAME_SIZE, FRAME_SIZE, 3)  # [B·T, S, S, 3], the VQA model's frame order
+  images = videos.reshape(
+      -1, FRAME_SIZE, FRAME_SIZE, 3
+  )  # [B·T, S, S, 3], the VQA model's frame order
   iqa_shapes = jax.eval_shape(iqa.init, jax.random.PRNGKey(0), images)["params"]
   assert set(iqa_shapes) == {"backbone", "spatial_fusion", "image_head"}
   for name in vqa.SPATIAL_MODULES:
-    assert (jax.tree.map(lambda x: (x.shape, x.dtype), iqa_shapes[name])
-            == jax.tree.map(lambda x: (x.shape, x.dtype), params[name])), name
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), iqa_shapes[name]) == jax.tree.map(
+        lambda x: (x.shape, x.dtype), params[name]
+    ), name
 
   # An "IQA-pretrained" model: the same spatial layout, other values.
   iqa_params = _random_params(iqa, 7, images)
@@ -284,8 +306,10 @@ def test_iqa_model_shares_the_spatial_layout_and_hands_it_over(model_config, par
 
   transferred = vqa.transfer_spatial_params(iqa_params, params)
   for name in vqa.SPATIAL_MODULES:
-    assert all(a is b for a, b in zip(jax.tree.leaves(transferred[name]),
-                                      jax.tree.leaves(iqa_params[name])))
+    assert all(
+        a is b
+        for a, b in zip(jax.tree.leaves(transferred[name]), jax.tree.leaves(iqa_params[name]))
+    )
   for name in ("temporal_fusion", "head", "projection"):
     assert transferred[name] is params[name]
 
@@ -329,8 +353,9 @@ def test_bfloat16_compute_stays_close_to_float32(params, videos, reference):
   # outputs): measured 1-4% at the embedding over 3 parameter seeds × 4 videos (≤ 3% here), cosine
   # of the projections ≥ 0.998. The bounds leave 2× room and still catch a broken bf16 path (a
   # softmax or mask overflowing in bf16 gives errors of order 1).
-  embedding_error = (np.linalg.norm(output.embedding - expected.embedding, axis=-1)
-                     / np.linalg.norm(expected.embedding, axis=-1))
+  embedding_error = np.linalg.norm(output.embedding - expected.embedding, axis=-1) / np.linalg.norm(
+      expected.embedding, axis=-1
+  )
   assert np.all(embedding_error < 8e-2), embedding_error
   assert np.all(embedding_error > 0), "bf16 and fp32 agree bit for bit: bf16 did not run"
   assert np.all(np.sum(output.projection * expected.projection, axis=-1) > 0.99)
@@ -338,8 +363,9 @@ def test_bfloat16_compute_stays_close_to_float32(params, videos, reference):
   # is relative to the terms, not to their sum: bound it by 10% of Σ|terms| (measured ≤ 7%).
   head = params["head"]
   hidden = jax.nn.gelu(expected.embedding @ head["hidden"]["kernel"] + head["hidden"]["bias"])
-  head_terms = (jnp.sum(jnp.abs(hidden * head["out"]["kernel"][:, 0]), axis=-1)
-                + jnp.abs(head["out"]["bias"][0]))
+  head_terms = jnp.sum(jnp.abs(hidden * head["out"]["kernel"][:, 0]), axis=-1) + jnp.abs(
+      head["out"]["bias"][0]
+  )
   score_error = np.abs(output.score - expected.score) / head_terms
   assert np.all(score_error < 1e-1), score_error
 

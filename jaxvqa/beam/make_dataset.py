@@ -44,7 +44,9 @@ class _MakeSources(beam.DoFn):
     try:
       mezzanine = compress.make_source(task, self.job, self.threads)
     except Exception as error:  # noqa: BLE001 — reported by name; the pipeline goes on
-      yield beam.pvalue.TaggedOutput(_FAILED, _failed("source", compress.source_failure(task, error)))
+      yield beam.pvalue.TaggedOutput(
+          _FAILED, _failed("source", compress.source_failure(task, error))
+      )
       return
     pending, finished = compress.plan_encodes(mezzanine, self.job)
     beam.metrics.Metrics.counter(_COUNTERS, "skipped").inc(len(finished))
@@ -63,7 +65,9 @@ class _MakeEncodes(beam.DoFn):
     try:
       row = compress.make_encode(task, self.job, self.threads)
     except Exception as error:  # noqa: BLE001 — reported by name; the pipeline goes on
-      yield beam.pvalue.TaggedOutput(_FAILED, _failed("encode", compress.encode_failure(task, error)))
+      yield beam.pvalue.TaggedOutput(
+          _FAILED, _failed("encode", compress.encode_failure(task, error))
+      )
       return
     beam.metrics.Metrics.counter(_COUNTERS, "made").inc()
     yield row
@@ -83,39 +87,69 @@ def _write_outputs(outcomes: list[tuple[str, object]], out_dir) -> None:
   """manifest.jsonl from the rows made and skipped; the report from the counts and failures."""
   kinds = [kind for kind, _ in outcomes]
   compress.write_manifest(out_dir, [row for kind, row in outcomes if kind in ("made", "skipped")])
-  failures = sorted((value for kind, value in outcomes if kind.startswith("failed")),
-                    key=lambda failure: failure.name)
-  compress.write_atomically(out_dir / REPORT_NAME, json.dumps({
-      "made": kinds.count("made"), "skipped": kinds.count("skipped"),
-      "failed_sources": kinds.count("failed_source"), "failed_encodes": kinds.count("failed_encode"),
-      "failures": [{"name": failure.name, "reason": failure.reason} for failure in failures]}))
+  failures = sorted(
+      (value for kind, value in outcomes if kind.startswith("failed")),
+      key=lambda failure: failure.name,
+  )
+  compress.write_atomically(
+      out_dir / REPORT_NAME,
+      json.dumps(
+          {
+              "made": kinds.count("made"),
+              "skipped": kinds.count("skipped"),
+              "failed_sources": kinds.count("failed_source"),
+              "failed_encodes": kinds.count("failed_encode"),
+              "failures": [
+                  {"name": failure.name, "reason": failure.reason} for failure in failures
+              ],
+          }
+      ),
+  )
 
 
-def build(pipeline: beam.Pipeline, tasks: Sequence[compress.SourceTask], job: compress.Job,
-          threads: int = 1) -> beam.PCollection:
+def build(
+    pipeline: beam.Pipeline,
+    tasks: Sequence[compress.SourceTask],
+    job: compress.Job,
+    threads: int = 1,
+) -> beam.PCollection:
   """Adds make-dataset to `pipeline`: the manifest and report of `tasks` are written at the end.
 
   threads: ffmpeg decode / VMAF threads per element (encoders always use one).
   """
-  sources = (pipeline | "Sources" >> beam.Create(list(tasks))
-             | "SpreadSources" >> beam.Reshuffle())
+  sources = pipeline | "Sources" >> beam.Create(list(tasks)) | "SpreadSources" >> beam.Reshuffle()
   planned = sources | "Mezzanines" >> beam.ParDo(_MakeSources(job, threads)).with_outputs(
-      _FAILED, _SKIPPED, main="encodes")
-  made = (planned.encodes | "SpreadEncodes" >> beam.Reshuffle()
-          | "Encodes" >> beam.ParDo(_MakeEncodes(job, threads)).with_outputs(_FAILED, main="rows"))
-  outcomes = ((made.rows | "Made" >> beam.Map(_tagged, "made"),
-               planned[_SKIPPED] | "Skipped" >> beam.Map(_tagged, "skipped"),
-               planned[_FAILED], made[_FAILED])
-              | "Outcomes" >> beam.Flatten())
-  return (outcomes | "Gather" >> beam.combiners.ToList()
-          | "WriteManifest" >> beam.Map(_write_outputs, job.out_dir))
+      _FAILED, _SKIPPED, main="encodes"
+  )
+  made = (
+      planned.encodes
+      | "SpreadEncodes" >> beam.Reshuffle()
+      | "Encodes" >> beam.ParDo(_MakeEncodes(job, threads)).with_outputs(_FAILED, main="rows")
+  )
+  outcomes = (
+      made.rows | "Made" >> beam.Map(_tagged, "made"),
+      planned[_SKIPPED] | "Skipped" >> beam.Map(_tagged, "skipped"),
+      planned[_FAILED],
+      made[_FAILED],
+  ) | "Outcomes" >> beam.Flatten()
+  return (
+      outcomes
+      | "Gather" >> beam.combiners.ToList()
+      | "WriteManifest" >> beam.Map(_write_outputs, job.out_dir)
+  )
 
 
-def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
-                 out_dir: str | os.PathLike, ladder_kbps: Sequence[float],
-                 codecs: Sequence[str] = ("libx264",), *, max_frames: int | None = None,
-                 scale: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,),
-                 runner: runners.Runner | None = None) -> compress.MakeDatasetResult:
+def make_dataset(
+    sources: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    ladder_kbps: Sequence[float],
+    codecs: Sequence[str] = ("libx264",),
+    *,
+    max_frames: int | None = None,
+    scale: tuple[int, int] | None = None,
+    scales: Sequence[float] = (1.0,),
+    runner: runners.Runner | None = None,
+) -> compress.MakeDatasetResult:
   """`compress.make_dataset` (same arguments, same files and rows) run as a Beam pipeline.
 
   runner: where it runs (`runners.choose`); default the local runner, one worker per core.
@@ -123,8 +157,9 @@ def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
   """
   started = time.monotonic()
   runner = runner or runners.choose(None)
-  job = compress.Job.create(out_dir, ladder_kbps, codecs, max_frames=max_frames, scale=scale,
-                            scales=scales)
+  job = compress.Job.create(
+      out_dir, ladder_kbps, codecs, max_frames=max_frames, scale=scale, scales=scales
+  )
   if job.out_dir.is_dir():
     compress.remove_stale_temporaries(job.out_dir)
   tasks, planning_failures = compress.plan_sources(sources, job)
@@ -136,7 +171,10 @@ def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
   return compress.MakeDatasetResult(
       rows=manifest.read_manifest(job.out_dir / manifest.MANIFEST_NAME),
       failures=sorted(failures, key=lambda failure: failure.name),
-      num_sources=len(tasks) + len(planning_failures), made=report["made"],
-      skipped=report["skipped"], failed_encodes=report["failed_encodes"],
+      num_sources=len(tasks) + len(planning_failures),
+      made=report["made"],
+      skipped=report["skipped"],
+      failed_encodes=report["failed_encodes"],
       failed_sources=len(planning_failures) + report["failed_sources"],
-      seconds=time.monotonic() - started)
+      seconds=time.monotonic() - started,
+  )

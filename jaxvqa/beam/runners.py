@@ -25,6 +25,7 @@ from apache_beam.runners.portability import fn_api_runner
 @dataclasses.dataclass(frozen=True)
 class Runner:
   """A runner and its options, ready for `beam.Pipeline(runner=..., options=...)`."""
+
   runner: object  # a runner instance, or None: the one named in `options`
   options: pipeline_options.PipelineOptions
   local_workers: int  # worker threads here; 0 when the pipeline runs elsewhere
@@ -39,8 +40,7 @@ class Runner:
     return max(1, (os.cpu_count() or 1) // self.local_workers)
 
 
-def choose(runner: str | None, beam_args: Sequence[str] = (), workers: int | None = None
-           ) -> Runner:
+def choose(runner: str | None, beam_args: Sequence[str] = (), workers: int | None = None) -> Runner:
   """The local runner (`workers` threads, default: one per core) unless `runner` or a `--runner`
   among `beam_args` names another.
 
@@ -48,13 +48,15 @@ def choose(runner: str | None, beam_args: Sequence[str] = (), workers: int | Non
   """
   if workers is not None and workers < 1:
     raise ValueError(f"workers must be >= 1, got {workers}")
-  named = pipeline_options.PipelineOptions(list(beam_args)).view_as(
-      pipeline_options.StandardOptions).runner
+  named = (
+      pipeline_options.PipelineOptions(list(beam_args))
+      .view_as(pipeline_options.StandardOptions)
+      .runner
+  )
   if runner or named:
     flags = ([f"--runner={runner}"] if runner else []) + list(beam_args)
     return Runner(None, pipeline_options.PipelineOptions(flags), 0)
   workers = workers or os.cpu_count() or 1
   # Later flags win: the caller's own --direct_* options override these defaults.
-  flags = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_threading",
-           *beam_args]
+  flags = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_threading", *beam_args]
   return Runner(fn_api_runner.FnApiRunner(), pipeline_options.PipelineOptions(flags), workers)

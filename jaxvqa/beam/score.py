@@ -40,6 +40,7 @@ class _Model:
   def __init__(self, workdir: str, which: str, ema: bool):
     import jaxvqa
     from jaxvqa.scoring.provenance import Provenance
+
     self.quality = jaxvqa.load(workdir, which=which, ema=ema)
     self.provenance = Provenance.of(self.quality.trained)
 
@@ -74,8 +75,14 @@ class _ScoreBatches(beam.DoFn):
       info = decode.probe(path)
       beam.metrics.Metrics.counter(_COUNTERS, "scored").inc()
       indices = tuple(int(i) for i in sampling.whole_video_indices(info.num_frames))
-      result = VideoScore(path=path, score=float(score), raw_score=float(raw_score),
-                          num_frames=info.num_frames, fps=float(info.fps), frame_indices=indices)
+      result = VideoScore(
+          path=path,
+          score=float(score),
+          raw_score=float(raw_score),
+          num_frames=info.num_frames,
+          fps=float(info.fps),
+          frame_indices=indices,
+      )
       yield score_record(result, self.model.provenance)
 
   def _failure_row(self, path: str) -> dict[str, Any]:
@@ -103,9 +110,17 @@ def json_line(row: dict[str, Any]) -> str:
   return json.dumps(row, allow_nan=False)
 
 
-def build(pipeline: beam.Pipeline, paths: beam.PCollection | Iterable[str], workdir: str, *,
-          output: str, which: str = "best", ema: bool = True, batch_size: int = 8,
-          num_shards: int = 0) -> beam.PCollection:
+def build(
+    pipeline: beam.Pipeline,
+    paths: beam.PCollection | Iterable[str],
+    workdir: str,
+    *,
+    output: str,
+    which: str = "best",
+    ema: bool = True,
+    batch_size: int = 8,
+    num_shards: int = 0,
+) -> beam.PCollection:
   """Adds scoring of `paths` (a PCollection of path strings, or a list) to `pipeline`.
 
   output: the shards' prefix: OUTPUT-00000-of-0000N.jsonl (on any Beam file system).
@@ -114,18 +129,20 @@ def build(pipeline: beam.Pipeline, paths: beam.PCollection | Iterable[str], work
   """
   if not isinstance(paths, beam.PCollection):
     paths = pipeline | "Paths" >> beam.Create(list(paths))
-  return (paths
-          | "Spread" >> beam.Reshuffle()
-          | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
-          | "Score" >> beam.ParDo(_ScoreBatches(os.fspath(workdir), which, ema, shared.Shared()))
-          | "Json" >> beam.Map(json_line)
-          | "Write" >> beam.io.WriteToText(output, file_name_suffix=".jsonl",
-                                           num_shards=num_shards))
+  return (
+      paths
+      | "Spread" >> beam.Reshuffle()
+      | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
+      | "Score" >> beam.ParDo(_ScoreBatches(os.fspath(workdir), which, ema, shared.Shared()))
+      | "Json" >> beam.Map(json_line)
+      | "Write" >> beam.io.WriteToText(output, file_name_suffix=".jsonl", num_shards=num_shards)
+  )
 
 
 def read_rows(output: str) -> list[dict[str, Any]]:
   """Every row of the shards OUTPUT-*.jsonl (any Beam file system), in no particular order."""
   from apache_beam.io.filesystems import FileSystems
+
   rows = []
   for match in FileSystems.match([f"{output}-*.jsonl"])[0].metadata_list:
     with FileSystems.open(match.path) as file:

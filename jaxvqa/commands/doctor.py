@@ -20,19 +20,30 @@ EXIT_HEALTHY, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_subcommand(subparsers) -> None:
   """Registers `jaxvqa doctor`."""
   parser = subparsers.add_parser(
-      "doctor", help="check the installation, and that the model tells a low from a high bitrate",
-      description=("Reports versions, JAX devices, ffmpeg (libx264, libvmaf) and decord, then "
-                   "encodes shipped content at a low and a high bitrate and fails unless the "
-                   "model scores every high-bitrate clip above its low-bitrate one by a margin "
-                   "(a collapsed model gives every clip the same score). Exit status: 0 healthy, "
-                   "1 a check failed, 2 bad invocation."))
-  parser.add_argument("--workdir", type=Path, default=None,
-                      help="the run directory `python train.py` wrote (default: the model "
-                           "shipped with jaxvqa)")
-  parser.add_argument("--margin", type=float, default=None,
-                      help="how far above the low-bitrate score the high one must be, in score "
-                           "units (default: 5%% of the calibration's label range, 0 for an "
-                           "uncalibrated model)")
+      "doctor",
+      help="check the installation, and that the model tells a low from a high bitrate",
+      description=(
+          "Reports versions, JAX devices, ffmpeg (libx264, libvmaf) and decord, then "
+          "encodes shipped content at a low and a high bitrate and fails unless the "
+          "model scores every high-bitrate clip above its low-bitrate one by a margin "
+          "(a collapsed model gives every clip the same score). Exit status: 0 healthy, "
+          "1 a check failed, 2 bad invocation."
+      ),
+  )
+  parser.add_argument(
+      "--workdir",
+      type=Path,
+      default=None,
+      help="the run directory `python train.py` wrote (default: the model " "shipped with jaxvqa)",
+  )
+  parser.add_argument(
+      "--margin",
+      type=float,
+      default=None,
+      help="how far above the low-bitrate score the high one must be, in score "
+      "units (default: 5%% of the calibration's label range, 0 for an "
+      "uncalibrated model)",
+  )
   parser.set_defaults(run=run)
 
 
@@ -52,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
   import jaxvqa
   from jaxvqa import checkpointing, doctor
   from jaxvqa.data import encoding, ffmpeg
+
   checks = doctor.installation_checks()
   for check in checks:
     _print(check.line())

@@ -17,23 +17,41 @@ EXIT_OK, EXIT_USAGE = 0, 2
 def add_subcommand(subparsers) -> None:
   """Registers `jaxvqa export`."""
   parser = subparsers.add_parser(
-      "export", help="write the scorer as a serialized jax.export program (StableHLO)",
-      description=("Writes DIR/scorer.jaxexport (the model and its calibration as one StableHLO "
-                   "program for each platform, taking prepared clips [B, T, S, S, 3]), "
-                   "DIR/scorer.json (input, frame preparation, model identity, calibration) and "
-                   "DIR/score_exported.py (a loader that needs jax and numpy only). "
-                   "See docs/EXPORT.md."))
-  parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                      help="directory to write (created; files of an earlier export replaced)")
-  parser.add_argument("--workdir", type=Path, default=None,
-                      help="the run directory `python train.py` wrote (default: the model "
-                           "shipped with jaxvqa)")
-  parser.add_argument("--platforms", default="cpu,cuda",
-                      help="comma-separated jax.export platforms: cpu, cuda, rocm, tpu "
-                           "(default cpu,cuda)")
-  parser.add_argument("--batch", type=int, default=None, metavar="N",
-                      help="export for exactly N clips per call (default: any batch, a symbolic "
-                           "dimension)")
+      "export",
+      help="write the scorer as a serialized jax.export program (StableHLO)",
+      description=(
+          "Writes DIR/scorer.jaxexport (the model and its calibration as one StableHLO "
+          "program for each platform, taking prepared clips [B, T, S, S, 3]), "
+          "DIR/scorer.json (input, frame preparation, model identity, calibration) and "
+          "DIR/score_exported.py (a loader that needs jax and numpy only). "
+          "See docs/EXPORT.md."
+      ),
+  )
+  parser.add_argument(
+      "--out",
+      required=True,
+      type=Path,
+      metavar="DIR",
+      help="directory to write (created; files of an earlier export replaced)",
+  )
+  parser.add_argument(
+      "--workdir",
+      type=Path,
+      default=None,
+      help="the run directory `python train.py` wrote (default: the model " "shipped with jaxvqa)",
+  )
+  parser.add_argument(
+      "--platforms",
+      default="cpu,cuda",
+      help="comma-separated jax.export platforms: cpu, cuda, rocm, tpu " "(default cpu,cuda)",
+  )
+  parser.add_argument(
+      "--batch",
+      type=int,
+      default=None,
+      metavar="N",
+      help="export for exactly N clips per call (default: any batch, a symbolic " "dimension)",
+  )
   parser.set_defaults(run=run)
 
 
@@ -44,6 +62,7 @@ def _error(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
   """Loads the model, exports it to `args.out` and prints one summary line."""
   from jaxvqa import export
+
   try:
     platforms = export.parse_platforms(args.platforms)
   except ValueError as error:
@@ -58,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
   import jaxvqa
   from jaxvqa import checkpointing
+
   try:
     model = jaxvqa.load(args.workdir, num_devices=1)
   except (checkpointing.CheckpointError, FileNotFoundError, ValueError) as error:

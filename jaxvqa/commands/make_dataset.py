@@ -19,38 +19,59 @@ def add_subcommand(subparsers) -> None:
       "make-dataset",
       help="encode sources along a bitrate (and resolution) ladder and VMAF-label each encode",
       description="The paper's training data: each source along a streaming ladder, "
-                  "VMAF-labelled. Writes OUT/manifest.jsonl; resumable.",
+      "VMAF-labelled. Writes OUT/manifest.jsonl; resumable.",
       epilog="Beam's own pipeline options go after '--': jaxvqa make-dataset --sources S --out O "
-             "--runner FlinkRunner -- --flink_master=HOST:8081 --environment_type=LOOPBACK "
-             "(docs/BEAM.md)")
-  parser.add_argument("--sources", required=True, type=Path,
-                      help="directory of pristine source videos")
+      "--runner FlinkRunner -- --flink_master=HOST:8081 --environment_type=LOOPBACK "
+      "(docs/BEAM.md)",
+  )
+  parser.add_argument(
+      "--sources", required=True, type=Path, help="directory of pristine source videos"
+  )
   parser.add_argument("--out", required=True, type=Path, help="output directory")
-  parser.add_argument("--ladder", default=ladder.DEFAULT_LADDER,
-                      help="target bitrates, kb/s with optional k/M "
-                           f"(default {ladder.DEFAULT_LADDER})")
-  parser.add_argument("--scales", default=ladder.DEFAULT_SCALES,
-                      help="resolution factors of the ladder in (0, 1], e.g. 1,0.75,0.5: each "
-                           "encode is downscaled (lanczos), encoded and upscaled back (bicubic) "
-                           f"for VMAF (default {ladder.DEFAULT_SCALES})")
-  parser.add_argument("--codec", default="libx264",
-                      help=f"comma-separated encoders from {sorted(encoding.CODECS)} "
-                           "(default libx264)")
-  parser.add_argument("--jobs", type=int, default=None,
-                      help="parallel ffmpeg processes, or local Beam workers (default: all "
-                           f"cores, {os.cpu_count()} here)")
-  parser.add_argument("--max-frames", type=int, default=None,
-                      help="cut each source to its first N frames")
+  parser.add_argument(
+      "--ladder",
+      default=ladder.DEFAULT_LADDER,
+      help="target bitrates, kb/s with optional k/M " f"(default {ladder.DEFAULT_LADDER})",
+  )
+  parser.add_argument(
+      "--scales",
+      default=ladder.DEFAULT_SCALES,
+      help="resolution factors of the ladder in (0, 1], e.g. 1,0.75,0.5: each "
+      "encode is downscaled (lanczos), encoded and upscaled back (bicubic) "
+      f"for VMAF (default {ladder.DEFAULT_SCALES})",
+  )
+  parser.add_argument(
+      "--codec",
+      default="libx264",
+      help=f"comma-separated encoders from {sorted(encoding.CODECS)} " "(default libx264)",
+  )
+  parser.add_argument(
+      "--jobs",
+      type=int,
+      default=None,
+      help="parallel ffmpeg processes, or local Beam workers (default: all "
+      f"cores, {os.cpu_count()} here)",
+  )
+  parser.add_argument(
+      "--max-frames", type=int, default=None, help="cut each source to its first N frames"
+  )
   parser.add_argument("--scale", default=None, help="mezzanine size WIDTHxHEIGHT, e.g. 640x360")
-  parser.add_argument("--beam", action="store_true",
-                      help="run as an Apache Beam pipeline (default runner: local, --jobs "
-                           "workers); needs the beam extra")
-  parser.add_argument("--runner", default=None,
-                      help="run as a Beam pipeline on this runner (implies --beam): DirectRunner, "
-                           "PrismRunner, FlinkRunner, SparkRunner, DataflowRunner, ...")
+  parser.add_argument(
+      "--beam",
+      action="store_true",
+      help="run as an Apache Beam pipeline (default runner: local, --jobs "
+      "workers); needs the beam extra",
+  )
+  parser.add_argument(
+      "--runner",
+      default=None,
+      help="run as a Beam pipeline on this runner (implies --beam): DirectRunner, "
+      "PrismRunner, FlinkRunner, SparkRunner, DataflowRunner, ...",
+  )
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-  parser.add_argument("beam_args", nargs="*", metavar="-- BEAM_OPTION",
-                      help="Beam pipeline options, after '--'")
+  parser.add_argument(
+      "beam_args", nargs="*", metavar="-- BEAM_OPTION", help="Beam pipeline options, after '--'"
+  )
   parser.set_defaults(run=run)
 
 
@@ -79,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
     _error(str(error))
     return 2
   if skipped:
-    _error(f"ignoring {len(skipped)} files without a video extension "
-           f"({', '.join(p.name for p in skipped[:5])}{', ...' if len(skipped) > 5 else ''})")
+    _error(
+        f"ignoring {len(skipped)} files without a video extension "
+        f"({', '.join(p.name for p in skipped[:5])}{', ...' if len(skipped) > 5 else ''})"
+    )
   if not originals:
     _error(f"no video files in {args.sources}")
     return 1
@@ -93,14 +116,22 @@ def run(args: argparse.Namespace) -> int:
       _error(f"--beam needs Apache Beam ({error}): pip install -e '.[beam]'")
       return 2
     result = beam_make_dataset.make_dataset(
-        originals, args.out, rates, codecs,
-        runner=runners.choose(args.runner, args.beam_args, args.jobs), **settings)
+        originals,
+        args.out,
+        rates,
+        codecs,
+        runner=runners.choose(args.runner, args.beam_args, args.jobs),
+        **settings,
+    )
   else:
-    result = compress.make_dataset(originals, args.out, rates, codecs, args.jobs,
-                                   progress=not args.no_progress, **settings)
+    result = compress.make_dataset(
+        originals, args.out, rates, codecs, args.jobs, progress=not args.no_progress, **settings
+    )
   for failure in result.failures:
     _error(f"FAILED {failure.name}: {failure.reason}")
-  _error(f"{len(result.rows)} encodes in {Path(args.out) / manifest.MANIFEST_NAME}, "
-         f"{len(result.failures)} failures")
+  _error(
+      f"{len(result.rows)} encodes in {Path(args.out) / manifest.MANIFEST_NAME}, "
+      f"{len(result.failures)} failures"
+  )
   _error(result.summary())
   return 1 if result.failures else 0

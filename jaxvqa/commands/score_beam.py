@@ -16,41 +16,68 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 def add_subcommand(subparsers) -> None:
   """Registers `jaxvqa score-beam`."""
   parser = subparsers.add_parser(
-      "score-beam", help="score many video files with a trained model as a Beam pipeline",
+      "score-beam",
+      help="score many video files with a trained model as a Beam pipeline",
       description="Scores video files as an Apache Beam pipeline (local by default; --runner "
-                  "for Flink, Spark, Dataflow) into OUTPUT-SSSSS-of-NNNNN.jsonl: one row per "
-                  "file with the fields of `jaxvqa score --format jsonl`. Exit status: 0 all "
-                  "scored, 1 some files could not be (their rows carry the error), 2 bad "
-                  "invocation.",
+      "for Flink, Spark, Dataflow) into OUTPUT-SSSSS-of-NNNNN.jsonl: one row per "
+      "file with the fields of `jaxvqa score --format jsonl`. Exit status: 0 all "
+      "scored, 1 some files could not be (their rows carry the error), 2 bad "
+      "invocation.",
       epilog="Beam's own pipeline options go after '--': jaxvqa score-beam --workdir W --list "
-             "files.txt --output gs://b/scores --runner DataflowRunner -- --project P "
-             "--region R --temp_location gs://b/tmp (docs/BEAM.md)")
-  parser.add_argument("--input", action="append", default=[], metavar="PATH",
-                      help="a video file, a directory (searched recursively) or a glob; "
-                           "repeatable; expanded here")
-  parser.add_argument("--list", default=None, metavar="FILE",
-                      help="a text file of video paths, one per line, read by the pipeline "
-                           "(any Beam file system); for lists too long for one machine")
-  parser.add_argument("--workdir", required=True,
-                      help="the run directory `python train.py` wrote (workers must see it)")
-  parser.add_argument("--output", required=True, metavar="PREFIX",
-                      help="shards are PREFIX-SSSSS-of-NNNNN.jsonl (earlier shards of PREFIX "
-                           "are replaced)")
-  parser.add_argument("--which", choices=("best", "latest"), default="best",
-                      help="best (validation SRCC; carries the calibration) or latest checkpoint")
-  parser.add_argument("--raw-weights", action="store_true",
-                      help="use the raw weights instead of their EMA")
-  parser.add_argument("--batch-size", type=int, default=8,
-                      help="files per model call (default 8)")
-  parser.add_argument("--num-shards", type=int, default=0,
-                      help="output shards (default: the runner chooses)")
-  parser.add_argument("--jobs", type=int, default=None,
-                      help="local worker threads (default: all cores)")
-  parser.add_argument("--runner", default=None,
-                      help="Beam runner: DirectRunner, PrismRunner, FlinkRunner, SparkRunner, "
-                           "DataflowRunner, ... (default: local)")
-  parser.add_argument("beam_args", nargs="*", metavar="-- BEAM_OPTION",
-                      help="Beam pipeline options, after '--'")
+      "files.txt --output gs://b/scores --runner DataflowRunner -- --project P "
+      "--region R --temp_location gs://b/tmp (docs/BEAM.md)",
+  )
+  parser.add_argument(
+      "--input",
+      action="append",
+      default=[],
+      metavar="PATH",
+      help="a video file, a directory (searched recursively) or a glob; "
+      "repeatable; expanded here",
+  )
+  parser.add_argument(
+      "--list",
+      default=None,
+      metavar="FILE",
+      help="a text file of video paths, one per line, read by the pipeline "
+      "(any Beam file system); for lists too long for one machine",
+  )
+  parser.add_argument(
+      "--workdir",
+      required=True,
+      help="the run directory `python train.py` wrote (workers must see it)",
+  )
+  parser.add_argument(
+      "--output",
+      required=True,
+      metavar="PREFIX",
+      help="shards are PREFIX-SSSSS-of-NNNNN.jsonl (earlier shards of PREFIX " "are replaced)",
+  )
+  parser.add_argument(
+      "--which",
+      choices=("best", "latest"),
+      default="best",
+      help="best (validation SRCC; carries the calibration) or latest checkpoint",
+  )
+  parser.add_argument(
+      "--raw-weights", action="store_true", help="use the raw weights instead of their EMA"
+  )
+  parser.add_argument("--batch-size", type=int, default=8, help="files per model call (default 8)")
+  parser.add_argument(
+      "--num-shards", type=int, default=0, help="output shards (default: the runner chooses)"
+  )
+  parser.add_argument(
+      "--jobs", type=int, default=None, help="local worker threads (default: all cores)"
+  )
+  parser.add_argument(
+      "--runner",
+      default=None,
+      help="Beam runner: DirectRunner, PrismRunner, FlinkRunner, SparkRunner, "
+      "DataflowRunner, ... (default: local)",
+  )
+  parser.add_argument(
+      "beam_args", nargs="*", metavar="-- BEAM_OPTION", help="Beam pipeline options, after '--'"
+  )
   parser.set_defaults(run=run)
 
 
@@ -68,9 +95,12 @@ def expand_inputs(inputs: list[str]) -> list[str]:
   paths = []
   for given in inputs:
     if os.path.isdir(given):
-      paths += sorted(os.path.join(root, name) for root, _, names in os.walk(given)
-                      for name in names if Path(name).suffix.lower() in VIDEO_EXTENSIONS
-                      and not name.startswith("."))
+      paths += sorted(
+          os.path.join(root, name)
+          for root, _, names in os.walk(given)
+          for name in names
+          if Path(name).suffix.lower() in VIDEO_EXTENSIONS and not name.startswith(".")
+      )
     elif glob.has_magic(given) and not os.path.exists(given):
       paths += sorted(glob.glob(given, recursive=True))
     else:
@@ -101,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
   except ImportError as error:
     _error(f"needs Apache Beam ({error}): pip install -e '.[beam]'")
     return EXIT_USAGE
-  old = [match.path for match in FileSystems.match([f"{args.output}-*-of-*.jsonl"])[0].metadata_list]
+  old = [
+      match.path for match in FileSystems.match([f"{args.output}-*-of-*.jsonl"])[0].metadata_list
+  ]
   if old:
     FileSystems.delete(old)
     _error(f"removed {len(old)} shards of an earlier run of --output {args.output}")
@@ -109,15 +141,27 @@ def run(args: argparse.Namespace) -> int:
   with runner.pipeline() as pipeline:
     sources = [pipeline | "Inputs" >> beam.Create(paths)] if paths else []
     if args.list is not None:
-      sources.append(pipeline | "List" >> beam.io.ReadFromText(args.list)
-                     | "NonEmpty" >> beam.Filter(lambda line: bool(line.strip())))
-    score.build(pipeline, sources | "AllPaths" >> beam.Flatten(), args.workdir,
-                output=args.output, which=args.which, ema=not args.raw_weights,
-                batch_size=args.batch_size, num_shards=args.num_shards)
+      sources.append(
+          pipeline
+          | "List" >> beam.io.ReadFromText(args.list)
+          | "NonEmpty" >> beam.Filter(lambda line: bool(line.strip()))
+      )
+    score.build(
+        pipeline,
+        sources | "AllPaths" >> beam.Flatten(),
+        args.workdir,
+        output=args.output,
+        which=args.which,
+        ema=not args.raw_weights,
+        batch_size=args.batch_size,
+        num_shards=args.num_shards,
+    )
   rows = score.read_rows(args.output)
   failed = [row for row in rows if row["error"] is not None]
   for row in sorted(failed, key=lambda row: row["path"]):
     _error(f"{row['path']}: {row['error']}")
-  _error(f"{len(rows) - len(failed)} scored, {len(failed)} could not be; rows in "
-         f"{args.output}-*.jsonl")
+  _error(
+      f"{len(rows) - len(failed)} scored, {len(failed)} could not be; rows in "
+      f"{args.output}-*.jsonl"
+  )
   return EXIT_SOME_FAILED if failed else EXIT_OK

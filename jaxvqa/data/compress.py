@@ -65,9 +65,27 @@ from jaxvqa.data import ladder
 from jaxvqa.data.manifest import MANIFEST_KEYS, MANIFEST_NAME, bits_per_pixel
 from jaxvqa.data import decode
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".ts", ".mts", ".m2ts",
-    ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".mxf"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".y4m",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".mpg",
+        ".mpeg",
+        ".flv",
+        ".wmv",
+        ".3gp",
+        ".ogv",
+        ".mxf",
+    }
+)
 MEZZANINE_SUFFIX = ".mkv"
 RECIPE_VERSION = 2  # bump when encoder or VMAF settings change, so old sidecars are redone
 
@@ -75,6 +93,7 @@ RECIPE_VERSION = 2  # bump when encoder or VMAF settings change, so old sidecars
 @dataclasses.dataclass(frozen=True)
 class Failure:
   """Something that could not be made: `name` is the source file or encode."""
+
   name: str
   reason: str
 
@@ -93,9 +112,11 @@ class MakeDatasetResult:
   def summary(self) -> str:
     """One line: sources, encodes made / skipped / failed, wall time, encodes per second."""
     rate = self.made / self.seconds if self.seconds > 0 else 0.0
-    return (f"{self.num_sources} sources ({self.failed_sources} failed), encodes: "
-            f"{self.made} made, {self.skipped} skipped (already done), {self.failed_encodes} "
-            f"failed; {self.seconds:.2f} s wall, {rate:.2f} encodes/s")
+    return (
+        f"{self.num_sources} sources ({self.failed_sources} failed), encodes: "
+        f"{self.made} made, {self.skipped} skipped (already done), {self.failed_encodes} "
+        f"failed; {self.seconds:.2f} s wall, {rate:.2f} encodes/s"
+    )
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -104,6 +125,7 @@ class MakeDatasetResult:
 @dataclasses.dataclass(frozen=True)
 class Job:
   """What every task of one make-dataset run shares (plain data: Beam ships it to workers)."""
+
   out_dir: Path  # absolute; the layout in the module docstring
   rungs: tuple[ladder.Rung, ...]
   codecs: tuple[str, ...]
@@ -111,16 +133,28 @@ class Job:
   scale: tuple[int, int] | None = None  # the mezzanines' (width, height)
 
   @classmethod
-  def create(cls, out_dir: str | os.PathLike, ladder_kbps: Sequence[float],
-             codecs: Sequence[str] = ("libx264",), *, max_frames: int | None = None,
-             scale: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,)) -> Job:
+  def create(
+      cls,
+      out_dir: str | os.PathLike,
+      ladder_kbps: Sequence[float],
+      codecs: Sequence[str] = ("libx264",),
+      *,
+      max_frames: int | None = None,
+      scale: tuple[int, int] | None = None,
+      scales: Sequence[float] = (1.0,),
+  ) -> Job:
     """Checks the settings (ValueError naming the bad one) and numbers the ladder."""
     rungs = ladder.make_ladder(ladder_kbps, scales)
     unknown = [codec for codec in codecs if codec not in encoding.CODECS]
     if unknown or not codecs:
       raise ValueError(f"unknown codecs {unknown}; choose from {sorted(encoding.CODECS)}")
-    return cls(Path(out_dir).absolute(), tuple(rungs), tuple(codecs), max_frames,
-               tuple(scale) if scale else None)
+    return cls(
+        Path(out_dir).absolute(),
+        tuple(rungs),
+        tuple(codecs),
+        max_frames,
+        tuple(scale) if scale else None,
+    )
 
   @property
   def encodes_per_source(self) -> int:
@@ -130,6 +164,7 @@ class Job:
 @dataclasses.dataclass(frozen=True)
 class SourceTask:
   """One source file to normalise into its mezzanine."""
+
   original: Path
   recipe: dict  # what the mezzanine is made from (`_mezzanine_recipe`)
 
@@ -141,6 +176,7 @@ class SourceTask:
 @dataclasses.dataclass(frozen=True)
 class EncodeTask:
   """One (source, rung, codec): encode the mezzanine, VMAF-label the encode."""
+
   mezzanine: encoding.Mezzanine
   codec: str
   rung: ladder.Rung
@@ -148,12 +184,15 @@ class EncodeTask:
 
   @property
   def name(self) -> str:
-    return (f"{self.mezzanine.source_id}/"
-            f"{ladder.encode_name(self.codec, self.rung.kbps, self.rung.scale)}")
+    return (
+        f"{self.mezzanine.source_id}/"
+        f"{ladder.encode_name(self.codec, self.rung.kbps, self.rung.scale)}"
+    )
 
 
-def plan_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], job: Job
-                 ) -> tuple[list[SourceTask], list[Failure]]:
+def plan_sources(
+    sources: str | os.PathLike | Iterable[str | os.PathLike], job: Job
+) -> tuple[list[SourceTask], list[Failure]]:
   """A task per source file, and the failures found by looking (missing file, duplicate id).
 
   sources: a directory (its video files, by extension) or a list of files.
@@ -167,8 +206,13 @@ def plan_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], job: 
   by_id: dict[str, Path] = {}
   for original in originals:
     if original.stem in by_id:
-      failures.append(Failure(str(original), f"duplicate source id {original.stem!r} "
-                              f"(also {by_id[original.stem]}); rename one of them"))
+      failures.append(
+          Failure(
+              str(original),
+              f"duplicate source id {original.stem!r} "
+              f"(also {by_id[original.stem]}); rename one of them",
+          )
+      )
     elif not original.is_file():
       failures.append(Failure(str(original), "file not found"))
     else:
@@ -177,8 +221,7 @@ def plan_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], job: 
   return tasks, failures
 
 
-def plan_encodes(mezzanine: encoding.Mezzanine, job: Job
-                 ) -> tuple[list[EncodeTask], list[dict]]:
+def plan_encodes(mezzanine: encoding.Mezzanine, job: Job) -> tuple[list[EncodeTask], list[dict]]:
   """The encodes of a source still to make, and the rows of those an earlier run finished."""
   mezzanine_recipe = _mezzanine_recipe(mezzanine.original, job)
   pending, finished = [], []
@@ -203,9 +246,16 @@ def reuse_mezzanine(task: SourceTask, job: Job) -> encoding.Mezzanine | None:
     with open(path.with_suffix(".json")) as file:
       record = json.load(file)
     if record["recipe"] == task.recipe and path.is_file():
-      return encoding.Mezzanine(task.original.stem, task.original, path, record["width"],
-                                record["height"], record["num_frames"], record["fps"],
-                                record["fps_rational"])
+      return encoding.Mezzanine(
+          task.original.stem,
+          task.original,
+          path,
+          record["width"],
+          record["height"],
+          record["num_frames"],
+          record["fps"],
+          record["fps_rational"],
+      )
   except (OSError, ValueError, KeyError):
     pass
   return None
@@ -218,12 +268,22 @@ def make_source(task: SourceTask, job: Job, threads: int = 1) -> encoding.Mezzan
   if reused is not None:
     return reused
   path = _mezzanine_path(task.original, job.out_dir)
-  mezzanine = encoding.make_mezzanine(task.original, path, scale=job.scale,
-                                      max_frames=job.max_frames, threads=threads)
-  write_atomically(path.with_suffix(".json"), json.dumps({
-      "recipe": task.recipe, "width": mezzanine.width, "height": mezzanine.height,
-      "num_frames": mezzanine.num_frames, "fps": mezzanine.fps,
-      "fps_rational": mezzanine.fps_rational}))
+  mezzanine = encoding.make_mezzanine(
+      task.original, path, scale=job.scale, max_frames=job.max_frames, threads=threads
+  )
+  write_atomically(
+      path.with_suffix(".json"),
+      json.dumps(
+          {
+              "recipe": task.recipe,
+              "width": mezzanine.width,
+              "height": mezzanine.height,
+              "num_frames": mezzanine.num_frames,
+              "fps": mezzanine.fps,
+              "fps_rational": mezzanine.fps_rational,
+          }
+      ),
+  )
   return mezzanine
 
 
@@ -233,21 +293,33 @@ def make_encode(task: EncodeTask, job: Job, threads: int = 1) -> dict:
   mezzanine, rung, out_dir = task.mezzanine, task.rung, job.out_dir
   encode_path = _encode_path(out_dir, task)
   width, height = ladder.coded_size(mezzanine.width, mezzanine.height, rung.scale)
-  encoding.encode(mezzanine, task.codec, rung.kbps, encode_path,
-                  threads=encoding.ENCODER_THREADS, size=(width, height), decode_threads=threads)
+  encoding.encode(
+      mezzanine,
+      task.codec,
+      rung.kbps,
+      encode_path,
+      threads=encoding.ENCODER_THREADS,
+      size=(width, height),
+      decode_threads=threads,
+  )
   num_packets, packet_bytes = encoding.packets(encode_path)
   if num_packets != mezzanine.num_frames:
     raise encoding.EncodeCheckError(
         f"the encode has {num_packets} frames, the mezzanine {mezzanine.num_frames}: the "
-        "encoder dropped or added frames")
+        "encoder dropped or added frames"
+    )
   display = (mezzanine.width, mezzanine.height)
   vmaf_frames = encoding.measure_vmaf(
-      encode_path, mezzanine.path, threads=threads,
-      display_size=display if (width, height) != display else None)
+      encode_path,
+      mezzanine.path,
+      threads=threads,
+      display_size=display if (width, height) != display else None,
+  )
   if len(vmaf_frames) != mezzanine.num_frames:
     raise encoding.EncodeCheckError(
         f"VMAF scored {len(vmaf_frames)} frames, the source has {mezzanine.num_frames}: the "
-        "encoder dropped or added frames")
+        "encoder dropped or added frames"
+    )
   duration = mezzanine.num_frames / mezzanine.fps
   row = {
       "source": mezzanine.source_id,
@@ -268,8 +340,9 @@ def make_encode(task: EncodeTask, job: Job, threads: int = 1) -> dict:
       "encode_height": height,
   }
   row["bits_per_pixel"] = bits_per_pixel(row)
-  write_atomically(encode_path.with_suffix(".json"),
-                   json.dumps({"recipe": task.recipe, "row": row}))
+  write_atomically(
+      encode_path.with_suffix(".json"), json.dumps({"recipe": task.recipe, "row": row})
+  )
   return row
 
 
@@ -290,8 +363,7 @@ def encode_failure(task: EncodeTask, error: Exception) -> Failure:
 def write_manifest(out_dir: Path, rows: Iterable[dict]) -> list[dict]:
   """Writes out_dir/manifest.jsonl (atomically) from `rows`; returns them sorted as written."""
   rows = sorted(rows, key=lambda row: (row["source"], row["codec"], row["rung"]))
-  write_atomically(Path(out_dir) / MANIFEST_NAME,
-                   "".join(json.dumps(row) + "\n" for row in rows))
+  write_atomically(Path(out_dir) / MANIFEST_NAME, "".join(json.dumps(row) + "\n" for row in rows))
   return rows
 
 
@@ -305,16 +377,27 @@ def _failure_reason(error: Exception) -> str:
 
 def _mezzanine_recipe(original: Path, job: Job) -> dict:
   stat = original.stat()
-  return {"version": RECIPE_VERSION, "original": original.name, "bytes": stat.st_size,
-          "mtime_ns": stat.st_mtime_ns, "scale": list(job.scale) if job.scale else None,
-          "max_frames": job.max_frames}
+  return {
+      "version": RECIPE_VERSION,
+      "original": original.name,
+      "bytes": stat.st_size,
+      "mtime_ns": stat.st_mtime_ns,
+      "scale": list(job.scale) if job.scale else None,
+      "max_frames": job.max_frames,
+  }
 
 
 def _encode_recipe(mezzanine_recipe: dict, codec: str, rung: ladder.Rung) -> dict:
   settings = encoding.CODECS[codec]
-  recipe = {"version": RECIPE_VERSION, "mezzanine": mezzanine_recipe, "codec": codec,
-            "target_kbps": rung.kbps, "options": list(settings.options),
-            "two_pass": settings.two_pass, "rung": rung.index}
+  recipe = {
+      "version": RECIPE_VERSION,
+      "mezzanine": mezzanine_recipe,
+      "codec": codec,
+      "target_kbps": rung.kbps,
+      "options": list(settings.options),
+      "two_pass": settings.two_pass,
+      "rung": rung.index,
+  }
   if rung.scale != 1:
     recipe.update(scale=rung.scale, downscaler=encoding.DOWNSCALER, upscaler=encoding.UPSCALER)
   return recipe
@@ -333,9 +416,15 @@ def _load_sidecar(path: Path, recipe: dict) -> dict | None:
 
 
 def _encode_path(out_dir: Path, task: EncodeTask) -> Path:
-  return out_dir / "encodes" / task.mezzanine.source_id / (
-      ladder.encode_name(task.codec, task.rung.kbps, task.rung.scale)
-      + encoding.CODECS[task.codec].extension)
+  return (
+      out_dir
+      / "encodes"
+      / task.mezzanine.source_id
+      / (
+          ladder.encode_name(task.codec, task.rung.kbps, task.rung.scale)
+          + encoding.CODECS[task.codec].extension
+      )
+  )
 
 
 def _mezzanine_path(original: Path, out_dir: Path) -> Path:
@@ -347,16 +436,29 @@ def _mezzanine_path(original: Path, out_dir: Path) -> Path:
 
 def _progress(total: int, description: str, enabled: bool):
   from tqdm import tqdm
-  return tqdm(total=total, desc=description, unit="encode", file=sys.stderr,
-              disable=not enabled, dynamic_ncols=True)
+
+  return tqdm(
+      total=total,
+      desc=description,
+      unit="encode",
+      file=sys.stderr,
+      disable=not enabled,
+      dynamic_ncols=True,
+  )
 
 
-def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
-                 out_dir: str | os.PathLike, ladder_kbps: Sequence[float],
-                 codecs: Sequence[str] = ("libx264",), jobs: int | None = None, *,
-                 max_frames: int | None = None, scale: tuple[int, int] | None = None,
-                 scales: Sequence[float] = (1.0,), progress: bool = True
-                 ) -> MakeDatasetResult:
+def make_dataset(
+    sources: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    ladder_kbps: Sequence[float],
+    codecs: Sequence[str] = ("libx264",),
+    jobs: int | None = None,
+    *,
+    max_frames: int | None = None,
+    scale: tuple[int, int] | None = None,
+    scales: Sequence[float] = (1.0,),
+    progress: bool = True,
+) -> MakeDatasetResult:
   """Encodes every source at every (scale, bitrate) and codec and VMAF-labels each encode.
 
   Args:
@@ -375,17 +477,22 @@ def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
     (each named; everything else is still made) and the counts and wall time.
   """
   started = time.monotonic()
-  job = Job.create(out_dir, ladder_kbps, codecs, max_frames=max_frames, scale=scale,
-                   scales=scales)
+  job = Job.create(out_dir, ladder_kbps, codecs, max_frames=max_frames, scale=scale, scales=scales)
   if job.out_dir.is_dir():
     remove_stale_temporaries(job.out_dir)
   tasks, failures = plan_sources(sources, job)
-  result = MakeDatasetResult(rows=[], failures=failures, num_sources=len(tasks) + len(failures),
-                             failed_sources=len(failures))
+  result = MakeDatasetResult(
+      rows=[],
+      failures=failures,
+      num_sources=len(tasks) + len(failures),
+      failed_sources=len(failures),
+  )
   cores = os.cpu_count() or 1
   jobs = max(1, jobs or cores)
-  with (concurrent.futures.ThreadPoolExecutor(jobs) as pool,
-        _progress(len(tasks) * job.encodes_per_source, "make-dataset", progress) as bar):
+  with (
+      concurrent.futures.ThreadPoolExecutor(jobs) as pool,
+      _progress(len(tasks) * job.encodes_per_source, "make-dataset", progress) as bar,
+  ):
     running: dict[concurrent.futures.Future, SourceTask | EncodeTask] = {}
 
     def threads_now(extra: int) -> int:
@@ -445,8 +552,7 @@ def make_dataset(sources: str | os.PathLike | Iterable[str | os.PathLike],
 def write_atomically(path: Path, text: str) -> None:
   """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                           dir=path.parent)
+  descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
   try:
     with os.fdopen(descriptor, "w") as file:
       file.write(text)

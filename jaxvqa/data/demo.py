@@ -28,9 +28,13 @@ def cache_dir(configured: str = "") -> Path:
 def ensure_demo_set(demo_config, cache: Path) -> Path:
   """Builds (or finds) the demo set described by config.data.demo; returns its make-dataset dir."""
   settings = {
-      "num_sources": demo_config.num_sources, "size": [demo_config.width, demo_config.height],
-      "num_frames": demo_config.num_frames, "ladder_kbps": list(demo_config.ladder_kbps),
-      "codecs": list(demo_config.codecs), "version": 1}
+      "num_sources": demo_config.num_sources,
+      "size": [demo_config.width, demo_config.height],
+      "num_frames": demo_config.num_frames,
+      "ladder_kbps": list(demo_config.ladder_kbps),
+      "codecs": list(demo_config.codecs),
+      "version": 1,
+  }
   fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
   root = cache / f"demo-{fingerprint}"
   out_dir = root / "compressed"
@@ -38,10 +42,14 @@ def ensure_demo_set(demo_config, cache: Path) -> Path:
     return out_dir
   log.info("building the demo data set in %s (first use; cached afterwards)", root)
   clips = sources.build_demo_sources(
-      root / "sources", size=(demo_config.width, demo_config.height),
-      num_frames=demo_config.num_frames, max_sources=demo_config.num_sources)
+      root / "sources",
+      size=(demo_config.width, demo_config.height),
+      num_frames=demo_config.num_frames,
+      max_sources=demo_config.num_sources,
+  )
   result = compress.make_dataset(
-      clips, out_dir, ladder_kbps=list(demo_config.ladder_kbps), codecs=list(demo_config.codecs))
+      clips, out_dir, ladder_kbps=list(demo_config.ladder_kbps), codecs=list(demo_config.codecs)
+  )
   if result.failures:
     reasons = "; ".join(f"{failure.name}: {failure.reason}" for failure in result.failures)
     raise RuntimeError(f"building the demo set failed for some encodes ({reasons})")

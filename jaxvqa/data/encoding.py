@@ -67,14 +67,29 @@ from jaxvqa.data import ffmpeg
 DOWNSCALER = "lanczos"  # mezzanine → coded size, before encoding
 UPSCALER = "bicubic"  # decoded encode → display size, for VMAF and read_display_frames
 # Rates that millisecond time bases blur (23.976 is stored as 41/42 ms steps).
-BROADCAST_RATES = tuple(fractions.Fraction(rate) for rate in (
-    "24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "100",
-    "120000/1001", "120"))
+BROADCAST_RATES = tuple(
+    fractions.Fraction(rate)
+    for rate in (
+        "24000/1001",
+        "24",
+        "25",
+        "30000/1001",
+        "30",
+        "48",
+        "50",
+        "60000/1001",
+        "60",
+        "100",
+        "120000/1001",
+        "120",
+    )
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class CodecSettings:
   """How one encoder is driven at a target bitrate."""
+
   container: str  # ffmpeg muxer name
   extension: str
   options: tuple[str, ...]  # after `-c:v <codec> -b:v <rate>`
@@ -101,15 +116,20 @@ def _svtav1_options(threads: int, pass_number: int | None) -> tuple[str, ...]:
 
 
 CODECS: dict[str, CodecSettings] = {
-    "libx264": CodecSettings("mp4", ".mp4", ("-preset", "medium"), _ffmpeg_pass_options,
-                             two_pass=True),
-    "libx265": CodecSettings("mp4", ".mp4", ("-preset", "medium", "-tag:v", "hvc1"),
-                             _x265_options, two_pass=True),
-    "libsvtav1": CodecSettings("mp4", ".mp4", ("-preset", "8"), _svtav1_options,
-                               two_pass=False),
-    "libvpx-vp9": CodecSettings("webm", ".webm",
-                                ("-deadline", "good", "-cpu-used", "4", "-row-mt", "1"),
-                                _ffmpeg_pass_options, two_pass=True),
+    "libx264": CodecSettings(
+        "mp4", ".mp4", ("-preset", "medium"), _ffmpeg_pass_options, two_pass=True
+    ),
+    "libx265": CodecSettings(
+        "mp4", ".mp4", ("-preset", "medium", "-tag:v", "hvc1"), _x265_options, two_pass=True
+    ),
+    "libsvtav1": CodecSettings("mp4", ".mp4", ("-preset", "8"), _svtav1_options, two_pass=False),
+    "libvpx-vp9": CodecSettings(
+        "webm",
+        ".webm",
+        ("-deadline", "good", "-cpu-used", "4", "-row-mt", "1"),
+        _ffmpeg_pass_options,
+        two_pass=True,
+    ),
 }
 ENCODER_THREADS = 1  # see the module docstring: thread count changes x264/x265 output
 
@@ -140,8 +160,11 @@ class Mezzanine:
 
   @property
   def rate(self) -> fractions.Fraction:
-    return fractions.Fraction(self.fps_rational) if self.fps_rational else (
-        fractions.Fraction(self.fps).limit_denominator(1001))
+    return (
+        fractions.Fraction(self.fps_rational)
+        if self.fps_rational
+        else (fractions.Fraction(self.fps).limit_denominator(1001))
+    )
 
 
 def partial_path(final: Path) -> Path:
@@ -158,18 +181,35 @@ def _framecrc_rows(path: Path, *, copy: bool, threads: int = 1) -> tuple[str, li
   """
   mode = ["-c", "copy"] if copy else ["-fps_mode", "passthrough"]
   try:
-    completed = ffmpeg.run_ffmpeg(["-v", "error", "-threads", str(threads), "-i", path,
-                                   "-map", "0:v:0", *mode, "-f", "framecrc", "-"],
-                                  capture_stdout=True)
+    completed = ffmpeg.run_ffmpeg(
+        [
+            "-v",
+            "error",
+            "-threads",
+            str(threads),
+            "-i",
+            path,
+            "-map",
+            "0:v:0",
+            *mode,
+            "-f",
+            "framecrc",
+            "-",
+        ],
+        capture_stdout=True,
+    )
   except ffmpeg.FfmpegError as error:
     if "matches no streams" in error.stderr:  # the -map 0:v:0 above found no video
       raise EncodeCheckError(
-          f"no video stream in {Path(path).name} (audio or data only): give a video file") \
-          from None
+          f"no video stream in {Path(path).name} (audio or data only): give a video file"
+      ) from None
     raise
   text = completed.stdout.decode()
-  rows = [[int(field) for field in line.split(",")[1:5]] for line in text.splitlines()
-          if line and not line.startswith("#")]
+  rows = [
+      [int(field) for field in line.split(",")[1:5]]
+      for line in text.splitlines()
+      if line and not line.startswith("#")
+  ]
   return text, rows
 
 
@@ -180,9 +220,10 @@ def source_rate(path: Path) -> fractions.Fraction:
   if not rows or not time_base:
     raise EncodeCheckError(f"no video packets in {Path(path).name}")
   tb = fractions.Fraction(int(time_base.group(1)), int(time_base.group(2)))
-  no_pts = -(2 ** 63)  # AV_NOPTS_VALUE
+  no_pts = -(2**63)  # AV_NOPTS_VALUE
   stamps = sorted(pts for _, pts, _, _ in rows if pts != no_pts) or sorted(
-      dts for dts, _, _, _ in rows if dts != no_pts)
+      dts for dts, _, _, _ in rows if dts != no_pts
+  )
   if len(stamps) >= 2 and stamps[-1] > stamps[0]:
     rate = fractions.Fraction(len(stamps) - 1) / ((stamps[-1] - stamps[0]) * tb)
   elif rows[0][2] > 0:  # one frame: its duration
@@ -195,14 +236,12 @@ def source_rate(path: Path) -> fractions.Fraction:
   return fractions.Fraction(round(rate * 1000), 1000)
 
 
-def _rounded_from(stamps: Sequence[int], tb: fractions.Fraction,
-                  rate: fractions.Fraction) -> bool:
+def _rounded_from(stamps: Sequence[int], tb: fractions.Fraction, rate: fractions.Fraction) -> bool:
   """Whether `stamps` (sorted, in units of `tb`) are frames at `rate` each rounded to
   the time base: within one tick of k / rate from the first (both ends rounded)."""
   if len(stamps) < 2 or 1 / rate < 2 * tb:
     return False
-  return all(abs((stamp - stamps[0]) * tb - k / rate) <= tb
-             for k, stamp in enumerate(stamps))
+  return all(abs((stamp - stamps[0]) * tb - k / rate) <= tb for k, stamp in enumerate(stamps))
 
 
 def stream_facts(path: Path, threads: int = 1) -> tuple[int, int, int, float]:
@@ -235,8 +274,14 @@ def upscale_filter(width: int, height: int) -> str:
   return f"scale={width}:{height}:flags={UPSCALER},format=yuv420p"
 
 
-def make_mezzanine(original: Path, out_path: Path, *, scale: tuple[int, int] | None,
-                   max_frames: int | None, threads: int) -> Mezzanine:
+def make_mezzanine(
+    original: Path,
+    out_path: Path,
+    *,
+    scale: tuple[int, int] | None,
+    max_frames: int | None,
+    threads: int,
+) -> Mezzanine:
   """Normalises a source to lossless x264 yuv420p at a constant rate (module docstring)."""
   if original.stat().st_size == 0:
     raise EncodeCheckError("empty file (0 bytes)")
@@ -251,17 +296,45 @@ def make_mezzanine(original: Path, out_path: Path, *, scale: tuple[int, int] | N
   # -xerror: a decode error (truncated, corrupt) fails the source instead of
   # silently making a shorter mezzanine. With pts = n / rate, cfr at that rate
   # has nothing to drop or repeat: one mezzanine frame per decoded frame.
-  ffmpeg.run_ffmpeg([
-      "-v", "error", "-xerror", "-threads", str(threads), "-i", original,
-      "-map", "0:v:0", "-an", "-sn", "-dn",
-      "-vf", f"{geometry},format=yuv420p,{_cfr_filter(rate)}", *limit,
-      "-fps_mode", "cfr", "-r", _rate_text(rate),
-      "-c:v", "libx264", "-qp", "0", "-preset", "veryfast", "-threads", str(threads),
-      "-f", "matroska", partial])
+  ffmpeg.run_ffmpeg(
+      [
+          "-v",
+          "error",
+          "-xerror",
+          "-threads",
+          str(threads),
+          "-i",
+          original,
+          "-map",
+          "0:v:0",
+          "-an",
+          "-sn",
+          "-dn",
+          "-vf",
+          f"{geometry},format=yuv420p,{_cfr_filter(rate)}",
+          *limit,
+          "-fps_mode",
+          "cfr",
+          "-r",
+          _rate_text(rate),
+          "-c:v",
+          "libx264",
+          "-qp",
+          "0",
+          "-preset",
+          "veryfast",
+          "-threads",
+          str(threads),
+          "-f",
+          "matroska",
+          partial,
+      ]
+  )
   os.replace(partial, out_path)
   width, height, frames, _ = stream_facts(out_path, threads)
-  return Mezzanine(original.stem, original, out_path, width, height, frames, float(rate),
-                   _rate_text(rate))
+  return Mezzanine(
+      original.stem, original, out_path, width, height, frames, float(rate), _rate_text(rate)
+  )
 
 
 def packets(path: Path) -> tuple[int, int]:
@@ -270,9 +343,16 @@ def packets(path: Path) -> tuple[int, int]:
   return len(rows), sum(row[3] for row in rows)
 
 
-def encode(mezzanine: Mezzanine, codec: str, kbps: float, out_path: Path, *,
-           threads: int, size: tuple[int, int] | None = None,
-           decode_threads: int = 1) -> None:
+def encode(
+    mezzanine: Mezzanine,
+    codec: str,
+    kbps: float,
+    out_path: Path,
+    *,
+    threads: int,
+    size: tuple[int, int] | None = None,
+    decode_threads: int = 1,
+) -> None:
   """Encodes the mezzanine at `kbps` (two-pass where the codec allows) to `out_path`.
 
   `size`: the coded (width, height) when it is not the mezzanine's (lanczos downscale).
@@ -283,23 +363,51 @@ def encode(mezzanine: Mezzanine, codec: str, kbps: float, out_path: Path, *,
   graph = _cfr_filter(mezzanine.rate)
   if size and size != (mezzanine.width, mezzanine.height):
     graph += f",scale={size[0]}:{size[1]}:flags={DOWNSCALER},format=yuv420p"
-  common = ["-v", "error", "-threads", str(decode_threads),
-            "-i", Path(mezzanine.path).absolute(), "-map", "0:v:0", "-an",
-            "-vf", graph, "-fps_mode", "cfr", "-r", _rate_text(mezzanine.rate),
-            "-c:v", codec, "-b:v", f"{kbps * 1000:.0f}", *settings.options,
-            "-pix_fmt", "yuv420p"]
+  common = [
+      "-v",
+      "error",
+      "-threads",
+      str(decode_threads),
+      "-i",
+      Path(mezzanine.path).absolute(),
+      "-map",
+      "0:v:0",
+      "-an",
+      "-vf",
+      graph,
+      "-fps_mode",
+      "cfr",
+      "-r",
+      _rate_text(mezzanine.rate),
+      "-c:v",
+      codec,
+      "-b:v",
+      f"{kbps * 1000:.0f}",
+      *settings.options,
+      "-pix_fmt",
+      "yuv420p",
+  ]
   with tempfile.TemporaryDirectory(prefix="jaxvqa_encode_") as work_dir:
     if settings.two_pass:
-      ffmpeg.run_ffmpeg([*common, *settings.run_options(threads, 1), "-f", "null", "-"],
-                        cwd=work_dir)
-    ffmpeg.run_ffmpeg([*common, *settings.run_options(threads, 2 if settings.two_pass
-                                                      else None),
-                       "-f", settings.container, partial], cwd=work_dir)
+      ffmpeg.run_ffmpeg(
+          [*common, *settings.run_options(threads, 1), "-f", "null", "-"], cwd=work_dir
+      )
+    ffmpeg.run_ffmpeg(
+        [
+            *common,
+            *settings.run_options(threads, 2 if settings.two_pass else None),
+            "-f",
+            settings.container,
+            partial,
+        ],
+        cwd=work_dir,
+    )
   os.replace(partial, out_path)
 
 
-def measure_vmaf(distorted: Path, reference: Path, *, threads: int,
-                 display_size: tuple[int, int] | None = None) -> list[float]:
+def measure_vmaf(
+    distorted: Path, reference: Path, *, threads: int, display_size: tuple[int, int] | None = None
+) -> list[float]:
   """Per-frame VMAF of `distorted` against `reference` (libvmaf default model).
 
   Frame n of one is compared with frame n of the other (both re-timed to pts = n).
@@ -310,13 +418,31 @@ def measure_vmaf(distorted: Path, reference: Path, *, threads: int,
   upscale = f",{upscale_filter(*display_size)}" if display_size else ""
   with tempfile.TemporaryDirectory(prefix="jaxvqa_vmaf_") as work_dir:
     # log_path is relative to cwd so the filter graph never escapes a user's path.
-    graph = (f"[0:v]{retime}{upscale}[distorted];[1:v]{retime}[reference];"
-             f"[distorted][reference]libvmaf=log_fmt=json:log_path=vmaf.json"
-             f":n_threads={threads}")
-    ffmpeg.run_ffmpeg(["-v", "error", "-threads", str(threads),
-                       "-i", Path(distorted).absolute(), "-threads", str(threads),
-                       "-i", Path(reference).absolute(), "-lavfi", graph, "-f", "null", "-"],
-                      cwd=work_dir)
+    graph = (
+        f"[0:v]{retime}{upscale}[distorted];[1:v]{retime}[reference];"
+        f"[distorted][reference]libvmaf=log_fmt=json:log_path=vmaf.json"
+        f":n_threads={threads}"
+    )
+    ffmpeg.run_ffmpeg(
+        [
+            "-v",
+            "error",
+            "-threads",
+            str(threads),
+            "-i",
+            Path(distorted).absolute(),
+            "-threads",
+            str(threads),
+            "-i",
+            Path(reference).absolute(),
+            "-lavfi",
+            graph,
+            "-f",
+            "null",
+            "-",
+        ],
+        cwd=work_dir,
+    )
     with open(os.path.join(work_dir, "vmaf.json")) as file:
       log = json.load(file)
   return [float(frame["metrics"]["vmaf"]) for frame in log["frames"]]

@@ -29,12 +29,17 @@ class FfmpegError(RuntimeError):
 def ffmpeg_exe() -> str:
   """Path of the ffmpeg binary from `imageio_ffmpeg` (or $IMAGEIO_FFMPEG_EXE)."""
   import imageio_ffmpeg
+
   return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: Sequence[str | os.PathLike], *, cwd: str | os.PathLike | None = None,
-               capture_stdout: bool = False, timeout: float | None = None
-               ) -> subprocess.CompletedProcess:
+def run_ffmpeg(
+    args: Sequence[str | os.PathLike],
+    *,
+    cwd: str | os.PathLike | None = None,
+    capture_stdout: bool = False,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
   """Runs `ffmpeg -hide_banner -nostdin -y <args>`; raises `FfmpegError` on failure.
 
   Args:
@@ -48,9 +53,13 @@ def run_ffmpeg(args: Sequence[str | os.PathLike], *, cwd: str | os.PathLike | No
   """
   command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *map(os.fspath, args)]
   completed = subprocess.run(
-      command, cwd=cwd, timeout=timeout,
+      command,
+      cwd=cwd,
+      timeout=timeout,
       stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
-      stderr=subprocess.PIPE, check=False)
+      stderr=subprocess.PIPE,
+      check=False,
+  )
   stderr = completed.stderr.decode("utf-8", errors="replace")
   completed.stderr = stderr
   if completed.returncode != 0:
@@ -61,16 +70,27 @@ def run_ffmpeg(args: Sequence[str | os.PathLike], *, cwd: str | os.PathLike | No
 def last_error_lines(stderr: str, max_lines: int = 2) -> str:
   """The informative tail of an ffmpeg stderr: its last non-empty lines, joined."""
   # "[in#0 @ 0x55be9881b080] " prefixes name ffmpeg internals, not the user's file.
-  lines = [re.sub(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+", "", line.strip())
-           for line in stderr.splitlines() if line.strip()]
+  lines = [
+      re.sub(r"^(\[[^\]]* @ 0x[0-9a-f]+\]\s*)+", "", line.strip())
+      for line in stderr.splitlines()
+      if line.strip()
+  ]
   # ffmpeg ends many failures with generic lines; the cause is just above them.
   # ffmpeg 7+ follows an encoder's own message ("requested bitrate is too low")
   # with lines from each of its threads saying only that something failed.
-  generic = ("Conversion failed!", "Exiting normally", "Error opening input file",
-             "Terminating thread with return code", "Nothing was written into output file",
-             "Task finished with error code", "Error sending frames to consumers",
-             "Could not open encoder before EOF", "Error while opening encoder",
-             "Error while filtering", "Error closing file")
+  generic = (
+      "Conversion failed!",
+      "Exiting normally",
+      "Error opening input file",
+      "Terminating thread with return code",
+      "Nothing was written into output file",
+      "Task finished with error code",
+      "Error sending frames to consumers",
+      "Could not open encoder before EOF",
+      "Error while opening encoder",
+      "Error while filtering",
+      "Error closing file",
+  )
   useful = [line for line in lines if not line.startswith(generic)]
   tail = (useful or lines)[-max_lines:]
   return " | ".join(tail) if tail else "no message"

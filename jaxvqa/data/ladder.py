@@ -23,6 +23,7 @@ DEFAULT_SCALES = "1"
 @dataclasses.dataclass(frozen=True)
 class Rung:
   """One step of the ladder: a target bitrate at a resolution scale."""
+
   index: int  # position in the ladder sorted by (scale, kbps)
   scale: float
   kbps: float
@@ -32,8 +33,10 @@ def parse_bitrate_kbps(text: str) -> float:
   """'200k' → 200, '1.5M' → 1500, '8000' → 8000 (plain numbers are kb/s)."""
   match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*", text)
   if not match:
-    raise ValueError(f"bad bitrate {text!r}: use a number of kb/s with an optional "
-                     "k or M suffix, e.g. 200k, 1.5M, 8000")
+    raise ValueError(
+        f"bad bitrate {text!r}: use a number of kb/s with an optional "
+        "k or M suffix, e.g. 200k, 1.5M, 8000"
+    )
   value = float(match.group(1)) * (1000.0 if match.group(2) in ("m", "M") else 1.0)
   if value <= 0:
     raise ValueError(f"bad bitrate {text!r}: must be positive")
@@ -44,8 +47,9 @@ def parse_ladder(text: str) -> list[float]:
   """'200k,500k,1M' → [200.0, 500.0, 1000.0] in kb/s, sorted; duplicates are an error."""
   items = [item for item in text.split(",") if item.strip()]
   if not items:
-    raise ValueError(f"bad ladder {text!r}: give comma-separated bitrates, e.g. "
-                     f"{DEFAULT_LADDER}")
+    raise ValueError(
+        f"bad ladder {text!r}: give comma-separated bitrates, e.g. " f"{DEFAULT_LADDER}"
+    )
   ladder = sorted(parse_bitrate_kbps(item) for item in items)
   repeated = sorted({k for k in ladder if ladder.count(k) > 1})
   if repeated:
@@ -71,26 +75,27 @@ def parse_scales(text: str) -> list[float]:
     try:
       value = float(item)
     except ValueError:
-      raise ValueError(f"bad scale {item!r} in --scales {text!r}: use numbers in (0, 1], "
-                       "e.g. 1,0.75,0.5") from None
+      raise ValueError(
+          f"bad scale {item!r} in --scales {text!r}: use numbers in (0, 1], " "e.g. 1,0.75,0.5"
+      ) from None
     if not 0 < value <= 1:
-      raise ValueError(f"bad scale {item!r} in --scales {text!r}: must be in (0, 1] "
-                       "(1 = the mezzanine's size)")
+      raise ValueError(
+          f"bad scale {item!r} in --scales {text!r}: must be in (0, 1] "
+          "(1 = the mezzanine's size)"
+      )
     scales.append(value)
   if len(set(scales)) != len(scales):
     raise ValueError(f"bad scales {text!r}: a factor appears twice")
   return sorted(scales)
 
 
-def make_ladder(ladder_kbps: Sequence[float], scales: Sequence[float] = (1.0,)
-                ) -> list[Rung]:
+def make_ladder(ladder_kbps: Sequence[float], scales: Sequence[float] = (1.0,)) -> list[Rung]:
   """Every (scale, kbps), numbered in (scale, kbps) order: rung = its index.
 
   Raises ValueError for repeated or non-positive rates and for scales outside (0, 1].
   """
   ladder_kbps = [float(k) for k in ladder_kbps]
-  if (not ladder_kbps or len(set(ladder_kbps)) != len(ladder_kbps)
-      or min(ladder_kbps) <= 0):
+  if not ladder_kbps or len(set(ladder_kbps)) != len(ladder_kbps) or min(ladder_kbps) <= 0:
     raise ValueError(f"ladder_kbps must be distinct positive rates, got {ladder_kbps}")
   scales = [float(s) for s in scales]
   if not scales or len(set(scales)) != len(scales) or not all(0 < s <= 1 for s in scales):
@@ -103,8 +108,10 @@ def coded_size(width: int, height: int, scale: float) -> tuple[int, int]:
   """The encode's size at `scale` of a (width, height) display: even, at least 2×2."""
   if scale == 1:
     return width, height
+
   def even(length: int) -> int:  # nearest even number, halves up (21 → 22)
     return max(2, 2 * math.floor(length * scale / 2 + 0.5))
+
   return even(width), even(height)
 
 

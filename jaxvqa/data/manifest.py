@@ -19,9 +19,25 @@ from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
 
 MANIFEST_NAME = "manifest.jsonl"
-MANIFEST_KEYS = ("source", "source_path", "path", "codec", "rung", "target_kbps",
-                 "bitrate_kbps", "vmaf", "vmaf_frames", "width", "height", "num_frames",
-                 "fps", "scale", "encode_width", "encode_height", "bits_per_pixel")
+MANIFEST_KEYS = (
+    "source",
+    "source_path",
+    "path",
+    "codec",
+    "rung",
+    "target_kbps",
+    "bitrate_kbps",
+    "vmaf",
+    "vmaf_frames",
+    "width",
+    "height",
+    "num_frames",
+    "fps",
+    "scale",
+    "encode_width",
+    "encode_height",
+    "bits_per_pixel",
+)
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
@@ -38,8 +54,9 @@ def bits_per_pixel(row: dict) -> float:
   return float(row["bitrate_kbps"]) * 1000.0 / (float(width) * float(height) * float(row["fps"]))
 
 
-def read_display_frames(row: dict, dataset_dir: str | os.PathLike,
-                        frame_indices: Sequence[int] | None = None) -> np.ndarray:
+def read_display_frames(
+    row: dict, dataset_dir: str | os.PathLike, frame_indices: Sequence[int] | None = None
+) -> np.ndarray:
   """The frames of a manifest row's encode as VMAF judged them: uint8 [N, H, W, 3] rgb24.
 
   Decodes `dataset_dir/row["path"]` and, for an encode made below the display
@@ -57,8 +74,10 @@ def read_display_frames(row: dict, dataset_dir: str | os.PathLike,
   """
   path = Path(dataset_dir) / row["path"]
   if not path.is_file():
-    raise FileNotFoundError(f"{path}: the encode named by manifest row path={row['path']!r} "
-                            f"is missing; re-run make-dataset on {dataset_dir}")
+    raise FileNotFoundError(
+        f"{path}: the encode named by manifest row path={row['path']!r} "
+        f"is missing; re-run make-dataset on {dataset_dir}"
+    )
   width, height = int(row["width"]), int(row["height"])
   filters = []
   unique = None
@@ -66,26 +85,44 @@ def read_display_frames(row: dict, dataset_dir: str | os.PathLike,
     unique = sorted({int(i) for i in frame_indices})
     beyond = [i for i in unique if i < 0 or i >= int(row.get("num_frames", sys.maxsize))]
     if beyond:
-      raise IndexError(f"frame_indices {beyond[:5]} are outside {row['path']}, which has "
-                       f"{row.get('num_frames', '?')} frames (0-based)")
+      raise IndexError(
+          f"frame_indices {beyond[:5]} are outside {row['path']}, which has "
+          f"{row.get('num_frames', '?')} frames (0-based)"
+      )
     if not unique:
       return np.zeros((0, height, width, 3), np.uint8)
     filters.append("select='" + "+".join(f"eq(n\\,{i})" for i in unique) + "'")
   if (int(row.get("encode_width", width)), int(row.get("encode_height", height))) != (
-      width, height):
+      width,
+      height,
+  ):
     filters.append(encoding.upscale_filter(width, height))
   completed = ffmpeg.run_ffmpeg(
-      ["-v", "error", "-i", path, "-map", "0:v:0", *(["-vf", ",".join(filters)] if filters
-                                                     else []),
-       "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-      capture_stdout=True)
+      [
+          "-v",
+          "error",
+          "-i",
+          path,
+          "-map",
+          "0:v:0",
+          *(["-vf", ",".join(filters)] if filters else []),
+          "-fps_mode",
+          "passthrough",
+          "-f",
+          "rawvideo",
+          "-pix_fmt",
+          "rgb24",
+          "-",
+      ],
+      capture_stdout=True,
+  )
   frames = np.frombuffer(completed.stdout, np.uint8).reshape(-1, height, width, 3)
   if unique is None:
     return frames
   if len(frames) != len(unique):
-    raise IndexError(f"{path}: {len(unique)} frames requested, {len(frames)} decoded: "
-                     f"frame_indices run past the end of the encode")
+    raise IndexError(
+        f"{path}: {len(unique)} frames requested, {len(frames)} decoded: "
+        f"frame_indices run past the end of the encode"
+    )
   position = {index: k for k, index in enumerate(unique)}
   return frames[[position[int(i)] for i in frame_indices]]
-
-

