@@ -147,9 +147,7 @@ def main() -> None:
         rates[name] = (len(args_list) / seconds, frames / seconds)
       for name, (videos_per_s, frames_per_s) in rates.items():
         ratio = videos_per_s / rates["ffmpeg"][0]
-        print(
-            f"{name:<14}{workers:>8}{videos_per_s:>11.2f}{frames_per_s:>11.1f}" f"{ratio:>10.2f}x"
-        )
+        print(f"{name:<14}{workers:>8}{videos_per_s:>11.2f}{frames_per_s:>11.1f}{ratio:>10.2f}x")
     finally:
       if pool is not None:
         pool.shutdown()

@@ -109,9 +109,7 @@ def main(argv=None) -> None:
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="jaxvqa-trace-")
   with jax.profiler.trace(trace_dir):
     jax.block_until_ready([step(i) for i in range(args.steps)])
-  print(
-      f"{args.work}, batch {args.batch}, {jax.devices()[0].device_kind}; " f"trace in {trace_dir}"
-  )
+  print(f"{args.work}, batch {args.batch}, {jax.devices()[0].device_kind}; trace in {trace_dir}")
   print(report(gpu_kernel_times(trace_dir), args.steps, args.top))
 
 

@@ -600,7 +600,7 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
   print("settings:    " + ", ".join(f"{key}={value}" for key, value in result["settings"].items()))
   for name, ceiling_row in result["ceilings"].items():
     outcome = ceiling_row["error"] or (
-        f"{ceiling_row['tflops']:.1f} TFLOP/s " f"(spread {ceiling_row['spread']:.1%})"
+        f"{ceiling_row['tflops']:.1f} TFLOP/s (spread {ceiling_row['spread']:.1%})"
     )
     print(f"bf16 matmul ceiling, {name}: {outcome}")
   header = (
@@ -685,7 +685,7 @@ def parse_args(argv=None) -> argparse.Namespace:
       "--work",
       choices=("infer", "train", "both", "none"),
       default="both",
-      help="backbone rows to time: inference, training step, both, or none (the " "VQA row alone)",
+      help="backbone rows to time: inference, training step, both, or none (the VQA row alone)",
   )
   parser.add_argument("--json", type=Path, help="also write the result as JSON here")
   args = parser.parse_args(argv)

@@ -207,7 +207,7 @@ def evaluate_checkpoint(
   if split not in data.splits or len(data.splits[split]) == 0:
     available = sorted(name for name, source in data.splits.items() if len(source))
     raise ValueError(
-        f"split {split!r} is empty or absent in {data.manual_dir}; " f"available: {available}"
+        f"split {split!r} is empty or absent in {data.manual_dir}; available: {available}"
     )
   source = data.splits[split]
   predictions = split_predictions.predict_split(

@@ -130,7 +130,7 @@ def _ffmpeg_check() -> Check:
     return Check(
         "ffmpeg",
         False,
-        detail + "; jaxvqa encodes with libx264: use the ffmpeg of the " "imageio-ffmpeg wheel",
+        detail + "; jaxvqa encodes with libx264: use the ffmpeg of the imageio-ffmpeg wheel",
     )
   if missing:
     return Check("ffmpeg", None, detail + "; make-dataset needs libvmaf for its labels")
@@ -353,7 +353,7 @@ def check_model(
       Check(
           "model",
           True,
-          f"{model.identity}, {model.trained.checkpoint.describe()}; " f"scores: {model.scale}",
+          f"{model.identity}, {model.trained.checkpoint.describe()}; scores: {model.scale}",
       )
   ]
   if pairs is not None:

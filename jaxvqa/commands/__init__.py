@@ -1,5 +1,6 @@
 """The `jaxvqa` subcommands, one module each: argument parsing, messages and exit status.
 
 A command module holds no work of its own: it parses, calls the library module named in its
-docstring, and turns the outcome into lines on stderr and an exit status.
+docstring, and turns the outcome into lines on stderr and an exit status. `model_arguments` holds
+the options that pick a trained model, which several commands share.
 """

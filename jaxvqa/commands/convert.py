@@ -25,7 +25,7 @@ def add_subcommand(subparsers) -> None:
       "--out",
       type=Path,
       required=True,
-      help="directory to write (must not hold " "converted weights yet)",
+      help="directory to write (must not hold converted weights yet)",
   )
   parser.add_argument(
       "--window-size",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
+
+from jaxvqa.commands import model_arguments
 
 EXIT_HEALTHY, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,12 +31,7 @@ def add_subcommand(subparsers) -> None:
           "1 a check failed, 2 bad invocation."
       ),
   )
-  parser.add_argument(
-      "--workdir",
-      type=Path,
-      default=None,
-      help="the run directory `python train.py` wrote (default: the model " "shipped with jaxvqa)",
-  )
+  model_arguments.add_workdir(parser)
   parser.add_argument(
       "--margin",
       type=float,

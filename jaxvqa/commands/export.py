@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from jaxvqa.commands import model_arguments
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
@@ -34,23 +36,18 @@ def add_subcommand(subparsers) -> None:
       metavar="DIR",
       help="directory to write (created; files of an earlier export replaced)",
   )
-  parser.add_argument(
-      "--workdir",
-      type=Path,
-      default=None,
-      help="the run directory `python train.py` wrote (default: the model " "shipped with jaxvqa)",
-  )
+  model_arguments.add_workdir(parser)
   parser.add_argument(
       "--platforms",
       default="cpu,cuda",
-      help="comma-separated jax.export platforms: cpu, cuda, rocm, tpu " "(default cpu,cuda)",
+      help="comma-separated jax.export platforms: cpu, cuda, rocm, tpu (default cpu,cuda)",
   )
   parser.add_argument(
       "--batch",
       type=int,
       default=None,
       metavar="N",
-      help="export for exactly N clips per call (default: any batch, a symbolic " "dimension)",
+      help="export for exactly N clips per call (default: any batch, a symbolic dimension)",
   )
   parser.set_defaults(run=run)
 

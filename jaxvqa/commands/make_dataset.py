@@ -31,7 +31,7 @@ def add_subcommand(subparsers) -> None:
   parser.add_argument(
       "--ladder",
       default=ladder.DEFAULT_LADDER,
-      help="target bitrates, kb/s with optional k/M " f"(default {ladder.DEFAULT_LADDER})",
+      help=f"target bitrates, kb/s with optional k/M (default {ladder.DEFAULT_LADDER})",
   )
   parser.add_argument(
       "--scales",
@@ -43,7 +43,7 @@ def add_subcommand(subparsers) -> None:
   parser.add_argument(
       "--codec",
       default="libx264",
-      help=f"comma-separated encoders from {sorted(encoding.CODECS)} " "(default libx264)",
+      help=f"comma-separated encoders from {sorted(encoding.CODECS)} (default libx264)",
   )
   parser.add_argument(
       "--jobs",

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from jaxvqa.commands import model_arguments
 from jaxvqa.scoring.records import FORMATS
 from jaxvqa.scoring.sampling import Sampling
 
@@ -44,22 +45,8 @@ def add_subcommand(subparsers) -> None:
       metavar="PATH",
       help="video files, directories (searched recursively) or glob patterns",
   )
-  parser.add_argument(
-      "--workdir",
-      type=Path,
-      default=None,
-      help="the run directory `python train.py` wrote, or a shipped model's directory "
-      "(default: the model shipped with jaxvqa)",
-  )
-  parser.add_argument(
-      "--which",
-      choices=("best", "latest"),
-      default="best",
-      help="best (validation SRCC; carries the calibration) or latest checkpoint",
-  )
-  parser.add_argument(
-      "--raw-weights", action="store_true", help="use the raw weights instead of their EMA"
-  )
+  model_arguments.add_workdir(parser)
+  model_arguments.add_checkpoint(parser)
   parser.add_argument(
       "--frames",
       type=int,
@@ -233,9 +220,7 @@ def _open_output(
   try:
     return None, open(args.output, "w", encoding="utf-8", newline=""), []  # noqa: SIM115
   except OSError as error:
-    raise OutputError(
-        f"--output {printable_name(str(args.output))}: " f"{os_reason(error)}"
-    ) from error
+    raise OutputError(f"--output {printable_name(str(args.output))}: {os_reason(error)}") from error
 
 
 def _load_and_score(

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from jaxvqa.commands import model_arguments
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -51,17 +53,9 @@ def add_subcommand(subparsers) -> None:
       "--output",
       required=True,
       metavar="PREFIX",
-      help="shards are PREFIX-SSSSS-of-NNNNN.jsonl (earlier shards of PREFIX " "are replaced)",
+      help="shards are PREFIX-SSSSS-of-NNNNN.jsonl (earlier shards of PREFIX are replaced)",
   )
-  parser.add_argument(
-      "--which",
-      choices=("best", "latest"),
-      default="best",
-      help="best (validation SRCC; carries the calibration) or latest checkpoint",
-  )
-  parser.add_argument(
-      "--raw-weights", action="store_true", help="use the raw weights instead of their EMA"
-  )
+  model_arguments.add_checkpoint(parser)
   parser.add_argument("--batch-size", type=int, default=8, help="files per model call (default 8)")
   parser.add_argument(
       "--num-shards", type=int, default=0, help="output shards (default: the runner chooses)"

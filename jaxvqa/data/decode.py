@@ -315,7 +315,7 @@ class FfmpegReader:
       raise FfmpegDecodeError(self._name, _ffmpeg_failure_reason(error.stderr)) from error
     except ImportError as error:
       raise FfmpegDecodeError(
-          self._name, f"imageio-ffmpeg is not installed ({error}); " "pip install imageio-ffmpeg"
+          self._name, f"imageio-ffmpeg is not installed ({error}); pip install imageio-ffmpeg"
       ) from error
     except OSError as error:
       raise FfmpegDecodeError(self._name, f"could not run ffmpeg: {error}") from error
@@ -398,7 +398,7 @@ def read_from_reader(reader, indices, name: str) -> np.ndarray:
   bad = indices[(indices < 0) | (indices >= num_frames)]
   if bad.size:
     raise IndexError(
-        f"{name}: frame indices {bad.tolist()[:5]} outside the video's " f"{num_frames} frames"
+        f"{name}: frame indices {bad.tolist()[:5]} outside the video's {num_frames} frames"
     )
   # Decode each distinct frame once, in file order (cheapest seeking).
   unique, inverse = np.unique(indices, return_inverse=True)

