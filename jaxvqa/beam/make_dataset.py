@@ -4,10 +4,11 @@
       ─Reshuffle─▶ encode + VMAF ─▶ rows ─▶ manifest.jsonl + make-dataset-report.json
 
 Every step is the function the thread pool of `jaxvqa.data.compress.make_dataset` runs
-(`make_source`, `plan_encodes`, `make_encode`, `write_manifest`), so both write the same files,
-rows and VMAF labels, and either can resume what the other left. A failed source or encode
-becomes a named failure (the report, the worker's log and the `failed_*` counters); the pipeline
-goes on. A rerun skips every encode whose sidecar matches its recipe, as the thread pool does.
+(`jaxvqa.data.make_steps`: `make_source`, `plan_encodes`, `make_encode`, `write_manifest`), so
+both write the same files, rows and VMAF labels, and either can resume what the other left. A
+failed source or encode becomes a named failure (the report, the worker's log and the `failed_*`
+counters); the pipeline goes on. A rerun skips every encode whose sidecar matches its recipe, as
+the thread pool does.
 
 Encodes are spread over workers one element each (the Reshuffle breaks fusion with the few
 mezzanine elements before it). Every worker must see the sources and the output directory at the
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Sequence
 import apache_beam as beam
 
 from jaxvqa.beam import runners
-from jaxvqa.data import compress
+from jaxvqa.data import compress, make_steps
 from jaxvqa.data import manifest
 
 REPORT_NAME = "make-dataset-report.json"  # counts and failures of the last Beam run
@@ -37,18 +38,18 @@ _COUNTERS = "jaxvqa.make_dataset"
 class _MakeSources(beam.DoFn):
   """A source task → its encode tasks still to make; finished rows and a failure tagged."""
 
-  def __init__(self, job: compress.Job, threads: int):
+  def __init__(self, job: make_steps.Job, threads: int):
     self.job, self.threads = job, threads
 
-  def process(self, task: compress.SourceTask):
+  def process(self, task: make_steps.SourceTask):
     try:
-      mezzanine = compress.make_source(task, self.job, self.threads)
+      mezzanine = make_steps.make_source(task, self.job, self.threads)
     except Exception as error:  # noqa: BLE001 — reported by name; the pipeline goes on
       yield beam.pvalue.TaggedOutput(
-          _FAILED, _failed("source", compress.source_failure(task, error))
+          _FAILED, _failed("source", make_steps.source_failure(task, error))
       )
       return
-    pending, finished = compress.plan_encodes(mezzanine, self.job)
+    pending, finished = make_steps.plan_encodes(mezzanine, self.job)
     beam.metrics.Metrics.counter(_COUNTERS, "skipped").inc(len(finished))
     for row in finished:
       yield beam.pvalue.TaggedOutput(_SKIPPED, row)
@@ -58,22 +59,22 @@ class _MakeSources(beam.DoFn):
 class _MakeEncodes(beam.DoFn):
   """An encode task → its manifest row; a failure tagged."""
 
-  def __init__(self, job: compress.Job, threads: int):
+  def __init__(self, job: make_steps.Job, threads: int):
     self.job, self.threads = job, threads
 
-  def process(self, task: compress.EncodeTask):
+  def process(self, task: make_steps.EncodeTask):
     try:
-      row = compress.make_encode(task, self.job, self.threads)
+      row = make_steps.make_encode(task, self.job, self.threads)
     except Exception as error:  # noqa: BLE001 — reported by name; the pipeline goes on
       yield beam.pvalue.TaggedOutput(
-          _FAILED, _failed("encode", compress.encode_failure(task, error))
+          _FAILED, _failed("encode", make_steps.encode_failure(task, error))
       )
       return
     beam.metrics.Metrics.counter(_COUNTERS, "made").inc()
     yield row
 
 
-def _failed(kind: str, failure: compress.Failure) -> tuple[str, compress.Failure]:
+def _failed(kind: str, failure: make_steps.Failure) -> tuple[str, make_steps.Failure]:
   logging.warning("make-dataset: FAILED %s: %s", failure.name, failure.reason)
   beam.metrics.Metrics.counter(_COUNTERS, f"failed_{kind}s").inc()
   return f"failed_{kind}", failure
@@ -86,12 +87,12 @@ def _tagged(value, kind: str) -> tuple[str, object]:
 def _write_outputs(outcomes: list[tuple[str, object]], out_dir) -> None:
   """manifest.jsonl from the rows made and skipped; the report from the counts and failures."""
   kinds = [kind for kind, _ in outcomes]
-  compress.write_manifest(out_dir, [row for kind, row in outcomes if kind in ("made", "skipped")])
+  make_steps.write_manifest(out_dir, [row for kind, row in outcomes if kind in ("made", "skipped")])
   failures = sorted(
       (value for kind, value in outcomes if kind.startswith("failed")),
       key=lambda failure: failure.name,
   )
-  compress.write_atomically(
+  make_steps.write_atomically(
       out_dir / REPORT_NAME,
       json.dumps(
           {
@@ -109,8 +110,8 @@ def _write_outputs(outcomes: list[tuple[str, object]], out_dir) -> None:
 
 def build(
     pipeline: beam.Pipeline,
-    tasks: Sequence[compress.SourceTask],
-    job: compress.Job,
+    tasks: Sequence[make_steps.SourceTask],
+    job: make_steps.Job,
     threads: int = 1,
 ) -> beam.PCollection:
   """Adds make-dataset to `pipeline`: the manifest and report of `tasks` are written at the end.
@@ -157,17 +158,17 @@ def make_dataset(
   """
   started = time.monotonic()
   runner = runner or runners.choose(None)
-  job = compress.Job.create(
+  job = make_steps.Job.create(
       out_dir, ladder_kbps, codecs, max_frames=max_frames, scale=scale, scales=scales
   )
   if job.out_dir.is_dir():
-    compress.remove_stale_temporaries(job.out_dir)
-  tasks, planning_failures = compress.plan_sources(sources, job)
+    make_steps.remove_stale_temporaries(job.out_dir)
+  tasks, planning_failures = make_steps.plan_sources(sources, job)
   (job.out_dir / REPORT_NAME).unlink(missing_ok=True)
   with runner.pipeline() as pipeline:
     build(pipeline, tasks, job, runner.threads_per_element())
   report = json.loads((job.out_dir / REPORT_NAME).read_text())
-  failures = planning_failures + [compress.Failure(**failure) for failure in report["failures"]]
+  failures = planning_failures + [make_steps.Failure(**failure) for failure in report["failures"]]
   return compress.MakeDatasetResult(
       rows=manifest.read_manifest(job.out_dir / manifest.MANIFEST_NAME),
       failures=sorted(failures, key=lambda failure: failure.name),

@@ -81,7 +81,7 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
   """`jaxvqa make-dataset`: 0 when everything was made, 1 when anything failed, 2 on bad input."""
-  from jaxvqa.data import compress, manifest
+  from jaxvqa.data import compress, make_steps, manifest
 
   through_beam = args.beam or args.runner is not None
   try:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
       raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
     if args.beam_args and not through_beam:
       raise ValueError(f"Beam options {args.beam_args} given without --beam or --runner")
-    originals, skipped = compress.find_sources(args.sources)
+    originals, skipped = make_steps.find_sources(args.sources)
   except (ValueError, FileNotFoundError) as error:
     _error(str(error))
     return 2

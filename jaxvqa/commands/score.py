@@ -153,7 +153,7 @@ def _argument_problem(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
   """`jaxvqa score`: see the module docstring for the exit status."""
-  from jaxvqa.data.compress import VIDEO_EXTENSIONS
+  from jaxvqa.data.make_steps import VIDEO_EXTENSIONS
   from jaxvqa.scoring.discovery import find_videos
   from jaxvqa.scoring.names import printable_name
   from jaxvqa.scoring.output_file import OutputError

@@ -84,7 +84,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
   A name that is none of these is kept: its row then says "file not found".
   """
-  from jaxvqa.data.compress import VIDEO_EXTENSIONS
+  from jaxvqa.data.make_steps import VIDEO_EXTENSIONS
 
   paths = []
   for given in inputs:

@@ -392,7 +392,7 @@ def read_frames(source: VideoSource, indices, *, num_threads: int = 0) -> np.nda
 
 
 def read_from_reader(reader, indices, name: str) -> np.ndarray:
-  """`read_frames` on an open reader (several reads of one file share its reader); `name` for errors."""
+  """`read_frames` on an open reader (reads of one file may share it); `name` is for errors."""
   indices = np.asarray(indices, dtype=np.int64).reshape(-1)
   num_frames = len(reader)
   bad = indices[(indices < 0) | (indices >= num_frames)]

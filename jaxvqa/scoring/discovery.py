@@ -14,7 +14,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxvqa.data.compress import VIDEO_EXTENSIONS
+from jaxvqa.data.make_steps import VIDEO_EXTENSIONS
 from jaxvqa.scoring.names import os_reason, printable_name
 from jaxvqa.scoring.results import ScoreFailure
 
