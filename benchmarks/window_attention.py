@@ -38,6 +38,7 @@ import numpy as np
 
 from jaxvqa.models import swinv2
 from jaxvqa.models import window_attention_pallas as pallas_attention
+from jaxvqa.models import windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402  (its timing loop and backbone rows; this file lives beside it)
@@ -69,7 +70,7 @@ def stages_of(variant: str) -> list[Stage]:
   stages = []
   for i, depth in enumerate(model.depths):
     height = grid // 2**i
-    window = swinv2.stage_window(height, model.window_size)
+    window = windows.stage_window(height, model.window_size)
     padded = -(-height // window.size) * window.size
     shifted = depth // 2 if window.shift else 0
     stages.append(
@@ -79,7 +80,7 @@ def stages_of(variant: str) -> list[Stage]:
             tokens=window.size**2,
             heads=model.num_heads[i],
             head_dim=model.embed_dim * 2**i // model.num_heads[i],
-            mask=swinv2.shifted_window_mask(padded, padded, window),
+            mask=windows.shifted_window_mask(padded, padded, window),
             unshifted_blocks=depth - shifted,
             shifted_blocks=shifted,
         )

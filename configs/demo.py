@@ -31,16 +31,23 @@ def get_config():
 
   model = config.model
   model.dtype = "float32"
-  model.backbone = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=8,
-                        pretrained_window_sizes=(0, 0, 0, 0), mlp_ratio=4.0, drop_path_rate=0.05)
+  model.backbone = dict(
+      embed_dim=32,
+      depths=(1, 1, 2, 1),
+      num_heads=(1, 2, 4, 8),
+      window_size=8,
+      pretrained_window_sizes=(0, 0, 0, 0),
+      mlp_ratio=4.0,
+      drop_path_rate=0.05,
+  )
   # token_norm: random-initialised features need their pooled tokens at unit scale (METHOD.md §8).
   model.fusion.update(grid=4, num_heads=4, mlp_dim=64, dropout=0.1, out_dim=128, token_norm=True)
   model.temporal.update(width=128, num_heads=4, dropout=0.1, max_frames=16)
   model.projection_dim = 64
 
   optim = config.optim
-  optim.learning_rate = 1e-3   # random initialisation and a few hundred steps, not a fine-tune
-  optim.epochs = 60            # 40 training videos, 5 steps an epoch: 300 steps
+  optim.learning_rate = 1e-3  # random initialisation and a few hundred steps, not a fine-tune
+  optim.epochs = 60  # 40 training videos, 5 steps an epoch: 300 steps
   optim.warmup_epochs = 2
   optim.ema_decay = 0.98
 

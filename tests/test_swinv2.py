@@ -14,6 +14,7 @@ from transformers import Swinv2Config, Swinv2Model
 from transformers.models.swinv2.modeling_swinv2 import Swinv2Layer, Swinv2SelfAttention
 
 from jaxvqa.models import swinv2
+from jaxvqa.models import windows
 from jaxvqa.models.convert import convert_state_dict
 from jaxvqa.models.swinv2 import SwinV2, SwinV2Output, from_variant
 
@@ -21,15 +22,30 @@ from jaxvqa.models.swinv2 import SwinV2, SwinV2Output, from_variant
 # the geometry each case exercises (see the ids).
 CASES = {
     # window 8, square: shifted windows with the −100 mask at stage 0, clamped windows after.
-    "w8_square": (64, 64, dict(embed_dim=24, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
-                               window_size=8)),
+    "w8_square": (
+        64,
+        64,
+        dict(embed_dim=24, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4], window_size=8),
+    ),
     # odd stage depths, non-square 72×104: padding to the window, shifted mask over padded maps,
     # odd maps into patch merging, stage windows 8, 8, 4, 2; pretraining windows set.
-    "odd_depth_padded": (72, 104, dict(embed_dim=24, depths=[1, 3, 1, 1], num_heads=[2, 2, 4, 4],
-                                       window_size=8, pretrained_window_sizes=[6, 6, 3, 3])),
+    "odd_depth_padded": (
+        72,
+        104,
+        dict(
+            embed_dim=24,
+            depths=[1, 3, 1, 1],
+            num_heads=[2, 2, 4, 4],
+            window_size=8,
+            pretrained_window_sizes=[6, 6, 3, 3],
+        ),
+    ),
     # 100×100 with window 4: floor-vs-ceil stage sizes (25→13→7→4), a clamped window of 3.
-    "w4_100px": (100, 100, dict(embed_dim=24, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
-                                window_size=4)),
+    "w4_100px": (
+        100,
+        100,
+        dict(embed_dim=24, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4], window_size=4),
+    ),
 }
 
 
@@ -85,8 +101,10 @@ class Converted:
     self.hf = randomized_hf_model(height, width, **fields)
     # HF keeps no position buffers in its state dict, so the windows come from its config.
     self.variables, self.kwargs = convert_state_dict(
-        hf_state(self.hf), window_size=fields["window_size"],
-        pretrained_window_sizes=fields.get("pretrained_window_sizes"))
+        hf_state(self.hf),
+        window_size=fields["window_size"],
+        pretrained_window_sizes=fields.get("pretrained_window_sizes"),
+    )
     self.images = np.random.default_rng(0).standard_normal((2, height, width, 3)).astype(np.float32)
 
   def model(self, **overrides) -> SwinV2:
@@ -136,8 +154,14 @@ def test_forward_flops_match_timm_and_xla():
   xla_flops = lowered.cost_analysis()["flops"]
   assert 0.9 < flops / xla_flops < 1.0
   # By hand: one stage, 20×20 px → a 5×5 map, attended as 8×8 after padding to window 4.
-  one_stage = SwinV2(embed_dim=8, depths=(1,), num_heads=(1,), window_size=4,
-                     pretrained_window_sizes=(0,), mlp_ratio=2.0)
+  one_stage = SwinV2(
+      embed_dim=8,
+      depths=(1,),
+      num_heads=(1,),
+      window_size=4,
+      pretrained_window_sizes=(0,),
+      mlp_ratio=2.0,
+  )
   patch_embed = 2 * 25 * (4 * 4 * 3) * 8
   attention = 2 * 64 * 8 * 24 + 2 * 2 * 64 * 16 * 8 + 2 * 64 * 8 * 8
   mlp = 2 * 2 * 25 * 8 * 16
@@ -150,8 +174,10 @@ def test_gradient_reaches_every_parameter():
   rng = np.random.default_rng(1)
   out_shapes = jax.eval_shape(model.apply, c.variables, c.images)
   # Random projections so that no output direction is special.
-  probes = [jnp.asarray(rng.standard_normal(s.shape), jnp.float32)
-            for s in (*out_shapes.stages, out_shapes.pooled)]
+  probes = [
+      jnp.asarray(rng.standard_normal(s.shape), jnp.float32)
+      for s in (*out_shapes.stages, out_shapes.pooled)
+  ]
 
   def scalar(params):
     out = model.apply({"params": params}, c.images)
@@ -189,32 +215,43 @@ def test_drop_path_changes_the_model_in_training_and_not_in_eval():
   assert max_relative_error(train_out.pooled, eval_out.pooled) > 1e-2
 
 
-@pytest.mark.parametrize("height,width,window,shift",
-                         [(16, 16, 8, 4), (24, 32, 8, 4), (16, 16, 4, 2)])
+@pytest.mark.parametrize(
+    "height,width,window,shift", [(16, 16, 8, 4), (24, 32, 8, 4), (16, 16, 4, 2)]
+)
 def test_shift_mask_matches_hf(height, width, window, shift):
   config = Swinv2Config(window_size=window)
-  layer = Swinv2Layer(config, dim=8, input_resolution=(height, width), num_heads=2,
-                      shift_size=shift)
+  layer = Swinv2Layer(
+      config, dim=8, input_resolution=(height, width), num_heads=2, shift_size=shift
+  )
   reference = layer.get_attn_mask(height, width, dtype=torch.float32).numpy()
-  ours = swinv2.shifted_window_mask(height, width, swinv2.StageWindow(window, shift))
+  ours = windows.shifted_window_mask(height, width, windows.StageWindow(window, shift))
   np.testing.assert_array_equal(ours, reference)
-  assert swinv2.shifted_window_mask(height, width, swinv2.StageWindow(window, 0)) is None
+  assert windows.shifted_window_mask(height, width, windows.StageWindow(window, 0)) is None
 
 
 @pytest.mark.parametrize("window,pretrained", [(8, 0), (16, 12), (3, 0), (1, 0), (6, 8)])
 def test_position_tables_match_hf(window, pretrained):
-  attention = Swinv2SelfAttention(Swinv2Config(), dim=8, num_heads=2, window_size=window,
-                                  pretrained_window_size=[pretrained, pretrained])
+  attention = Swinv2SelfAttention(
+      Swinv2Config(),
+      dim=8,
+      num_heads=2,
+      window_size=window,
+      pretrained_window_size=[pretrained, pretrained],
+  )
   table, index = attention.create_coords_table_and_index()
-  np.testing.assert_allclose(swinv2.relative_coords_table(window, pretrained),
-                             table.numpy().reshape(-1, 2), rtol=1e-6, atol=1e-7)
-  np.testing.assert_array_equal(swinv2.relative_position_index(window), index.numpy())
+  np.testing.assert_allclose(
+      windows.relative_coords_table(window, pretrained),
+      table.numpy().reshape(-1, 2),
+      rtol=1e-6,
+      atol=1e-7,
+  )
+  np.testing.assert_array_equal(windows.relative_position_index(window), index.numpy())
 
 
 def test_stage_windows_follow_the_resolution():
   # SwinV2-T window 16 at 256 px runs windows 16, 16, 16, 8 (PAPER.md); shift only when larger.
-  windows16 = [swinv2.stage_window(64 // 2**i, 16) for i in range(4)]
-  windows8 = [swinv2.stage_window(64 // 2**i, 8) for i in range(4)]
+  windows16 = [windows.stage_window(64 // 2**i, 16) for i in range(4)]
+  windows8 = [windows.stage_window(64 // 2**i, 8) for i in range(4)]
   assert windows16 == [(16, 8), (16, 8), (16, 0), (8, 0)]
   assert windows8 == [(8, 4), (8, 4), (8, 4), (8, 0)]
 
@@ -222,10 +259,16 @@ def test_stage_windows_follow_the_resolution():
 def test_variants_and_their_stage_shapes():
   model = from_variant("swinv2_tiny_window16_256")
   assert (model.embed_dim, tuple(model.depths), model.window_size) == (96, (2, 2, 6, 2), 16)
-  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0],
-                       jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32))
-  assert [s.shape for s in out.stages] == [(1, 32, 32, 192), (1, 16, 16, 384), (1, 8, 8, 768),
-                                          (1, 8, 8, 768)]
+  out = jax.eval_shape(
+      lambda x: model.init_with_output(jax.random.key(0), x)[0],
+      jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32),
+  )
+  assert [s.shape for s in out.stages] == [
+      (1, 32, 32, 192),
+      (1, 16, 16, 384),
+      (1, 8, 8, 768),
+      (1, 8, 8, 768),
+  ]
   assert out.pooled.shape == (1, 768)
   assert from_variant("swinv2_base_window8_256", dtype=jnp.bfloat16).dtype == jnp.bfloat16
   with pytest.raises(ValueError, match="swinv2_tiny_window8_256"):
@@ -235,15 +278,17 @@ def test_variants_and_their_stage_shapes():
 
 
 def test_initialisation_follows_the_reference():
-  model = SwinV2(embed_dim=16, depths=(1, 1), num_heads=(2, 2), pretrained_window_sizes=(0, 0),
-                 window_size=4)
+  model = SwinV2(
+      embed_dim=16, depths=(1, 1), num_heads=(2, 2), pretrained_window_sizes=(0, 0), window_size=4
+  )
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   block = params["stage_0"]["block_0"]
   # Res-post-norm: the block norms start at zero, so a fresh block is the identity.
   for norm in ("norm1", "norm2"):
     assert not np.any(block[norm]["scale"]) and not np.any(block[norm]["bias"])
-  np.testing.assert_allclose(block["attn"]["logit_scale"], np.full((2, 1, 1), math.log(10)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      block["attn"]["logit_scale"], np.full((2, 1, 1), math.log(10)), rtol=1e-6
+  )
   assert not np.any(block["attn"]["q_bias"]) and not np.any(block["attn"]["v_bias"])
   assert abs(float(np.std(block["mlp"]["fc1"]["kernel"])) - 0.02) < 0.004
   assert np.all(params["norm"]["scale"] == 1.0)

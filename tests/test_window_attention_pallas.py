@@ -20,6 +20,7 @@ from configs import default as default_config
 from jaxvqa import config as config_lib
 from jaxvqa.models import swinv2
 from jaxvqa.models import window_attention_pallas as pallas_attention
+from jaxvqa.models import windows
 
 BATCH, HEADS, HEAD_DIM = 2, 2, 16
 WINDOW, SIDE = 8, 16
@@ -35,7 +36,7 @@ WINDOWS_PER_PROGRAM = 2
 def random_inputs(seed: int, dtype=jnp.float32):
   """qkv [B, nW, N, 3, heads, d], scale [heads], bias [heads, N, N], shift mask [nW, N, N]."""
   rng = np.random.default_rng(seed)
-  mask = swinv2.shifted_window_mask(SIDE, SIDE, swinv2.StageWindow(WINDOW, WINDOW // 2))
+  mask = windows.shifted_window_mask(SIDE, SIDE, windows.StageWindow(WINDOW, WINDOW // 2))
   qkv = rng.normal(size=(BATCH, NUM_WINDOWS, TOKENS, 3, HEADS, HEAD_DIM))
   # SwinV2's initial τ = 10, and τ = 100 at the clamp, so the logits span a wide range.
   scale = np.array([10.0, 100.0])
@@ -170,7 +171,7 @@ def test_swinv2_with_pallas_equals_xla():
 def test_windows_too_small_for_the_kernel_stay_on_xla():
   # A 2×2 window (4 tokens) is below Triton's smallest dot: "pallas" must fall back, not fail.
   x = jax.random.normal(jax.random.key(0), (1, 4, 4, 32))
-  mask = swinv2.shifted_window_mask(4, 4, swinv2.StageWindow(2, 1))
+  mask = windows.shifted_window_mask(4, 4, windows.StageWindow(2, 1))
 
   def attention(attention_impl):
     return swinv2.WindowAttention(32, 2, window=2, attention_impl=attention_impl)
@@ -200,7 +201,7 @@ def test_lowers_to_triton_for_gpu(window):
   # its speed, still need a GPU.
   tokens = window * window
   mask = jnp.asarray(
-      swinv2.shifted_window_mask(2 * window, 2 * window, swinv2.StageWindow(window, window // 2))
+      windows.shifted_window_mask(2 * window, 2 * window, windows.StageWindow(window, window // 2))
   )
   qkv = jax.ShapeDtypeStruct((2, 4, tokens, 3, 3, 32), jnp.bfloat16)
   scale = jax.ShapeDtypeStruct((3,), jnp.float32)

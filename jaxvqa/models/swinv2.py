@@ -37,12 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvqa.models import window_attention_pallas
+from jaxvqa.models import windows
 from jaxvqa.models.l2 import l2_normalize
 
 DROP_PATH_RNG = "dropout"
 
 LAYER_NORM_EPS = 1e-5
-MASK_VALUE = -100.0
 LOGIT_SCALE_INIT = math.log(10.0)
 LOGIT_SCALE_MAX = math.log(100.0)
 POSITION_BIAS_HIDDEN = 512
@@ -57,14 +57,22 @@ _linear_init = nn.initializers.truncated_normal(stddev=0.02)
 def _layer_norm(name: str, dtype: Any, param_dtype: Any, zero_init: bool = False) -> nn.LayerNorm:
   init = nn.initializers.zeros if zero_init else nn.initializers.ones
   return nn.LayerNorm(
-      epsilon=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, scale_init=init, name=name)
+      epsilon=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, scale_init=init, name=name
+  )
 
 
-def _dense(features: int, name: str, dtype: Any, param_dtype: Any,
-           use_bias: bool = True) -> nn.Dense:
+def _dense(
+    features: int, name: str, dtype: Any, param_dtype: Any, use_bias: bool = True
+) -> nn.Dense:
   return nn.Dense(
-      features, use_bias=use_bias, kernel_init=_linear_init, bias_init=nn.initializers.zeros,
-      dtype=dtype, param_dtype=param_dtype, name=name)
+      features,
+      use_bias=use_bias,
+      kernel_init=_linear_init,
+      bias_init=nn.initializers.zeros,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      name=name,
+  )
 
 
 class SwinV2Output(NamedTuple):
@@ -76,6 +84,7 @@ class SwinV2Output(NamedTuple):
   pooled: [B, C_last], final LayerNorm over the last stage's tokens, then their mean
     (HF `pooler_output`, timm `forward_head(pre_logits=True)`).
   """
+
   stages: tuple[jax.Array, ...]
   pooled: jax.Array
 
@@ -85,95 +94,13 @@ class SwinV2Output(NamedTuple):
 # reshapes on static shapes, so XLA sees fixed sizes.
 
 
-class StageWindow(NamedTuple):
-  """Window side and cyclic shift (for the odd blocks) of one stage; static Python ints."""
-  size: int
-  shift: int
-
-
-def stage_window(nominal_height: int, window_size: int) -> StageWindow:
-  """HF's rule: a stage no taller than the window gets one window of its own height, unshifted."""
-  if nominal_height <= window_size:
-    return StageWindow(size=nominal_height, shift=0)
-  return StageWindow(size=window_size, shift=window_size // 2)
-
-
-def window_partition(x: jax.Array, window: int) -> jax.Array:
-  """[B, H, W, C] with H, W multiples of `window` → [B, nW, window², C], windows row-major."""
-  b, h, w, c = x.shape
-  x = x.reshape(b, h // window, window, w // window, window, c)
-  x = x.transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, (h // window) * (w // window), window * window, c)
-
-
-def window_reverse(windows: jax.Array, window: int, height: int, width: int) -> jax.Array:
-  """[B, nW, window², C] → [B, height, width, C]; inverse of `window_partition`."""
-  b, _, _, c = windows.shape
-  x = windows.reshape(b, height // window, width // window, window, window, c)
-  x = x.transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, height, width, c)
-
-
-def relative_coords_table(window: int, pretrained_window: int) -> np.ndarray:
-  """[(2·window−1)², 2] float32: log-spaced relative offsets (dy, dx), the position-bias MLP input.
-
-  Offsets in [−(window−1), window−1] are divided by (pretrained_window − 1) when a pretraining
-  window is given (so a model fine-tuned at a larger window sees the coordinates it learned on),
-  else by (window − 1), scaled to [−8, 8], then mapped through sign·log2(1+|x|)/log2(8).
-  """
-  offsets = np.arange(-(window - 1), window, dtype=np.float32)
-  table = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)
-  if pretrained_window > 0:
-    table = table / (pretrained_window - 1)
-  elif window > 1:
-    table = table / (window - 1)
-  table = table * 8.0
-  table = np.sign(table) * np.log2(np.abs(table) + 1.0) / np.log2(8.0)
-  return table.reshape(-1, 2).astype(np.float32)
-
-
-def relative_position_index(window: int) -> np.ndarray:
-  """[window², window²] int32: row of `relative_coords_table` for each (query, key) pair."""
-  coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(2, -1)
-  relative = coords[:, :, None] - coords[:, None, :] + (window - 1)
-  return (relative[0] * (2 * window - 1) + relative[1]).astype(np.int32)
-
-
-def shifted_window_mask(height: int, width: int, window: StageWindow) -> np.ndarray | None:
-  """[nW, window², window²] float32 additive mask (0 or −100) for a cyclically shifted map.
-
-  After the roll, a window at the bottom/right edge holds tokens from up to three regions per
-  axis that were not neighbours before it; they must not attend to each other. `height` and
-  `width` are the padded map's. None when the stage does not shift.
-  """
-  if window.shift == 0:
-    return None
-
-  def regions(n: int) -> np.ndarray:
-    idx = np.arange(n)
-    return (idx >= n - window.size).astype(np.int32) + (idx >= n - window.shift).astype(np.int32)
-
-  region = regions(height)[:, None] * 3 + regions(width)[None, :]
-  region_windows = window_partition(region[None, :, :, None], window.size)[0, :, :, 0]
-  different = region_windows[:, None, :] != region_windows[:, :, None]
-  return np.where(different, MASK_VALUE, 0.0).astype(np.float32)
-
-
-def _pad_bottom_right(x: jax.Array, multiple: int) -> jax.Array:
-  """[B, H, W, C] → [B, ceil(H/m)·m, ceil(W/m)·m, C], zeros appended (as HF pads)."""
-  _, h, w, _ = x.shape
-  pad_h, pad_w = -h % multiple, -w % multiple
-  if pad_h == 0 and pad_w == 0:
-    return x
-  return jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-
-
 # ----------------------------------------------------------------------------------------------
 # Layers.
 
 
-def cosine_window_attention(qkv: jax.Array, scale: jax.Array, position_bias: jax.Array,
-                            mask: jax.Array | None) -> jax.Array:
+def cosine_window_attention(
+    qkv: jax.Array, scale: jax.Array, position_bias: jax.Array, mask: jax.Array | None
+) -> jax.Array:
   """softmax(scale·q̂·k̂ᵀ + position_bias + mask)·v per window and head; the XLA path.
 
   qkv: [B, nW, N, 3, heads, head_dim]; scale: [heads] fp32, the clamped exp(logit_scale);
@@ -198,6 +125,7 @@ class ContinuousPositionBias(nn.Module):
   Depends only on parameters and static geometry, so it is computed once per block call and
   broadcast over windows and batch. Returns [heads, window², window²] float32 in (0, 16).
   """
+
   num_heads: int
   window: int
   pretrained_window: int = 0
@@ -205,11 +133,11 @@ class ContinuousPositionBias(nn.Module):
 
   @nn.compact
   def __call__(self) -> jax.Array:
-    table = jnp.asarray(relative_coords_table(self.window, self.pretrained_window))
+    table = jnp.asarray(windows.relative_coords_table(self.window, self.pretrained_window))
     hidden = nn.relu(_dense(POSITION_BIAS_HIDDEN, "hidden", jnp.float32, self.param_dtype)(table))
     out = _dense(self.num_heads, "out", jnp.float32, self.param_dtype, use_bias=False)
-    per_offset = out(hidden)   # [(2·window−1)², heads]
-    index = relative_position_index(self.window)
+    per_offset = out(hidden)  # [(2·window−1)², heads]
+    index = windows.relative_position_index(self.window)
     bias = per_offset[index.reshape(-1)].reshape(*index.shape, self.num_heads)
     return POSITION_BIAS_RANGE * jax.nn.sigmoid(bias.transpose(2, 0, 1))
 
@@ -223,6 +151,7 @@ class WindowAttention(nn.Module):
   attention_impl: one of `ATTENTION_IMPLS`. "pallas" runs the fused kernel where
   `window_attention_pallas.supports` the window and head sizes and XLA elsewhere.
   """
+
   dim: int
   num_heads: int
   window: int
@@ -237,15 +166,19 @@ class WindowAttention(nn.Module):
     q_bias = self.param("q_bias", nn.initializers.zeros, (self.dim,), self.param_dtype)
     v_bias = self.param("v_bias", nn.initializers.zeros, (self.dim,), self.param_dtype)
     logit_scale = self.param(
-        "logit_scale", nn.initializers.constant(LOGIT_SCALE_INIT), (self.num_heads, 1, 1),
-        self.param_dtype)
+        "logit_scale",
+        nn.initializers.constant(LOGIT_SCALE_INIT),
+        (self.num_heads, 1, 1),
+        self.param_dtype,
+    )
 
     qkv = _dense(3 * self.dim, "qkv", self.dtype, self.param_dtype, use_bias=False)(x)
     qkv_bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(self.dtype)
     qkv = (qkv + qkv_bias).reshape(*x.shape[:-1], 3, self.num_heads, head_dim)
     scale = jnp.exp(jnp.minimum(logit_scale.astype(jnp.float32), LOGIT_SCALE_MAX)).reshape(-1)
     bias = ContinuousPositionBias(
-        self.num_heads, self.window, self.pretrained_window, self.param_dtype, name="cpb_mlp")()
+        self.num_heads, self.window, self.pretrained_window, self.param_dtype, name="cpb_mlp"
+    )()
     mask = None if mask is None else jnp.asarray(mask)
     attend = cosine_window_attention
     if self.attention_impl == "pallas" and window_attention_pallas.supports(x.shape[-2], head_dim):
@@ -260,6 +193,7 @@ class DropPath(nn.Module):
   x: [B, ...]. Survivors are scaled by 1/(1−rate). Identity when not training or rate is 0.
   Draws from the `DROP_PATH_RNG` stream.
   """
+
   rate: float
 
   @nn.compact
@@ -280,6 +214,7 @@ class MLP(nn.Module):
   tanh form is the one XLA's GPU compiler fuses into the fc1 matmul's epilogue, which saves
   writing and re-reading the MLP's widest activation.
   """
+
   dim: int
   hidden: int
   dtype: Any = jnp.float32
@@ -299,9 +234,10 @@ class SwinV2Block(nn.Module):
   −shift (if any), attended per window, rolled back and cropped — HF's order of operations.
   norm1/norm2 start at zero (timm's res-post-norm init), so a fresh block is the identity.
   """
+
   dim: int
   num_heads: int
-  window: StageWindow
+  window: windows.StageWindow
   pretrained_window: int = 0
   mlp_ratio: float = 4.0
   drop_path: float = 0.0
@@ -313,16 +249,23 @@ class SwinV2Block(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     _, height, width, _ = x.shape
     size, shift = self.window
-    shifted = _pad_bottom_right(x, size)
+    shifted = windows.pad_bottom_right(x, size)
     _, padded_h, padded_w, _ = shifted.shape
     if shift:
       shifted = jnp.roll(shifted, (-shift, -shift), axis=(1, 2))
     attention = WindowAttention(
-        self.dim, self.num_heads, size, self.pretrained_window, self.dtype, self.param_dtype,
-        self.attention_impl, name="attn")
-    mask = shifted_window_mask(padded_h, padded_w, self.window)
-    attended = attention(window_partition(shifted, size), mask)
-    attended = window_reverse(attended, size, padded_h, padded_w)
+        self.dim,
+        self.num_heads,
+        size,
+        self.pretrained_window,
+        self.dtype,
+        self.param_dtype,
+        self.attention_impl,
+        name="attn",
+    )
+    mask = windows.shifted_window_mask(padded_h, padded_w, self.window)
+    attended = attention(windows.window_partition(shifted, size), mask)
+    attended = windows.window_reverse(attended, size, padded_h, padded_w)
     if shift:
       attended = jnp.roll(attended, (shift, shift), axis=(1, 2))
     attended = attended[:, :height, :width, :]
@@ -341,13 +284,14 @@ class PatchMerging(nn.Module):
   Odd sides get a zero row/column. The cell's pixels are concatenated in the order
   (0,0), (1,0), (0,1), (1,1) as (row, col) offsets — the order pretrained kernels expect.
   """
+
   dim: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = _pad_bottom_right(x, 2)
+    x = windows.pad_bottom_right(x, 2)
     cell = [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]
     x = jnp.concatenate(cell, axis=-1)
     x = _dense(2 * self.dim, "reduction", self.dtype, self.param_dtype, use_bias=False)(x)
@@ -356,6 +300,7 @@ class PatchMerging(nn.Module):
 
 class PatchEmbed(nn.Module):
   """[B, H, W, 3] → [B, ⌈H/p⌉, ⌈W/p⌉, C]: conv p×p stride p + LayerNorm; H, W zero-padded to p."""
+
   dim: int
   patch_size: int
   dtype: Any = jnp.float32
@@ -363,10 +308,17 @@ class PatchEmbed(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = _pad_bottom_right(x, self.patch_size)
+    x = windows.pad_bottom_right(x, self.patch_size)
     p = self.patch_size
-    x = nn.Conv(self.dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
-                param_dtype=self.param_dtype, name="proj")(x)
+    x = nn.Conv(
+        self.dim,
+        (p, p),
+        strides=(p, p),
+        padding="VALID",
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="proj",
+    )(x)
     return _layer_norm("norm", self.dtype, self.param_dtype)(x)
 
 
@@ -375,10 +327,11 @@ class SwinV2Stage(nn.Module):
 
   x: [B, H, W, C] → [B, ⌈H/2⌉, ⌈W/2⌉, 2C], or [B, H, W, C] for the last stage.
   """
+
   dim: int
   depth: int
   num_heads: int
-  window: StageWindow
+  window: windows.StageWindow
   pretrained_window: int
   mlp_ratio: float
   drop_path: Sequence[float]
@@ -390,11 +343,19 @@ class SwinV2Stage(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     for j in range(self.depth):
-      window = self.window if j % 2 else StageWindow(self.window.size, 0)
+      window = self.window if j % 2 else windows.StageWindow(self.window.size, 0)
       x = SwinV2Block(
-          self.dim, self.num_heads, window, self.pretrained_window, self.mlp_ratio,
-          self.drop_path[j], self.dtype, self.param_dtype, self.attention_impl,
-          name=f"block_{j}")(x, train=train)
+          self.dim,
+          self.num_heads,
+          window,
+          self.pretrained_window,
+          self.mlp_ratio,
+          self.drop_path[j],
+          self.dtype,
+          self.param_dtype,
+          self.attention_impl,
+          name=f"block_{j}",
+      )(x, train=train)
     if self.downsample:
       x = PatchMerging(self.dim, self.dtype, self.param_dtype, name="downsample")(x)
     return x
@@ -410,6 +371,7 @@ class SwinV2(nn.Module):
   attention: "xla" (the reference, and the default) or "pallas" (the fused GPU kernel of
   `window_attention_pallas`; interpreted, hence slow, on other backends).
   """
+
   embed_dim: int = 96
   depths: Sequence[int] = (2, 2, 6, 2)
   num_heads: Sequence[int] = (3, 6, 12, 24)
@@ -424,17 +386,23 @@ class SwinV2(nn.Module):
 
   def _check_fields(self) -> None:
     if self.attention_impl not in ATTENTION_IMPLS:
-      raise ValueError(f"SwinV2.attention_impl must be one of {ATTENTION_IMPLS}, "
-                       f"got {self.attention_impl!r}.")
+      raise ValueError(
+          f"SwinV2.attention_impl must be one of {ATTENTION_IMPLS}, "
+          f"got {self.attention_impl!r}."
+      )
     n = len(self.depths)
     for field in ("num_heads", "pretrained_window_sizes"):
       if len(getattr(self, field)) != n:
-        raise ValueError(f"SwinV2.{field} has {len(getattr(self, field))} entries but depths "
-                         f"has {n}; give one per stage.")
+        raise ValueError(
+            f"SwinV2.{field} has {len(getattr(self, field))} entries but depths "
+            f"has {n}; give one per stage."
+        )
     for i, heads in enumerate(self.num_heads):
       if (self.embed_dim * 2**i) % heads:
-        raise ValueError(f"SwinV2 stage {i}: width {self.embed_dim * 2**i} is not divisible by "
-                         f"num_heads[{i}]={heads}.")
+        raise ValueError(
+            f"SwinV2 stage {i}: width {self.embed_dim * 2**i} is not divisible by "
+            f"num_heads[{i}]={heads}."
+        )
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> SwinV2Output:
@@ -443,24 +411,34 @@ class SwinV2(nn.Module):
       raise ValueError(f"SwinV2 expects images [B, H, W, 3], got shape {x.shape}.")
     num_stages = len(self.depths)
     grid_height = x.shape[1] // self.patch_size
-    if grid_height // 2**(num_stages - 1) < 1:
-      raise ValueError(f"SwinV2: input height {x.shape[1]} is too small for {num_stages} stages; "
-                       f"need at least {self.patch_size * 2**(num_stages - 1)} pixels.")
+    if grid_height // 2 ** (num_stages - 1) < 1:
+      raise ValueError(
+          f"SwinV2: input height {x.shape[1]} is too small for {num_stages} stages; "
+          f"need at least {self.patch_size * 2**(num_stages - 1)} pixels."
+      )
     rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths)).tolist()
 
-    embed = PatchEmbed(self.embed_dim, self.patch_size, self.dtype, self.param_dtype,
-                       name="patch_embed")
+    embed = PatchEmbed(
+        self.embed_dim, self.patch_size, self.dtype, self.param_dtype, name="patch_embed"
+    )
     x = embed(x.astype(self.dtype))
     stages = []
     for i, depth in enumerate(self.depths):
       first = sum(self.depths[:i])
       x = SwinV2Stage(
-          dim=self.embed_dim * 2**i, depth=depth, num_heads=self.num_heads[i],
-          window=stage_window(grid_height // 2**i, self.window_size),
-          pretrained_window=self.pretrained_window_sizes[i], mlp_ratio=self.mlp_ratio,
-          drop_path=rates[first:first + depth], downsample=i < num_stages - 1,
-          dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl,
-          name=f"stage_{i}")(x, train=train)
+          dim=self.embed_dim * 2**i,
+          depth=depth,
+          num_heads=self.num_heads[i],
+          window=windows.stage_window(grid_height // 2**i, self.window_size),
+          pretrained_window=self.pretrained_window_sizes[i],
+          mlp_ratio=self.mlp_ratio,
+          drop_path=rates[first : first + depth],
+          downsample=i < num_stages - 1,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          attention_impl=self.attention_impl,
+          name=f"stage_{i}",
+      )(x, train=train)
       stages.append(x)
     tokens = _layer_norm("norm", self.dtype, self.param_dtype)(x)
     pooled = tokens.astype(jnp.float32).mean(axis=(1, 2)).astype(self.dtype)
@@ -482,9 +460,11 @@ def forward_flops(model: SwinV2, height: int, width: int) -> int:
   grid_height = height // p
   for i, depth in enumerate(model.depths):
     dim = model.embed_dim * 2**i
-    window = stage_window(grid_height // 2**i, model.window_size).size
+    window = windows.stage_window(grid_height // 2**i, model.window_size).size
     attended = (-(-h // window) * window) * (-(-w // window) * window)
-    attention = 2 * attended * dim * 3 * dim + 2 * 2 * attended * window**2 * dim + 2 * attended * dim**2
+    attention = (
+        2 * attended * dim * 3 * dim + 2 * 2 * attended * window**2 * dim + 2 * attended * dim**2
+    )
     mlp = 2 * 2 * h * w * dim * int(dim * model.mlp_ratio)
     flops += depth * (attention + mlp)
     if i < len(model.depths) - 1:
@@ -493,10 +473,20 @@ def forward_flops(model: SwinV2, height: int, width: int) -> int:
   return flops
 
 
-def _variant(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window: int,
-             pretrained_windows: tuple[int, ...] = (0, 0, 0, 0)) -> dict:
-  return dict(embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window,
-              pretrained_window_sizes=pretrained_windows)
+def _variant(
+    embed_dim: int,
+    depths: tuple[int, ...],
+    num_heads: tuple[int, ...],
+    window: int,
+    pretrained_windows: tuple[int, ...] = (0, 0, 0, 0),
+) -> dict:
+  return dict(
+      embed_dim=embed_dim,
+      depths=depths,
+      num_heads=num_heads,
+      window_size=window,
+      pretrained_window_sizes=pretrained_windows,
+  )
 
 
 # Named configs after timm's model names; values are SwinV2 field values.
@@ -509,7 +499,8 @@ VARIANTS: dict[str, dict] = {
     "swinv2_base_window16_256": _variant(128, (2, 2, 18, 2), (4, 8, 16, 32), 16),
     # ImageNet-22k pretrained at window 12 / 192 px, fine-tuned at window 16 / 256 px.
     "swinv2_base_window12to16_192to256": _variant(
-        128, (2, 2, 18, 2), (4, 8, 16, 32), 16, (12, 12, 12, 6)),
+        128, (2, 2, 18, 2), (4, 8, 16, 32), 16, (12, 12, 12, 6)
+    ),
 }
 
 
@@ -520,6 +511,8 @@ def from_variant(name: str, **overrides: Any) -> SwinV2:
   fields = set(SwinV2.__dataclass_fields__) - {"parent", "name"}
   unknown = sorted(set(overrides) - fields)
   if unknown:
-    raise ValueError(f"from_variant({name!r}): unknown SwinV2 field(s) {unknown}; "
-                     f"fields are {sorted(fields)}.")
+    raise ValueError(
+        f"from_variant({name!r}): unknown SwinV2 field(s) {unknown}; "
+        f"fields are {sorted(fields)}."
+    )
   return SwinV2(**{**VARIANTS[name], **overrides})

@@ -28,13 +28,13 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class VQAOutput(NamedTuple):
-  score: jax.Array       # [B] predicted quality, on the training label's scale after calibration
-  embedding: jax.Array   # [B, D] video embedding
+  score: jax.Array  # [B] predicted quality, on the training label's scale after calibration
+  embedding: jax.Array  # [B, D] video embedding
   projection: jax.Array  # [B, P] L2-normalised projection for the group contrastive loss
 
 
 class IQAOutput(NamedTuple):
-  score: jax.Array    # [B]
+  score: jax.Array  # [B]
   feature: jax.Array  # [B, F] fused frame feature
 
 
@@ -62,7 +62,8 @@ class QualityHead(nn.Module):
     x = nn.Dense(self.hidden, dtype=jnp.float32, name="hidden")(x.astype(jnp.float32))
     if container is not None:
       x = x + nn.Dense(self.hidden, use_bias=False, dtype=jnp.float32, name="container")(
-          container.astype(jnp.float32))
+          container.astype(jnp.float32)
+      )
     return nn.Dense(1, dtype=jnp.float32, name="out")(nn.gelu(x))[..., 0]
 
 
@@ -107,17 +108,26 @@ class VQAModel(nn.Module):
   @nn.compact
   def __call__(self, frames, frame_mask=None, container=None, *, train: bool = False) -> VQAOutput:
     if self.container_dim and container is None:
-      raise ValueError(f"this hybrid model reads container features [B, {self.container_dim}]; "
-                       "pass container=")
+      raise ValueError(
+          f"this hybrid model reads container features [B, {self.container_dim}]; "
+          "pass container="
+      )
     if not self.container_dim:
       container = None
     batch, num_frames = frames.shape[:2]
     if frame_mask is None:
       frame_mask = jnp.ones((batch, num_frames), bool)
     features = _frame_features(
-        self.backbone, self.spatial_fusion, frames.reshape(batch * num_frames, *frames.shape[2:]),
-        self.freeze_backbone, self.dtype, train)
-    embedding = self.temporal_fusion(features.reshape(batch, num_frames, -1), frame_mask, train=train)
+        self.backbone,
+        self.spatial_fusion,
+        frames.reshape(batch * num_frames, *frames.shape[2:]),
+        self.freeze_backbone,
+        self.dtype,
+        train,
+    )
+    embedding = self.temporal_fusion(
+        features.reshape(batch, num_frames, -1), frame_mask, train=train
+    )
     score = QualityHead(self.head_hidden, name="head")(embedding, container)
     projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
@@ -135,14 +145,17 @@ class IQAModel(nn.Module):
   @nn.compact
   def __call__(self, images, *, train: bool = False) -> IQAOutput:
     feature = _frame_features(
-        self.backbone, self.spatial_fusion, images, self.freeze_backbone, self.dtype, train)
+        self.backbone, self.spatial_fusion, images, self.freeze_backbone, self.dtype, train
+    )
     score = QualityHead(self.head_hidden, name="image_head")(feature)
     return IQAOutput(score=score, feature=feature)
 
 
 def _dtype(model_config) -> Any:
   if model_config.dtype not in DTYPES:
-    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}")
+    raise ValueError(
+        f"config.model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}"
+    )
   return DTYPES[model_config.dtype]
 
 
@@ -150,15 +163,29 @@ def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
   dtype = _dtype(model_config)
   b, f = model_config.backbone, model_config.fusion
   backbone = SwinV2(
-      embed_dim=b.embed_dim, depths=tuple(b.depths), num_heads=tuple(b.num_heads),
-      window_size=b.window_size, pretrained_window_sizes=tuple(b.pretrained_window_sizes),
-      mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate, dtype=dtype,
-      attention_impl=b.get("attention_impl", SwinV2.attention_impl))
+      embed_dim=b.embed_dim,
+      depths=tuple(b.depths),
+      num_heads=tuple(b.num_heads),
+      window_size=b.window_size,
+      pretrained_window_sizes=tuple(b.pretrained_window_sizes),
+      mlp_ratio=b.mlp_ratio,
+      drop_path_rate=b.drop_path_rate,
+      dtype=dtype,
+      attention_impl=b.get("attention_impl", SwinV2.attention_impl),
+  )
   fusion = MultiStageFusion(
-      grid=f.grid, num_layers=f.num_layers, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
-      dropout=f.dropout, feature_dropout=f.feature_dropout, out_dim=f.out_dim,
-      token_layout=f.token_layout, stage_width=f.stage_width,
-      token_norm=f.token_norm, dtype=dtype)
+      grid=f.grid,
+      num_layers=f.num_layers,
+      num_heads=f.num_heads,
+      mlp_dim=f.mlp_dim,
+      dropout=f.dropout,
+      feature_dropout=f.feature_dropout,
+      out_dim=f.out_dim,
+      token_layout=f.token_layout,
+      stage_width=f.stage_width,
+      token_norm=f.token_norm,
+      dtype=dtype,
+  )
   return backbone, fusion
 
 
@@ -167,22 +194,36 @@ def build_vqa_model(model_config) -> VQAModel:
   backbone, fusion = _spatial_modules(model_config)
   t = model_config.temporal
   temporal = TemporalFusion(
-      width=t.width, num_layers=t.num_layers, num_heads=t.num_heads, mlp_ratio=t.mlp_ratio,
-      dropout=t.dropout, max_frames=t.max_frames, dtype=_dtype(model_config))
+      width=t.width,
+      num_layers=t.num_layers,
+      num_heads=t.num_heads,
+      mlp_ratio=t.mlp_ratio,
+      dropout=t.dropout,
+      max_frames=t.max_frames,
+      dtype=_dtype(model_config),
+  )
   return VQAModel(
-      backbone=backbone, spatial_fusion=fusion, temporal_fusion=temporal,
-      head_hidden=model_config.head_hidden, projection_dim=model_config.projection_dim,
+      backbone=backbone,
+      spatial_fusion=fusion,
+      temporal_fusion=temporal,
+      head_hidden=model_config.head_hidden,
+      projection_dim=model_config.projection_dim,
       freeze_backbone=model_config.freeze_backbone,
       container_dim=CONTAINER_DIM if model_config.get("container_features", False) else 0,
-      dtype=_dtype(model_config))
+      dtype=_dtype(model_config),
+  )
 
 
 def container_features(bits_per_pixel, scale, fps, is_hevc) -> jax.Array:
   """[B] each → [B, CONTAINER_DIM]: what a streaming engineer reads off the container, scaled to
-  about unit range: log bits per pixel (coded size), coded/display height, log(fps/25), HEVC flag."""
-  columns = (jnp.log(jnp.maximum(jnp.asarray(bits_per_pixel, jnp.float32), 1e-6)) / 4.0,
-             jnp.asarray(scale, jnp.float32), jnp.log(jnp.asarray(fps, jnp.float32) / 25.0),
-             jnp.asarray(is_hevc, jnp.float32))
+  about unit range: log bits per pixel (coded size), coded/display height, log(fps/25), HEVC flag.
+  """
+  columns = (
+      jnp.log(jnp.maximum(jnp.asarray(bits_per_pixel, jnp.float32), 1e-6)) / 4.0,
+      jnp.asarray(scale, jnp.float32),
+      jnp.log(jnp.asarray(fps, jnp.float32) / 25.0),
+      jnp.asarray(is_hevc, jnp.float32),
+  )
   return jnp.stack(columns, axis=-1)
 
 
@@ -193,8 +234,12 @@ def build_iqa_model(model_config) -> IQAModel:
   """config.model → IQAModel sharing the VQA model's spatial layout."""
   backbone, fusion = _spatial_modules(model_config)
   return IQAModel(
-      backbone=backbone, spatial_fusion=fusion, head_hidden=model_config.head_hidden,
-      freeze_backbone=model_config.freeze_backbone, dtype=_dtype(model_config))
+      backbone=backbone,
+      spatial_fusion=fusion,
+      head_hidden=model_config.head_hidden,
+      freeze_backbone=model_config.freeze_backbone,
+      dtype=_dtype(model_config),
+  )
 
 
 def transfer_spatial_params(source: Mapping, target: Mapping) -> dict:
@@ -213,7 +258,8 @@ def transfer_spatial_params(source: Mapping, target: Mapping) -> dict:
     if source_shapes != target_shapes:
       raise ValueError(
           f"cannot transfer '{name}': its parameter shapes differ between the checkpoint and the "
-          "configured model; make config.model match the model the checkpoint was trained with")
+          "configured model; make config.model match the model the checkpoint was trained with"
+      )
     result[name] = source[name]
     copied.append(name)
   if not copied:

@@ -31,7 +31,7 @@ Lowered for any platform but a CUDA GPU, the same kernels run through Pallas' in
 (`interpret=True`, chosen when XLA lowers the program): that is how the tests check them on
 CPU, and it is slow.
 Not done: window partition and the cyclic shift still happen in XLA before the kernel
-(`swinv2.window_partition`, `jnp.roll`); choosing windows through the BlockSpecs' index maps
+(`windows.window_partition`, `jnp.roll`); choosing windows through the BlockSpecs' index maps
 instead would remove those copies too.
 """
 
