@@ -68,8 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
           ship_id="jaxvqa-vmaf-s-1",
       )
   )  # name-version of the shipped model
+  # Rank margin 0.1, not the paper's 0: at m = 0 a model that gives every encode of a source one
+  # score has a zero rank loss, the collapse the first complete run showed (docs/RESULTS.md); the
+  # free-label stage, which did learn to rank, always used 0.1.
   config.loss = ml_collections.ConfigDict(
-      dict(temperature=0.1, margin=0.0, contrastive_variant="mean_positive")
+      dict(temperature=0.1, margin=0.1, contrastive_variant="mean_positive")
   )
   config.optim = ml_collections.ConfigDict(
       dict(

@@ -355,6 +355,20 @@ def test_in_group_rank_loss_zero_when_ordered_positive_when_reversed():
   assert float(in_group_rank(ordered, label, group, mask, 0.2)) > 0.0  # margin wider than the gaps
 
 
+def test_tied_scores_cost_nothing_at_margin_zero_and_the_margin_above_it():
+  # Why the K-fold config ranks with m > 0: at the paper's m = 0 a model that gives every encode
+  # of a source one score (the collapse issue 14 measured) has a zero rank loss, exactly as if it
+  # ranked them; with m > 0 each tied pair costs m, so the loss is m / (1 + m).
+  label = np.array([30.0, 60.0, 90.0, 20.0, 50.0, 80.0], np.float32)
+  source = np.array([0, 0, 0, 1, 1, 1], np.int32)
+  mask = np.ones(6, bool)
+  tied = np.array([0.7, 0.7, 0.7, 0.2, 0.2, 0.2], np.float32)
+  assert float(in_group_rank(tied, label, source, mask, 0.0)) == 0.0
+  assert float(in_group_rank(tied, label, source, mask, 0.1)) == pytest.approx(0.1 / 1.1, rel=1e-6)
+  ranked = np.array([0.5, 0.7, 0.9, 0.0, 0.2, 0.4], np.float32)  # gaps 0.2 > m
+  assert float(in_group_rank(ranked, label, source, mask, 0.1)) == 0.0
+
+
 def test_rank_scale_keeps_gradient_of_max():
   # 1 + max R is not stop-gradient'ed: the gradient must match the full formula.
   pred = np.array([0.9, 0.1, 0.5], np.float32)
