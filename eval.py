@@ -52,6 +52,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  run_log.ignore_closed_event_loop_callbacks()
   overrides = (
       config_flags.get_override_values(flags.FLAGS["config"]) if "config" in flags.FLAGS else {}
   )

@@ -25,6 +25,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  run_log.ignore_closed_event_loop_callbacks()
   # Imported here: flag and config errors are reported before the slow imports.
   from jaxvqa import checkpointing, config as config_lib, trainer
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 import jaxvqa
+from jaxvqa import run_log
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+  run_log.ignore_closed_event_loop_callbacks()
   parser = build_parser()
   args = parser.parse_args(argv)
   return int(args.run(args) or 0)

@@ -61,6 +61,25 @@ def exit_with_error(program: str, error: BaseException | str) -> NoReturn:
   sys.exit(EXIT_BAD_RUN)
 
 
+def ignore_closed_event_loop_callbacks() -> None:
+  """Keeps a failed Orbax restore to the one line that says what to fix.
+
+  Once a restore fails, Orbax closes its asyncio loop while tensorstore's threads still hold
+  callbacks for it; each then raises RuntimeError("Event loop is closed"), which Python prints as
+  an unraisable exception (up to 90 lines in CI, around the error line). Only that error is
+  dropped; every other unraisable exception is printed as before. Entry points call this.
+  """
+
+  def hook(unraisable) -> None:
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+        unraisable.exc_value
+    ):
+      return
+    sys.__unraisablehook__(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def unknown_field_message(error: Exception, argv: list[str], flag: str) -> str:
   """ml_collections' "'smapling' Did you mean "sampling"..." as the override that caused it."""
   text = " ".join(str(error).replace("\\'", "'").replace("\\n", " ").split())

@@ -4,6 +4,7 @@ entry-point errors, TensorBoard. Resuming after a kill: tests/test_resume.py."""
 import json
 import logging
 import re
+import sys
 import time
 import types
 
@@ -502,3 +503,24 @@ def test_progress_lines_show_even_when_an_import_configured_the_root_logger():
   finally:
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
+
+
+def test_closed_event_loop_callbacks_are_dropped_and_other_unraisables_printed(monkeypatch, capsys):
+  # The noise a failed Orbax restore leaves (tensorstore callbacks into a closed asyncio loop) is
+  # dropped; any other exception Python cannot raise is still printed.
+  monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+  run_log.ignore_closed_event_loop_callbacks()
+
+  class RaisesOnDelete:
+
+    def __init__(self, error):
+      self.error = error
+
+    def __del__(self):
+      raise self.error
+
+  RaisesOnDelete(RuntimeError("Event loop is closed"))
+  assert capsys.readouterr().err == ""
+  RaisesOnDelete(ValueError("a real problem"))
+  err = capsys.readouterr().err
+  assert "Exception ignored in" in err and "ValueError: a real problem" in err
