@@ -33,11 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  run_log.ignore_closed_event_loop_callbacks()
   parser = build_parser()
   args = parser.parse_args(argv)
   return int(args.run(args) or 0)
 
 
+def console_main() -> int:
+  """The `jaxvqa` command: `main` in a process of its own (tests call `main` in theirs)."""
+  run_log.ignore_closed_event_loop_callbacks()
+  return main()
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(console_main())

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 # Mathematically lossless x264 (qp 0) at a fast preset: how mezzanines, demo sources and
 # generated corpus clips are stored (yuv420p is each caller's filter).
 LOSSLESS_X264 = ("-c:v", "libx264", "-qp", "0", "-preset", "veryfast")
+# The first video stream alone: no audio, subtitle or data stream follows a source into a made clip.
+FIRST_VIDEO_STREAM_ONLY = ("-map", "0:v:0", "-an", "-sn", "-dn")
 
 
 class FfmpegError(RuntimeError):
