@@ -92,6 +92,9 @@ def validate_config(config) -> None:
     )
     losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in PAPER_LOSS_TERMS})
     require(
+        variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}"
+    )
+    require(
         variant.loss.get("source_rank", 0.0) >= 0,
         f"variants.{name}.loss.source_rank",
         f"must be >= 0, got {variant.loss.get('source_rank')}",
@@ -136,7 +139,13 @@ def model_specs(config) -> list[ModelSpec]:
       folds.append(config.kfold.folds)
     specs += [
         ModelSpec(
-            name, fold, variant.sampling, bool(variant.pretrain), bool(variant.container), weights
+            name,
+            fold,
+            variant.sampling,
+            bool(variant.pretrain),
+            bool(variant.container),
+            weights,
+            float(variant.margin),
         )
         for fold in folds
     ]

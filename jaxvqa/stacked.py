@@ -47,6 +47,7 @@ class ModelSpec:
   pretrain: bool
   container: bool
   loss_weights: tuple[float, ...]  # in LOSS_TERMS order
+  margin: float  # m of the rank terms in the VMAF stage
 
 
 def weighted_loss(
@@ -62,8 +63,8 @@ def weighted_loss(
     margin: float,
     contrastive_variant: str,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [6] (losses.total_loss takes static
-  ones and skips zero terms; stacked models need one program for every weighting).
+  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [6] and margin (losses.total_loss
+  takes static ones and skips zero terms; stacked models need one program for every weighting).
 
   group: [B] bitrate group of each video; source: [B] its source content."""
   terms = {
@@ -88,6 +89,7 @@ def _model_step(
     source,
     container,
     weights,
+    margin,
     rng,
     *,
     model,
@@ -110,7 +112,7 @@ def _model_step(
         mask,
         weights,
         temperature=loss_config.temperature,
-        margin=loss_config.margin,
+        margin=margin,
         contrastive_variant=loss_config.contrastive_variant,
     )
 
@@ -188,16 +190,10 @@ class StackedRun:
   @functools.lru_cache(maxsize=2)
   def train_step(self, stage: str):
     config = self.config
-    loss_config = (
-        config.loss
-        if stage == FINETUNE
-        else ml_collections.ConfigDict(
-            dict(
-                temperature=config.loss.temperature,
-                margin=config.pretrain.margin,
-                contrastive_variant=config.loss.contrastive_variant,
-            )
-        )
+    loss_config = config.loss
+    margins = jnp.asarray(
+        [spec.margin if stage == FINETUNE else config.pretrain.margin for spec in self.specs],
+        jnp.float32,
     )
     ema_decay = config.optim.ema_decay
     step_fn = functools.partial(
@@ -223,7 +219,7 @@ class StackedRun:
       )(jnp.arange(len(self.specs)))
       source = arrays["source"][video_index]
       return jax.vmap(step_fn)(
-          states, clips, label, draw["group"][fold], source, container, weights, rngs
+          states, clips, label, draw["group"][fold], source, container, weights, margins, rngs
       )
 
     return jax.jit(step, donate_argnums=0)

@@ -159,7 +159,7 @@ def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
   test_sets.append(test_sets[0])
   train_sets.append(train_sets[0])
   specs = [
-      kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0, 0))
+      kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0, 0), 0.1)
       for fold in range(num_folds + 1)
   ]
   rng = np.random.default_rng(2)
@@ -492,3 +492,14 @@ def test_source_rank_term_ranks_pairs_of_one_source_only():
       terms["source_rank"], losses.in_group_rank_loss(swapped, label, source, mask, 0.5)
   )
   assert float(terms["source_rank"]) > 0
+
+
+def test_each_variant_trains_with_its_own_rank_margin_and_a_negative_one_is_named():
+  config = kfold_config.get_config()
+  margins = {spec.variant: spec.margin for spec in kfold.model_specs(config)}
+  # The two variants that measure the change keep the paper's m = 0; the rest use 0.1.
+  assert margins["paper_losses"] == margins["margin_zero"] == 0.0
+  assert margins["native"] == margins["hybrid"] == kfold_config.RANK_MARGIN == 0.1
+  config.variants.no_group.margin = -0.1
+  with pytest.raises(config_lib.ConfigError, match=r"config.variants.no_group.margin: must be >= 0"):
+    kfold.validate_config(config)
