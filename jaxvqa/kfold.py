@@ -91,9 +91,7 @@ def validate_config(config) -> None:
         "needs a positive score loss (plcc, l1, rank, all_pairs_rank, source_rank)",
     )
     losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in PAPER_LOSS_TERMS})
-    require(
-        variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}"
-    )
+    require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
     require(
         variant.loss.get("source_rank", 0.0) >= 0,
         f"variants.{name}.loss.source_rank",

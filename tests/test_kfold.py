@@ -501,5 +501,7 @@ def test_each_variant_trains_with_its_own_rank_margin_and_a_negative_one_is_name
   assert margins["paper_losses"] == margins["margin_zero"] == 0.0
   assert margins["native"] == margins["hybrid"] == kfold_config.RANK_MARGIN == 0.1
   config.variants.no_group.margin = -0.1
-  with pytest.raises(config_lib.ConfigError, match=r"config.variants.no_group.margin: must be >= 0"):
+  with pytest.raises(
+      config_lib.ConfigError, match=r"config.variants.no_group.margin: must be >= 0"
+  ):
     kfold.validate_config(config)
