@@ -36,18 +36,31 @@ RANK_MARGIN = 0.1
 
 
 def _variant(
-    sampling="fragments", pretrain=True, container=False, margin=RANK_MARGIN, **loss
+    sampling="fragments",
+    pretrain=True,
+    container=False,
+    detail=False,
+    margin=RANK_MARGIN,
+    **loss,
 ) -> dict:
   # The paper's losses plus the within-source rank term (jaxvqa/stacked.py: LOSS_TERMS); the
   # "paper_losses" variant leaves it out.
   weights = dict(plcc=1.0, rank=0.3, group=1.0, source_rank=1.0)
   weights.update(loss)
   return dict(
-      sampling=sampling, pretrain=pretrain, container=container, margin=margin, loss=weights
+      sampling=sampling,
+      pretrain=pretrain,
+      container=container,
+      detail=detail,
+      margin=margin,
+      loss=weights,
   )
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variants: str = "") -> ml_collections.ConfigDict:
+  """`variants`: a comma-separated subset of the variants to run (`--config
+  configs/kfold.py:native,detail`); all of them when empty. Without the ship variant among them,
+  no model is shipped."""
   base = demo.get_config()
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -56,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = base.model
   config.model.dtype = "bfloat16"
   config.model.container_features = False
+  # Filters of the detail-statistics branch (models/vqa.py: DetailStatistics) of the variants
+  # with `detail`; the others run with it switched off.
+  config.model.detail_features = 32
   config.data = ml_collections.ConfigDict(
       dict(
           manual_dir="",  # a `jaxvqa make-dataset --out` directory
@@ -108,8 +124,19 @@ def get_config() -> ml_collections.ConfigDict:
           no_rank=_variant(rank=0.0),
           plcc_only=_variant(rank=0.0, group=0.0),
           hybrid=_variant(container=True),
+          detail=_variant(detail=True),
       )
   )
+  if variants:
+    chosen = [name.strip() for name in variants.split(",")]
+    unknown = sorted(set(chosen) - set(config.variants))
+    if unknown:
+      raise ValueError(
+          f"configs/kfold.py: unknown variants {unknown}; known: {sorted(config.variants)}"
+      )
+    config.variants = {name: config.variants[name].to_dict() for name in chosen}
+    if config.kfold.ship_variant not in chosen:
+      config.kfold.ship_variant = ""
   config.train = ml_collections.ConfigDict(
       dict(
           log_every_steps=100,

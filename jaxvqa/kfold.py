@@ -91,6 +91,11 @@ def validate_config(config) -> None:
         "needs a positive score loss (plcc, l1, rank, all_pairs_rank, source_rank)",
     )
     losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in PAPER_LOSS_TERMS})
+    require(
+        not variant.get("detail", False) or config.model.get("detail_features", 0) > 0,
+        f"variants.{name}.detail",
+        "needs config.model.detail_features > 0 (the number of detail filters)",
+    )
     require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
     require(
         variant.loss.get("source_rank", 0.0) >= 0,
@@ -144,6 +149,7 @@ def model_specs(config) -> list[ModelSpec]:
             bool(variant.container),
             weights,
             float(variant.margin),
+            bool(variant.get("detail", False)),
         )
         for fold in folds
     ]
@@ -411,7 +417,10 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
   if spec.container:
     raise ValueError("config.kfold.ship_variant must be a pixel-only variant (container=False)")
   params = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
-  params["head"] = {key: value for key, value in params["head"].items() if key != "container"}
+  dropped = {"container"} if spec.detail else {"container", "detail"}
+  params["head"] = {key: value for key, value in params["head"].items() if key not in dropped}
+  if not spec.detail:
+    params.pop("detail", None)
   # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).
   params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params)
   train = run.train_sets[spec.fold]
@@ -419,7 +428,11 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / inference.SHIPPED_PARAMS).write_bytes(serialization.msgpack_serialize(params))
   model_config = config.model.to_dict()
-  model_config.update(container_features=False, dtype="float32")
+  model_config.update(
+      container_features=False,
+      detail_features=model_config.get("detail_features", 0) if spec.detail else 0,
+      dtype="float32",
+  )
   data = run.data
   card = {
       "id": config.kfold.ship_id,

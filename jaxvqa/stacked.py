@@ -48,6 +48,7 @@ class ModelSpec:
   container: bool
   loss_weights: tuple[float, ...]  # in LOSS_TERMS order
   margin: float  # m of the rank terms in the VMAF stage
+  detail: bool = False  # the head also reads DetailStatistics (models/vqa.py)
 
 
 def weighted_loss(
@@ -88,6 +89,7 @@ def _model_step(
     group,
     source,
     container,
+    detail_gate,
     weights,
     margin,
     rng,
@@ -101,7 +103,13 @@ def _model_step(
 
   def loss_fn(params):
     output = model.apply(
-        {"params": params}, clips, None, container, train=True, rngs={steps.DROPOUT_RNG: rng}
+        {"params": params},
+        clips,
+        None,
+        container,
+        train=True,
+        detail_gate=detail_gate,
+        rngs={steps.DROPOUT_RNG: rng},
     )
     return weighted_loss(
         output.score,
@@ -128,6 +136,8 @@ class StackedRun:
     self.config, self.data, self.specs, self.layout = config, data, specs, layout
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.container_features = any(spec.container for spec in specs)
+    if not any(spec.detail for spec in specs):
+      model_config.detail_features = 0
     self.model = vqa.build_vqa_model(model_config)
     log.info("placing %.2f GB of decoded frames on %s", data.frames.nbytes / 1e9, jax.devices()[0])
     self.frames = jnp.asarray(np.ascontiguousarray(data.frames))
@@ -138,6 +148,7 @@ class StackedRun:
     self.container = vqa.container_features(data.bits_per_pixel, data.scale, data.fps, is_hevc)
     self.fold_of_model = jnp.asarray([spec.fold for spec in specs])
     self.uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
+    self.uses_detail = jnp.asarray([spec.detail for spec in specs], jnp.float32)
     self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
     self.modes = sorted({spec.sampling for spec in specs})
 
@@ -219,7 +230,16 @@ class StackedRun:
       )(jnp.arange(len(self.specs)))
       source = arrays["source"][video_index]
       return jax.vmap(step_fn)(
-          states, clips, label, draw["group"][fold], source, container, weights, margins, rngs
+          states,
+          clips,
+          label,
+          draw["group"][fold],
+          source,
+          container,
+          self.uses_detail,
+          weights,
+          margins,
+          rngs,
       )
 
     return jax.jit(step, donate_argnums=0)
@@ -234,12 +254,14 @@ class StackedRun:
           else clips
       )
 
-      def one(model_params, use_resize, use_container):
+      def one(model_params, use_resize, use_container, use_detail):
         model_clips = jnp.where(use_resize, resized, clips)
         container = arrays["container"][indices] * use_container
-        return self.model.apply({"params": model_params}, model_clips, None, container).score
+        return self.model.apply(
+            {"params": model_params}, model_clips, None, container, detail_gate=use_detail
+        ).score
 
-      return jax.vmap(one)(params, self.resized, self.uses_container)
+      return jax.vmap(one)(params, self.resized, self.uses_container, self.uses_detail)
 
     return jax.jit(score)
 

@@ -366,7 +366,10 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
       videos_per_group=2,
   )
   config.kfold.update(folds=2, hold_out_media=("gen-0",))
-  config.variants = {"native": config.variants.native.to_dict()}  # one sampling mode: one compile
+  # One sampling mode (one compile); the ship model reads detail statistics, the native one not.
+  config.model.detail_features = 4
+  config.variants = {name: config.variants[name].to_dict() for name in ("native", "detail")}
+  config.kfold.ship_variant = "detail"
   config.pretrain.steps = 0  # the pre-training stage is the same loop; one compile fewer
   config.optim.update(steps=4, warmup_steps=1)
   config.train.update(
@@ -393,8 +396,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # ... and a second run resumes it to the end and evaluates.
   results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
   assert results["finetune_steps_done"] == 4
-  assert set(results["summary"]) == {"native", kfold.BASELINE}
-  # The shipped model (the native variant trained without the held-out family) is the stacked
+  assert set(results["summary"]) == {"native", "detail", kfold.BASELINE}
+  # The shipped model (the detail variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
   from jaxvqa import api, cli
@@ -427,7 +430,10 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
       num_frames=2, size=32, mode="fragments", fragment_grid=2
   )
   stacked_scores = np.load(tmp_path / "work" / "scores.npy")
-  ship_index = 2  # models in config order: native's folds 0, 1, then native's ship model
+  ship_index = 2  # models in config order: detail's folds 0, 1, then its ship model
+  assert kfold.model_specs(_tiny_kfold_config(decoded_dir))[ship_index].detail
+  card = json.loads((tmp_path / "work" / "shipped" / inference.SHIPPED_CARD).read_text())
+  assert card["config"]["model"]["detail_features"] == 4
   layout = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56)
   draw = device_clips.evaluation_draw(np.arange(6), layout, stored=data.frames.shape[1])
   clips = np.asarray(

@@ -374,3 +374,48 @@ def test_bfloat16_compute_stays_close_to_float32(params, videos, reference):
 def test_unsupported_dtype_is_rejected_naming_the_field(build):
   with pytest.raises(ValueError, match=r"config\.model\.dtype.*'float16'"):
     build(_model_config(dtype="float16"))
+
+
+def test_detail_statistics_are_the_log_mean_absolute_response_of_its_filters():
+  rng = np.random.default_rng(0)
+  pixels = rng.normal(size=(2, 8, 12, 3)).astype(np.float32)
+  module = vqa.DetailStatistics(features=5, patch_size=4)
+  params = module.init(jax.random.PRNGKey(0), pixels)["params"]
+  kernel = np.asarray(params["filters"]["kernel"], np.float64)  # [4, 4, 3, 5]
+  bias = np.asarray(params["filters"]["bias"], np.float64)
+  # Non-overlapping 4 × 4 patches, each a dot product with every filter.
+  patches = pixels.reshape(2, 2, 4, 3, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 6, 48)
+  response = patches.astype(np.float64) @ kernel.reshape(48, 5) + bias
+  expected = np.log(np.abs(response).mean(axis=1) + 1e-3)
+  np.testing.assert_allclose(module.apply({"params": params}, pixels), expected, rtol=1e-5)
+  # A blurred copy (each patch replaced by its mean colour) responds less to most filters.
+  blurred = np.broadcast_to(
+      pixels.reshape(2, 2, 4, 3, 4, 3).mean(axis=(2, 4), keepdims=True), (2, 2, 4, 3, 4, 3)
+  ).reshape(2, 8, 12, 3)
+  assert np.mean(module.apply({"params": params}, blurred) < expected) >= 0.8
+
+
+def test_detail_branch_gated_off_is_the_model_without_it(model_config, videos):
+  model_config = model_config.copy_and_resolve_references()
+  plain = vqa.build_vqa_model(model_config)
+  model_config.detail_features = 4
+  detailed = vqa.build_vqa_model(model_config)
+  params = detailed.init(jax.random.PRNGKey(1), videos)["params"]
+  plain_params = dict(params)
+  plain_params.pop("detail")
+  plain_params["head"] = {k: v for k, v in params["head"].items() if k != "detail"}
+  expected = plain.apply({"params": plain_params}, videos).score
+  gated = detailed.apply({"params": params}, videos, detail_gate=0.0).score
+  np.testing.assert_allclose(gated, expected, rtol=1e-6, atol=1e-6)
+  # Switched on, the branch moves the scores, and only through the masked-in frames.
+  on = detailed.apply({"params": params}, videos).score
+  assert float(jnp.abs(on - expected).max()) > 1e-4
+  mask = jnp.ones(videos.shape[:2], bool).at[:, -1].set(False)
+  garbage = videos.copy()
+  garbage[:, -1] = 255
+  np.testing.assert_allclose(
+      detailed.apply({"params": params}, garbage, mask).score,
+      detailed.apply({"params": params}, videos, mask).score,
+      rtol=1e-5,
+      atol=1e-5,
+  )

@@ -51,19 +51,21 @@ class QualityHead(nn.Module):
   Always float32, whatever the model's compute dtype: the losses standardise scores, so a model
   may put a small spread on a large mean, and bf16's 8-bit mantissa would round videos of one
   source to the same score. The head is a negligible share of the FLOPs.
-  Container features enter through their own bias-free Dense added before the GELU, so a
-  pixel-only model is the same tree without the `container` leaf, and zero features change nothing.
+  Container features and detail statistics enter through their own bias-free Dense added before
+  the GELU, so a model without them is the same tree without that leaf, and zero features change
+  nothing.
   """
 
   hidden: int = 64
 
   @nn.compact
-  def __call__(self, x, container=None):
+  def __call__(self, x, container=None, detail=None):
     x = nn.Dense(self.hidden, dtype=jnp.float32, name="hidden")(x.astype(jnp.float32))
-    if container is not None:
-      x = x + nn.Dense(self.hidden, use_bias=False, dtype=jnp.float32, name="container")(
-          container.astype(jnp.float32)
-      )
+    for name, extra in (("container", container), ("detail", detail)):
+      if extra is not None:
+        x = x + nn.Dense(self.hidden, use_bias=False, dtype=jnp.float32, name=name)(
+            extra.astype(jnp.float32)
+        )
     return nn.Dense(1, dtype=jnp.float32, name="out")(nn.gelu(x))[..., 0]
 
 
@@ -81,6 +83,30 @@ class ProjectionHead(nn.Module):
     return l2_normalize(x)
 
 
+class DetailStatistics(nn.Module):
+  """[N, H, W, 3] ImageNet-normalised pixels → [N, features]: log of the mean |response| of
+  `features` learnt p×p stride-p filters (the patch embedding's geometry, fragments never mixed).
+
+  Why a branch beside the backbone: compression removes fine detail and adds block edges, and the
+  patch-embedding projection sees both (a ridge read-out of a random-init projection ranks a
+  held-out source's encodes at SRCC 0.79), but each later stage dilutes it (0.27 after the last;
+  docs/RESULTS.md). Float32, because encodes of one source differ by a few per cent of the mean
+  response, near bf16's resolution; the log, so that a sharpness ratio is a difference the head
+  can add.
+  """
+
+  features: int = 32
+  patch_size: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    p = self.patch_size
+    response = nn.Conv(
+        self.features, (p, p), strides=(p, p), padding="VALID", dtype=jnp.float32, name="filters"
+    )(x.astype(jnp.float32))
+    return jnp.log(jnp.abs(response).mean(axis=(1, 2)) + 1e-3)
+
+
 def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, dtype, train):
   """[N, H, W, 3] pixels → [N, F] fused frame features."""
   stages = backbone(normalize_pixels(pixels, dtype), train=train).stages
@@ -94,6 +120,9 @@ class VQAModel(nn.Module):
 
   With `container_dim` > 0 (the hybrid variant, after ITU-T P.1204.5) the head also reads
   `container` [B, container_dim]: what the file says without decoding it (`container_features`).
+  With `detail_features` > 0 it also reads `DetailStatistics` of the frames, averaged over the
+  unmasked ones and multiplied by `detail_gate` (a scalar; 0 turns the branch off, which the
+  stacked K-fold run uses for the variants without it).
   """
 
   backbone: SwinV2
@@ -103,10 +132,13 @@ class VQAModel(nn.Module):
   projection_dim: int = 128
   freeze_backbone: bool = False
   container_dim: int = 0
+  detail_features: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, frames, frame_mask=None, container=None, *, train: bool = False) -> VQAOutput:
+  def __call__(
+      self, frames, frame_mask=None, container=None, *, train: bool = False, detail_gate=1.0
+  ) -> VQAOutput:
     if self.container_dim and container is None:
       raise ValueError(
           f"this hybrid model reads container features [B, {self.container_dim}]; "
@@ -117,18 +149,21 @@ class VQAModel(nn.Module):
     batch, num_frames = frames.shape[:2]
     if frame_mask is None:
       frame_mask = jnp.ones((batch, num_frames), bool)
+    flat_frames = frames.reshape(batch * num_frames, *frames.shape[2:])
     features = _frame_features(
-        self.backbone,
-        self.spatial_fusion,
-        frames.reshape(batch * num_frames, *frames.shape[2:]),
-        self.freeze_backbone,
-        self.dtype,
-        train,
+        self.backbone, self.spatial_fusion, flat_frames, self.freeze_backbone, self.dtype, train
     )
     embedding = self.temporal_fusion(
         features.reshape(batch, num_frames, -1), frame_mask, train=train
     )
-    score = QualityHead(self.head_hidden, name="head")(embedding, container)
+    detail = None
+    if self.detail_features:
+      statistics = DetailStatistics(self.detail_features, self.backbone.patch_size, name="detail")(
+          normalize_pixels(flat_frames, jnp.float32)
+      ).reshape(batch, num_frames, -1)
+      weight = frame_mask.astype(jnp.float32)[..., None]
+      detail = detail_gate * (statistics * weight).sum(1) / jnp.maximum(weight.sum(1), 1.0)
+    score = QualityHead(self.head_hidden, name="head")(embedding, container, detail)
     projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
 
@@ -210,6 +245,7 @@ def build_vqa_model(model_config) -> VQAModel:
       projection_dim=model_config.projection_dim,
       freeze_backbone=model_config.freeze_backbone,
       container_dim=CONTAINER_DIM if model_config.get("container_features", False) else 0,
+      detail_features=model_config.get("detail_features", 0),
       dtype=_dtype(model_config),
   )
 
