@@ -226,3 +226,25 @@ def test_supports_and_shape_errors():
     pallas_attention.window_attention(qkv, scale, bias, jnp.zeros((3, 64, 64)), interpret=True)
   with pytest.raises(ValueError, match="windows_per_program=3"):
     pallas_attention.window_attention(qkv, scale, bias, windows_per_program=3, interpret=True)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_fp32_kernel_dots_ask_for_full_precision(dtype):
+  # At Triton's default precision fp32 dots round their inputs to TF32: on the H200 the fp32
+  # kernel then missed XLA's fp32 result by 1e-3 to 6e-3. HIGHEST lowers to Triton's "ieee".
+  window = 8
+  tokens = window * window
+  mask = jnp.asarray(
+      windows.shifted_window_mask(2 * window, 2 * window, windows.StageWindow(window, window // 2))
+  )
+  qkv = jnp.zeros((2, 4, tokens, 3, 3, 32), dtype)
+  attention = lambda qkv, scale, bias: pallas_attention.window_attention(
+      qkv, scale, bias, mask, interpret=False
+  )
+  text = str(jax.make_jaxpr(attention)(qkv, jnp.ones((3,)), jnp.zeros((3, tokens, tokens))))
+  highest = text.count("precision=(Precision.HIGHEST, Precision.HIGHEST)")
+  assert text.count("dot_general") >= 2
+  if dtype == jnp.float32:
+    assert highest == text.count("dot_general")
+  else:
+    assert highest == 0

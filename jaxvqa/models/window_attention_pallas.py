@@ -82,9 +82,15 @@ class _Plan(NamedTuple):
 
 
 def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
-  """2-D a·b contracting a's axis contract[0] with b's axis contract[1]; fp32 accumulation."""
+  """2-D a·b contracting a's axis contract[0] with b's axis contract[1]; fp32 accumulation.
+
+  fp32 inputs are multiplied in full fp32 (Precision.HIGHEST, Triton's "ieee"): at the default
+  precision Triton rounds them to TF32, and on the H200 the fp32 kernel then differed from XLA's
+  fp32 path by 1e-3 to 6e-3 (benchmarks/window_attention.py, 2026-11-30), 10-60× its bound.
+  bf16 inputs keep Triton's default."""
   dims = (((contract[0],), (contract[1],)), ((), ()))
-  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+  precision = jax.lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
+  return jax.lax.dot_general(a, b, dims, precision=precision, preferred_element_type=jnp.float32)
 
 
 def _unit(x: jax.Array, dtype) -> jax.Array:
