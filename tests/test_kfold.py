@@ -511,3 +511,15 @@ def test_each_variant_trains_with_its_own_rank_margin_and_a_negative_one_is_name
       config_lib.ConfigError, match=r"config.variants.no_group.margin: must be >= 0"
   ):
     kfold.validate_config(config)
+
+
+def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
+  config = kfold_config.get_config("native,detail")
+  assert sorted(config.variants) == ["detail", "native"]
+  assert config.kfold.ship_variant == "native"
+  assert [spec.fold for spec in kfold.model_specs(config) if spec.variant == "native"] == list(
+      range(config.kfold.folds + 1)
+  )
+  assert kfold_config.get_config("detail").kfold.ship_variant == ""
+  with pytest.raises(ValueError, match=r"unknown variants \['detal'\]"):
+    kfold_config.get_config("native,detal")
