@@ -366,9 +366,9 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
       videos_per_group=2,
   )
   config.kfold.update(folds=2, hold_out_media=("gen-0",))
-  # One sampling mode (one compile); the ship model reads detail statistics, the native one not.
+  # One variant, one sampling mode: one compile. The shipped model reads detail statistics.
   config.model.detail_features = 4
-  config.variants = {name: config.variants[name].to_dict() for name in ("native", "detail")}
+  config.variants = {"detail": config.variants.detail.to_dict()}
   config.kfold.ship_variant = "detail"
   config.pretrain.steps = 0  # the pre-training stage is the same loop; one compile fewer
   config.optim.update(steps=4, warmup_steps=1)
@@ -396,7 +396,7 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # ... and a second run resumes it to the end and evaluates.
   results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
   assert results["finetune_steps_done"] == 4
-  assert set(results["summary"]) == {"native", "detail", kfold.BASELINE}
+  assert set(results["summary"]) == {"detail", kfold.BASELINE}
   # The shipped model (the detail variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
@@ -516,10 +516,10 @@ def test_each_variant_trains_with_its_own_rank_margin_and_a_negative_one_is_name
 def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
   config = kfold_config.get_config("native,detail")
   assert sorted(config.variants) == ["detail", "native"]
-  assert config.kfold.ship_variant == "native"
-  assert [spec.fold for spec in kfold.model_specs(config) if spec.variant == "native"] == list(
+  assert config.kfold.ship_variant == "detail"
+  assert [spec.fold for spec in kfold.model_specs(config) if spec.variant == "detail"] == list(
       range(config.kfold.folds + 1)
   )
-  assert kfold_config.get_config("detail").kfold.ship_variant == ""
+  assert kfold_config.get_config("native").kfold.ship_variant == ""
   with pytest.raises(ValueError, match=r"unknown variants \['detal'\]"):
     kfold_config.get_config("native,detal")

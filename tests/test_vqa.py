@@ -400,22 +400,26 @@ def test_detail_branch_gated_off_is_the_model_without_it(model_config, videos):
   plain = vqa.build_vqa_model(model_config)
   model_config.detail_features = 4
   detailed = vqa.build_vqa_model(model_config)
-  params = detailed.init(jax.random.PRNGKey(1), videos)["params"]
+  params = _random_params(detailed, 1, videos)
   plain_params = dict(params)
   plain_params.pop("detail")
   plain_params["head"] = {k: v for k, v in params["head"].items() if k != "detail"}
-  expected = plain.apply({"params": plain_params}, videos).score
-  gated = detailed.apply({"params": params}, videos, detail_gate=0.0).score
-  np.testing.assert_allclose(gated, expected, rtol=1e-6, atol=1e-6)
-  # Switched on, the branch moves the scores, and only through the masked-in frames.
-  on = detailed.apply({"params": params}, videos).score
-  assert float(jnp.abs(on - expected).max()) > 1e-4
   mask = jnp.ones(videos.shape[:2], bool).at[:, -1].set(False)
   garbage = videos.copy()
   garbage[:, -1] = 255
-  np.testing.assert_allclose(
-      detailed.apply({"params": params}, garbage, mask).score,
-      detailed.apply({"params": params}, videos, mask).score,
-      rtol=1e-5,
-      atol=1e-5,
-  )
+
+  @jax.jit
+  def scores(params, plain_params, videos, garbage):
+    return (
+        plain.apply({"params": plain_params}, videos).score,
+        detailed.apply({"params": params}, videos, detail_gate=0.0).score,
+        detailed.apply({"params": params}, videos).score,
+        detailed.apply({"params": params}, garbage, mask).score,
+        detailed.apply({"params": params}, videos, mask).score,
+    )
+
+  expected, gated, on, masked_garbage, masked = scores(params, plain_params, videos, garbage)
+  np.testing.assert_allclose(gated, expected, rtol=1e-6, atol=1e-6)
+  # Switched on, the branch moves the scores, and only through the masked-in frames.
+  assert float(jnp.abs(on - expected).max()) > 1e-4
+  np.testing.assert_allclose(masked_garbage, masked, rtol=1e-5, atol=1e-5)
