@@ -123,8 +123,13 @@ def scale_description(trained: TrainedModel) -> str:
         f"raw model output, uncalibrated (not {label}): the {trained.checkpoint.which} "
         "checkpoint carries no calibration; use --which best for scores on the label scale"
     )
+  # A run's best checkpoint is calibrated on its validation split; a shipped model
+  # (kfold.ship_model) on the encodes it was trained on, having no split held back.
+  fitted_on = (
+      "its training encodes" if shipped_card(trained) is not None else "the validation split"
+  )
   return (
-      f"{label}, calibrated on the validation split: label scale "
+      f"{label}, calibrated on {fitted_on}: label scale "
       f"(calibration: {trained.calibration.describe()})"
   )
 
