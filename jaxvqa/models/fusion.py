@@ -209,6 +209,13 @@ class MultiStageFusion(nn.Module):
     return jnp.concatenate([fused, last_stage_mean], axis=-1)
 
 
+def masked_frame_mean(x: jax.Array, frame_mask: jax.Array) -> jax.Array:
+  """[B, T, D] float32 per-frame values, [B, T] bool (False = padding) → [B, D]: the mean over the
+  real frames (0 for a video with none)."""
+  weights = frame_mask.astype(jnp.float32)[..., None]
+  return (x * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+
+
 class TemporalFusion(nn.Module):
   """Transformer over the frames of each video: [B, T, F] frame features + [B, T] mask → [B, width].
 
@@ -250,5 +257,4 @@ class TemporalFusion(nn.Module):
           name=f"layer_{index}",
       )(x, key_mask=frame_mask, train=train)
     x = nn.LayerNorm(dtype=self.dtype, name="norm")(x).astype(jnp.float32)
-    weights = frame_mask.astype(jnp.float32)[..., None]
-    return (x * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+    return masked_frame_mean(x, frame_mask)

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxvqa.models.fusion import MultiStageFusion, TemporalFusion
+from jaxvqa.models.fusion import MultiStageFusion, TemporalFusion, masked_frame_mean
 from jaxvqa.models.l2 import l2_normalize
 from jaxvqa.models.swinv2 import SwinV2
 
@@ -107,9 +107,9 @@ class DetailStatistics(nn.Module):
     return jnp.log(jnp.abs(response).mean(axis=(1, 2)) + 1e-3)
 
 
-def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, dtype, train):
-  """[N, H, W, 3] pixels → [N, F] fused frame features."""
-  stages = backbone(normalize_pixels(pixels, dtype), train=train).stages
+def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, train):
+  """[N, H, W, 3] ImageNet-normalised pixels (`normalize_pixels`) → [N, F] fused frame features."""
+  stages = backbone(pixels, train=train).stages
   if freeze_backbone:
     stages = jax.lax.stop_gradient(stages)
   return spatial_fusion(stages, train=train)
@@ -149,9 +149,14 @@ class VQAModel(nn.Module):
     batch, num_frames = frames.shape[:2]
     if frame_mask is None:
       frame_mask = jnp.ones((batch, num_frames), bool)
-    flat_frames = frames.reshape(batch * num_frames, *frames.shape[2:])
+    # Normalised once in float32: the detail branch reads it as is, the backbone in its dtype.
+    pixels = normalize_pixels(frames.reshape(batch * num_frames, *frames.shape[2:]), jnp.float32)
     features = _frame_features(
-        self.backbone, self.spatial_fusion, flat_frames, self.freeze_backbone, self.dtype, train
+        self.backbone,
+        self.spatial_fusion,
+        pixels.astype(self.dtype),
+        self.freeze_backbone,
+        train,
     )
     embedding = self.temporal_fusion(
         features.reshape(batch, num_frames, -1), frame_mask, train=train
@@ -159,10 +164,11 @@ class VQAModel(nn.Module):
     detail = None
     if self.detail_features:
       statistics = DetailStatistics(self.detail_features, self.backbone.patch_size, name="detail")(
-          normalize_pixels(flat_frames, jnp.float32)
-      ).reshape(batch, num_frames, -1)
-      weight = frame_mask.astype(jnp.float32)[..., None]
-      detail = detail_gate * (statistics * weight).sum(1) / jnp.maximum(weight.sum(1), 1.0)
+          pixels
+      )
+      detail = detail_gate * masked_frame_mean(
+          statistics.reshape(batch, num_frames, -1), frame_mask
+      )
     score = QualityHead(self.head_hidden, name="head")(embedding, container, detail)
     projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
@@ -180,7 +186,11 @@ class IQAModel(nn.Module):
   @nn.compact
   def __call__(self, images, *, train: bool = False) -> IQAOutput:
     feature = _frame_features(
-        self.backbone, self.spatial_fusion, images, self.freeze_backbone, self.dtype, train
+        self.backbone,
+        self.spatial_fusion,
+        normalize_pixels(images, self.dtype),
+        self.freeze_backbone,
+        train,
     )
     score = QualityHead(self.head_hidden, name="image_head")(feature)
     return IQAOutput(score=score, feature=feature)
