@@ -96,6 +96,11 @@ def validate_config(config) -> None:
         f"variants.{name}.detail",
         "needs config.model.detail_features > 0 (the number of detail filters)",
     )
+    require(
+        variant.get("embedding", True) or variant.get("detail", False),
+        f"variants.{name}.embedding",
+        "False needs detail=True: the head must read the embedding or the detail statistics",
+    )
     require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
     require(
         variant.loss.get("source_rank", 0.0) >= 0,
@@ -150,6 +155,7 @@ def model_specs(config) -> list[ModelSpec]:
             weights,
             float(variant.margin),
             bool(variant.get("detail", False)),
+            bool(variant.get("embedding", True)),
         )
         for fold in folds
     ]
@@ -431,6 +437,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
   model_config.update(
       container_features=False,
       detail_features=model_config.get("detail_features", 0) if spec.detail else 0,
+      embedding_in_head=spec.embedding,
       dtype="float32",
   )
   data = run.data

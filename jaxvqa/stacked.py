@@ -49,6 +49,7 @@ class ModelSpec:
   loss_weights: tuple[float, ...]  # in LOSS_TERMS order
   margin: float  # m of the rank terms in the VMAF stage
   detail: bool = False  # the head also reads DetailStatistics (models/vqa.py)
+  embedding: bool = True  # the head reads the video embedding (False: detail statistics only)
 
 
 def weighted_loss(
@@ -90,6 +91,7 @@ def _model_step(
     source,
     container,
     detail_gate,
+    embedding_gate,
     weights,
     margin,
     rng,
@@ -109,6 +111,7 @@ def _model_step(
         container,
         train=True,
         detail_gate=detail_gate,
+        embedding_gate=embedding_gate,
         rngs={steps.DROPOUT_RNG: rng},
     )
     return weighted_loss(
@@ -149,6 +152,7 @@ class StackedRun:
     self.fold_of_model = jnp.asarray([spec.fold for spec in specs])
     self.uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
     self.uses_detail = jnp.asarray([spec.detail for spec in specs], jnp.float32)
+    self.uses_embedding = jnp.asarray([spec.embedding for spec in specs], jnp.float32)
     self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
     self.modes = sorted({spec.sampling for spec in specs})
 
@@ -237,6 +241,7 @@ class StackedRun:
           source,
           container,
           self.uses_detail,
+          self.uses_embedding,
           weights,
           margins,
           rngs,
@@ -254,14 +259,21 @@ class StackedRun:
           else clips
       )
 
-      def one(model_params, use_resize, use_container, use_detail):
+      def one(model_params, use_resize, use_container, use_detail, use_embedding):
         model_clips = jnp.where(use_resize, resized, clips)
         container = arrays["container"][indices] * use_container
         return self.model.apply(
-            {"params": model_params}, model_clips, None, container, detail_gate=use_detail
+            {"params": model_params},
+            model_clips,
+            None,
+            container,
+            detail_gate=use_detail,
+            embedding_gate=use_embedding,
         ).score
 
-      return jax.vmap(one)(params, self.resized, self.uses_container, self.uses_detail)
+      return jax.vmap(one)(
+          params, self.resized, self.uses_container, self.uses_detail, self.uses_embedding
+      )
 
     return jax.jit(score)
 

@@ -366,10 +366,11 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
       videos_per_group=2,
   )
   config.kfold.update(folds=2, hold_out_media=("gen-0",))
-  # One variant, one sampling mode: one compile. The shipped model reads detail statistics.
-  config.model.detail_features = 4
-  config.variants = {"detail": config.variants.detail.to_dict()}
-  config.kfold.ship_variant = "detail"
+  # One variant, one sampling mode: one compile. The shipped model scores from two layers of
+  # detail statistics alone (its head never reads the embedding).
+  config.model.update(detail_features=4, detail_depth=2)
+  config.variants = {"detail_only": config.variants.detail_only.to_dict()}
+  config.kfold.ship_variant = "detail_only"
   config.pretrain.steps = 0  # the pre-training stage is the same loop; one compile fewer
   config.optim.update(steps=4, warmup_steps=1)
   config.train.update(
@@ -396,8 +397,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # ... and a second run resumes it to the end and evaluates.
   results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
   assert results["finetune_steps_done"] == 4
-  assert set(results["summary"]) == {"detail", kfold.BASELINE}
-  # The shipped model (the detail variant trained without the held-out family) is the stacked
+  assert set(results["summary"]) == {"detail_only", kfold.BASELINE}
+  # The shipped model (the detail_only variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
   from jaxvqa import api, cli
@@ -430,10 +431,13 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
       num_frames=2, size=32, mode="fragments", fragment_grid=2
   )
   stacked_scores = np.load(tmp_path / "work" / "scores.npy")
-  ship_index = 2  # models in config order: detail's folds 0, 1, then its ship model
-  assert kfold.model_specs(_tiny_kfold_config(decoded_dir))[ship_index].detail
+  ship_index = 2  # models in config order: the variant's folds 0, 1, then its ship model
+  ship_spec = kfold.model_specs(_tiny_kfold_config(decoded_dir))[ship_index]
+  assert ship_spec.detail and not ship_spec.embedding
   card = json.loads((tmp_path / "work" / "shipped" / inference.SHIPPED_CARD).read_text())
   assert card["config"]["model"]["detail_features"] == 4
+  assert card["config"]["model"]["detail_depth"] == 2
+  assert card["config"]["model"]["embedding_in_head"] is False
   layout = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56)
   draw = device_clips.evaluation_draw(np.arange(6), layout, stored=data.frames.shape[1])
   clips = np.asarray(
@@ -510,6 +514,17 @@ def test_each_variant_trains_with_its_own_rank_margin_and_a_negative_one_is_name
   with pytest.raises(
       config_lib.ConfigError, match=r"config.variants.no_group.margin: must be >= 0"
   ):
+    kfold.validate_config(config)
+
+
+def test_a_variant_scoring_from_neither_embedding_nor_detail_is_named():
+  config = kfold_config.get_config()
+  assert [spec.embedding for spec in kfold.model_specs(config) if spec.variant == "detail_only"]
+  assert not any(
+      spec.embedding for spec in kfold.model_specs(config) if spec.variant == "detail_only"
+  )
+  config.variants.native.embedding = False
+  with pytest.raises(config_lib.ConfigError, match=r"config.variants.native.embedding: False needs"):
     kfold.validate_config(config)
 
 

@@ -395,6 +395,63 @@ def test_detail_statistics_are_the_log_mean_absolute_response_of_its_filters():
   assert np.mean(module.apply({"params": params}, blurred) < expected) >= 0.8
 
 
+def test_deeper_detail_statistics_add_the_log_energy_of_each_3x3_layer():
+  rng = np.random.default_rng(1)
+  pixels = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+  deep = vqa.DetailStatistics(features=3, patch_size=4, depth=2)
+  params = deep.init(jax.random.PRNGKey(0), pixels)["params"]
+  shallow = vqa.DetailStatistics(features=3, patch_size=4)
+  statistics = np.asarray(deep.apply({"params": params}, pixels))
+  # The first block is the one-layer branch with the same filters.
+  np.testing.assert_allclose(
+      statistics[:, :3],
+      shallow.apply({"params": {"filters": params["filters"]}}, pixels),
+      rtol=1e-6,
+  )
+  # The second: a 3×3 "SAME" convolution of the GELU of the filter maps, written out in numpy.
+  maps = np.asarray(
+      jax.lax.conv_general_dilated(
+          pixels, params["filters"]["kernel"], (4, 4), "VALID",
+          dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      )
+  ) + np.asarray(params["filters"]["bias"])
+  activated = np.asarray(jax.nn.gelu(maps), np.float64)
+  padded = np.pad(activated, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  kernel = np.asarray(params["conv_1"]["kernel"], np.float64)  # [3, 3, 3, 3]
+  response = sum(
+      padded[:, dy : dy + 4, dx : dx + 4] @ kernel[dy, dx] for dy in range(3) for dx in range(3)
+  ) + np.asarray(params["conv_1"]["bias"])
+  expected = np.log(np.abs(response).mean(axis=(1, 2)) + 1e-3)
+  np.testing.assert_allclose(statistics[:, 3:], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_embedding_gate_leaves_the_score_to_the_detail_branch(model_config, videos):
+  model_config = model_config.copy_and_resolve_references()
+  model_config.detail_features = 4
+  model = vqa.build_vqa_model(model_config)
+  params = _random_params(model, 2, videos)
+  model_config.embedding_in_head = False
+  detail_only = vqa.build_vqa_model(model_config)
+  # Another backbone, the same detail branch and head.
+  perturbed = dict(params)
+  perturbed["backbone"] = jax.tree.map(lambda leaf: leaf * 1.5 + 0.1, params["backbone"])
+
+  @jax.jit
+  def scores(params, perturbed):
+    return (
+        model.apply({"params": params}, videos, embedding_gate=0.0).score,
+        model.apply({"params": perturbed}, videos, embedding_gate=0.0).score,
+        detail_only.apply({"params": perturbed}, videos).score,
+        model.apply({"params": perturbed}, videos).score,
+    )
+
+  gated, gated_perturbed, built_off, on = scores(params, perturbed)
+  # Gated off, the backbone's weights no longer reach the score; the built-in switch is the gate.
+  np.testing.assert_allclose(gated_perturbed, gated, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(built_off, gated, rtol=1e-6, atol=1e-6)
+  assert float(jnp.abs(on - gated).max()) > 1e-4
+
+
 def test_detail_branch_gated_off_is_the_model_without_it(model_config, videos):
   model_config = model_config.copy_and_resolve_references()
   plain = vqa.build_vqa_model(model_config)

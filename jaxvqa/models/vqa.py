@@ -84,19 +84,22 @@ class ProjectionHead(nn.Module):
 
 
 class DetailStatistics(nn.Module):
-  """[N, H, W, 3] ImageNet-normalised pixels → [N, features]: log of the mean |response| of
-  `features` learnt p×p stride-p filters (the patch embedding's geometry, fragments never mixed).
+  """[N, H, W, 3] ImageNet-normalised pixels → [N, features · depth]: log of the mean |response|
+  of `features` learnt p×p stride-p filters (the patch embedding's geometry, fragments never
+  mixed), and with `depth` > 1 of each further 3×3 convolution (GELU between) over those maps.
 
   Why a branch beside the backbone: compression removes fine detail and adds block edges, and the
   patch-embedding projection sees both (a ridge read-out of a random-init projection ranks a
   held-out source's encodes at SRCC 0.79), but each later stage dilutes it (0.27 after the last;
   docs/RESULTS.md). Float32, because encodes of one source differ by a few per cent of the mean
   response, near bf16's resolution; the log, so that a sharpness ratio is a difference the head
-  can add.
+  can add. The 3×3 layers see neighbouring patches, so they can respond to a block grid or
+  ringing that one 4×4 patch cannot tell from texture (at fragment borders they mix fragments).
   """
 
   features: int = 32
   patch_size: int = 4
+  depth: int = 1
 
   @nn.compact
   def __call__(self, x):
@@ -104,7 +107,15 @@ class DetailStatistics(nn.Module):
     response = nn.Conv(
         self.features, (p, p), strides=(p, p), padding="VALID", dtype=jnp.float32, name="filters"
     )(x.astype(jnp.float32))
-    return jnp.log(jnp.abs(response).mean(axis=(1, 2)) + 1e-3)
+    statistics = [response]
+    for layer in range(1, self.depth):
+      response = nn.Conv(self.features, (3, 3), dtype=jnp.float32, name=f"conv_{layer}")(
+          nn.gelu(response)
+      )
+      statistics.append(response)
+    return jnp.concatenate(
+        [jnp.log(jnp.abs(r).mean(axis=(1, 2)) + 1e-3) for r in statistics], axis=-1
+    )
 
 
 def _frame_features(backbone, spatial_fusion, pixels, freeze_backbone, train):
@@ -122,7 +133,9 @@ class VQAModel(nn.Module):
   `container` [B, container_dim]: what the file says without decoding it (`container_features`).
   With `detail_features` > 0 it also reads `DetailStatistics` of the frames, averaged over the
   unmasked ones and multiplied by `detail_gate` (a scalar; 0 turns the branch off, which the
-  stacked K-fold run uses for the variants without it).
+  stacked K-fold run uses for the variants without it). `embedding_gate` (a scalar) multiplies the
+  video embedding where the quality head reads it: 0 scores from the detail statistics alone (the
+  K-fold `detail_only` variant); the projection still reads the embedding.
   """
 
   backbone: SwinV2
@@ -133,11 +146,22 @@ class VQAModel(nn.Module):
   freeze_backbone: bool = False
   container_dim: int = 0
   detail_features: int = 0
+  detail_depth: int = 1  # DetailStatistics.depth
+  # False: the quality head never reads the embedding (a model trained as the K-fold detail_only
+  # variant); the backbone still runs, for the projection.
+  embedding_in_head: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
-      self, frames, frame_mask=None, container=None, *, train: bool = False, detail_gate=1.0
+      self,
+      frames,
+      frame_mask=None,
+      container=None,
+      *,
+      train: bool = False,
+      detail_gate=1.0,
+      embedding_gate=1.0,
   ) -> VQAOutput:
     if self.container_dim and container is None:
       raise ValueError(
@@ -163,13 +187,17 @@ class VQAModel(nn.Module):
     )
     detail = None
     if self.detail_features:
-      statistics = DetailStatistics(self.detail_features, self.backbone.patch_size, name="detail")(
-          pixels
-      )
+      statistics = DetailStatistics(
+          self.detail_features, self.backbone.patch_size, self.detail_depth, name="detail"
+      )(pixels)
       detail = detail_gate * masked_frame_mean(
           statistics.reshape(batch, num_frames, -1), frame_mask
       )
-    score = QualityHead(self.head_hidden, name="head")(embedding, container, detail)
+    if not self.embedding_in_head:
+      embedding_gate = 0.0
+    score = QualityHead(self.head_hidden, name="head")(
+        embedding * embedding_gate, container, detail
+    )
     projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
 
@@ -256,6 +284,8 @@ def build_vqa_model(model_config) -> VQAModel:
       freeze_backbone=model_config.freeze_backbone,
       container_dim=CONTAINER_DIM if model_config.get("container_features", False) else 0,
       detail_features=model_config.get("detail_features", 0),
+      detail_depth=model_config.get("detail_depth", 1),
+      embedding_in_head=model_config.get("embedding_in_head", True),
       dtype=_dtype(model_config),
   )
 
