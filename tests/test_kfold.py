@@ -524,7 +524,9 @@ def test_a_variant_scoring_from_neither_embedding_nor_detail_is_named():
       spec.embedding for spec in kfold.model_specs(config) if spec.variant == "detail_only"
   )
   config.variants.native.embedding = False
-  with pytest.raises(config_lib.ConfigError, match=r"config.variants.native.embedding: False needs"):
+  with pytest.raises(
+      config_lib.ConfigError, match=r"config.variants.native.embedding: False needs"
+  ):
     kfold.validate_config(config)
 
 

@@ -409,12 +409,10 @@ def test_deeper_detail_statistics_add_the_log_energy_of_each_3x3_layer():
       rtol=1e-6,
   )
   # The second: a 3×3 "SAME" convolution of the GELU of the filter maps, written out in numpy.
-  maps = np.asarray(
-      jax.lax.conv_general_dilated(
-          pixels, params["filters"]["kernel"], (4, 4), "VALID",
-          dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      )
-  ) + np.asarray(params["filters"]["bias"])
+  patches = pixels.reshape(2, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 4, 4, 48)
+  maps = patches.astype(np.float64) @ np.asarray(params["filters"]["kernel"], np.float64).reshape(
+      48, 3
+  ) + np.asarray(params["filters"]["bias"], np.float64)
   activated = np.asarray(jax.nn.gelu(maps), np.float64)
   padded = np.pad(activated, ((0, 0), (1, 1), (1, 1), (0, 0)))
   kernel = np.asarray(params["conv_1"]["kernel"], np.float64)  # [3, 3, 3, 3]
