@@ -423,6 +423,13 @@ def test_deeper_detail_statistics_add_the_log_energy_of_each_3x3_layer():
   np.testing.assert_allclose(statistics[:, 3:], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_detail_depth_below_one_is_named(model_config):
+  model_config = model_config.copy_and_resolve_references()
+  model_config.detail_features, model_config.detail_depth = 4, 0
+  with pytest.raises(ValueError, match=r"config.model.detail_depth must be >= 1"):
+    vqa.build_vqa_model(model_config)
+
+
 def test_embedding_gate_leaves_the_score_to_the_detail_branch(model_config, videos):
   model_config = model_config.copy_and_resolve_references()
   model_config.detail_features = 4

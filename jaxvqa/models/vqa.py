@@ -264,6 +264,11 @@ def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
 
 def build_vqa_model(model_config) -> VQAModel:
   """config.model → VQAModel."""
+  if model_config.get("detail_depth", 1) < 1:
+    raise ValueError(
+        f"config.model.detail_depth must be >= 1 (the filters, then 3×3 layers), got "
+        f"{model_config.detail_depth}"
+    )
   backbone, fusion = _spatial_modules(model_config)
   t = model_config.temporal
   temporal = TemporalFusion(
