@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from jaxvqa import (
@@ -51,6 +53,7 @@ from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
+from jaxvqa.models import vqa
 from jaxvqa.stacked import (FINETUNE, LOSS_TERMS, PAPER_LOSS_TERMS, PRETRAIN, ModelSpec, StackedRun)
 
 log = logging.getLogger(__name__)
@@ -402,6 +405,13 @@ def evaluate_folds(
   }
 
 
+def _matching_subtree(tree, shapes):
+  """The part of nested dict `tree` with exactly the keys of nested dict `shapes`."""
+  if isinstance(shapes, Mapping):
+    return {key: _matching_subtree(tree[key], value) for key, value in shapes.items()}
+  return tree
+
+
 def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path | None:
   """Writes the ship variant's extra model (trained without the held-out media) as a standalone
   scorer that `inference.load_shipped_model` reads: params.msgpack (EMA weights, pixel-only
@@ -422,17 +432,6 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
   spec = run.specs[index]
   if spec.container:
     raise ValueError("config.kfold.ship_variant must be a pixel-only variant (container=False)")
-  params = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
-  dropped = {"container"} if spec.detail else {"container", "detail"}
-  params["head"] = {key: value for key, value in params["head"].items() if key not in dropped}
-  if not spec.detail:
-    params.pop("detail", None)
-  # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).
-  params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params)
-  train = run.train_sets[spec.fold]
-  fitted = calibration.fit_calibration(scores[index][train], run.data.label[train])
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / inference.SHIPPED_PARAMS).write_bytes(serialization.msgpack_serialize(params))
   model_config = config.model.to_dict()
   model_config.update(
       container_features=False,
@@ -440,6 +439,24 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
       embedding_in_head=spec.embedding,
       dtype="float32",
   )
+  # The stack's tree holds every variant's branches; the shipped scorer has only its own (no
+  # container Dense; no detail branch, or no backbone, when its variant does not use it).
+  size = config.data.frame_size
+  clip = np.zeros((1, config.data.num_frames, size, size, 3), np.uint8)
+  shipped_shapes = jax.eval_shape(
+      lambda: vqa.build_vqa_model(ml_collections.ConfigDict(model_config)).init(
+          jax.random.PRNGKey(0), clip, train=False
+      )["params"]
+  )
+  stacked = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
+  # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).
+  params = jax.tree.map(
+      lambda leaf: np.asarray(leaf, np.float32), _matching_subtree(stacked, shipped_shapes)
+  )
+  train = run.train_sets[spec.fold]
+  fitted = calibration.fit_calibration(scores[index][train], run.data.label[train])
+  out_dir.mkdir(parents=True, exist_ok=True)
+  (out_dir / inference.SHIPPED_PARAMS).write_bytes(serialization.msgpack_serialize(params))
   data = run.data
   card = {
       "id": config.kfold.ship_id,

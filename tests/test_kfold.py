@@ -438,6 +438,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   assert card["config"]["model"]["detail_features"] == 4
   assert card["config"]["model"]["detail_depth"] == 2
   assert card["config"]["model"]["embedding_in_head"] is False
+  # Its weights are the detail branch and the head only: the stack's backbone is not shipped.
+  assert sorted(shipped.params) == ["detail", "head"]
   layout = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56)
   draw = device_clips.evaluation_draw(np.arange(6), layout, stored=data.frames.shape[1])
   clips = np.asarray(
@@ -455,7 +457,7 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   mismatched = tmp_path / "mismatched"
   shutil.copytree(tmp_path / "work" / "shipped", mismatched)
   card = json.loads((mismatched / inference.SHIPPED_CARD).read_text())
-  card["config"]["model"]["backbone"]["embed_dim"] *= 2
+  card["config"]["model"]["detail_features"] *= 2  # this scorer has no backbone to mismatch
   (mismatched / inference.SHIPPED_CARD).write_text(json.dumps(card))
   with pytest.raises(checkpointing.CheckpointError, match="do not fit the model"):
     inference.load_shipped_model(mismatched)

@@ -451,6 +451,12 @@ def test_embedding_gate_leaves_the_score_to_the_detail_branch(model_config, vide
     )
 
   gated, gated_perturbed, built_off, on = scores(params, perturbed)
+  # The built-in switch does not even have the embedding path: its scorer runs no backbone.
+  own = jax.eval_shape(lambda: detail_only.init(jax.random.PRNGKey(0), videos)["params"])
+  assert sorted(own) == ["detail", "head"]
+  output = detail_only.apply({"params": {name: perturbed[name] for name in own}}, videos)
+  assert output.embedding is None and output.projection is None
+  np.testing.assert_allclose(output.score, gated, rtol=1e-6, atol=1e-6)
   # Gated off, the backbone's weights no longer reach the score; the built-in switch is the gate.
   np.testing.assert_allclose(gated_perturbed, gated, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(built_off, gated, rtol=1e-6, atol=1e-6)

@@ -29,8 +29,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 class VQAOutput(NamedTuple):
   score: jax.Array  # [B] predicted quality, on the training label's scale after calibration
-  embedding: jax.Array  # [B, D] video embedding
-  projection: jax.Array  # [B, P] L2-normalised projection for the group contrastive loss
+  # None both for a scorer without the embedding path (VQAModel.embedding_in_head=False)
+  embedding: jax.Array | None  # [B, D] video embedding
+  projection: jax.Array | None  # [B, P] L2-normalised projection for the group contrastive loss
 
 
 class IQAOutput(NamedTuple):
@@ -135,7 +136,10 @@ class VQAModel(nn.Module):
   unmasked ones and multiplied by `detail_gate` (a scalar; 0 turns the branch off, which the
   stacked K-fold run uses for the variants without it). `embedding_gate` (a scalar) multiplies the
   video embedding where the quality head reads it: 0 scores from the detail statistics alone (the
-  K-fold `detail_only` variant); the projection still reads the embedding.
+  K-fold `detail_only` variant, stacked with models that do read it); the projection still reads
+  the embedding. `embedding_in_head=False` is the scorer of such a model on its own: the backbone,
+  both fusions and the projection are not run (nor have parameters), the head reads zeros where
+  the embedding was, and `embedding` and `projection` are None.
   """
 
   backbone: SwinV2
@@ -147,9 +151,7 @@ class VQAModel(nn.Module):
   container_dim: int = 0
   detail_features: int = 0
   detail_depth: int = 1  # DetailStatistics.depth
-  # False: the quality head never reads the embedding (a model trained as the K-fold detail_only
-  # variant); the backbone still runs, for the projection.
-  embedding_in_head: bool = True
+  embedding_in_head: bool = True  # False: a detail_only scorer (see above)
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -175,16 +177,6 @@ class VQAModel(nn.Module):
       frame_mask = jnp.ones((batch, num_frames), bool)
     # Normalised once in float32: the detail branch reads it as is, the backbone in its dtype.
     pixels = normalize_pixels(frames.reshape(batch * num_frames, *frames.shape[2:]), jnp.float32)
-    features = _frame_features(
-        self.backbone,
-        self.spatial_fusion,
-        pixels.astype(self.dtype),
-        self.freeze_backbone,
-        train,
-    )
-    embedding = self.temporal_fusion(
-        features.reshape(batch, num_frames, -1), frame_mask, train=train
-    )
     detail = None
     if self.detail_features:
       statistics = DetailStatistics(
@@ -193,12 +185,23 @@ class VQAModel(nn.Module):
       detail = detail_gate * masked_frame_mean(
           statistics.reshape(batch, num_frames, -1), frame_mask
       )
-    if not self.embedding_in_head:
-      embedding_gate = 0.0
-    score = QualityHead(self.head_hidden, name="head")(
-        embedding * embedding_gate, container, detail
-    )
-    projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
+    if self.embedding_in_head:
+      features = _frame_features(
+          self.backbone,
+          self.spatial_fusion,
+          pixels.astype(self.dtype),
+          self.freeze_backbone,
+          train,
+      )
+      embedding = self.temporal_fusion(
+          features.reshape(batch, num_frames, -1), frame_mask, train=train
+      )
+      head_input = embedding * embedding_gate
+      projection = ProjectionHead(self.projection_dim, name="projection")(embedding)
+    else:
+      embedding = projection = None
+      head_input = jnp.zeros((batch, self.temporal_fusion.width), jnp.float32)
+    score = QualityHead(self.head_hidden, name="head")(head_input, container, detail)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
 
 
@@ -268,6 +271,11 @@ def build_vqa_model(model_config) -> VQAModel:
     raise ValueError(
         f"config.model.detail_depth must be >= 1 (the filters, then 3×3 layers), got "
         f"{model_config.detail_depth}"
+    )
+  if not model_config.get("embedding_in_head", True) and not model_config.get("detail_features"):
+    raise ValueError(
+        "config.model.embedding_in_head=False needs config.model.detail_features > 0: the quality "
+        "head would read nothing"
     )
   backbone, fusion = _spatial_modules(model_config)
   t = model_config.temporal
