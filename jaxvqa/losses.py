@@ -99,6 +99,38 @@ def plcc_loss(pred: jax.Array, label: jax.Array, mask: jax.Array) -> jax.Array:
   return (mse + mse_scaled) / 8.0
 
 
+def in_group_plcc_loss(
+    pred: jax.Array, label: jax.Array, group: jax.Array, mask: jax.Array
+) -> jax.Array:
+  """``plcc_loss`` of predictions and labels after subtracting each group's mean from both.
+
+  With groups = source contents (batches of sources × rungs) it scores how linearly the
+  predicted differences between encodes of one content follow the label's, whatever the level
+  the model gives each content. The pooled PLCC mixes those differences with the content levels,
+  which a no-reference model learns worse, so its gradients mostly move the levels. Entries whose
+  group has no other valid entry have no difference to fit and are left out.
+
+  Args:
+    pred: [B] predictions.
+    label: [B] targets.
+    group: [B] int group (e.g. source content).
+    mask: [B] bool.
+
+  Returns:
+    [] scalar loss; 0 when fewer than two entries have a partner in their group.
+  """
+  mask = jnp.asarray(mask, bool)
+  same = (jnp.asarray(group)[:, None] == jnp.asarray(group)[None, :]) & mask[None, :]
+  count = jnp.sum(same, axis=1)
+  paired = mask & (count > 1)
+
+  def centred(values):
+    values = _valid_float(values, mask)
+    return values - (same @ values) / jnp.maximum(count, 1)
+
+  return plcc_loss(centred(pred), centred(label), paired)
+
+
 def l1_loss(pred: jax.Array, label: jax.Array, mask: jax.Array) -> jax.Array:
   """Mean absolute error over the valid entries; 0 for an empty mask.
 

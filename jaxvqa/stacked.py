@@ -26,11 +26,14 @@ from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout, evaluation_draw, gather_clips
 from jaxvqa.models import vqa
 
-# The paper's terms (losses.LossWeights) and one of ours: "source_rank", the rank loss over pairs of
-# encodes of one source (the batches are sources × rungs), which asks directly for what a
-# no-reference model must see, how compression changed the same content.
+# The paper's terms (losses.LossWeights) and two of ours over the encodes of one source (the
+# batches are sources × rungs), which ask directly for what a no-reference model must see, how
+# compression changed the same content: "source_rank", the rank loss over those pairs, and
+# "source_plcc", the PLCC of their differences (losses.in_group_plcc_loss), which asks for
+# differences in proportion to the label's and so for a score that separates a bad encode from a
+# good one by as much as the label does (what `jaxvqa doctor` checks).
 PAPER_LOSS_TERMS = ("plcc", "l1", "rank", "all_pairs_rank", "group")
-LOSS_TERMS = PAPER_LOSS_TERMS + ("source_rank",)
+LOSS_TERMS = PAPER_LOSS_TERMS + ("source_rank", "source_plcc")
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 HEVC_CODECS = ("libx265",)
 
@@ -65,8 +68,9 @@ def weighted_loss(
     margin: float,
     contrastive_variant: str,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [6] and margin (losses.total_loss
-  takes static ones and skips zero terms; stacked models need one program for every weighting).
+  """Σ weights[i]·term_i over LOSS_TERMS with traced weights [len(LOSS_TERMS)] and margin
+  (losses.total_loss takes static ones and skips zero terms; stacked models need one program for
+  every weighting).
 
   group: [B] bitrate group of each video; source: [B] its source content."""
   terms = {
@@ -78,6 +82,7 @@ def weighted_loss(
           projection, group, mask, temperature, contrastive_variant
       ),
       "source_rank": losses.in_group_rank_loss(score, label, source, mask, margin),
+      "source_plcc": losses.in_group_plcc_loss(score, label, source, mask),
   }
   total = sum(weights[i] * terms[name] for i, name in enumerate(LOSS_TERMS))
   return total, terms

@@ -432,3 +432,50 @@ def test_unknown_variant_rejected_by_the_loss_itself():
     losses.group_contrastive_loss(
         np.ones((2, 3)), np.array([0, 1]), np.ones(2, bool), variant="nope"
     )
+
+
+def reference_in_group_plcc(pred, label, group, mask):
+  """Loops: each valid entry minus its group's valid mean, singletons dropped, then the PLCC."""
+  valid = [i for i in range(len(mask)) if mask[i]]
+  members = {g: [i for i in valid if group[i] == group[g]] for g in valid}
+  keep = [i for i in valid if len(members[i]) > 1]
+
+  def centred(values):
+    return [
+        float(values[i]) - sum(float(values[j]) for j in members[i]) / len(members[i]) for i in keep
+    ]
+
+  ones = [True] * len(keep)
+  return reference_plcc(centred(pred), centred(label), ones) if len(keep) > 1 else 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_in_group_plcc_loss_matches_loop_reference(seed):
+  pred, label, _, group, mask = random_batch(seed)
+  np.testing.assert_allclose(
+      losses.in_group_plcc_loss(pred, label, group, mask),
+      reference_in_group_plcc(pred, label, group, mask),
+      **TOLERANCE,
+  )
+
+
+def test_in_group_plcc_loss_ignores_each_groups_level_and_its_singletons():
+  label = np.array([30.0, 60.0, 90.0, 20.0, 50.0, 80.0, 55.0], np.float32)
+  source = np.array([0, 0, 0, 1, 1, 1, 2], np.int32)
+  mask = np.ones(7, bool)
+  # Differences proportional to the label's inside each source, at any level per source, and
+  # anything at all for the source with one encode: a perfect fit.
+  proportional = np.array([0.3, 0.6, 0.9, 5.2, 5.5, 5.8, -40.0], np.float32)
+  assert float(losses.in_group_plcc_loss(proportional, label, source, mask)) == pytest.approx(
+      0.0, abs=1e-6
+  )
+  # The pooled PLCC sees the levels (source 1 scored far above source 0 with lower labels).
+  assert float(losses.plcc_loss(proportional, label, mask)) > 0.1
+  # Source 1's differences squeezed 30-fold, still in the right order: the sources' differences
+  # no longer lie on one line, so a loss.
+  squeezed = proportional.copy()
+  squeezed[3:6] = [5.2, 5.21, 5.22]
+  assert float(losses.in_group_plcc_loss(squeezed, label, source, mask)) > 0.01
+  # No source with two valid encodes: nothing to fit.
+  lone = np.array([True, False, False, True, False, False, True])
+  assert float(losses.in_group_plcc_loss(proportional, label, source, lone)) == 0.0
