@@ -477,6 +477,25 @@ def test_collapse_check_against_loops():
   assert two["gaps"]["a"] == pytest.approx((10.0, 60.0))
 
 
+def test_separated_is_the_doctors_test_on_every_wide_source():
+  # Labels span 0-100. Sources a-c gain 80-100 from rung 0 to 1 (≥ 30); d gains 10: not tested.
+  label = [0.0, 100.0, 10.0, 90.0, 10.0, 90.0, 50.0, 60.0]
+  source = ["a", "a", "b", "b", "c", "c", "d", "d"]
+  rung = [0, 1] * 4
+  # Predicted gaps: a +40 (passes), b +4.5 (below the margin of 5), c −20, d +1.
+  pred = [30.0, 70.0, 50.0, 54.5, 60.0, 40.0, 50.0, 51.0]
+  check = metrics.collapse_check(pred, label, source, rung)
+  assert metrics.SEPARATION_MARGIN * 100 == pytest.approx(5.0)
+  assert check["separated"] == pytest.approx(1 / 3)
+  pred[3] = 55.5  # b's gap 5.5 now clears the margin
+  assert metrics.collapse_check(pred, label, source, rung)["separated"] == pytest.approx(2 / 3)
+  # No source spans 30 % of the labels' range: nothing to test.
+  narrow = metrics.collapse_check(
+      [1.0, 2.0, 3.0, 4.0], [0.0, 20.0, 80.0, 100.0], ["a", "a", "b", "b"], [0, 1, 0, 1]
+  )
+  assert math.isnan(narrow["separated"])
+
+
 def test_summarize_folds_matches_scipy_sem_and_skips_nan_folds():
   rng = np.random.default_rng(7)
   folds = [

@@ -19,6 +19,12 @@ from jaxvqa.metrics.samples import is_constant, paired_scores
 # of the labels' gap (the demo model gave a 40 kbit/s and a 1 Mbit/s clip the same score).
 COLLAPSE_SPREAD_RATIO = 0.1
 COLLAPSE_GAP_RATIO = 0.1
+# collapse_check's `separated`: `jaxvqa doctor`'s test on every source whose encodes span a wide
+# quality range (at least this fraction of the labels' range from lowest to highest rung) ...
+SEPARATION_MIN_LABEL_GAP = 0.3
+# ... passes when the predicted gap exceeds this fraction of the labels' range
+# (doctor.MARGIN_FRACTION: 5 VMAF points on a 0-100 range).
+SEPARATION_MARGIN = 0.05
 
 
 def _grouped(
@@ -74,6 +80,9 @@ def collapse_check(predictions: Any, labels: Any, sources: Any, rungs: Any) -> d
     mean_predicted_gap, mean_label_gap: their means over those sources (NaN when none).
     gap_sign_agreement: fraction of those sources whose predicted gap has the sign of the label
       gap (NaN when none).
+    separated: among the sources whose label gap is at least SEPARATION_MIN_LABEL_GAP of the
+      labels' range, the fraction whose predicted gap exceeds SEPARATION_MARGIN of it: how often
+      `jaxvqa doctor`'s test would pass on such a source (NaN when none).
     collapsed: spread_ratio < COLLAPSE_SPREAD_RATIO, or mean_predicted_gap <
       COLLAPSE_GAP_RATIO × mean_label_gap (a comparison with NaN counts as not collapsed).
   """
@@ -99,6 +108,13 @@ def collapse_check(predictions: Any, labels: Any, sources: Any, rungs: Any) -> d
   label_gaps = np.array([gap[1] for gap in gaps.values()])
   mean_predicted_gap = float(predicted_gaps.mean()) if gaps else math.nan
   mean_label_gap = float(label_gaps.mean()) if gaps else math.nan
+  label_range = float(np.ptp(label))
+  wide = label_gaps >= SEPARATION_MIN_LABEL_GAP * label_range if label_range > 0 else label_gaps > 0
+  separated = (
+      float(np.mean(predicted_gaps[wide] > SEPARATION_MARGIN * label_range))
+      if np.any(wide)
+      else math.nan
+  )
   return {
       "spread_ratio": spread_ratio,
       "gaps": gaps,
@@ -107,6 +123,7 @@ def collapse_check(predictions: Any, labels: Any, sources: Any, rungs: Any) -> d
       "gap_sign_agreement": float(np.mean(np.sign(predicted_gaps) == np.sign(label_gaps)))
       if gaps
       else math.nan,
+      "separated": separated,
       "collapsed": bool(
           spread_ratio < COLLAPSE_SPREAD_RATIO
           or mean_predicted_gap < COLLAPSE_GAP_RATIO * mean_label_gap
@@ -145,7 +162,15 @@ def summarize_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, tuple[
   return summary
 
 
-FOLD_TABLE_KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse", "within_source_srcc")
+FOLD_TABLE_KEYS = (
+    "srcc",
+    "krcc",
+    "plcc",
+    "plcc_raw",
+    "rmse",
+    "within_source_srcc",
+    "collapse/separated",
+)
 _FOLD_TITLES = {
     "srcc": "SRCC",
     "krcc": "KRCC",
@@ -153,6 +178,7 @@ _FOLD_TITLES = {
     "plcc_raw": "Pearson raw",
     "rmse": "RMSE",
     "within_source_srcc": "within-source SRCC",
+    "collapse/separated": "separated",
 }
 
 
