@@ -179,7 +179,7 @@ def load(
     ema: bool = True,
     num_devices: int | None = None,
 ) -> QualityModel:
-  """The model shipped with jaxvqa (no argument; none yet), or the run in `workdir` (what
+  """The model shipped with jaxvqa (no argument; docs/MODEL.md), or the run in `workdir` (what
   `python train.py` wrote; a directory with a shipped model's model.json also works).
 
   which: "best" (highest validation SRCC; carries the calibration) or "latest" (raw scores).

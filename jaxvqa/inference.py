@@ -34,14 +34,14 @@ from jaxvqa.data import video
 from jaxvqa.models import vqa
 
 WHICH_CHECKPOINTS = ("best", "latest")
-# Where a shipped model lives in the package (none yet: docs/RESULTS.md), as
-# `jaxvqa.kfold.ship_model` writes it.
+# Where the shipped model lives in the package (docs/MODEL.md), as `jaxvqa.kfold.ship_model`
+# writes it; pyproject.toml's package-data puts it in the wheel.
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
 NO_SHIPPED_MODEL = (
-    "jaxvqa {version} ships no model yet (none has passed the held-out quality bar, "
-    "docs/RESULTS.md): pass the workdir of a training run, e.g. jaxvqa.load('workdirs/demo') after "
-    "`python train.py --config configs/demo.py`"
+    "this jaxvqa {version} installation has no shipped model ({directory} lacks model.json: "
+    "reinstall jaxvqa, or build it as docs/MODEL.md says): pass the workdir of a training run "
+    "instead, e.g. jaxvqa.load('workdirs/demo') after `python train.py --config configs/demo.py`"
 )
 # Clips per device per call, for `jaxvqa score` and `eval.py` alike (8 clips of 8 frames = 64
 # frames, the batch the speed targets are measured at).
@@ -66,17 +66,25 @@ class CheckpointInfo:
 
 def describe_model(config: ml_collections.ConfigDict) -> str:
   """One line naming the architecture and input of `config` (what produced a score)."""
-  backbone, fusion, temporal, data = (
-      config.model.backbone,
-      config.model.fusion,
-      config.model.temporal,
-      config.data,
+  model, data = config.model, config.data
+  detail = (
+      f"detail statistics {model.detail_features} filters × depth {model.get('detail_depth', 1)}"
+      if model.get("detail_features", 0)
+      else ""
   )
+  if model.get("embedding_in_head", True):
+    backbone = model.backbone
+    network = (
+        f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
+        f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
+        f"fusion out_dim={model.fusion.out_dim}; temporal width={model.temporal.width}"
+        + (f"; {detail}" if detail else "")
+    )
+  else:  # the head reads the detail statistics alone (models/vqa.py: embedding_in_head)
+    network = f"{detail} only (no backbone)"
   return (
-      f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
-      f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
-      f"fusion out_dim={fusion.out_dim}; temporal width={temporal.width}; "
-      f"{data.num_frames} frames of {data.frame_size}px ({data.sampling}); {config.model.dtype}"
+      f"{network}; {data.num_frames} frames of {data.frame_size}px ({data.sampling}); "
+      f"{model.dtype}"
   )
 
 
@@ -238,7 +246,9 @@ def load_shipped_model(
   if directory is None and not (SHIPPED_DIR / SHIPPED_CARD).is_file():
     from jaxvqa import __version__
 
-    raise checkpointing.CheckpointNotFoundError(NO_SHIPPED_MODEL.format(version=__version__))
+    raise checkpointing.CheckpointNotFoundError(
+        NO_SHIPPED_MODEL.format(version=__version__, directory=SHIPPED_DIR)
+    )
   directory = Path(directory or SHIPPED_DIR).absolute()
   card_path, params_path = directory / SHIPPED_CARD, directory / SHIPPED_PARAMS
   for path in (card_path, params_path):

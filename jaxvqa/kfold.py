@@ -54,6 +54,7 @@ from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
 from jaxvqa.models import vqa
+from jaxvqa.scoring import provenance
 from jaxvqa.stacked import (FINETUNE, LOSS_TERMS, PAPER_LOSS_TERMS, PRETRAIN, ModelSpec, StackedRun)
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,10 @@ def validate_config(config) -> None:
     require(
         any(
             variant.loss.get(term, 0) > 0
-            for term in ("plcc", "l1", "rank", "all_pairs_rank", "source_rank")
+            for term in ("plcc", "l1", "rank", "all_pairs_rank", "source_rank", "source_plcc")
         ),
         f"variants.{name}.loss",
-        "needs a positive score loss (plcc, l1, rank, all_pairs_rank, source_rank)",
+        "needs a positive score loss (plcc, l1, rank, all_pairs_rank, source_rank, source_plcc)",
     )
     losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in PAPER_LOSS_TERMS})
     require(
@@ -105,11 +106,12 @@ def validate_config(config) -> None:
         "False needs detail=True: the head must read the embedding or the detail statistics",
     )
     require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
-    require(
-        variant.loss.get("source_rank", 0.0) >= 0,
-        f"variants.{name}.loss.source_rank",
-        f"must be >= 0, got {variant.loss.get('source_rank')}",
-    )
+    for term in ("source_rank", "source_plcc"):
+      require(
+          variant.loss.get(term, 0.0) >= 0,
+          f"variants.{name}.loss.{term}",
+          f"must be >= 0, got {variant.loss.get(term)}",
+      )
   if config.kfold.ship_variant:
     require(
         not config.variants[config.kfold.ship_variant].container,
@@ -479,7 +481,8 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
           "encodes": len(train),
           "codecs": sorted(set(data.codec_names)),
           "held_out_media": list(config.kfold.hold_out_media),
-          "label": "VMAF (libvmaf vmaf_v0.6.1 through imageio-ffmpeg's ffmpeg), mean over frames",
+          # The ffmpeg/libvmaf that make-dataset ran here (a run does not record its own).
+          "label": f"{provenance.vmaf_label_source()}, mean over frames",
       },
   }
   (out_dir / inference.SHIPPED_CARD).write_text(strict_json.dumps(card, indent=2))

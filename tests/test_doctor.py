@@ -135,3 +135,17 @@ def test_doctor_command_refuses_bad_invocations(tmp_path):
   assert status == 2 and "is not a directory" in stderr
   status, _, stderr = run_cli(["doctor", "--workdir", str(tmp_path)])
   assert status == 2 and "config.json not found" in stderr
+
+
+def test_the_shipped_model_passes_the_doctor():
+  # Issue 16's bar, in CI: the model the wheel carries separates a low from a high bitrate of every
+  # built-in content by more than the margin (5 VMAF points), measured here, not assumed.
+  status, stdout, _ = run_cli(["doctor"])
+  assert status == 0, stdout
+  assert stdout.strip().splitlines()[-1] == "jaxvqa doctor: healthy"
+  assert "shipped jaxvqa-vmaf-s-1" in stdout
+  for content in doctor.CONTENTS:
+    line = next(line for line in stdout.splitlines() if line.startswith(f"ok    {content}:"))
+    difference = float(line.split("difference ")[1].split(",")[0])
+    margin = float(line.split("margin ")[1])
+    assert margin > 4.9 and difference > margin, line

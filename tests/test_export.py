@@ -81,6 +81,22 @@ def test_the_exported_program_scores_real_clips_as_the_python_model(
     scorer(clips[:, :1])
 
 
+def test_the_shipped_model_exports_with_no_workdir_and_scores_as_in_python(clip_files, tmp_path):
+  shipped = jaxvqa.load()
+  status, stdout, stderr = run_cli(["export", "--out", str(tmp_path / "shipped")])
+  assert status == 0, stderr
+  assert shipped.identity in stdout
+  scorer = exported.load(tmp_path / "shipped")
+  clips = np.stack([shipped.load_clip(path) for path in clip_files])
+  scores, raw = scorer(clips)
+  expected_raw = shipped.trained.raw_scores(clips)
+  np.testing.assert_allclose(raw, expected_raw, rtol=0, atol=1e-5)
+  # The calibration rises up to 143 VMAF points per raw unit, which magnifies the raw 1e-6 float32
+  # rounding of the program's calibration to about 2e-5.
+  np.testing.assert_allclose(scores, shipped.trained.calibrate(expected_raw), rtol=0, atol=1e-4)
+  assert np.ptp(raw) > 1e-3
+
+
 def test_calibration_inside_the_program_and_a_fixed_batch(model, clips, tmp_path):
   """A logistic calibration that clips none of these scores, so the calibrated values are compared
   where they vary; exported for cpu only with a batch of 2, so 3 clips take a padded second call."""
