@@ -288,6 +288,10 @@ class KFoldRun:
       )
       states = states.replace(**restored)
       log.info("%s: resumed at step %d of %d", stage, latest, num_steps)
+    # Orbax restores committed arrays, a fresh init's are not: the step's program would differ by
+    # its input shardings, and a resumed run would compile it again instead of finding it in the
+    # persistent compilation cache. Committing both to the one device makes them the same program.
+    states = jax.device_put(states, jax.devices()[0])
     start = int(jax.device_get(states.step[0]))
     step_fn = self.run.train_step(stage)
     base_rng = jax.random.PRNGKey(self.config.seed + (stage == FINETUNE))

@@ -1,11 +1,21 @@
 """Test-wide setup: 8 forced CPU devices, so data-parallel code is exercised on CI."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must be set before jax is first imported anywhere in the test process.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Programs that several tests compile alike (a run and its resumed run, the trainer's tiny step in
+# each trainer test) compile once per session: JAX's persistent cache, in a directory of this
+# session only, so no test ever reads a program compiled by another jax or another checkout.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxvqa-tests-xla-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import pytest  # noqa: E402
 
