@@ -273,11 +273,7 @@ def load_shipped_model(
   model = TrainedModel(
       config, params, {"calibration": card.get("calibration")}, checkpoint, num_devices=num_devices
   )
-  expected = jax.eval_shape(
-      lambda: model.model.init(
-          jax.random.PRNGKey(0), np.zeros((1, *model.clip_shape), np.uint8), train=False
-      )["params"]
-  )
+  expected = steps.param_shapes(model.model, model.frames)
   if jax.tree.structure(expected) != jax.tree.structure(params) or any(
       a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))
   ):

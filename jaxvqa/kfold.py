@@ -55,7 +55,16 @@ from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
 from jaxvqa.models import vqa
 from jaxvqa.scoring import provenance
-from jaxvqa.stacked import (FINETUNE, LOSS_TERMS, PAPER_LOSS_TERMS, PRETRAIN, ModelSpec, StackedRun)
+from jaxvqa.stacked import (
+    FINETUNE,
+    LOSS_TERMS,
+    PAPER_LOSS_TERMS,
+    PRETRAIN,
+    SCORE_LOSS_TERMS,
+    SOURCE_LOSS_TERMS,
+    ModelSpec,
+    StackedRun,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +96,9 @@ def validate_config(config) -> None:
     unknown = sorted(set(variant.loss) - set(LOSS_TERMS))
     require(not unknown, f"variants.{name}.loss", f"unknown terms {unknown}; known: {LOSS_TERMS}")
     require(
-        any(
-            variant.loss.get(term, 0) > 0
-            for term in ("plcc", "l1", "rank", "all_pairs_rank", "source_rank", "source_plcc")
-        ),
+        any(variant.loss.get(term, 0) > 0 for term in SCORE_LOSS_TERMS),
         f"variants.{name}.loss",
-        "needs a positive score loss (plcc, l1, rank, all_pairs_rank, source_rank, source_plcc)",
+        f"needs a positive score loss ({', '.join(SCORE_LOSS_TERMS)})",
     )
     losses.LossWeights(**{term: float(variant.loss.get(term, 0.0)) for term in PAPER_LOSS_TERMS})
     require(
@@ -106,7 +112,7 @@ def validate_config(config) -> None:
         "False needs detail=True: the head must read the embedding or the detail statistics",
     )
     require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
-    for term in ("source_rank", "source_plcc"):
+    for term in SOURCE_LOSS_TERMS:  # LossWeights checks the paper's
       require(
           variant.loss.get(term, 0.0) >= 0,
           f"variants.{name}.loss.{term}",
@@ -447,12 +453,9 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
   )
   # The stack's tree holds every variant's branches; the shipped scorer has only its own (no
   # container Dense; no detail branch, or no backbone, when its variant does not use it).
-  size = config.data.frame_size
-  clip = np.zeros((1, config.data.num_frames, size, size, 3), np.uint8)
-  shipped_shapes = jax.eval_shape(
-      lambda: vqa.build_vqa_model(ml_collections.ConfigDict(model_config)).init(
-          jax.random.PRNGKey(0), clip, train=False
-      )["params"]
+  shipped_shapes = steps.param_shapes(
+      vqa.build_vqa_model(ml_collections.ConfigDict(model_config)),
+      video.FrameOptions(num_frames=config.data.num_frames, size=config.data.frame_size),
   )
   stacked = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
   # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).

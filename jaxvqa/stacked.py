@@ -33,7 +33,10 @@ from jaxvqa.models import vqa
 # differences in proportion to the label's and so for a score that separates a bad encode from a
 # good one by as much as the label does (what `jaxvqa doctor` checks).
 PAPER_LOSS_TERMS = ("plcc", "l1", "rank", "all_pairs_rank", "group")
-LOSS_TERMS = PAPER_LOSS_TERMS + ("source_rank", "source_plcc")
+SOURCE_LOSS_TERMS = ("source_rank", "source_plcc")
+LOSS_TERMS = PAPER_LOSS_TERMS + SOURCE_LOSS_TERMS
+# Every term but the contrastive one reads the score: a variant needs one of them.
+SCORE_LOSS_TERMS = tuple(term for term in LOSS_TERMS if term != "group")
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 HEVC_CODECS = ("libx265",)
 

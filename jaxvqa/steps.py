@@ -73,13 +73,24 @@ def _jit_init(model: nn.Module, input_shape: tuple[int, ...]):
   return jax.jit(init)
 
 
-def init_params(model: nn.Module, frames: video.FrameOptions, seed: int) -> Any:
-  """Parameters of `model` for clips (or images) of `frames`, as numpy arrays made on the host
-  (`on_host`); one dummy input, weights do not depend on it."""
+def _input_shape(model: nn.Module, frames: video.FrameOptions) -> tuple[int, ...]:
+  """One clip [T, S, S, 3] for a video model, one image [S, S, 3] otherwise."""
   input_shape = (frames.size, frames.size, 3)
   if isinstance(model, vqa.VQAModel):
     input_shape = (frames.num_frames, *input_shape)
-  return on_host(lambda: _jit_init(model, input_shape)(jax.random.PRNGKey(seed)))
+  return input_shape
+
+
+def init_params(model: nn.Module, frames: video.FrameOptions, seed: int) -> Any:
+  """Parameters of `model` for clips (or images) of `frames`, as numpy arrays made on the host
+  (`on_host`); one dummy input, weights do not depend on it."""
+  init = _jit_init(model, _input_shape(model, frames))
+  return on_host(lambda: init(jax.random.PRNGKey(seed)))
+
+
+def param_shapes(model: nn.Module, frames: video.FrameOptions) -> Any:
+  """The tree `init_params` would make, as jax.ShapeDtypeStruct leaves, without drawing it."""
+  return jax.eval_shape(_jit_init(model, _input_shape(model, frames)), jax.random.PRNGKey(0))
 
 
 def _global_norm(tree) -> jax.Array:

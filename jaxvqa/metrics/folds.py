@@ -109,7 +109,7 @@ def collapse_check(predictions: Any, labels: Any, sources: Any, rungs: Any) -> d
   mean_predicted_gap = float(predicted_gaps.mean()) if gaps else math.nan
   mean_label_gap = float(label_gaps.mean()) if gaps else math.nan
   label_range = float(np.ptp(label))
-  wide = label_gaps >= SEPARATION_MIN_LABEL_GAP * label_range if label_range > 0 else label_gaps > 0
+  wide = (label_gaps > 0) & (label_gaps >= SEPARATION_MIN_LABEL_GAP * label_range)
   separated = (
       float(np.mean(predicted_gaps[wide] > SEPARATION_MARGIN * label_range))
       if np.any(wide)
