@@ -130,7 +130,11 @@ class QualityModel:
     indices = video.sample_frame_indices(len(frames), options.num_frames, train=False, rng=None)
     return np.ascontiguousarray(
         video.prepare_frames(
-            frames[indices], options.size, mode=options.mode, fragment_grid=options.fragment_grid
+            frames[indices],
+            options.size,
+            mode=options.mode,
+            fragment_grid=options.fragment_grid,
+            fragment_align=options.fragment_align,
         )
     )
 

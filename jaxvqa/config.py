@@ -12,6 +12,7 @@ import ml_collections
 
 from jaxvqa import losses
 from jaxvqa.data.video import MODES as SAMPLING_MODES
+from jaxvqa.models import scene_statistics
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
 from jaxvqa.models.swinv2 import ATTENTION_IMPLS
 from jaxvqa.models.vqa import DTYPES
@@ -60,6 +61,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "data.manual_dir",
       "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
       "release, or set config.data.demo.enabled=True",
+  )
+  region = model.get("statistics_region", 0)
+  if region:
+    expected = scene_statistics.region_for(
+        data.sampling, data.frame_size, data.get("fragment_grid", 8)
+    )
+    _require(
+        region == expected,
+        "model.statistics_region",
+        f"({region}) must be {expected} px for data.sampling={data.sampling!r} (one fragment, or "
+        "the whole input), or 0: the scene statistics must not cross a fragment's border",
+    )
+  _require(
+      data.get("fragment_align", 1) >= 1,
+      "data.fragment_align",
+      f"must be >= 1 px, got {data.get('fragment_align')}",
   )
   for field in (
       "data.num_frames",

@@ -150,8 +150,9 @@ class HostSampler:
     )
     picks = rng.integers(starts, stops, size=(num_folds, batch, layout.num_frames))
     patch = layout.size // layout.grid
-    rows = video.fragment_origins(layout.height, layout.grid, patch, rng, (num_folds, batch))
-    cols = video.fragment_origins(layout.width, layout.grid, patch, rng, (num_folds, batch))
+    size = (num_folds, batch)
+    rows = video.fragment_origins(layout.height, layout.grid, patch, rng, size, layout.align)
+    cols = video.fragment_origins(layout.width, layout.grid, patch, rng, size, layout.align)
     return {
         "video": np.stack(videos).astype(np.int32),
         "group": np.stack(groups).astype(np.int32),

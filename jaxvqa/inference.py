@@ -67,25 +67,28 @@ class CheckpointInfo:
 def describe_model(config: ml_collections.ConfigDict) -> str:
   """One line naming the architecture and input of `config` (what produced a score)."""
   model, data = config.model, config.data
-  detail = (
+  parts = [
       f"detail statistics {model.detail_features} filters × depth {model.get('detail_depth', 1)}"
       if model.get("detail_features", 0)
-      else ""
-  )
+      else "",
+      f"scene statistics over {model.statistics_region}px regions"
+      if model.get("statistics_region", 0)
+      else "",
+  ]
+  statistics = " + ".join(part for part in parts if part)
   if model.get("embedding_in_head", True):
     backbone = model.backbone
     network = (
         f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
         f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
         f"fusion out_dim={model.fusion.out_dim}; temporal width={model.temporal.width}"
-        + (f"; {detail}" if detail else "")
+        + (f"; {statistics}" if statistics else "")
     )
-  else:  # the head reads the detail statistics alone (models/vqa.py: embedding_in_head)
-    network = f"{detail} only (no backbone)"
-  return (
-      f"{network}; {data.num_frames} frames of {data.frame_size}px ({data.sampling}); "
-      f"{model.dtype}"
-  )
+  else:  # the head reads the statistics alone (models/vqa.py: embedding_in_head)
+    network = f"{statistics} only (no backbone)"
+  align = data.get("fragment_align", 1)
+  sampling = data.sampling + (f", aligned to {align}px" if align > 1 else "")
+  return f"{network}; {data.num_frames} frames of {data.frame_size}px ({sampling}); {model.dtype}"
 
 
 class TrainedModel:

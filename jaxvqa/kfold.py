@@ -53,7 +53,7 @@ from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
-from jaxvqa.models import vqa
+from jaxvqa.models import scene_statistics, vqa
 from jaxvqa.scoring import provenance
 from jaxvqa.stacked import (
     FINETUNE,
@@ -107,9 +107,17 @@ def validate_config(config) -> None:
         "needs config.model.detail_features > 0 (the number of detail filters)",
     )
     require(
-        variant.get("embedding", True) or variant.get("detail", False),
+        not variant.get("statistics", False) or config.model.get("statistics_region", 0) > 0,
+        f"variants.{name}.statistics",
+        "needs config.model.statistics_region > 0 (the fragment size)",
+    )
+    require(
+        variant.get("embedding", True)
+        or variant.get("detail", False)
+        or variant.get("statistics", False),
         f"variants.{name}.embedding",
-        "False needs detail=True: the head must read the embedding or the detail statistics",
+        "False needs detail=True or statistics=True: the head must read the embedding or "
+        "statistics",
     )
     require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
     for term in SOURCE_LOSS_TERMS:  # LossWeights checks the paper's
@@ -129,6 +137,21 @@ def validate_config(config) -> None:
       "data.frame_size",
       f"({config.data.frame_size}) must be a multiple of data.fragment_grid "
       f"({config.data.fragment_grid})",
+  )
+  region = config.model.get("statistics_region", 0)
+  fragment = scene_statistics.region_for(
+      "fragments", config.data.frame_size, config.data.fragment_grid
+  )
+  require(
+      not region or region == fragment,
+      "model.statistics_region",
+      f"({region}) must be the fragment size, data.frame_size // data.fragment_grid "
+      f"({fragment}), or 0: the scene statistics must not cross a fragment's border",
+  )
+  require(
+      config.data.get("fragment_align", 1) >= 1,
+      "data.fragment_align",
+      f"must be >= 1 px, got {config.data.get('fragment_align')}",
   )
   require(
       1 <= config.data.num_frames <= config.data.decoded_frames,
@@ -167,6 +190,7 @@ def model_specs(config) -> list[ModelSpec]:
             float(variant.margin),
             bool(variant.get("detail", False)),
             bool(variant.get("embedding", True)),
+            bool(variant.get("statistics", False)),
         )
         for fold in folds
     ]
@@ -256,6 +280,7 @@ class KFoldRun:
         grid=config.data.fragment_grid,
         height=height,
         width=width,
+        align=config.data.get("fragment_align", 1),
     )
     self.specs = model_specs(config)
     self.sampler = HostSampler(
@@ -448,6 +473,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
   model_config.update(
       container_features=False,
       detail_features=model_config.get("detail_features", 0) if spec.detail else 0,
+      statistics_region=model_config.get("statistics_region", 0) if spec.statistics else 0,
       embedding_in_head=spec.embedding,
       dtype="float32",
   )
@@ -476,6 +502,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
               "num_frames": config.data.num_frames,
               "frame_size": config.data.frame_size,
               "fragment_grid": config.data.fragment_grid,
+              "fragment_align": config.data.get("fragment_align", 1),
           },
       },
       "calibration": fitted.to_dict(),

@@ -56,6 +56,7 @@ class ModelSpec:
   margin: float  # m of the rank terms in the VMAF stage
   detail: bool = False  # the head also reads DetailStatistics (models/vqa.py)
   embedding: bool = True  # the head reads the video embedding (False: detail statistics only)
+  statistics: bool = False  # the head also reads scene_statistics (models/scene_statistics.py)
 
 
 def weighted_loss(
@@ -98,8 +99,7 @@ def _model_step(
     group,
     source,
     container,
-    detail_gate,
-    embedding_gate,
+    gates,
     weights,
     margin,
     rng,
@@ -118,8 +118,7 @@ def _model_step(
         None,
         container,
         train=True,
-        detail_gate=detail_gate,
-        embedding_gate=embedding_gate,
+        **gates,
         rngs={steps.DROPOUT_RNG: rng},
     )
     return weighted_loss(
@@ -149,6 +148,8 @@ class StackedRun:
     model_config.container_features = any(spec.container for spec in specs)
     if not any(spec.detail for spec in specs):
       model_config.detail_features = 0
+    if not any(spec.statistics for spec in specs):
+      model_config.statistics_region = 0
     self.model = vqa.build_vqa_model(model_config)
     log.info("placing %.2f GB of decoded frames on %s", data.frames.nbytes / 1e9, jax.devices()[0])
     self.frames = jnp.asarray(np.ascontiguousarray(data.frames))
@@ -159,8 +160,11 @@ class StackedRun:
     self.container = vqa.container_features(data.bits_per_pixel, data.scale, data.fps, is_hevc)
     self.fold_of_model = jnp.asarray([spec.fold for spec in specs])
     self.uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
-    self.uses_detail = jnp.asarray([spec.detail for spec in specs], jnp.float32)
-    self.uses_embedding = jnp.asarray([spec.embedding for spec in specs], jnp.float32)
+    # Per model [M]: which branches its head reads (VQAModel's gates; 0 switches one off).
+    self.gates = {
+        f"{branch}_gate": jnp.asarray([getattr(spec, branch) for spec in specs], jnp.float32)
+        for branch in ("detail", "embedding", "statistics")
+    }
     self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
     self.modes = sorted({spec.sampling for spec in specs})
 
@@ -250,8 +254,7 @@ class StackedRun:
           draw["group"][fold],
           source,
           container,
-          self.uses_detail,
-          self.uses_embedding,
+          self.gates,
           weights,
           margins,
           rngs,
@@ -269,21 +272,14 @@ class StackedRun:
           else clips
       )
 
-      def one(model_params, use_resize, use_container, use_detail, use_embedding):
+      def one(model_params, use_resize, use_container, gates):
         model_clips = jnp.where(use_resize, resized, clips)
         container = arrays["container"][indices] * use_container
         return self.model.apply(
-            {"params": model_params},
-            model_clips,
-            None,
-            container,
-            detail_gate=use_detail,
-            embedding_gate=use_embedding,
+            {"params": model_params}, model_clips, None, container, **gates
         ).score
 
-      return jax.vmap(one)(
-          params, self.resized, self.uses_container, self.uses_detail, self.uses_embedding
-      )
+      return jax.vmap(one)(params, self.resized, self.uses_container, self.gates)
 
     return jax.jit(score)
 

@@ -143,7 +143,7 @@ def test_the_shipped_model_passes_the_doctor():
   status, stdout, _ = run_cli(["doctor"])
   assert status == 0, stdout
   assert stdout.strip().splitlines()[-1] == "jaxvqa doctor: healthy"
-  assert "shipped jaxvqa-vmaf-s-1" in stdout
+  assert "shipped jaxvqa-vmaf-s-2" in stdout
   for content in doctor.CONTENTS:
     line = next(line for line in stdout.splitlines() if line.startswith(f"ok    {content}:"))
     difference = float(line.split("difference ")[1].split(",")[0])

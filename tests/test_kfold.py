@@ -1,6 +1,7 @@
 """The K-fold protocol's parts: folds, device-side clips against the host path, the sampler,
 the fold statistics against scipy, the decoded set against make-dataset, and config checks."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -117,6 +118,15 @@ def test_evaluation_draw_samples_as_eval_does(fake_set):
       np.asarray(data.frames[7])[draw["picks"][0, 1]], grid=4, patch=8, rng=None
   )
   np.testing.assert_array_equal(clips[0, 1], expected)
+  # Aligned fragments: evaluation cuts what the scorer cuts with the same alignment.
+  aligned = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56, align=8)
+  draw = device_clips.evaluation_draw(np.array([3, 7]), aligned, stored=4)
+  assert (draw["rows"] % 8 == 0).all() and (draw["cols"] % 8 == 0).all()
+  clips = np.asarray(device_clips.gather_clips(np.asarray(data.frames), draw, aligned, "fragments"))
+  expected = video.extract_fragments(
+      np.asarray(data.frames[7])[draw["picks"][0, 1]], grid=2, patch=16, rng=None, align=8
+  )
+  np.testing.assert_array_equal(clips[0, 1], expected)
 
 
 def test_sampler_draws_sources_by_rungs_from_training_families_only(fake_set):
@@ -144,6 +154,12 @@ def test_sampler_draws_sources_by_rungs_from_training_families_only(fake_set):
       members = videos[groups == group]
       assert len({(data.source[i], data.codec[i], data.scale[i]) for i in members}) == 1
     np.testing.assert_allclose(pretrain["rank_label"][fold], np.log(data.bits_per_pixel[videos]))
+  aligned = dataclasses.replace(layout, grid=2, align=8)
+  aligned_draw = folds.HostSampler(data, train_sets, aligned, groups=3, per_group=4, seed=0).draw(
+      kfold.FINETUNE, 7
+  )
+  assert (aligned_draw["rows"] % 8 == 0).all() and (aligned_draw["cols"] % 8 == 0).all()
+  assert aligned_draw["cols"].max() + 16 <= 56
   again = sampler.draw(kfold.FINETUNE, 7)
   for key in draw:
     np.testing.assert_array_equal(draw[key], again[key])
@@ -264,6 +280,8 @@ def test_demo_test_media_are_the_demo_split():
         ("kfold.folds", 1, "config.kfold.folds: must be >= 2"),
         ("kfold.ship_variant", "hybrid", "config.kfold.ship_variant: must be a pixel-only"),
         ("data.frame_size", 130, "config.data.frame_size: (130) must be a multiple"),
+        ("model.statistics_region", 16, "config.model.statistics_region: (16) must be the"),
+        ("data.fragment_align", 0, "config.data.fragment_align: must be >= 1 px"),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):
@@ -361,16 +379,20 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
       decoded_dir=str(decoded_dir),
       num_frames=2,
       frame_size=32,
-      fragment_grid=2,
+      fragment_grid=1,  # one fragment of 32 px, the smallest region the scene statistics take
+      fragment_align=16,
       groups_per_batch=2,
       videos_per_group=2,
   )
   config.kfold.update(folds=2, hold_out_media=("gen-0",))
-  # One variant, one sampling mode: one compile. The shipped model scores from two layers of
-  # detail statistics alone (its head never reads the embedding).
-  config.model.update(detail_features=4, detail_depth=2)
-  config.variants = {"detail_only": config.variants.detail_only.to_dict()}
-  config.kfold.ship_variant = "detail_only"
+  # Two variants of one architecture, one sampling mode: one compile. The shipped model scores
+  # from two layers of detail statistics and the scene statistics (its head never reads the
+  # embedding); the other variant's gate switches the scene statistics off.
+  config.model.update(detail_features=4, detail_depth=2, statistics_region=32)
+  config.variants = {
+      name: config.variants[name].to_dict() for name in ("detail_only", "detail_scene_source_plcc")
+  }
+  config.kfold.ship_variant = "detail_scene_source_plcc"
   config.pretrain.steps = 0  # the pre-training stage is the same loop; one compile fewer
   config.optim.update(steps=4, warmup_steps=1)
   config.train.update(
@@ -397,7 +419,7 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # ... and a second run resumes it to the end and evaluates.
   results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
   assert results["finetune_steps_done"] == 4
-  assert set(results["summary"]) == {"detail_only", kfold.BASELINE}
+  assert set(results["summary"]) == {"detail_only", "detail_scene_source_plcc", kfold.BASELINE}
   # The shipped model (the detail_only variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
@@ -428,19 +450,27 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
       api.load(tmp_path / "work" / "shipped").score(clip), abs=1e-4
   )
   assert shipped.frames == video.FrameOptions(
-      num_frames=2, size=32, mode="fragments", fragment_grid=2
+      num_frames=2, size=32, mode="fragments", fragment_grid=1, fragment_align=16
   )
   stacked_scores = np.load(tmp_path / "work" / "scores.npy")
-  ship_index = 2  # models in config order: the variant's folds 0, 1, then its ship model
-  ship_spec = kfold.model_specs(_tiny_kfold_config(decoded_dir))[ship_index]
-  assert ship_spec.detail and not ship_spec.embedding
+  # Models in config order: detail_only's folds 0, 1, then the ship variant's folds and its ship
+  # model.
+  ship_index = 4
+  specs = kfold.model_specs(_tiny_kfold_config(decoded_dir))
+  ship_spec = specs[ship_index]
+  assert ship_spec.detail and ship_spec.statistics and not ship_spec.embedding
+  assert not specs[0].statistics
   card = json.loads((tmp_path / "work" / "shipped" / inference.SHIPPED_CARD).read_text())
   assert card["config"]["model"]["detail_features"] == 4
   assert card["config"]["model"]["detail_depth"] == 2
+  assert card["config"]["model"]["statistics_region"] == 32
   assert card["config"]["model"]["embedding_in_head"] is False
-  # Its weights are the detail branch and the head only: the stack's backbone is not shipped.
+  assert card["config"]["data"]["fragment_align"] == 16
+  # Its weights are the detail branch and the head only: the stack's backbone is not shipped; the
+  # head reads the scene statistics through its own Dense.
   assert sorted(shipped.params) == ["detail", "head"]
-  layout = device_clips.Layout(num_frames=2, size=32, grid=2, height=40, width=56)
+  assert "statistics" in shipped.params["head"]
+  layout = device_clips.Layout(num_frames=2, size=32, grid=1, height=40, width=56, align=16)
   draw = device_clips.evaluation_draw(np.arange(6), layout, stored=data.frames.shape[1])
   clips = np.asarray(
       device_clips.gather_clips(np.asarray(data.frames), draw, layout, "fragments")[0]
@@ -533,9 +563,14 @@ def test_a_variant_scoring_from_neither_embedding_nor_detail_is_named():
 
 
 def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
-  ship = "detail_only_source_plcc"  # the shipped model's variant (docs/MODEL.md)
+  from jaxvqa import inference
+
+  # The config ships what the package ships (docs/MODEL.md): its variant, under its id.
+  card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
+  ship = card["training"]["variant"]
+  assert kfold_config.get_config().kfold.ship_id == card["id"]
   config = kfold_config.get_config(f"native,{ship}")
-  assert sorted(config.variants) == [ship, "native"]
+  assert sorted(config.variants) == sorted([ship, "native"])
   assert config.kfold.ship_variant == ship
   assert [spec.fold for spec in kfold.model_specs(config) if spec.variant == ship] == list(
       range(config.kfold.folds + 1)

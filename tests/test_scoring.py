@@ -74,7 +74,10 @@ def test_clip_options_are_the_evaluation_frame_options(tiny_config):
         "size": tiny_config.data.frame_size,
         "mode": sampling,
         "fragment_grid": 8,
+        "fragment_align": 1,  # a config without the field: origins anywhere, as before it existed
     }
+  tiny_config.data.fragment_align = 16
+  assert video.FrameOptions.from_data_config(tiny_config.data).fragment_align == 16
 
 
 def test_scoring_imports_neither_grain_nor_tfds():

@@ -155,6 +155,8 @@ def test_train_step_skips_a_nonfinite_update(tiny_config):
         ("loss.contrastive_variant", "triplet", "config.loss.contrastive_variant"),
         ("model.backbone.num_heads", (1, 3, 2, 2), "config.model.backbone.num_heads"),
         ("optim.ema_decay", 1.0, "config.optim.ema_decay"),
+        ("model.statistics_region", 48, "config.model.statistics_region"),
+        ("data.fragment_align", 0, "config.data.fragment_align"),
     ],
 )
 def test_bad_config_values_name_the_field(tiny_config, field, value, message):

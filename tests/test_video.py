@@ -257,6 +257,32 @@ def test_load_clip_fragments_on_real_video(clips):
   np.testing.assert_array_equal(got, frames[:, rows][:, :, cols])
 
 
+def test_aligned_fragment_origins_sit_on_the_block_grid_inside_their_cells():
+  rng = np.random.default_rng(0)
+  free = video.fragment_origins(180, 4, 32, rng, (500,))
+  aligned = video.fragment_origins(180, 4, 32, np.random.default_rng(0), (500,), align=16)
+  # The same draw, rounded down to the grid: never past the unaligned origin, never 16 px before.
+  np.testing.assert_array_equal(aligned, free // 16 * 16)
+  assert (aligned % 16 == 0).all() and (aligned >= 0).all() and (aligned + 32 <= 180).all()
+  centred = video.fragment_origins(320, 4, 32, None, align=16)
+  np.testing.assert_array_equal(centred, [16, 96, 176, 256])  # cell centres 24, 104, 184, 264
+  with pytest.raises(ValueError, match="alignment must be >= 1"):
+    video.fragment_origins(320, 4, 32, None, align=0)
+
+
+def test_load_clip_cuts_aligned_fragments_where_the_scorer_asks(clips):
+  got = video.load_clip(
+      clips["large"], num_frames=4, size=128, mode="fragments", fragment_grid=4, fragment_align=16
+  )
+  frames = media.ffmpeg_decode_frames(clips["large"], [1, 3, 5, 7])
+  ys = video.fragment_origins(272, 4, 32, None, align=16)
+  xs = video.fragment_origins(320, 4, 32, None, align=16)
+  assert (ys % 16 == 0).all() and (xs % 16 == 0).all()
+  rows = (ys[:, None] + np.arange(32)).reshape(-1)
+  cols = (xs[:, None] + np.arange(32)).reshape(-1)
+  np.testing.assert_array_equal(got, frames[:, rows][:, :, cols])
+
+
 def test_fragments_upscale_small_video(clips):
   got = video.load_clip(clips["odd"], num_frames=2, size=128, mode="fragments")
   assert got.shape == (2, 128, 128, 3)

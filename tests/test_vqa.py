@@ -491,3 +491,41 @@ def test_detail_branch_gated_off_is_the_model_without_it(model_config, videos):
   # Switched on, the branch moves the scores, and only through the masked-in frames.
   assert float(jnp.abs(on - expected).max()) > 1e-4
   np.testing.assert_allclose(masked_garbage, masked, rtol=1e-5, atol=1e-5)
+
+
+def test_scene_statistics_enter_the_head_gated_and_masked_like_the_detail_branch(
+    model_config, videos
+):
+  """A statistics-only scorer (no backbone, no detail filters): gated off it is the head on zeros;
+  on, its score is the head applied to the masked frame mean of `scene_statistics`."""
+  from jaxvqa.models import scene_statistics
+
+  model_config = model_config.copy_and_resolve_references()
+  model_config.update(statistics_region=FRAME_SIZE, embedding_in_head=False)
+  model = vqa.build_vqa_model(model_config)
+  params = _random_params(model, 3, videos)
+  assert sorted(params) == ["head"] and "statistics" in params["head"]
+  mask = jnp.ones(videos.shape[:2], bool).at[:, -1].set(False)
+  head = vqa.QualityHead(model_config.head_hidden)
+  width = model_config.temporal.width
+  per_frame = scene_statistics.scene_statistics(
+      videos.reshape(-1, *videos.shape[2:]), FRAME_SIZE
+  ).reshape(*videos.shape[:2], -1)
+  masked_mean = per_frame[:, :-1].mean(axis=1)
+  zeros = jnp.zeros((len(videos), width))
+  head_params = {"params": params["head"]}
+  np.testing.assert_allclose(
+      model.apply({"params": params}, videos, mask).score,
+      head.apply(head_params, zeros, None, None, masked_mean),
+      rtol=1e-5,
+      atol=1e-5,
+  )
+  without = {"params": {k: v for k, v in params["head"].items() if k != "statistics"}}
+  np.testing.assert_allclose(
+      model.apply({"params": params}, videos, statistics_gate=0.0).score,
+      head.apply(without, zeros),
+      rtol=1e-6,
+      atol=1e-6,
+  )
+  # The two test videos (a ramp, noise) differ in their statistics, and so in score.
+  assert float(jnp.abs(per_frame[0] - per_frame[1]).max()) > 0.1

@@ -29,6 +29,7 @@ class Layout:
   grid: int  # fragment cells per side
   height: int  # stored frame size
   width: int
+  align: int = 1  # fragment origins at multiples of this many px (video.fragment_origins)
 
 
 def evaluation_draw(indices: np.ndarray, layout: Layout, stored: int) -> dict[str, np.ndarray]:
@@ -41,10 +42,12 @@ def evaluation_draw(indices: np.ndarray, layout: Layout, stored: int) -> dict[st
       "video": indices[None].astype(np.int32),
       "picks": np.broadcast_to(picks, (1, count, layout.num_frames)).astype(np.int32),
       "rows": np.broadcast_to(
-          video.fragment_origins(layout.height, layout.grid, patch, None), (1, count, layout.grid)
+          video.fragment_origins(layout.height, layout.grid, patch, None, align=layout.align),
+          (1, count, layout.grid),
       ).astype(np.int32),
       "cols": np.broadcast_to(
-          video.fragment_origins(layout.width, layout.grid, patch, None), (1, count, layout.grid)
+          video.fragment_origins(layout.width, layout.grid, patch, None, align=layout.align),
+          (1, count, layout.grid),
       ).astype(np.int32),
       "flip": np.zeros((1, count), bool),
   }

@@ -217,6 +217,7 @@ def load_image(
     rng: np.random.Generator | None,
     mode: str = "resize_crop",
     fragment_grid: int = 8,
+    fragment_align: int = 1,
     hflip: bool = True,
 ) -> np.ndarray:
   """An encoded image as a one-frame clip, prepared as `video.load_clip` prepares frames.
@@ -236,7 +237,11 @@ def load_image(
     clip = video.resize_short_side_center_crop(frame, size)
   else:
     clip = video.extract_fragments(
-        frame, grid=fragment_grid, patch=size // fragment_grid, rng=rng if train else None
+        frame,
+        grid=fragment_grid,
+        patch=size // fragment_grid,
+        rng=rng if train else None,
+        align=fragment_align,
     )
   if train and hflip and rng.random() < 0.5:
     clip = clip[:, :, ::-1]
@@ -266,6 +271,7 @@ def decode_example(
         rng=rng,
         mode=frames.mode,
         fragment_grid=frames.fragment_grid,
+        fragment_align=frames.fragment_align,
         num_threads=decode_threads,
     )
   return load_image(
@@ -275,6 +281,7 @@ def decode_example(
       rng=rng,
       mode=frames.mode,
       fragment_grid=frames.fragment_grid,
+      fragment_align=frames.fragment_align,
   )
 
 

@@ -32,6 +32,7 @@ class FrameOptions:
   size: int
   mode: str = "resize_crop"
   fragment_grid: int = 8
+  fragment_align: int = 1  # fragment origins at multiples of this many px (fragment_origins)
 
   @classmethod
   def from_data_config(cls, data_config) -> "FrameOptions":
@@ -41,6 +42,7 @@ class FrameOptions:
         size=data_config.frame_size,
         mode=data_config.sampling,
         fragment_grid=data_config.get("fragment_grid", 8),
+        fragment_align=data_config.get("fragment_align", 1),
     )
 
 
@@ -94,6 +96,7 @@ def load_clip(
     mode: str = "resize_crop",
     hflip: bool = True,
     fragment_grid: int = 8,
+    fragment_align: int = 1,
     num_threads: int = 0,
 ) -> np.ndarray:
   """Samples T frames and brings them to `size`×`size` for the model.
@@ -123,6 +126,7 @@ def load_clip(
     mode: "resize_crop" or "fragments".
     hflip: allow the training flip.
     fragment_grid: cells per side in fragments mode (8 → 8×8 patches of S/8 px).
+    fragment_align: fragment origins at multiples of this many px (`fragment_origins`).
     num_threads: decoder threads (0 = the decoder's choice).
   Returns:
     uint8 [T, S, S, 3] RGB.
@@ -141,7 +145,12 @@ def load_clip(
   indices = sample_frame_indices(len(reader), num_frames, train=train, rng=rng)
   frames = decode.read_from_reader(reader, indices, name)
   clip = prepare_frames(
-      frames, size, mode=mode, fragment_grid=fragment_grid, rng=rng if train else None
+      frames,
+      size,
+      mode=mode,
+      fragment_grid=fragment_grid,
+      fragment_align=fragment_align,
+      rng=rng if train else None,
   )
   if train and hflip and rng.random() < 0.5:
     clip = clip[:, :, ::-1]
@@ -154,6 +163,7 @@ def prepare_frames(
     *,
     mode: str = "resize_crop",
     fragment_grid: int = 8,
+    fragment_align: int = 1,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
   """Decoded frames [K, H, W, 3] → model input [K, S, S, 3] in `mode` (see `load_clip`).
@@ -163,7 +173,9 @@ def prepare_frames(
   """
   if mode == "resize_crop":
     return resize_short_side_center_crop(frames, size)
-  return extract_fragments(frames, grid=fragment_grid, patch=size // fragment_grid, rng=rng)
+  return extract_fragments(
+      frames, grid=fragment_grid, patch=size // fragment_grid, rng=rng, align=fragment_align
+  )
 
 
 def resize_short_side_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -202,12 +214,20 @@ def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def fragment_origins(
-    length: int, grid: int, patch: int, rng: np.random.Generator | None, size: tuple[int, ...] = ()
+    length: int,
+    grid: int,
+    patch: int,
+    rng: np.random.Generator | None,
+    size: tuple[int, ...] = (),
+    align: int = 1,
 ) -> np.ndarray:
   """Top (or left) pixel of each of `grid` patches along one axis of `length` px.
 
   Cell i spans [⌊i·L/g⌋, ⌊(i+1)·L/g⌋); its patch starts at a random pixel of
-  the cell's free range when `rng` is given, else at the range's centre.
+  the cell's free range when `rng` is given, else at the range's centre, then rounded down to a
+  multiple of `align`. With `align` 16 every fragment keeps the codec's block grid (4, 8 and
+  16 px from the frame's origin) where the model sees it (models/scene_statistics.py); a patch
+  side that is a multiple of 16 keeps it under flips too.
   `size` draws that many independent sets at once (the K-fold sampler's batches).
 
   Returns:
@@ -217,18 +237,27 @@ def fragment_origins(
   free = bounds[1:] - bounds[:-1] - patch
   if (free < 0).any():
     raise ValueError(f"a frame side of {length} px is too small for {grid} patches of {patch} px")
+  if align < 1:
+    raise ValueError(f"fragment alignment must be >= 1 px, got {align}")
   if rng is None:
-    return np.broadcast_to(bounds[:-1] + free // 2, (*size, grid)).copy()
-  return bounds[:-1] + rng.integers(0, free + 1, size=(*size, grid))
+    origins = np.broadcast_to(bounds[:-1] + free // 2, (*size, grid)).copy()
+  else:
+    origins = bounds[:-1] + rng.integers(0, free + 1, size=(*size, grid))
+  return origins // align * align
 
 
 def extract_fragments(
-    frames: np.ndarray, *, grid: int, patch: int, rng: np.random.Generator | None
+    frames: np.ndarray,
+    *,
+    grid: int,
+    patch: int,
+    rng: np.random.Generator | None,
+    align: int = 1,
 ) -> np.ndarray:
   """uint8 [T, H, W, 3] → [T, grid·patch, grid·patch, 3] of native-pixel windows.
 
   Patch (i, j) of the output is frames[:, y_i:y_i+patch, x_j:x_j+patch] with
-  y = fragment_origins(H, ...), x = fragment_origins(W, ...), the same for all
+  y = fragment_origins(H, ..., align), x = fragment_origins(W, ..., align), the same for all
   frames. Frames whose short side is below grid·patch are upscaled first.
   """
   size = grid * patch
@@ -237,8 +266,8 @@ def extract_fragments(
     scale = size / min(height, width)
     height, width = max(size, round(height * scale)), max(size, round(width * scale))
     frames = _resize_frames(frames, height, width)
-  ys = fragment_origins(height, grid, patch, rng)
-  xs = fragment_origins(width, grid, patch, rng)
+  ys = fragment_origins(height, grid, patch, rng, align=align)
+  xs = fragment_origins(width, grid, patch, rng, align=align)
   rows = (ys[:, None] + np.arange(patch)).reshape(-1)  # [grid·patch]
   cols = (xs[:, None] + np.arange(patch)).reshape(-1)
   return frames[:, rows][:, :, cols]

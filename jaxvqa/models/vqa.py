@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from jaxvqa.models.fusion import MultiStageFusion, TemporalFusion, masked_frame_mean
 from jaxvqa.models.l2 import l2_normalize
+from jaxvqa.models.scene_statistics import scene_statistics, validate_region
 from jaxvqa.models.swinv2 import SwinV2
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -52,17 +53,17 @@ class QualityHead(nn.Module):
   Always float32, whatever the model's compute dtype: the losses standardise scores, so a model
   may put a small spread on a large mean, and bf16's 8-bit mantissa would round videos of one
   source to the same score. The head is a negligible share of the FLOPs.
-  Container features and detail statistics enter through their own bias-free Dense added before
-  the GELU, so a model without them is the same tree without that leaf, and zero features change
-  nothing.
+  Container features, detail statistics and scene statistics enter through their own bias-free
+  Dense added before the GELU, so a model without them is the same tree without that leaf, and
+  zero features change nothing.
   """
 
   hidden: int = 64
 
   @nn.compact
-  def __call__(self, x, container=None, detail=None):
+  def __call__(self, x, container=None, detail=None, statistics=None):
     x = nn.Dense(self.hidden, dtype=jnp.float32, name="hidden")(x.astype(jnp.float32))
-    for name, extra in (("container", container), ("detail", detail)):
+    for name, extra in (("container", container), ("detail", detail), ("statistics", statistics)):
       if extra is not None:
         x = x + nn.Dense(self.hidden, use_bias=False, dtype=jnp.float32, name=name)(
             extra.astype(jnp.float32)
@@ -139,7 +140,10 @@ class VQAModel(nn.Module):
   K-fold `detail_only` variant, stacked with models that do read it); the projection still reads
   the embedding. `embedding_in_head=False` is the scorer of such a model on its own: the backbone,
   both fusions and the projection are not run (nor have parameters), the head reads zeros where
-  the embedding was, and `embedding` and `projection` are None.
+  the embedding was, and `embedding` and `projection` are None. With `statistics_region` > 0 the
+  head also reads the fixed `scene_statistics` of the frames (block grid and MSCN statistics,
+  never across a region of that many px: the fragment size), averaged over the unmasked frames and
+  multiplied by `statistics_gate` (0 turns them off, as `detail_gate` does).
   """
 
   backbone: SwinV2
@@ -152,6 +156,7 @@ class VQAModel(nn.Module):
   detail_features: int = 0
   detail_depth: int = 1  # DetailStatistics.depth
   embedding_in_head: bool = True  # False: a detail_only scorer (see above)
+  statistics_region: int = 0  # > 0: the head reads scene_statistics over regions of this size
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -164,6 +169,7 @@ class VQAModel(nn.Module):
       train: bool = False,
       detail_gate=1.0,
       embedding_gate=1.0,
+      statistics_gate=1.0,
   ) -> VQAOutput:
     if self.container_dim and container is None:
       raise ValueError(
@@ -185,6 +191,14 @@ class VQAModel(nn.Module):
       detail = detail_gate * masked_frame_mean(
           statistics.reshape(batch, num_frames, -1), frame_mask
       )
+    scene = None
+    if self.statistics_region:
+      per_frame = scene_statistics(
+          frames.reshape(batch * num_frames, *frames.shape[2:]), self.statistics_region
+      )
+      scene = statistics_gate * masked_frame_mean(
+          per_frame.reshape(batch, num_frames, -1), frame_mask
+      )
     if self.embedding_in_head:
       features = _frame_features(
           self.backbone,
@@ -201,7 +215,7 @@ class VQAModel(nn.Module):
     else:
       embedding = projection = None
       head_input = jnp.zeros((batch, self.temporal_fusion.width), jnp.float32)
-    score = QualityHead(self.head_hidden, name="head")(head_input, container, detail)
+    score = QualityHead(self.head_hidden, name="head")(head_input, container, detail, scene)
     return VQAOutput(score=score, embedding=embedding, projection=projection)
 
 
@@ -272,11 +286,16 @@ def build_vqa_model(model_config) -> VQAModel:
         f"config.model.detail_depth must be >= 1 (the filters, then 3×3 layers), got "
         f"{model_config.detail_depth}"
     )
-  if not model_config.get("embedding_in_head", True) and not model_config.get("detail_features"):
+  if not model_config.get("embedding_in_head", True) and not (
+      model_config.get("detail_features") or model_config.get("statistics_region")
+  ):
     raise ValueError(
-        "config.model.embedding_in_head=False needs config.model.detail_features > 0: the quality "
-        "head would read nothing"
+        "config.model.embedding_in_head=False needs config.model.detail_features > 0 or "
+        "config.model.statistics_region > 0: the quality head would read nothing"
     )
+  region = model_config.get("statistics_region", 0)
+  if region:
+    validate_region(region, "config.model.statistics_region (the fragment size; 0 = off)")
   backbone, fusion = _spatial_modules(model_config)
   t = model_config.temporal
   temporal = TemporalFusion(
@@ -299,6 +318,7 @@ def build_vqa_model(model_config) -> VQAModel:
       detail_features=model_config.get("detail_features", 0),
       detail_depth=model_config.get("detail_depth", 1),
       embedding_in_head=model_config.get("embedding_in_head", True),
+      statistics_region=region,
       dtype=_dtype(model_config),
   )
 

@@ -75,7 +75,11 @@ def decode_video(
   frames = decode.read_from_reader(reader, unique, decode.describe_source(path))
   prepared = np.ascontiguousarray(
       video.prepare_frames(
-          frames, options.size, mode=options.mode, fragment_grid=options.fragment_grid
+          frames,
+          options.size,
+          mode=options.mode,
+          fragment_grid=options.fragment_grid,
+          fragment_align=options.fragment_align,
       )
   )
   clips = prepared[inverse.reshape(len(index_sets), sampling.clip_length)]
