@@ -8,7 +8,7 @@
 
 Everything a score depends on comes from the existing stages, never a copy of them: files are
 decoded, sampled and prepared by `scoring.decode_video` (what `jaxvqa score` and `eval.py` do),
-arrays are sampled by `video.sample_frame_indices` and prepared by `video.prepare_frames`, clips are
+arrays are sampled by `video.sample_frame_indices` and prepared by `FrameOptions.prepare`, clips are
 scored by `TrainedModel.raw_scores` and calibrated by `TrainedModel.calibrate`. So
 `m.score(path)`, `m.score_frames(<all decoded frames of path>)` and `jaxvqa score path` agree.
 
@@ -128,15 +128,7 @@ class QualityModel:
       return np.stack([self.prepare(one) for one in frames])
     options = self.trained.frames
     indices = video.sample_frame_indices(len(frames), options.num_frames, train=False, rng=None)
-    return np.ascontiguousarray(
-        video.prepare_frames(
-            frames[indices],
-            options.size,
-            mode=options.mode,
-            fragment_grid=options.fragment_grid,
-            fragment_align=options.fragment_align,
-        )
-    )
+    return np.ascontiguousarray(options.prepare(frames[indices]))
 
   def load_clip(self, path: str | os.PathLike) -> np.ndarray:
     """The model-input clip uint8 [T, S, S, 3] of a video file, as `score(path)` makes it."""

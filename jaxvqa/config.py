@@ -12,7 +12,6 @@ import ml_collections
 
 from jaxvqa import losses
 from jaxvqa.data.video import MODES as SAMPLING_MODES
-from jaxvqa.models import scene_statistics
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
 from jaxvqa.models.swinv2 import ATTENTION_IMPLS
 from jaxvqa.models.vqa import DTYPES
@@ -24,14 +23,34 @@ class ConfigError(ValueError):
   """A config value that cannot work; the message starts with the field's dotted name."""
 
 
-def _require(condition: bool, field: str, message: str) -> None:
+def require(condition: bool, field: str, message: str) -> None:
   if not condition:
     raise ConfigError(f"config.{field}: {message}")
 
 
+def validate_fragments(model, data, sampling: str) -> None:
+  """Raises ConfigError unless data.fragment_align is >= 1 and model.statistics_region is 0 or
+  the region the model input is read in: one fragment, or the whole input (`sampling`)."""
+  require(
+      data.get("fragment_align", 1) >= 1,
+      "data.fragment_align",
+      f"must be >= 1 px, got {data.get('fragment_align')}",
+  )
+  region = model.get("statistics_region", 0)
+  fragments = sampling == "fragments"
+  expected = data.frame_size // data.get("fragment_grid", 8) if fragments else data.frame_size
+  require(
+      region in (0, expected),
+      "model.statistics_region",
+      f"({region}) must be the region the input is read in, {expected} px for {sampling} "
+      "sampling (one fragment, or the whole input), or 0: the scene statistics must not cross a "
+      "fragment's border",
+  )
+
+
 def _positive(config, field: str) -> None:
   value = _lookup(config, field)
-  _require(value > 0, field, f"must be > 0, got {value!r}")
+  require(value > 0, field, f"must be > 0, got {value!r}")
 
 
 def _lookup(config, field: str):
@@ -46,38 +65,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from jaxvqa.data.builders import BUILDERS  # imported late: pulls in tensorflow_datasets
 
   data, model, loss, optim = config.data, config.model, config.loss, config.optim
-  _require(
+  require(
       data.builder in BUILDERS,
       "data.builder",
       f"unknown data set {data.builder!r}; known: {sorted(BUILDERS)}",
   )
-  _require(
+  require(
       data.sampling in SAMPLING_MODES,
       "data.sampling",
       f"must be one of {SAMPLING_MODES}, got {data.sampling!r}",
   )
-  _require(
+  require(
       data.demo.enabled or bool(data.manual_dir),
       "data.manual_dir",
       "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
       "release, or set config.data.demo.enabled=True",
   )
-  region = model.get("statistics_region", 0)
-  if region:
-    expected = scene_statistics.region_for(
-        data.sampling, data.frame_size, data.get("fragment_grid", 8)
-    )
-    _require(
-        region == expected,
-        "model.statistics_region",
-        f"({region}) must be {expected} px for data.sampling={data.sampling!r} (one fragment, or "
-        "the whole input), or 0: the scene statistics must not cross a fragment's border",
-    )
-  _require(
-      data.get("fragment_align", 1) >= 1,
-      "data.fragment_align",
-      f"must be >= 1 px, got {data.get('fragment_align')}",
-  )
+  validate_fragments(model, data, data.sampling)
   for field in (
       "data.num_frames",
       "data.frame_size",
@@ -90,66 +94,66 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "train.keep_checkpoints",
   ):
     _positive(config, field)
-  _require(
+  require(
       data.groups_per_batch >= 2,
       "data.groups_per_batch",
       f"must be >= 2 so the group contrastive loss has groups to separate, got {data.groups_per_batch}",
   )
-  _require(
+  require(
       data.videos_per_group >= 2,
       "data.videos_per_group",
       f"must be >= 2 so each group has pairs to rank, got {data.videos_per_group}",
   )
-  _require(
+  require(
       data.num_frames <= model.temporal.max_frames,
       "model.temporal.max_frames",
       f"({model.temporal.max_frames}) is below data.num_frames ({data.num_frames})",
   )
   fractions = data.train_fraction + data.validation_fraction
-  _require(
+  require(
       0 < data.train_fraction and 0 <= data.validation_fraction and fractions < 1,
       "data.train_fraction",
       f"train ({data.train_fraction}) + validation ({data.validation_fraction}) fractions "
       "must leave a test share in (0, 1)",
   )
-  _require(
+  require(
       model.task in MODEL_TASKS, "model.task", f"must be one of {MODEL_TASKS}, got {model.task!r}"
   )
   if model.task == "iqa":
-    _require(
+    require(
         loss.group == 0,
         "loss.group",
         "must be 0 for model.task='iqa': the image model has no projection to contrast",
     )
-    _require(data.num_frames == 1, "data.num_frames", "must be 1 for model.task='iqa' (images)")
-  _require(
+    require(data.num_frames == 1, "data.num_frames", "must be 1 for model.task='iqa' (images)")
+  require(
       model.dtype in DTYPES, "model.dtype", f"must be one of {sorted(DTYPES)}, got {model.dtype!r}"
   )
-  _require(
+  require(
       model.fusion.token_layout in TOKEN_LAYOUTS,
       "model.fusion.token_layout",
       f"must be one of {TOKEN_LAYOUTS}, got {model.fusion.token_layout!r}",
   )
   backbone = model.backbone
-  _require(
+  require(
       len(backbone.depths) == len(backbone.num_heads) == len(backbone.pretrained_window_sizes),
       "model.backbone.depths",
       "depths, num_heads and pretrained_window_sizes need one entry per stage",
   )
   for stage, heads in enumerate(backbone.num_heads):
     width = backbone.embed_dim * 2**stage
-    _require(
+    require(
         width % heads == 0,
         "model.backbone.num_heads",
         f"stage {stage} width {width} is not divisible by {heads} heads",
     )
   attention_impl = backbone.get("attention_impl")  # configs written before the option lack it
-  _require(
+  require(
       attention_impl is None or attention_impl in ATTENTION_IMPLS,
       "model.backbone.attention_impl",
       f"must be one of {ATTENTION_IMPLS}, got {attention_impl!r}",
   )
-  _require(
+  require(
       model.temporal.width % model.temporal.num_heads == 0,
       "model.temporal.num_heads",
       f"temporal width {model.temporal.width} is not divisible by {model.temporal.num_heads} heads",
@@ -158,11 +162,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     losses.LossWeights(**loss)
   except (TypeError, ValueError) as error:  # its messages name the field as LossWeights.<field>
     raise ConfigError(str(error).replace("LossWeights.", "config.loss.", 1)) from error
-  _require(
+  require(
       any(loss[name] > 0 for name in ("plcc", "l1", "rank", "all_pairs_rank")),
       "loss.plcc",
       "at least one score loss (plcc, l1, rank, all_pairs_rank) must have a positive weight",
   )
-  _require(0 <= optim.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1), got {optim.ema_decay}")
-  _require(optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
-  _require(optim.max_consecutive_nonfinite >= 1, "optim.max_consecutive_nonfinite", "must be >= 1")
+  require(0 <= optim.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1), got {optim.ema_decay}")
+  require(optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
+  require(optim.max_consecutive_nonfinite >= 1, "optim.max_consecutive_nonfinite", "must be >= 1")

@@ -49,11 +49,12 @@ from jaxvqa import (
     steps,
     strict_json,
 )
+from jaxvqa.config import require
 from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
-from jaxvqa.models import scene_statistics, vqa
+from jaxvqa.models import vqa
 from jaxvqa.scoring import provenance
 from jaxvqa.stacked import (
     FINETUNE,
@@ -76,10 +77,6 @@ BASELINE = "bits-per-pixel line"
 
 def validate_config(config) -> None:
   """Raises config_lib.ConfigError naming the first bad field of a K-fold config."""
-
-  def require(condition: bool, field: str, message: str) -> None:
-    if not condition:
-      raise config_lib.ConfigError(f"config.{field}: {message}")
 
   require(config.kfold.folds >= 2, "kfold.folds", f"must be >= 2, got {config.kfold.folds}")
   require(
@@ -138,21 +135,8 @@ def validate_config(config) -> None:
       f"({config.data.frame_size}) must be a multiple of data.fragment_grid "
       f"({config.data.fragment_grid})",
   )
-  region = config.model.get("statistics_region", 0)
-  fragment = scene_statistics.region_for(
-      "fragments", config.data.frame_size, config.data.fragment_grid
-  )
-  require(
-      not region or region == fragment,
-      "model.statistics_region",
-      f"({region}) must be the fragment size, data.frame_size // data.fragment_grid "
-      f"({fragment}), or 0: the scene statistics must not cross a fragment's border",
-  )
-  require(
-      config.data.get("fragment_align", 1) >= 1,
-      "data.fragment_align",
-      f"must be >= 1 px, got {config.data.get('fragment_align')}",
-  )
+  # Evaluation and the shipped scorer read fragments, whatever a variant trains on.
+  config_lib.validate_fragments(config.model, config.data, "fragments")
   require(
       1 <= config.data.num_frames <= config.data.decoded_frames,
       "data.num_frames",

@@ -45,6 +45,16 @@ class FrameOptions:
         fragment_align=data_config.get("fragment_align", 1),
     )
 
+  def prepare(self, frames: np.ndarray) -> np.ndarray:
+    """Decoded frames [K, H, W, 3] → evaluation input [K, S, S, 3] (`prepare_frames`, no rng)."""
+    return prepare_frames(
+        frames,
+        self.size,
+        mode=self.mode,
+        fragment_grid=self.fragment_grid,
+        fragment_align=self.fragment_align,
+    )
+
 
 def sample_frame_indices(
     num_frames: int, num_segments: int, *, train: bool, rng: np.random.Generator | None

@@ -47,11 +47,6 @@ def validate_region(region: int, name: str = "region") -> None:
     raise ValueError(f"{name} must be a multiple of 16 px and >= 32, got {region}")
 
 
-def region_for(sampling: str, frame_size: int, fragment_grid: int) -> int:
-  """The region the statistics of a model input must use: one fragment, or the whole input."""
-  return frame_size // fragment_grid if sampling == "fragments" else frame_size
-
-
 def _regions(luma, region: int):
   """[N, H, W] → [N · (H/R) · (W/R), R, R]."""
   n, h, w = luma.shape

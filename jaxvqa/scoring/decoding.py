@@ -73,15 +73,7 @@ def decode_video(
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
   # again.
   frames = decode.read_from_reader(reader, unique, decode.describe_source(path))
-  prepared = np.ascontiguousarray(
-      video.prepare_frames(
-          frames,
-          options.size,
-          mode=options.mode,
-          fragment_grid=options.fragment_grid,
-          fragment_align=options.fragment_align,
-      )
-  )
+  prepared = np.ascontiguousarray(options.prepare(frames))
   clips = prepared[inverse.reshape(len(index_sets), sampling.clip_length)]
   seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
   return DecodedVideo(
