@@ -106,7 +106,7 @@ class Sizes:
   def smoke(cls, batch: int) -> "Sizes":
     from configs import demo
 
-    config = demo.get_config()
+    config = demo.get_config("scratch")
     config.model.dtype = "bfloat16"  # the full run's compute path, on a tiny model
     config.data.num_frames = 2
     config.data.frame_size = 64

@@ -47,6 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
           frame_size=256,
           sampling="resize_crop",  # or "fragments" (native-resolution grid, the authors' SAMA)
           fragment_grid=8,  # fragments: grid × grid native patches of frame_size/grid px
+          fragment_align=1,  # fragments: origins at multiples of this many px (1: anywhere)
           groups_per_batch=4,  # bitrate groups per batch ...
           videos_per_group=2,  # ... × videos per group = global batch size (8, as the paper)
           eval_batch_size=8,
@@ -127,6 +128,9 @@ def get_config() -> ml_collections.ConfigDict:
       dict(
           backbone="",  # directory written by `jaxvqa convert-weights`
           spatial="",  # workdir of an IQA pre-training run (configs/iqa_pretrain.py)
+          # every weight from a shipped model: "shipped" (the one inside jaxvqa, docs/MODEL.md)
+          # or a directory with its model.json and params.msgpack; config.model must be its own
+          model="",
       )
   )
   return config

@@ -170,3 +170,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   require(0 <= optim.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1), got {optim.ema_decay}")
   require(optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
   require(optim.max_consecutive_nonfinite >= 1, "optim.max_consecutive_nonfinite", "must be >= 1")
+  init = config.get("init") or {}
+  require(
+      not (init.get("model") and (init.get("backbone") or init.get("spatial"))),
+      "init.model",
+      "replaces every weight: leave config.init.backbone and config.init.spatial empty",
+  )

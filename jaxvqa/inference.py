@@ -86,8 +86,11 @@ def describe_model(config: ml_collections.ConfigDict) -> str:
     )
   else:  # the head reads the statistics alone (models/vqa.py: embedding_in_head)
     network = f"{statistics} only (no backbone)"
+  sampling, grid = data.sampling, data.get("fragment_grid", 1)
+  if sampling == "fragments":
+    sampling = f"{grid}×{grid} fragments" if grid > 1 else "one native crop"
   align = data.get("fragment_align", 1)
-  sampling = data.sampling + (f", aligned to {align}px" if align > 1 else "")
+  sampling += f", aligned to {align}px" if align > 1 else ""
   return f"{network}; {data.num_frames} frames of {data.frame_size}px ({sampling}); {model.dtype}"
 
 
@@ -235,14 +238,12 @@ def load_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(checkpointing.load_config_dict(workdir))
 
 
-def load_shipped_model(
-    directory: str | Path | None = None, *, num_devices: int | None = None
-) -> TrainedModel:
-  """The model shipped inside jaxvqa (default), or one that `jaxvqa.kfold.ship_model` wrote in
-  `directory`: model.json (id, config, calibration, provenance) + params.msgpack (weights).
+def read_model_directory(directory: str | Path | None = None) -> tuple[dict, Any]:
+  """(card, params) of the model shipped inside jaxvqa (default) or of a directory holding one:
+  model.json (id, config, calibration, provenance) as a dict, params.msgpack as a tree of arrays.
 
   Raises checkpointing.CheckpointNotFoundError when the directory holds no shipped model, and
-  checkpointing.CheckpointError when its files do not fit together.
+  checkpointing.CheckpointError when a file is damaged.
   """
   from flax import serialization
 
@@ -263,10 +264,44 @@ def load_shipped_model(
       )
   try:
     card = json.loads(card_path.read_text())
-    config = ml_collections.ConfigDict(card["config"])
+    card["config"]["model"]  # every card has one; a KeyError here is a damaged card
     params = serialization.msgpack_restore(params_path.read_bytes())
   except (ValueError, KeyError, TypeError) as error:
     raise checkpointing.CheckpointError(f"{directory}: damaged shipped model ({error})") from error
+  return card, params
+
+
+def mismatched_params(expected: Any, params: Any) -> list[str]:
+  """Where the tree `params` does not fit `expected` (arrays or shape structs of the model's
+  parameters): one "path: why" line for each leaf missing, extra or of another shape."""
+  want = {jax.tree_util.keystr(path): leaf.shape for path, leaf in _flat(expected)}
+  have = {jax.tree_util.keystr(path): np.shape(leaf) for path, leaf in _flat(params)}
+  return (
+      [f"{key}: missing" for key in want if key not in have]
+      + [f"{key}: not in the model" for key in have if key not in want]
+      + [
+          f"{key}: shape {have[key]}, the model wants {want[key]}"
+          for key in want
+          if key in have and tuple(have[key]) != tuple(want[key])
+      ]
+  )
+
+
+def _flat(tree: Any) -> list:
+  return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
+def load_shipped_model(
+    directory: str | Path | None = None, *, num_devices: int | None = None
+) -> TrainedModel:
+  """The model shipped inside jaxvqa (default), or one that `jaxvqa.kfold.ship_model` wrote in
+  `directory` (`read_model_directory`).
+
+  Raises checkpointing.CheckpointNotFoundError when the directory holds no shipped model, and
+  checkpointing.CheckpointError when its files do not fit together.
+  """
+  card, params = read_model_directory(directory)
+  directory = Path(directory or SHIPPED_DIR).absolute()
   checkpoint = CheckpointInfo(
       path=directory,
       which=f"shipped {card.get('id', '?')}",
@@ -274,12 +309,13 @@ def load_shipped_model(
       weights="ema",
   )
   model = TrainedModel(
-      config, params, {"calibration": card.get("calibration")}, checkpoint, num_devices=num_devices
+      ml_collections.ConfigDict(card["config"]),
+      params,
+      {"calibration": card.get("calibration")},
+      checkpoint,
+      num_devices=num_devices,
   )
-  expected = steps.param_shapes(model.model, model.frames)
-  if jax.tree.structure(expected) != jax.tree.structure(params) or any(
-      a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))
-  ):
+  if mismatched_params(steps.param_shapes(model.model, model.frames), params):
     raise checkpointing.CheckpointError(
         f"{directory}: the weights in {SHIPPED_PARAMS} do not fit the model that {SHIPPED_CARD} "
         "describes"

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxvqa import baselines, calibration, checkpointing, config as config_lib, losses, metrics, optim, parallel, split_predictions, steps
+from jaxvqa import baselines, calibration, checkpointing, config as config_lib, inference, losses, metrics, optim, parallel, split_predictions, steps
 from jaxvqa.data import datasets, demo, pipeline
 from jaxvqa.models import checkpoint_files, vqa
 from jaxvqa.run_log import RunLog, configure_logging
@@ -88,7 +88,10 @@ def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
 
 
 def load_initial_weights(params: Any, init_config) -> Any:
-  """Replaces the backbone (converted ImageNet weights) or the spatial half (IQA run) of `params`."""
+  """Replaces every weight (a shipped model), the backbone (converted ImageNet weights) or the
+  spatial half (IQA run) of `params`."""
+  if init_config.get("model"):
+    return start_from_model(params, init_config.model)
   if init_config.spatial:
     try:
       spatial, _ = checkpointing.load_params(init_config.spatial, which="best")
@@ -101,6 +104,25 @@ def load_initial_weights(params: Any, init_config) -> Any:
     log.info("starting the backbone from converted weights in %s", init_config.backbone)
     params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
   return params
+
+
+def start_from_model(params: Any, directory: str) -> Any:
+  """The weights of a shipped model ("shipped": the one inside jaxvqa; or a directory holding
+  model.json and params.msgpack) in place of `params`, which must have the same tree and shapes.
+
+  Raises config.ConfigError naming `config.init.model` and what does not fit.
+  """
+  card, weights = inference.read_model_directory(None if directory == "shipped" else directory)
+  mismatches = inference.mismatched_params(params, weights)
+  if mismatches:
+    raise config_lib.ConfigError(
+        f"config.init.model: the weights of {card.get('id', directory)} do not fit this run's "
+        f"config.model (the model its model.json describes must be used): "
+        + "; ".join(mismatches[:5])
+        + (f"; and {len(mismatches) - 5} more" if len(mismatches) > 5 else "")
+    )
+  log.info("starting every weight from %s (%s)", card.get("id", "?"), directory)
+  return jax.tree.map(lambda like, value: np.asarray(value, like.dtype), params, weights)
 
 
 def create_train_state(config, model, frames, steps_per_epoch: int, mesh) -> steps.TrainState:
@@ -318,7 +340,9 @@ class Trainer:
     return state
 
   def test_reports(self, state) -> list[metrics.QualityReport]:
-    """Held-out reports: best EMA and raw weights (calibrated), and the bits-per-pixel baseline."""
+    """Held-out reports: best EMA and raw weights (calibrated), the weights the run started from
+    when they were a shipped model's (config.init.model; with that model's calibration), and the
+    bits-per-pixel baseline."""
     split = datasets.TEST if datasets.TEST in self.data.splits else datasets.VALIDATION
     best_state, best_meta = self.checkpoints.restore_best(state)
     best_calibration = calibration.from_saved(best_meta["calibration"]) if best_meta else None
@@ -329,6 +353,20 @@ class Trainer:
     ):
       predictions = self.evaluate(params, split)
       reports.append(predictions.report(f"{label}, {split}", best_calibration))
+    start = self.config.init.get("model")
+    if start:
+      try:
+        card, weights = inference.read_model_directory(None if start == "shipped" else start)
+      except checkpointing.CheckpointError as error:  # moved since training began: report the rest
+        log.warning("no row for the starting model: %s", error)
+      else:
+        predictions = self.evaluate(parallel.replicate(weights, self.mesh), split)
+        reports.append(
+            predictions.report(
+                f"{card.get('id', start)} as shipped (no fine-tuning), {split}",
+                calibration.from_saved(card.get("calibration")),
+            )
+        )
     baseline = baselines.bits_per_pixel_baseline(
         self.data.splits[datasets.TRAIN], self.data.splits[split]
     )

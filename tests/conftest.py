@@ -52,7 +52,7 @@ def demo_cache(tmp_path_factory):
   from jaxvqa.data import demo
 
   cache = tmp_path_factory.mktemp("jaxvqa-cache")
-  demo.ensure_demo_set(tiny_demo_settings(demo_config.get_config()).data.demo, cache)
+  demo.ensure_demo_set(tiny_demo_settings(demo_config.get_config("scratch")).data.demo, cache)
   return cache
 
 
@@ -61,7 +61,7 @@ def tiny_config(demo_cache, tmp_path):
   """configs/demo.py at test size, reading the session's tiny demo set; workdir under tmp_path."""
   from configs import demo as demo_config
 
-  config = tiny_demo_settings(demo_config.get_config())
+  config = tiny_demo_settings(demo_config.get_config("scratch"))
   config.data.cache_dir = str(demo_cache)
   config.workdir = str(tmp_path / "run")
   return config
@@ -78,7 +78,7 @@ def trained_workdir(demo_cache, tmp_path_factory):
   from configs import demo as demo_config
   from jaxvqa import trainer
 
-  config = tiny_demo_settings(demo_config.get_config())
+  config = tiny_demo_settings(demo_config.get_config("scratch"))
   config.data.cache_dir = str(demo_cache)
   workdir = tmp_path_factory.mktemp("trained") / "run"
   run = trainer.Trainer(config, workdir, num_devices=1)
@@ -95,7 +95,7 @@ def finished_run(demo_cache, tmp_path_factory):
   from configs import demo as demo_config
   from jaxvqa import trainer
 
-  config = tiny_demo_settings(demo_config.get_config())
+  config = tiny_demo_settings(demo_config.get_config("scratch"))
   config.data.cache_dir = str(demo_cache)
   workdir = tmp_path_factory.mktemp("finished") / "run"
   trainer.train_and_evaluate(config, workdir, num_devices=1)

@@ -109,7 +109,7 @@ def test_load_without_a_workdir_is_the_shipped_model():
   card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
   assert f"shipped {card['id']}" in repr(shipped)
   assert "scene statistics over 32px regions only (no backbone)" in repr(shipped)
-  assert "8 frames of 160px (fragments, aligned to 16px)" in repr(shipped)
+  assert "8 frames of 160px (5×5 fragments, aligned to 16px)" in repr(shipped)
   assert shipped.input_shape == (
       card["config"]["data"]["num_frames"],
       card["config"]["data"]["frame_size"],
@@ -148,7 +148,7 @@ def test_an_installation_without_its_model_says_so_in_one_line(tmp_path, monkeyp
       for frame in traceback.extract_tb(caught.tb)
       if Path(frame.filename).parent.name == "jaxvqa"
   ]
-  assert library_frames == ["load", "load_model", "load_shipped_model"]
+  assert library_frames == ["load", "load_model", "load_shipped_model", "read_model_directory"]
 
   with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no-run"))):
     jaxvqa.load(tmp_path / "no-run")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxvqa
-from jaxvqa import api, checkpointing, doctor
+from jaxvqa import api, checkpointing, doctor, inference
 from conftest import run_cli
 
 
@@ -143,7 +143,8 @@ def test_the_shipped_model_passes_the_doctor():
   status, stdout, _ = run_cli(["doctor"])
   assert status == 0, stdout
   assert stdout.strip().splitlines()[-1] == "jaxvqa doctor: healthy"
-  assert "shipped jaxvqa-vmaf-s-2" in stdout
+  card, _ = inference.read_model_directory()
+  assert f"shipped {card['id']}" in stdout
   for content in doctor.CONTENTS:
     line = next(line for line in stdout.splitlines() if line.startswith(f"ok    {content}:"))
     difference = float(line.split("difference ")[1].split(",")[0])

@@ -326,7 +326,7 @@ def test_hybrid_head_with_zero_container_features_is_the_pixel_only_head():
   assert np.abs(np.asarray(informed) - np.asarray(expected)).max() > 1e-4
   np.testing.assert_allclose(container[:, 0], np.log([0.05, 0.2, 1.0]) / 4, rtol=1e-6)
   # The whole model: the container leaf exists only in the hybrid, which refuses to run without it.
-  model_config = tiny_demo_settings(demo.get_config()).model
+  model_config = tiny_demo_settings(demo.get_config("scratch")).model
   frames = jnp.zeros((3, 2, 32, 32, 3), jnp.uint8)
   model_config.container_features = True
   hybrid = vqa.build_vqa_model(model_config)
@@ -373,7 +373,7 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
   from conftest import tiny_demo_settings
 
   config = kfold_config.get_config()
-  config.model = tiny_demo_settings(demo.get_config()).model
+  config.model = tiny_demo_settings(demo.get_config("scratch")).model
   config.model.dtype = "float32"
   config.data.update(
       decoded_dir=str(decoded_dir),

@@ -14,6 +14,7 @@ import pytest
 
 from jaxvqa import checkpointing, config as config_lib, parallel, run_log, steps, trainer
 from jaxvqa.data import pipeline
+from conftest import tiny_demo_settings
 
 
 def _leaves(tree):
@@ -237,6 +238,87 @@ def test_iqa_pretraining_hands_its_spatial_modules_to_the_video_model(tiny_confi
       np.abs(a - b).max() > 0
       for a, b in zip(_leaves(fresh["backbone"]), _leaves(state.params["backbone"]))
   )
+
+
+def _shipped_demo_config(demo_cache, workdir):
+  """configs/demo.py (the shipped start) on the tests' tiny demo set: one fragment of the shipped
+  model's size (the 64 × 48 clips are upscaled to it), 2 frames, one epoch."""
+  from configs import demo as demo_config
+
+  config = demo_config.get_config()
+  tiny = tiny_demo_settings(demo_config.get_config("scratch"))
+  config.data.demo = tiny.data.demo
+  patch = config.data.frame_size // config.data.fragment_grid
+  config.data.update(
+      cache_dir=str(demo_cache),
+      fragment_grid=1,
+      frame_size=patch,
+      num_frames=2,
+      train_fraction=tiny.data.train_fraction,
+      validation_fraction=tiny.data.validation_fraction,
+  )
+  config.optim.update(epochs=1, warmup_epochs=0.5)
+  config.train.update(log_every_steps=1, checkpoint_every_steps=2, progress_bar=False)
+  config.workdir = str(workdir)
+  return config
+
+
+def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cache, tmp_path):
+  from configs import demo as demo_config
+  from jaxvqa import inference
+
+  config = demo_config.get_config()
+  card, shipped = inference.read_model_directory()
+  # The shipped model's own architecture and fragment size; the grid shrinks to the demo's rows.
+  assert config.model.to_dict() == {**card["config"]["model"], "dtype": "float32"}
+  data, shipped_data = config.data, card["config"]["data"]
+  assert data.frame_size // data.fragment_grid == config.model.statistics_region == (
+      shipped_data["frame_size"] // shipped_data["fragment_grid"]
+  )
+  assert data.frame_size <= data.demo.height and data.sampling == "fragments"
+  assert (data.num_frames, data.fragment_align) == (
+      shipped_data["num_frames"],
+      shipped_data["fragment_align"],
+  )
+
+  config = _shipped_demo_config(demo_cache, tmp_path / "run")
+  run = trainer.Trainer(config, tmp_path / "run", num_devices=1)
+  state = trainer.create_train_state(
+      config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh
+  )
+  _assert_trees_close(shipped, jax.device_get(state.params), rtol=0, atol=0)
+  _assert_trees_close(shipped, jax.device_get(state.ema_params), rtol=0, atol=0)
+  tuned = run.train()
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(shipped), _leaves(tuned.params)))
+  names = [report.name for report in run.test_reports(tuned)]
+  assert names[2].startswith(f"{card['id']} as shipped (no fine-tuning)") and len(names) == 4
+  run.checkpoints.close()
+
+
+def test_a_starting_model_moved_during_training_leaves_the_other_test_rows(demo_cache, tmp_path):
+  import shutil
+
+  from jaxvqa import inference
+
+  config = _shipped_demo_config(demo_cache, tmp_path / "run")
+  config.init.model = str(shutil.copytree(inference.SHIPPED_DIR, tmp_path / "start"))
+  run = trainer.Trainer(config, tmp_path / "run", num_devices=1)
+  state = run.train()
+  shutil.rmtree(tmp_path / "start")
+  names = [report.name for report in run.test_reports(state)]
+  run.checkpoints.close()
+  assert len(names) == 3 and not any("as shipped" in name for name in names)
+
+
+def test_a_model_that_does_not_fit_the_shipped_weights_is_named(demo_cache, tmp_path):
+  config = _shipped_demo_config(demo_cache, tmp_path / "run")
+  config.model.head_hidden = 8
+  run = trainer.Trainer(config, tmp_path / "run", num_devices=1)
+  with pytest.raises(config_lib.ConfigError, match=r"config\.init\.model: the weights of .*head"):
+    trainer.create_train_state(config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh)
+  config.init.spatial = str(tmp_path)
+  with pytest.raises(config_lib.ConfigError, match=r"config\.init\.model: replaces every weight"):
+    config_lib.validate(config)
 
 
 def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, monkeypatch):

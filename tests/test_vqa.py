@@ -53,7 +53,7 @@ def _jit(fn, **kwargs):
 
 
 def _model_config(**overrides):
-  config = tiny_demo_settings(demo_config.get_config()).model
+  config = tiny_demo_settings(demo_config.get_config("scratch")).model
   config.temporal.max_frames = 8  # room for the padded clip
   config.update(overrides)
   return config
