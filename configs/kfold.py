@@ -7,10 +7,11 @@ Run (GPU; the corpus and its data set take about 3 minutes on 16 cores):
   python train.py --config configs/kfold.py --config.data.manual_dir=/data/corpus-set
   python train.py --config configs/kfold.py:native,detail ...   # only these variants
 
-The shipped model (docs/MODEL.md) is this config's ship variant, from
-  python train.py --config configs/kfold.py:scene_only_source_plcc \
-      --config.data.manual_dir=/data/corpus-set --config.data.frame_size=160 \
-      --config.data.fragment_grid=5 --config.data.num_frames=8
+The shipped model (docs/MODEL.md) is this config's ship variant, from (run K of docs/RESULTS.md)
+  python train.py --config configs/kfold.py:scene_only_source_plcc,scene_hybrid \
+      --config.data.manual_dir=/data/corpus-set --config.data.fragment_grid=1 \
+      --config.data.frame_size=128 --config.model.statistics_region=128 \
+      --config.data.num_frames=8 --config.kfold.ship_id=jaxvqa-vmaf-s-3
 
 Prints, per variant, mean ± standard error over 5 leave-families-out folds of SRCC, KRCC, PLCC,
 raw Pearson, RMSE and within-source SRCC, beside the bits-per-pixel line fitted on the same folds;
@@ -71,7 +72,7 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
   """`variants`: a comma-separated subset of the variants to run (`--config
   configs/kfold.py:native,detail`); all of them when empty. Without the ship variant among them,
   no model is shipped."""
-  base = demo.get_config()
+  base = demo.get_config("scratch")
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.workdir = "workdirs/kfold"
@@ -113,9 +114,9 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           hold_out_media=DEMO_TEST_MEDIA,
           # The shipped model's variant (docs/MODEL.md): the scene statistics alone, the first
           # pixel-only model above the bits-per-pixel line across contents (docs/RESULTS.md).
-          # jaxvqa-vmaf-s-2 was trained with 8 frames of 5 × 5 fragments (see the docstring).
+          # jaxvqa-vmaf-s-3 was trained with 8 frames of one 128 px region (see the docstring).
           ship_variant="scene_only_source_plcc",
-          ship_id="jaxvqa-vmaf-s-2",
+          ship_id="jaxvqa-vmaf-s-3",
       )
   )  # name-version of the shipped model
   # The rank margin is each variant's (`margin`, RANK_MARGIN unless a variant says otherwise).

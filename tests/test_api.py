@@ -108,8 +108,8 @@ def test_load_without_a_workdir_is_the_shipped_model():
   shipped = jaxvqa.load()
   card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
   assert f"shipped {card['id']}" in repr(shipped)
-  assert "scene statistics over 32px regions only (no backbone)" in repr(shipped)
-  assert "8 frames of 160px (5×5 fragments, aligned to 16px)" in repr(shipped)
+  assert "scene statistics over 128px regions only (no backbone)" in repr(shipped)
+  assert "8 frames of 128px (one native crop, aligned to 16px)" in repr(shipped)
   assert shipped.input_shape == (
       card["config"]["data"]["num_frames"],
       card["config"]["data"]["frame_size"],
