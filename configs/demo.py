@@ -17,7 +17,7 @@ encoded with libx264 at 15/30/60/120 kbit/s and VMAF-labelled; cached in ~/.cach
   the project's first pixel-only model to beat the line on unseen contents (docs/RESULTS.md).
 - "scratch": the paper's architecture (SwinV2, fusion, temporal transformer) at toy size from random
   weights (nothing can be downloaded). It shows the whole chain on a CPU but does not beat the
-  line: twelve training contents are too few (docs/RESULTS.md). `configs/kfold.py` and the tests
+  line: ten training contents are too few (docs/RESULTS.md). `configs/kfold.py` and the tests
   start from it.
 
 Expected on a 2-core CPU: the README's "The demo" table (held-out SRCC/PLCC against VMAF, minutes
@@ -27,7 +27,6 @@ of wall time).
 import ml_collections
 
 from configs import default
-
 
 STARTS = ("shipped", "scratch")
 

@@ -272,8 +272,10 @@ def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cach
   # The shipped model's own architecture and fragment size; the grid shrinks to the demo's rows.
   assert config.model.to_dict() == {**card["config"]["model"], "dtype": "float32"}
   data, shipped_data = config.data, card["config"]["data"]
-  assert data.frame_size // data.fragment_grid == config.model.statistics_region == (
-      shipped_data["frame_size"] // shipped_data["fragment_grid"]
+  assert (
+      data.frame_size // data.fragment_grid
+      == config.model.statistics_region
+      == (shipped_data["frame_size"] // shipped_data["fragment_grid"])
   )
   assert data.frame_size <= data.demo.height and data.sampling == "fragments"
   assert (data.num_frames, data.fragment_align) == (
@@ -315,7 +317,9 @@ def test_a_model_that_does_not_fit_the_shipped_weights_is_named(demo_cache, tmp_
   config.model.head_hidden = 8
   run = trainer.Trainer(config, tmp_path / "run", num_devices=1)
   with pytest.raises(config_lib.ConfigError, match=r"config\.init\.model: the weights of .*head"):
-    trainer.create_train_state(config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh)
+    trainer.create_train_state(
+        config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh
+    )
   config.init.spatial = str(tmp_path)
   with pytest.raises(config_lib.ConfigError, match=r"config\.init\.model: replaces every weight"):
     config_lib.validate(config)
