@@ -233,16 +233,14 @@ def load_image(
     raise decode.VideoDecodeError(
         f"<{len(data)} bytes in memory>: not an image PIL can read ({error})"
     ) from error
-  if mode == "resize_crop":
-    clip = video.resize_short_side_center_crop(frame, size)
-  else:
-    clip = video.extract_fragments(
-        frame,
-        grid=fragment_grid,
-        patch=size // fragment_grid,
-        rng=rng if train else None,
-        align=fragment_align,
-    )
+  clip = video.prepare_frames(
+      frame,
+      size,
+      mode=mode,
+      fragment_grid=fragment_grid,
+      fragment_align=fragment_align,
+      rng=rng if train else None,
+  )
   if train and hflip and rng.random() < 0.5:
     clip = clip[:, :, ::-1]
   return np.ascontiguousarray(clip)

@@ -237,8 +237,9 @@ def fragment_origins(
   the cell's free range when `rng` is given, else at the range's centre, then rounded down to a
   multiple of `align`. With `align` 16 every fragment keeps the codec's block grid (4, 8 and
   16 px from the frame's origin) where the model sees it (models/scene_statistics.py); a patch
-  side that is a multiple of 16 keeps it under flips too. An encode upscaled 2× for display has
-  its macroblocks on a 32 px grid, which only `align` 32 keeps in one phase (docs/RESULTS.md).
+  side that is a multiple of 16 keeps it under flips too. (An encode upscaled 2× for display has
+  its macroblocks on a 32 px grid, but `align` 32 ranked worse than 16 held out: docs/RESULTS.md,
+  run J.)
   `size` draws that many independent sets at once (the K-fold sampler's batches).
 
   Returns:
