@@ -171,6 +171,29 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           scene_hybrid=_variant(
               statistics=True, container=True, embedding=False, group=0.0, source_plcc=1.0
           ),
+          # The ablation of the shipped recipe (scene_only_source_plcc), one change each: the
+          # paper's resize instead of native pixels, no free-label stage, the paper's losses
+          # exactly (plcc, rank at margin 0, group contrastive), and one loss term added or
+          # taken away (docs/RESULTS.md, run L).
+          scene_resized=_variant(
+              sampling="resize_crop", statistics=True, embedding=False, group=0.0, source_plcc=1.0
+          ),
+          scene_no_pretrain=_variant(
+              pretrain=False, statistics=True, embedding=False, group=0.0, source_plcc=1.0
+          ),
+          scene_paper_losses=_variant(
+              statistics=True, embedding=False, source_rank=0.0, margin=0.0
+          ),
+          scene_with_group=_variant(statistics=True, embedding=False, source_plcc=1.0),
+          scene_no_rank=_variant(
+              statistics=True,
+              embedding=False,
+              group=0.0,
+              rank=0.0,
+              source_rank=0.0,
+              source_plcc=1.0,
+          ),
+          scene_no_source_plcc=_variant(statistics=True, embedding=False, group=0.0),
       )
   )
   if variants:
