@@ -1,8 +1,14 @@
 """Decode video (decord, falling back to ffmpeg): the first stage of the data flow.
 
     source (path or encoded bytes) ──decord, else ffmpeg──▶ frames uint8 [T, H, W, 3] RGB
+    source ──ffmpeg: bicubic to W × H in yuv420p──▶ frames uint8 [T, H, W, 3] RGB at a display size
 
 Which frames a clip takes and how they become model input is `jaxvqa.data.video`.
+
+The second line is `read_frames_at_size`: a ladder's lower rung as VMAF compared it and as the
+model was trained on it (`manifest.read_display_frames`), and as `jaxvqa score --display-size`
+reads every file. It always runs the bundled ffmpeg: the scaler and the pixel format it scales in
+are those of the ffmpeg that made and measured the ladder.
 
 Two decoders. decord (0.6.0, its own FFmpeg of 2021) is the fast path: one
 process, seeks, any number of reads per open file. Whatever it cannot open is
@@ -69,7 +75,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxvqa.data import ffmpeg
+from jaxvqa.data import encoding, ffmpeg
 
 VideoSource = str | os.PathLike | bytes
 
@@ -268,57 +274,129 @@ class FfmpegReader:
     unique, inverse = np.unique(indices, return_inverse=True)
     if unique.size and (unique[0] < 0 or unique[-1] >= len(self)):
       raise IndexError(f"{self._name}: frame indices outside the video's {len(self)} frames")
+    frames = _decode_selected(
+        self._source, unique, (self.width, self.height), threads=self._threads, name=self._name
+    )
+    return frames[inverse]
+
+  def _run(self, output_args: list[str]) -> bytes:
+    return _run_decoder(self._source, output_args, threads=self._threads, name=self._name)
+
+
+def _run_decoder(source: VideoSource, output_args: list[str], *, threads: list[str], name: str):
+  """ffmpeg's stdout for `-i source` then `output_args`; FfmpegDecodeError with its reason."""
+  try:
+    with _ffmpeg_input(source) as path:
+      return ffmpeg.run_ffmpeg(
+          ["-v", "error", *threads, "-i", path, *output_args], capture_stdout=True
+      ).stdout
+  except ffmpeg.FfmpegError as error:
+    raise FfmpegDecodeError(name, _ffmpeg_failure_reason(error.stderr)) from error
+  except ImportError as error:
+    raise FfmpegDecodeError(
+        name, f"imageio-ffmpeg is not installed ({error}); pip install imageio-ffmpeg"
+    ) from error
+  except OSError as error:
+    raise FfmpegDecodeError(name, f"could not run ffmpeg: {error}") from error
+
+
+def _decode_selected(
+    source: VideoSource,
+    unique: np.ndarray | None,
+    size: tuple[int, int],
+    *,
+    filters: tuple[str, ...] = (),
+    threads: list[str],
+    name: str,
+) -> np.ndarray:
+  """uint8 [K, H, W, 3] rgb24 of the frames `unique` (sorted distinct display-order numbers; None:
+  every frame) in one ffmpeg run: decoded, kept by `select`, then passed through `filters`, whose
+  output is `size` = (width, height).
+
+  Frames are numbered as decoded (n, presentation order, as decord counts). Raises
+  FfmpegDecodeError when fewer frames come out than were asked for.
+  """
+  selection: list[str] = []
+  if unique is not None:
     # Runs of consecutive frames as between(n,a,b): the expression is evaluated for every
     # decoded frame, so its length matters on long files.
     breaks = np.flatnonzero(np.diff(unique) != 1) + 1
     runs = [(run[0], run[-1]) for run in np.split(unique, breaks) if run.size]
     expression = "+".join(f"between(n,{first},{last})" for first, last in runs)
-    raw = self._run(
-        [
-            "-map",
-            "0:v:0",
-            "-vf",
-            f"select='{expression}'",
-            "-fps_mode",
-            "passthrough",
-            "-frames:v",
-            str(unique.size),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ]
+    selection = [f"select='{expression}'"]
+  chain = ",".join([*selection, *filters])
+  raw = _run_decoder(
+      source,
+      [
+          "-map",
+          "0:v:0",
+          *(["-vf", chain] if chain else []),
+          "-fps_mode",
+          "passthrough",
+          *(["-frames:v", str(unique.size)] if unique is not None else []),
+          "-f",
+          "rawvideo",
+          "-pix_fmt",
+          "rgb24",
+          "-",
+      ],
+      threads=threads,
+      name=name,
+  )
+  width, height = size
+  frame_bytes = height * width * 3
+  decoded = len(raw) // frame_bytes
+  if unique is not None and decoded < unique.size:
+    missing = unique[decoded:].tolist()
+    raise FfmpegDecodeError(
+        name,
+        f"ffmpeg decoded {decoded} of the {unique.size} frames asked for (frames "
+        f"{missing[:5]} missing): truncated or corrupt stream",
     )
-    frame_bytes = self.height * self.width * 3
-    decoded = len(raw) // frame_bytes
-    if decoded < unique.size:
-      missing = unique[decoded:].tolist()
-      raise FfmpegDecodeError(
-          self._name,
-          f"ffmpeg decoded {decoded} of the {unique.size} frames asked for (frames "
-          f"{missing[:5]} missing of {len(self)} packets): truncated or corrupt stream",
-      )
-    frames = np.frombuffer(raw, np.uint8, count=unique.size * frame_bytes).reshape(
-        unique.size, self.height, self.width, 3
-    )
-    return frames[inverse]
+  return np.frombuffer(raw, np.uint8, count=decoded * frame_bytes).reshape(
+      decoded, height, width, 3
+  )
 
-  def _run(self, output_args: list[str]) -> bytes:
-    """ffmpeg's stdout for `-i source` then `output_args`; FfmpegDecodeError with its reason."""
-    try:
-      with _ffmpeg_input(self._source) as path:
-        return ffmpeg.run_ffmpeg(
-            ["-v", "error", *self._threads, "-i", path, *output_args], capture_stdout=True
-        ).stdout
-    except ffmpeg.FfmpegError as error:
-      raise FfmpegDecodeError(self._name, _ffmpeg_failure_reason(error.stderr)) from error
-    except ImportError as error:
-      raise FfmpegDecodeError(
-          self._name, f"imageio-ffmpeg is not installed ({error}); pip install imageio-ffmpeg"
-      ) from error
-    except OSError as error:
-      raise FfmpegDecodeError(self._name, f"could not run ffmpeg: {error}") from error
+
+def read_frames_at_size(
+    source: VideoSource,
+    indices,
+    size: tuple[int, int],
+    *,
+    num_threads: int = 0,
+) -> np.ndarray:
+  """Frames `indices` at `size` = (width, height), made as the training frames of a ladder were:
+  decoded by the bundled ffmpeg, scaled by `encoding.upscale_filter` (bicubic, in yuv420p: how
+  VMAF compared a lower rung with its source, and how a player shows it), then rgb24.
+
+  A yuv420p stream already at `size` passes the scaler untouched: its frames are those of a plain
+  ffmpeg decode. `manifest.read_display_frames` (what training decodes) and `jaxvqa score
+  --display-size` both read through this function.
+
+  Args:
+    source: a file path, or the encoded file's contents.
+    indices: display-order frame numbers (any order, repeats allowed); None for every frame.
+    size: (width, height) of the output frames.
+    num_threads: decoder threads (0 = ffmpeg's choice).
+  Returns:
+    uint8 [T, height, width, 3] RGB.
+  Raises:
+    VideoDecodeError: ffmpeg cannot run or read the stream, or decodes fewer frames than asked for.
+    IndexError: a negative frame number.
+  """
+  name = describe_source(source)
+  threads = ["-threads", str(num_threads)] if num_threads > 0 else []
+  filters = (encoding.upscale_filter(*size),)
+  if indices is None:
+    return _decode_selected(source, None, size, filters=filters, threads=threads, name=name)
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if (indices < 0).any():
+    raise IndexError(f"{name}: negative frame indices {indices[indices < 0].tolist()[:5]}")
+  unique, inverse = np.unique(indices, return_inverse=True)
+  if not unique.size:
+    return np.zeros((0, size[1], size[0], 3), np.uint8)
+  frames = _decode_selected(source, unique, size, filters=filters, threads=threads, name=name)
+  return frames[inverse]
 
 
 def _ffmpeg_failure_reason(stderr: str) -> str:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvqa.data import encoding
-from jaxvqa.data import ffmpeg
+from jaxvqa.data import decode
 
 MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_KEYS = (
@@ -59,18 +58,22 @@ def read_display_frames(
 ) -> np.ndarray:
   """The frames of a manifest row's encode as VMAF judged them: uint8 [N, H, W, 3] rgb24.
 
-  Decodes `dataset_dir/row["path"]` and, for an encode made below the display
-  size, upscales it to (row["width"], row["height"]) with the very filter VMAF's
-  comparison used (bicubic, in yuv420p), then converts to rgb24 as a plain
-  ffmpeg decode does. Scale-1 encodes are a plain decode.
+  Decodes `dataset_dir/row["path"]` at the display size (row["width"], row["height"]) with
+  `decode.read_frames_at_size`: an encode made below it is upscaled with the very filter VMAF's
+  comparison used (bicubic, in yuv420p), then converted to rgb24 as a plain ffmpeg decode does;
+  a scale-1 encode passes the scaler untouched (a plain decode).
 
   Args:
-    row: a manifest row (needs path, width, height, encode_width, encode_height).
+    row: a manifest row (needs path, width, height; num_frames to check `frame_indices`).
     dataset_dir: the make-dataset output directory the row's path is relative to.
     frame_indices: display-order frame numbers (repeats and any order allowed);
       None for all frames.
   Returns:
     uint8 [N, height, width, 3].
+  Raises:
+    FileNotFoundError: the encode is missing.
+    IndexError: a frame index outside the encode's num_frames.
+    decode.VideoDecodeError: ffmpeg cannot read the encode, or decodes fewer frames than asked.
   """
   path = Path(dataset_dir) / row["path"]
   if not path.is_file():
@@ -78,51 +81,13 @@ def read_display_frames(
         f"{path}: the encode named by manifest row path={row['path']!r} "
         f"is missing; re-run make-dataset on {dataset_dir}"
     )
-  width, height = int(row["width"]), int(row["height"])
-  filters = []
-  unique = None
   if frame_indices is not None:
-    unique = sorted({int(i) for i in frame_indices})
-    beyond = [i for i in unique if i < 0 or i >= int(row.get("num_frames", sys.maxsize))]
+    beyond = sorted(
+        {int(i) for i in frame_indices if i < 0 or i >= int(row.get("num_frames", sys.maxsize))}
+    )
     if beyond:
       raise IndexError(
           f"frame_indices {beyond[:5]} are outside {row['path']}, which has "
           f"{row.get('num_frames', '?')} frames (0-based)"
       )
-    if not unique:
-      return np.zeros((0, height, width, 3), np.uint8)
-    filters.append("select='" + "+".join(f"eq(n\\,{i})" for i in unique) + "'")
-  if (int(row.get("encode_width", width)), int(row.get("encode_height", height))) != (
-      width,
-      height,
-  ):
-    filters.append(encoding.upscale_filter(width, height))
-  completed = ffmpeg.run_ffmpeg(
-      [
-          "-v",
-          "error",
-          "-i",
-          path,
-          "-map",
-          "0:v:0",
-          *(["-vf", ",".join(filters)] if filters else []),
-          "-fps_mode",
-          "passthrough",
-          "-f",
-          "rawvideo",
-          "-pix_fmt",
-          "rgb24",
-          "-",
-      ],
-      capture_stdout=True,
-  )
-  frames = np.frombuffer(completed.stdout, np.uint8).reshape(-1, height, width, 3)
-  if unique is None:
-    return frames
-  if len(frames) != len(unique):
-    raise IndexError(
-        f"{path}: {len(unique)} frames requested, {len(frames)} decoded: "
-        f"frame_indices run past the end of the encode"
-    )
-  position = {index: k for k, index in enumerate(unique)}
-  return frames[[position[int(i)] for i in frame_indices]]
+  return decode.read_frames_at_size(path, frame_indices, (int(row["width"]), int(row["height"])))
