@@ -3,6 +3,7 @@
     m = jaxvqa.load()                 # the shipped model; jaxvqa.load(WORKDIR): a training run
     m.score("clip.mp4")               # float, calibrated: the label scale (VMAF 0-100, MOS, ...)
     m.score_many(paths)               # [float | None]; m.last_errors = {path: reason} for the Nones
+    m.score("rung.mp4", display_size=(320, 180))  # a ladder's lower rung, as trained: see `score`
     m.score_frames(frames_uint8)      # decoded frames [T, H, W, 3] or [B, T, H, W, 3]
     f = jaxvqa.quality_fn(m)          # pure JAX: float clip [T, S, S, 3] in [0, 255] -> score []
 
@@ -70,25 +71,36 @@ class QualityModel:
     """What a score means: the label scale and calibration, or raw model output."""
     return scoring.scale_description(self.trained)
 
-  def score(self, path: str | os.PathLike) -> float:
+  def score(self, path: str | os.PathLike, display_size: tuple[int, int] | None = None) -> float:
     """The calibrated score of one video file (the whole video, as `jaxvqa score` gives it).
 
-    Raises decode.VideoDecodeError naming the file and why it cannot be scored.
+    display_size: (width, height) to decode the file at first, as `jaxvqa score --display-size
+      WxH` does: with ffmpeg's bicubic in yuv420p, as the training frames of a ladder's lower
+      rungs were made (`manifest.read_display_frames`). Give a ladder's top-rung size to score
+      its lower-resolution rungs as displayed; a file already of that size scores as without it.
+    Raises decode.VideoDecodeError naming the file and why it cannot be scored; ValueError naming
+    display_size when it is not two positive integers.
     """
-    (score,) = self.score_many([path])
+    (score,) = self.score_many([path], display_size=display_size)
     if score is None:
       name = os.fspath(path)
       raise decode.VideoDecodeError(f"{name}: {self.last_errors[name]}")
     return score
 
   def score_many(
-      self, paths: Sequence[str | os.PathLike], *, workers: int = 4, progress: bool = False
+      self,
+      paths: Sequence[str | os.PathLike],
+      *,
+      workers: int = 4,
+      progress: bool = False,
+      display_size: tuple[int, int] | None = None,
   ) -> list[float | None]:
     """Calibrated scores of `paths`, in their order; None for a file that cannot be scored.
 
     A file that is missing, unreadable or not a decodable video does not stop the others: its
     score is None and `self.last_errors[path]` says why (replaced on every call).
-    Decoding runs in `workers` threads while the model scores earlier files.
+    Decoding runs in `workers` threads while the model scores earlier files. display_size: every
+    file decoded at (width, height) first, as in `score`.
     """
     if isinstance(paths, (str, os.PathLike)):
       raise TypeError(
@@ -97,7 +109,7 @@ class QualityModel:
       )
     names = [os.fspath(path) for path in paths]
     results, failures = scoring.score_videos(
-        names, self.trained, workers=workers, progress=progress
+        names, self.trained, display_size=display_size, workers=workers, progress=progress
     )
     # Both lists are in the order of `names`, and each name is in exactly one of them.
     scored, failed = iter(results), iter(failures)
@@ -130,9 +142,13 @@ class QualityModel:
     indices = video.sample_frame_indices(len(frames), options.num_frames, train=False, rng=None)
     return np.ascontiguousarray(options.prepare(frames[indices]))
 
-  def load_clip(self, path: str | os.PathLike) -> np.ndarray:
-    """The model-input clip uint8 [T, S, S, 3] of a video file, as `score(path)` makes it."""
-    return scoring.decode_video(path, self.trained.frames).clips[0]
+  def load_clip(
+      self, path: str | os.PathLike, display_size: tuple[int, int] | None = None
+  ) -> np.ndarray:
+    """The model-input clip uint8 [T, S, S, 3] of a video file, as `score(path, display_size)`
+    makes it."""
+    display_size = scoring.check_display_size(display_size)
+    return scoring.decode_video(path, self.trained.frames, display_size=display_size).clips[0]
 
   def score_frames(self, frames: Any) -> float | list[float]:
     """The calibrated score of decoded frames [T, H, W, 3] uint8 (a float), or of each video of a

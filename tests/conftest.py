@@ -113,3 +113,20 @@ def run_cli(argv):
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
     status = cli.main(argv)
   return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def half_size_ladder(tmp_path_factory):
+  """`make-dataset` of one 64×48 source at scales 1 and 0.5 (one bitrate): a 64×48 encode and a
+  32×24 one, which VMAF compared, and training read, upscaled to 64×48 (~1 s)."""
+  import media
+  from jaxvqa.data import compress
+
+  root = tmp_path_factory.mktemp("ladder")
+  media.make_clip(root / "sources" / "bikes.mp4", size=(64, 48), frames=8)
+  made = compress.make_dataset(
+      root / "sources", root / "out", [100], scales=(1.0, 0.5), progress=False, jobs=2
+  )
+  assert not made.failures, made.failures
+  rows = {(row["encode_width"], row["encode_height"]): row for row in made.rows}
+  return {"out": root / "out", "full": rows[(64, 48)], "half": rows[(32, 24)]}

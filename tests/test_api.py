@@ -21,7 +21,7 @@ import media
 
 import jaxvqa
 from jaxvqa import api, calibration, checkpointing, cli, inference, metrics
-from jaxvqa.data import decode
+from jaxvqa.data import decode, manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,6 +225,53 @@ def test_frames_of_a_wrong_shape_or_dtype_are_refused_naming_the_expected_shape(
 ):
   with pytest.raises(ValueError, match=wrong + r".*uint8 \[T, H, W, 3\].*\[B, T, H, W, 3\]"):
     model.score_frames(frames)
+
+
+# ----------------------------------------------------------------------------- display size
+
+
+def test_display_size_scores_a_lower_rung_as_the_frames_it_was_trained_on(
+    model, raw_model, half_size_ladder
+):
+  out, half = half_size_ladder["out"], half_size_ladder["half"]
+  path = str(out / half["path"])  # 32×24, shown (and measured by VMAF) at 64×48
+  display = (half["width"], half["height"])
+  shown = manifest.read_display_frames(half, out)  # every frame, as training decoded the encode
+  assert shown.shape == (8, 48, 64, 3)
+  np.testing.assert_array_equal(model.load_clip(path, display_size=display), model.prepare(shown))
+  for scorer in (model, raw_model):
+    assert scorer.score(path, display_size=display) == pytest.approx(
+        scorer.score_frames(shown), abs=1e-5
+    )
+  assert model.score_many([path], display_size=display) == [model.score(path, display)]
+  # As the file is, its 24 px short side is upscaled by the model's own resize: other pixels,
+  # another score.
+  assert not np.array_equal(model.load_clip(path), model.load_clip(path, display_size=display))
+  assert abs(raw_model.score(path) - raw_model.score(path, display_size=display)) > 1e-4
+
+
+def test_a_file_already_at_the_display_size_is_read_as_without_it(
+    model, half_size_ladder, monkeypatch
+):
+  out, full = half_size_ladder["out"], half_size_ladder["full"]
+  path = str(out / full["path"])
+  without = model.score(path)
+
+  def not_decoded_again(*args, **kwargs):
+    raise AssertionError("a file at the display size was decoded again by ffmpeg")
+
+  monkeypatch.setattr(decode, "read_frames_at_size", not_decoded_again)
+  assert model.score(path, display_size=(64, 48)) == without
+  np.testing.assert_array_equal(model.load_clip(path, display_size=(64, 48)), model.load_clip(path))
+
+
+@pytest.mark.parametrize("bad", [(0, 48), (64, -48), (64,), (64, 48.0), (True, 48), "64x48"])
+def test_a_display_size_other_than_two_positive_integers_is_refused_naming_it(model, clips, bad):
+  expected = r"display_size must be \(width, height\).*got " + re.escape(repr(bad))
+  with pytest.raises(ValueError, match=expected):
+    model.score(clips["a"], display_size=bad)
+  with pytest.raises(ValueError, match=expected):
+    model.load_clip(clips["a"], display_size=bad)
 
 
 # ----------------------------------------------------------------------------- quality_fn

@@ -404,3 +404,83 @@ def test_label_source_without_ffmpeg_says_the_versions_are_unknown(trained, monk
     )
   finally:
     provenance.vmaf_label_source.cache_clear()
+
+
+# ----------------------------------------------------------------------------- --display-size
+
+
+@pytest.mark.parametrize(
+    "value", ["320", "320x", "0x180", "320x0", "axb", "320x180x2", "320 x 180"]
+)
+def test_display_size_that_is_not_width_x_height_exits_2_naming_it(clips, model, capsys, value):
+  status, out, err = score(capsys, f"--display-size={value}", clips["plain"])
+  assert status == score_command.EXIT_USAGE and out == "" and model == []
+  assert f"jaxvqa score: --display-size {value!r}: expected WIDTHxHEIGHT" in err
+
+
+def test_display_size_without_ffmpeg_exits_2_naming_both(clips, model, monkeypatch, capsys):
+  def no_ffmpeg():
+    raise RuntimeError("No ffmpeg exe could be found")
+
+  monkeypatch.setattr(ffmpeg, "ffmpeg_exe", no_ffmpeg)
+  status, _, err = score(capsys, "--display-size", "64x48", clips["plain"])
+  assert status == score_command.EXIT_USAGE and model == []
+  assert "--display-size" in err and "decodes with ffmpeg" in err
+  assert "No ffmpeg exe could be found" in err
+
+
+def test_resume_refuses_rows_scored_at_another_display_size(
+    half_size_ladder, model, tmp_path, capsys
+):
+  path = str(half_size_ladder["out"] / half_size_ladder["half"]["path"])
+  out = tmp_path / "scores.jsonl"
+  status, _, _ = score(
+      capsys, "--format", "jsonl", "--display-size", "64x48", "--output", str(out), path
+  )
+  assert status == 0
+  (row,) = jsonl(out.read_text())
+  assert row["display_size"] == "64x48"
+  partial = Path(f"{out}.partial")
+  for other, said in (
+      (["--display-size", "128x96"], "every file at 128x96 (--display-size 128x96)"),
+      ([], "each file at its own size (no --display-size)"),
+  ):
+    partial.write_text(json.dumps(row) + "\n")
+    status, _, err = score(
+        capsys, "--format", "jsonl", "--output", str(out), "--resume", *other, path
+    )
+    assert status == score_command.EXIT_USAGE
+    assert (
+        "was scored decoding every file at 64x48 (--display-size 64x48); this run decodes "
+        f"{said}: resume with the same --display-size"
+    ) in err
+  status, _, err = score(
+      capsys, "--format", "jsonl", "--output", str(out), "--resume", "--display-size=64x48", path
+  )
+  assert status == 0 and "1 of 1 files already scored" in err
+  assert jsonl(out.read_text()) == [row]
+  # A row written before the option existed was scored at the file's own size.
+  before = {key: value for key, value in row.items() if key != "display_size"}
+  partial.write_text(json.dumps(before) + "\n")
+  status, _, err = score(
+      capsys, "--format", "jsonl", "--output", str(out), "--resume", "--display-size=64x48", path
+  )
+  assert status == score_command.EXIT_USAGE
+  assert "was scored decoding each file at its own size (no --display-size)" in err
+
+
+def test_files_the_model_upscales_itself_are_counted_in_one_note(half_size_ladder, model, capsys):
+  out = half_size_ladder["out"]
+  half, full = (str(out / half_size_ladder[rung]["path"]) for rung in ("half", "full"))
+  status, table, err = score(capsys, half, full)
+  assert status == 0
+  notes = [line for line in err.splitlines() if "note:" in line]
+  assert notes == [
+      "jaxvqa score: note: 1 of 2 files have a short side below the model's 32 px input and "
+      "were upscaled by its own resize; lower-resolution rungs of a ladder score as the model "
+      "was trained with --display-size WxH, the size of the ladder's top rung"
+  ]
+  assert "decoded:     each file at its own size (no --display-size)\n" in table
+  status, table, err = score(capsys, "--display-size", "64x48", half, full)
+  assert status == 0 and "note:" not in err
+  assert "decoded:     every file at 64x48 (--display-size 64x48)\n" in table

@@ -24,7 +24,7 @@ import media
 from jaxvqa import calibration as calibration_lib, cli, inference, scoring
 from jaxvqa.commands import score as score_command
 from jaxvqa.scoring import records as score_records
-from jaxvqa.data import decode, ffmpeg, pipeline, video
+from jaxvqa.data import decode, ffmpeg, manifest, pipeline, video
 
 ODD_NAME = "-lead dash 'quoted' \"clip\" name.mp4"
 
@@ -116,6 +116,24 @@ def test_whole_video_clip_is_the_evaluation_clip_and_segments_sample_their_range
   np.testing.assert_array_equal(
       decoded.clips[2], video.extract_fragments(frames, grid=4, patch=8, rng=None)
   )
+
+
+def test_display_size_decodes_every_clip_and_segment_as_the_training_frames(half_size_ladder):
+  # The frames each score reads are those without the option; only their decoding changes.
+  out, half = half_size_ladder["out"], half_size_ladder["half"]
+  options = pipeline.FrameOptions(num_frames=2, size=32)
+  sampling = scoring.Sampling(clip_length=2, frames=4, segments=3)
+  path = out / half["path"]
+  decoded = scoring.decode_video(path, options, sampling=sampling, display_size=(64, 48))
+  as_is = scoring.decode_video(path, options, sampling=sampling)
+  assert decoded.decoded_size == (64, 48) and as_is.decoded_size == (32, 24)
+  assert (decoded.frame_indices, decoded.segments) == (as_is.frame_indices, as_is.segments)
+  clips = [*sampling.whole_video_clips(8), *(sampling.segment_clip(*s) for s in decoded.segments)]
+  assert decoded.clips.shape == (5, 2, 32, 32, 3) and len(clips) == 5
+  for clip, indices in zip(decoded.clips, clips):
+    np.testing.assert_array_equal(
+        clip, options.prepare(manifest.read_display_frames(half, out, indices))
+    )
 
 
 def test_find_videos_walks_directories_expands_globs_and_reports_missing(clip_dir, tmp_path):

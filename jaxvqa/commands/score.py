@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -78,6 +79,15 @@ def add_subcommand(subparsers) -> None:
       "it stands for, and pool them (the default of --format vmaf-json)",
   )
   parser.add_argument(
+      "--display-size",
+      default=None,
+      metavar="WxH",
+      help="decode every file at W×H first, as the model's training frames were made (ffmpeg's "
+      "bicubic in yuv420p, as VMAF compares a ladder's rungs): give a ladder's top-rung size, "
+      "e.g. 320x180, to score its lower-resolution rungs as displayed; files already W×H are "
+      "read as without it",
+  )
+  parser.add_argument(
       "--format",
       choices=FORMATS,
       default="table",
@@ -137,10 +147,31 @@ def _sampling(args: argparse.Namespace, clip_length: int) -> Sampling:
   )
 
 
+def _display_size(args: argparse.Namespace) -> tuple[int, int] | None:
+  """--display-size WxH as (width, height), or None; ValueError naming the option and its value,
+  RuntimeError when ffmpeg, which decodes at the display size, is missing."""
+  if args.display_size is None:
+    return None
+  from jaxvqa.scoring.decoding import check_display_size
+
+  bad = ValueError(
+      f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT in pixels, two positive "
+      "integers such as 320x180 (the size of a ladder's top rung)"
+  )
+  match = re.fullmatch(r"(\d+)[xX](\d+)", args.display_size)
+  if match is None:
+    raise bad
+  try:
+    return check_display_size((int(match[1]), int(match[2])))
+  except ValueError:
+    raise bad from None
+
+
 def _argument_problem(args: argparse.Namespace) -> str | None:
   try:  # all but the model's clip length, which needs the model: checked again once it is loaded
     _sampling(args, clip_length=1)
-  except ValueError as error:
+    _display_size(args)
+  except (ValueError, RuntimeError) as error:
     return str(error)
   for flag in ("batch_size", "workers", "devices"):
     value = getattr(args, flag)
@@ -247,10 +278,12 @@ def _load_and_score(
   except ValueError as error:
     _error(str(error))
     return EXIT_USAGE
-  provenance = Provenance.of(trained, sampling)
+  provenance = Provenance.of(trained, sampling, _display_size(args))
   kept = output.resume_from(rows, provenance) if output is not None else []
   todo = _announce(args, paths, kept, output, trained)
   scores, failures = _score(args, todo, failures, trained, provenance, output, stream)
+  if provenance.display_size is None:
+    _note_upscaled(scores, trained.frames.size)
   return _finish(args, paths, kept + scores, failures, provenance, output, stream)
 
 
@@ -323,6 +356,7 @@ def _score(
       todo,
       trained,
       sampling=provenance.sampling,
+      display_size=provenance.display_size,
       per_device_batch=args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH,
       workers=args.workers or os.cpu_count() or 1,
       on_failure=report,
@@ -330,6 +364,21 @@ def _score(
       progress=not args.no_progress,
   )
   return scores, failures + decode_failures
+
+
+def _note_upscaled(scores: list[VideoScore], input_size: int) -> None:
+  """One line, once per run: how many files were below the model's input size, so upscaled by
+  its own resize (PIL bicubic in RGB), which a ladder's lower rungs never were in training."""
+  upscaled = [
+      score for score in scores if score.decoded_size and min(score.decoded_size) < input_size
+  ]
+  if upscaled:
+    _error(
+        f"note: {len(upscaled)} of {len(scores)} files have a short side below the model's "
+        f"{input_size} px input and were upscaled by its own resize; lower-resolution rungs of a "
+        "ladder score as the model was trained with --display-size WxH, the size of the "
+        "ladder's top rung"
+    )
 
 
 def _finish(

@@ -3,7 +3,9 @@
     PATH... ──find_videos──▶ files (directories walked for video extensions, globs expanded)
       ──file_problem──▶ FIFOs, devices, unreadable files and symlink loops reported, never opened
       ──decode pool (threads)──▶ clips uint8 [K + M, T, S, S, 3] per file (`sampling`: the
-                                 whole video's K = N / T clips for --frames N, then M segments)
+                                 whole video's K = N / T clips for --frames N, then M segments;
+                                 with --display-size W×H each file's frames at W×H first, as a
+                                 ladder's rungs were made for training: `decoding`)
       ──fixed-size batches──▶ TrainedModel.dispatch (jitted, sharded over all devices)
       ──mean of the K, calibration──▶ one score per file (+ one per segment, and their pooled
                                       mean, harmonic mean, min, max, p5: `pooling`)
@@ -31,9 +33,9 @@ through a temporary file and an atomic rename, so it is never half-written.
 
 Modules, in the order of the flow: `discovery` (files), `sampling` (which frames), `decoding`
 (clips), `batches` (the model), `pooling` (statistics of the segments), `provenance` (what produced
-the scores: model, version, scale, label source), `records` (rows and output formats),
-`output_file` (--output FILE); `names` and `results` hold what they share. The command line is
-`jaxvqa.commands.score`.
+the scores: model, version, scale, label source, display size), `records` (rows and output
+formats), `output_file` (--output FILE); `names` and `results` hold what they share. The command
+line is `jaxvqa.commands.score`.
 
 The names below load their module on first use: the command's parser reads `records.FORMATS`
 without importing JAX, which `batches` needs.
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
   from jaxvqa.scoring.batches import score_videos
-  from jaxvqa.scoring.decoding import DecodedVideo, decode_video
+  from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_video
   from jaxvqa.scoring.discovery import file_problem, find_videos
   from jaxvqa.scoring.names import escape_name, printable_name
   from jaxvqa.scoring.output_file import PARTIAL_SUFFIX, OutputError, OutputFile, check_output
@@ -60,6 +62,7 @@ _MODULE_OF = {
     "score_videos": "batches",
     "DecodedVideo": "decoding",
     "decode_video": "decoding",
+    "check_display_size": "decoding",
     "segment_bounds": "sampling",
     "seconds_bounds": "sampling",
     "Sampling": "sampling",
@@ -103,6 +106,7 @@ __all__ = [
     "ScoreFailure",
     "SegmentScore",
     "VideoScore",
+    "check_display_size",
     "check_output",
     "decode_video",
     "escape_name",

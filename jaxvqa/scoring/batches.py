@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from jaxvqa.data import video
 from jaxvqa.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
-from jaxvqa.scoring.decoding import DecodedVideo, decode_or_failure
+from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_or_failure
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
 from jaxvqa.scoring.sampling import Sampling
 
@@ -31,6 +31,7 @@ def score_videos(
     trained: TrainedModel,
     *,
     sampling: Sampling | None = None,
+    display_size: tuple[int, int] | None = None,
     per_device_batch: int = DEFAULT_PER_DEVICE_BATCH,
     workers: int = 4,
     on_failure: Callable[[ScoreFailure], None] | None = None,
@@ -44,6 +45,8 @@ def score_videos(
     trained: the loaded run (`inference.load_model`).
     sampling: the frames of the whole-video score and the segments (default: one clip of the
       model's T frames, as evaluation scores it; no segments).
+    display_size: (width, height) every file is decoded at before the model's preparation, as a
+      ladder's rungs were for training (`decoding.decode_video`); None: each at its own size.
     per_device_batch: clips per device per model call; the last batch is padded, so every call
       has the same shape (one compilation, and scores independent of the device count).
     workers: decode threads.
@@ -56,6 +59,7 @@ def score_videos(
     sampling = Sampling(clip_length=trained.frames.num_frames, frames=trained.frames.num_frames)
   if workers < 1:
     raise ValueError(f"workers must be >= 1, got {workers}")
+  display_size = check_display_size(display_size)
   results: dict[int, VideoScore] = {}
   failures: dict[int, ScoreFailure] = {}
   bar = tqdm(
@@ -77,7 +81,9 @@ def score_videos(
   # Decoded clips waiting for the model are bounded to about two batches, plus one video per worker.
   clips_per_video = sampling.num_clips + (sampling.fixed_segment_count or 1)
   lookahead = max(2, -(-2 * batches.batch_size // clips_per_video)) + workers
-  outcomes = _decode_in_order(paths, trained.frames, sampling, workers=workers, lookahead=lookahead)
+  outcomes = _decode_in_order(
+      paths, trained.frames, sampling, display_size, workers=workers, lookahead=lookahead
+  )
   try:
     with contextlib.closing(outcomes):
       for position, outcome in outcomes:
@@ -98,6 +104,7 @@ def _decode_in_order(
     paths: Sequence[str],
     options: video.FrameOptions,
     sampling: Sampling,
+    display_size: tuple[int, int] | None,
     *,
     workers: int,
     lookahead: int,
@@ -108,7 +115,9 @@ def _decode_in_order(
     pending: collections.deque = collections.deque()
     try:
       for position, path in enumerate(paths):
-        pending.append((position, pool.submit(decode_or_failure, path, options, sampling)))
+        pending.append(
+            (position, pool.submit(decode_or_failure, path, options, sampling, display_size))
+        )
         if len(pending) == lookahead:
           position, future = pending.popleft()
           yield position, future.result()
@@ -224,4 +233,5 @@ def _video_score(
       fps=decoded.fps,
       segments=segments,
       frame_indices=decoded.frame_indices,
+      decoded_size=decoded.decoded_size,
   )

@@ -4,6 +4,12 @@ With the default sampling the whole-video clip is exactly the one evaluation sco
 (`video.sample_frame_indices` with train=False: each segment's centre frame; then resize + centre
 crop, or fragments at cell centres), so a file scores what `eval.py` reports for the same file.
 Segment times in seconds come from the stream's timestamps (variable frame rates included).
+
+With a display size (`jaxvqa score --display-size WxH`) the chosen frames of a file of another
+size are decoded again at that size as the training frames of a ladder were made
+(`decode.read_frames_at_size`: ffmpeg, bicubic in yuv420p, then rgb24) before the model's own
+preparation; a file already of that size is read as without it. Which frames are chosen does not
+change.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from jaxvqa.data import decode, video
+from jaxvqa.data import decode, ffmpeg, video
 from jaxvqa.scoring.discovery import file_problem
 from jaxvqa.scoring.names import os_reason
 from jaxvqa.scoring.results import ScoreFailure
@@ -31,6 +38,7 @@ class DecodedVideo:
   segment_seconds: tuple[tuple[float, float], ...] = ()  # M (start, end) times, stream timestamps
   frame_indices: tuple[int, ...] = ()  # N frames the whole-video clips sample, in order
   num_whole_clips: int = 1  # K
+  decoded_size: tuple[int, int] | None = None  # (width, height) of the frames the model prepared
 
   @property
   def segment_frames(self) -> tuple[int, ...]:
@@ -44,6 +52,7 @@ def decode_video(
     *,
     sampling: Sampling | None = None,
     decode_threads: int = 1,
+    display_size: tuple[int, int] | None = None,
 ) -> DecodedVideo:
   """The whole-video clips and the segment clips of one file (default sampling: one clip of
   `options.num_frames` frames, no segments).
@@ -51,6 +60,9 @@ def decode_video(
   With the default sampling the whole-video clip equals `video.load_clip(path, train=False, ...)`:
   the same frames, prepared the same way (both preparations work frame by frame). Each distinct
   frame is decoded and prepared once, even when clips share it.
+
+  display_size: (width, height) (`check_display_size`): frames of another size are decoded at it
+  by `decode.read_frames_at_size` (see the module docstring); None: as the file is.
 
   Raises decode.VideoDecodeError naming the file and the reason; SegmentError when the file cannot
   be cut as asked (by seconds, without timestamps).
@@ -73,6 +85,10 @@ def decode_video(
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
   # again.
   frames = decode.read_from_reader(reader, unique, decode.describe_source(path))
+  # The size is learnt from the frames themselves (decord tells it no other way), so a file of
+  # another size is decoded twice; a file at the display size keeps exactly these frames.
+  if display_size is not None and (frames.shape[2], frames.shape[1]) != tuple(display_size):
+    frames = decode.read_frames_at_size(path, unique, display_size, num_threads=decode_threads)
   prepared = np.ascontiguousarray(options.prepare(frames))
   clips = prepared[inverse.reshape(len(index_sets), sampling.clip_length)]
   seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
@@ -84,7 +100,41 @@ def decode_video(
       segment_seconds=seconds,
       frame_indices=tuple(int(i) for i in sampling.whole_video_indices(num_frames)),
       num_whole_clips=sampling.num_clips,
+      decoded_size=(int(frames.shape[2]), int(frames.shape[1])),
   )
+
+
+def check_display_size(size: Any) -> tuple[int, int] | None:
+  """`size` as the display size (width, height) that scoring decodes every file at; None stays
+  None (files as they are).
+
+  Raises ValueError naming display_size unless `size` is two positive integers, and RuntimeError
+  naming display_size (`jaxvqa score --display-size`) and ffmpeg when the bundled ffmpeg, which
+  decodes at a display size, is not there.
+  """
+  if size is None:
+    return None
+  try:
+    width, height = size
+  except (TypeError, ValueError):
+    width = height = None
+  if not all(
+      isinstance(side, (int, np.integer)) and not isinstance(side, bool) and side > 0
+      for side in (width, height)
+  ):
+    raise ValueError(
+        f"display_size must be (width, height) in pixels, two positive integers such as "
+        f"(320, 180) for a ladder whose top rung is 320×180; got {size!r}"
+    )
+  try:
+    ffmpeg.ffmpeg_exe()
+  except (ImportError, RuntimeError, OSError) as error:
+    raise RuntimeError(
+        "--display-size (display_size in the Python API) decodes with ffmpeg, the one "
+        f"imageio-ffmpeg ships, which cannot be found here ({error}): pip install "
+        "imageio-ffmpeg, or score without a display size"
+    ) from error
+  return int(width), int(height)
 
 
 def _failure_reason(path: str, error: Exception) -> str:
@@ -118,7 +168,10 @@ def _decodable_name(path: str) -> Iterator[str]:
 
 
 def decode_or_failure(
-    path: str, options: video.FrameOptions, sampling: Sampling
+    path: str,
+    options: video.FrameOptions,
+    sampling: Sampling,
+    display_size: tuple[int, int] | None = None,
 ) -> DecodedVideo | ScoreFailure:
   problem = file_problem(path)
   if problem is not None:
@@ -126,7 +179,9 @@ def decode_or_failure(
   try:
     with _decodable_name(path) as name:
       try:
-        return decode_video(name, options, sampling=sampling, decode_threads=1)
+        return decode_video(
+            name, options, sampling=sampling, decode_threads=1, display_size=display_size
+        )
       except Exception as error:  # noqa: BLE001 — any bad file is reported, never fatal to the run
         return ScoreFailure(path, _failure_reason(name, error))
   except OSError as error:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxvqa.scoring.names import os_reason, printable_name
+from jaxvqa.scoring.provenance import decoded_at
 from jaxvqa.scoring.records import Provenance, json_line, score_from_record
 from jaxvqa.scoring.results import VideoScore
 
@@ -197,7 +198,8 @@ class OutputFile:
     """The scores in `rows` (failed files are left out, to be tried again).
 
     Raises OutputError: a row written by an earlier jaxvqa score (without `jaxvqa_version`), by
-    another model (`model_id`), or with other --frames / segments.
+    another model (`model_id`), with other --frames / segments, or at another --display-size
+    (rows written before the option existed have none: scored at each file's own size).
     """
     kept: dict[str, VideoScore] = {}
     sampling = provenance.sampling
@@ -224,6 +226,13 @@ class OutputFile:
             f"{asked[0]} and segments {asked[1] or 'none'}: resume with the same --frames, "
             "--segments, --segment-seconds or --frame-scores (and --format: vmaf-json implies "
             "--frame-scores)"
+        )
+      scored_at = row.get("display_size")
+      if scored_at != provenance.display_size_text:
+        raise OutputError(
+            f"--resume: {self.resumed_from} was scored decoding {decoded_at(scored_at)}; this "
+            f"run decodes {decoded_at(provenance.display_size_text)}: resume with the same "
+            "--display-size, or write to another --output"
         )
       if row.get("error") is None:
         kept[row["path"]] = score_from_record(row)

@@ -1,4 +1,5 @@
-"""What produced a set of scores (`Provenance`): model, version, scale, label source, frames.
+"""What produced a set of scores (`Provenance`): model, version, scale, label source, frames and
+the size files were decoded at.
 
 Every output format carries it, and every CSV and JSON-lines row repeats it, so a row cut out of
 its file still says what produced it and `--resume` can tell one model's rows from another's.
@@ -49,9 +50,16 @@ class Provenance:
   label_source: str  # what the labels the model learnt were (label_source)
   jaxvqa_version: str
   sampling: Sampling  # the frames each score reads
+  # (width, height) every file was decoded at (--display-size); None: each at its own size.
+  display_size: tuple[int, int] | None = None
 
   @classmethod
-  def of(cls, trained: TrainedModel, sampling: Sampling | None = None) -> Provenance:
+  def of(
+      cls,
+      trained: TrainedModel,
+      sampling: Sampling | None = None,
+      display_size: tuple[int, int] | None = None,
+  ) -> Provenance:
     from jaxvqa import __version__
 
     clip_length = trained.frames.num_frames
@@ -66,7 +74,16 @@ class Provenance:
         label_source=label_source(trained),
         jaxvqa_version=__version__,
         sampling=sampling or Sampling(clip_length=clip_length, frames=clip_length),
+        display_size=display_size,
     )
+
+  @property
+  def display_size_text(self) -> str | None:
+    """The display size as rows and --display-size write it ("320x180"); None without one."""
+    if self.display_size is None:
+      return None
+    width, height = self.display_size
+    return f"{width}x{height}"
 
   def row_fields(self) -> dict[str, Any]:
     """Repeated on every CSV and JSON-lines row, so a row cut out of its file still says what
@@ -79,10 +96,19 @@ class Provenance:
         "model": self.model,
         "frames": self.sampling.frames,
         "segmented_by": self.sampling.segmented_by,
+        "display_size": self.display_size_text,
         "label_source": self.label_source,
         "model_version": self.model_version,
         "jaxvqa_version": self.jaxvqa_version,
     }
+
+
+def decoded_at(display_size: str | None) -> str:
+  """How a run decoded the files, from its `display_size` field ("320x180" or None), as its table
+  header and a refused --resume say it."""
+  if display_size is None:
+    return "each file at its own size (no --display-size)"
+  return f"every file at {display_size} (--display-size {display_size})"
 
 
 def shipped_card(trained: TrainedModel) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """Scores as rows and documents: JSON lines, CSV, JSON, VMAF-like JSON, a table.
 
 Every row carries what produced it (`provenance.Provenance`: model, version, scale, label source,
-frames), so a row cut out of its file still says what produced it and `--resume` can tell one
-model's rows from another's. JSON has no NaN: it is written as null.
+frames, display size), so a row cut out of its file still says what produced it and `--resume`
+can tell one model's rows from another's. JSON has no NaN: it is written as null.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from jaxvqa import strict_json
 from jaxvqa.scoring.names import escape_name, printable_name, spreadsheet_text
 from jaxvqa.scoring.pooling import POOLED_STATISTICS, pool_scores
-from jaxvqa.scoring.provenance import Provenance
+from jaxvqa.scoring.provenance import Provenance, decoded_at
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
 from jaxvqa.scoring.sampling import Sampling
 
@@ -109,7 +109,7 @@ def json_line(record: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- CSV
 
 _CSV_TEXT = ("path", "error", "scale", "model_id", "checkpoint", "model", "segmented_by")
-_CSV_TEXT += ("label_source", "model_version", "jaxvqa_version")
+_CSV_TEXT += ("label_source", "model_version", "jaxvqa_version", "display_size")
 _CSV_NUMBERS = ("score", "raw_score", "num_frames", "fps", "step", "frames")
 
 
@@ -144,6 +144,7 @@ def _csv_columns(sampling: Sampling) -> list[str]:
       "label_source",
       "model_version",
       "jaxvqa_version",
+      "display_size",
   ]
 
 
@@ -197,6 +198,7 @@ def _document_fields(provenance: Provenance) -> dict[str, Any]:
       "clip_frames": provenance.sampling.clip_length,
       "segmented_by": provenance.sampling.segmented_by,
       "segments": provenance.sampling.fixed_segment_count,
+      "display_size": provenance.display_size_text,
   }
 
 
@@ -297,6 +299,7 @@ def _table_header(provenance: Provenance) -> list[str]:
       f"labels:      {provenance.label_source}",
       f"frames:      {sampling.frames} per video ({clips} of {sampling.clip_length})",
       f"segments:    {segments}",
+      f"decoded:     {decoded_at(provenance.display_size_text)}",
       f"jaxvqa:      {provenance.jaxvqa_version}",
       "",
   ]

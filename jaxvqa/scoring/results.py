@@ -25,6 +25,9 @@ class VideoScore:
   fps: float
   segments: tuple[SegmentScore, ...] = ()
   frame_indices: tuple[int, ...] = ()  # the frames the whole-video score sampled
+  # (width, height) of the decoded frames the model prepared: the file's own size, or the display
+  # size. Not written to the rows (None for a row read back): `jaxvqa score` counts upscaled files.
+  decoded_size: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
