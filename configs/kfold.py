@@ -12,6 +12,9 @@ The shipped model (docs/MODEL.md) is this config's ship variant, from (run K of 
       --config.data.manual_dir=/data/corpus-set --config.data.fragment_grid=1 \
       --config.data.frame_size=128 --config.model.statistics_region=128 \
       --config.data.num_frames=8 --config.kfold.ship_id=jaxvqa-vmaf-s-3
+and its ablation (run L: the same flags with the variants scene_only_source_plcc, scene_resized,
+scene_no_pretrain, scene_paper_losses, scene_with_group, scene_no_rank, scene_no_source_plcc, and
+--config.kfold.ship_variant= to ship nothing; 35 models, 15 minutes on one H200).
 
 Prints, per variant, mean ± standard error over 5 leave-families-out folds of SRCC, KRCC, PLCC,
 raw Pearson, RMSE and within-source SRCC, beside the bits-per-pixel line fitted on the same folds;

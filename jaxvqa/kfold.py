@@ -51,6 +51,7 @@ from jaxvqa import (
 )
 from jaxvqa.config import require
 from jaxvqa.data import decoded as decoded_lib
+from jaxvqa.data import manifest
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
@@ -241,11 +242,22 @@ class KFoldRun:
       )
     decoded_dir = Path(config.data.decoded_dir or Path(config.data.manual_dir) / "decoded")
     if config.data.manual_dir:
+      listed = Path(config.data.manual_dir) / manifest.MANIFEST_NAME
+      if not listed.is_file():
+        raise config_lib.ConfigError(
+            f"config.data.manual_dir={config.data.manual_dir!r} holds no {manifest.MANIFEST_NAME}:"
+            " point it at a `jaxvqa make-dataset --out` directory"
+        )
       decoded_lib.build(
           config.data.manual_dir,
           decoded_dir,
           frames_per_video=config.data.decoded_frames,
           jobs=config.data.jobs or None,
+      )
+    elif not decoded_dir.is_dir():
+      raise config_lib.ConfigError(
+          f"config.data.decoded_dir={config.data.decoded_dir!r} is not a directory: point it at a"
+          " decoded set (or config.data.manual_dir at a `jaxvqa make-dataset --out` directory)"
       )
     self.data = decoded_lib.load(decoded_dir)
     fold_of_family = assign_folds(self.data.family, config.kfold.folds, config.kfold.seed)

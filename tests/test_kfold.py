@@ -293,6 +293,14 @@ def test_config_errors_name_the_field(field, value, message):
   assert str(error.value).startswith(message)
 
 
+@pytest.mark.parametrize("field", ["manual_dir", "decoded_dir"])
+def test_a_data_directory_without_a_data_set_is_named(tmp_path, field):
+  config = _tiny_kfold_config("")
+  config.data[field] = str(tmp_path / "empty")
+  with pytest.raises(config_lib.ConfigError, match=f"config.data.{field}=.*empty"):
+    kfold.run_kfold(config, tmp_path / "work")
+
+
 def test_unknown_loss_term_in_a_variant_is_named():
   config = kfold_config.get_config()
   config.variants.native.loss.rnak = 0.3
