@@ -266,3 +266,33 @@ def test_a_corrupt_video_is_logged_and_handled_without_stopping(clips, caplog):
   assert mask[:9].tolist() == [i != broken for i in range(9)]
   assert "s1/rung1.mp4" in caplog.text
   assert not batches[1]["frames"][0].any()  # the dropped entry (index 4) has zero frames
+
+
+def test_a_ladder_rung_is_read_at_its_display_size_as_its_vmaf_was_measured(half_size_ladder):
+  from jaxvqa.data import manifest
+
+  out = half_size_ladder["out"]
+  indices = video.sample_frame_indices(NUM_FRAMES, FRAMES.num_frames, train=False, rng=None)
+
+  def record(row, ladder_keys=True):
+    fields = dict(video=(out / row["path"]).read_bytes(), width=row["width"], height=row["height"])
+    if ladder_keys:
+      fields.update(encode_width=row["encode_width"], encode_height=row["encode_height"])
+    return fields
+
+  for rung in ("half", "full"):
+    row = half_size_ladder[rung]
+    clip = pipeline.decode_example(record(row), FRAMES, train=False, rng=None)
+    shown = manifest.read_display_frames(row, out, indices)  # what VMAF compared with the source
+    np.testing.assert_array_equal(clip, FRAMES.prepare(shown))
+  # A record without the ladder's keys (another kind of set) is read as coded: the 32×24 rung
+  # resized by the model's own resize instead, other pixels.
+  half = half_size_ladder["half"]
+  as_coded = pipeline.decode_example(record(half, False), FRAMES, train=False, rng=None)
+  assert (
+      np.abs(
+          as_coded.astype(int)
+          - FRAMES.prepare(manifest.read_display_frames(half, out, indices)).astype(int)
+      ).mean()
+      > 0.5
+  )

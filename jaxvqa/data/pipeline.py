@@ -259,7 +259,12 @@ def decode_example(
     rng: np.random.Generator | None,
     decode_threads: int = 1,
 ) -> np.ndarray:
-  """uint8 [T, S, S, 3] from a data-source record holding "video" or "image" bytes."""
+  """uint8 [T, S, S, 3] from a data-source record holding "video" or "image" bytes.
+
+  A record of a `make-dataset --scales` ladder (it has encode_width) is read at its display size
+  (width × height) as VMAF judged it, so a lower rung trains and evaluates on the frames its label
+  was measured on, as in the K-fold protocol and `jaxvqa score --display-size`.
+  """
   if "video" in example:
     return video.load_clip(
         example["video"],
@@ -271,6 +276,7 @@ def decode_example(
         fragment_grid=frames.fragment_grid,
         fragment_align=frames.fragment_align,
         num_threads=decode_threads,
+        display_size=_display_size(example),
     )
   return load_image(
       example["image"],
@@ -281,6 +287,13 @@ def decode_example(
       fragment_grid=frames.fragment_grid,
       fragment_align=frames.fragment_align,
   )
+
+
+def _display_size(example: dict[str, Any]) -> tuple[int, int] | None:
+  """(width, height) of a ladder encode's display, None for other records."""
+  if "encode_width" not in example:
+    return None
+  return int(example["width"]), int(example["height"])
 
 
 def _log_failure(example: dict[str, Any], index: int, error: Exception, action: str) -> None:

@@ -108,6 +108,7 @@ def load_clip(
     fragment_grid: int = 8,
     fragment_align: int = 1,
     num_threads: int = 0,
+    display_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
   """Samples T frames and brings them to `size`×`size` for the model.
 
@@ -138,6 +139,8 @@ def load_clip(
     fragment_grid: cells per side in fragments mode (8 → 8×8 patches of S/8 px).
     fragment_align: fragment origins at multiples of this many px (`fragment_origins`).
     num_threads: decoder threads (0 = the decoder's choice).
+    display_size: (width, height) the video is shown at, for a ladder's lower rung: its frames are
+      first brought to that size as VMAF compared them (`decode.at_display_size`); None: as coded.
   Returns:
     uint8 [T, S, S, 3] RGB.
   """
@@ -154,6 +157,7 @@ def load_clip(
   name = decode.describe_source(source)
   indices = sample_frame_indices(len(reader), num_frames, train=train, rng=rng)
   frames = decode.read_from_reader(reader, indices, name)
+  frames = decode.at_display_size(frames, source, indices, display_size, num_threads=num_threads)
   clip = prepare_frames(
       frames,
       size,
