@@ -106,13 +106,19 @@ def load_initial_weights(params: Any, init_config) -> Any:
   return params
 
 
+def read_start_model(init_model: str) -> tuple[dict, Any]:
+  """(card, params) of config.init.model: "shipped" (the model inside jaxvqa) or a directory
+  holding model.json and params.msgpack (`inference.read_model_directory`)."""
+  return inference.read_model_directory(None if init_model == "shipped" else init_model)
+
+
 def start_from_model(params: Any, directory: str) -> Any:
   """The weights of a shipped model ("shipped": the one inside jaxvqa; or a directory holding
   model.json and params.msgpack) in place of `params`, which must have the same tree and shapes.
 
   Raises config.ConfigError naming `config.init.model` and what does not fit.
   """
-  card, weights = inference.read_model_directory(None if directory == "shipped" else directory)
+  card, weights = read_start_model(directory)
   mismatches = inference.mismatched_params(params, weights)
   if mismatches:
     raise config_lib.ConfigError(
@@ -356,7 +362,7 @@ class Trainer:
     start = self.config.init.get("model")
     if start:
       try:
-        card, weights = inference.read_model_directory(None if start == "shipped" else start)
+        card, weights = read_start_model(start)
       except checkpointing.CheckpointError as error:  # moved since training began: report the rest
         log.warning("no row for the starting model: %s", error)
       else:

@@ -268,8 +268,10 @@ def test_a_corrupt_video_is_logged_and_handled_without_stopping(clips, caplog):
   assert not batches[1]["frames"][0].any()  # the dropped entry (index 4) has zero frames
 
 
-def test_a_ladder_rung_is_read_at_its_display_size_as_its_vmaf_was_measured(half_size_ladder):
-  from jaxvqa.data import manifest
+def test_a_ladder_rung_is_read_at_its_display_size_as_its_vmaf_was_measured(
+    half_size_ladder, monkeypatch
+):
+  from jaxvqa.data import decode, manifest
 
   out = half_size_ladder["out"]
   indices = video.sample_frame_indices(NUM_FRAMES, FRAMES.num_frames, train=False, rng=None)
@@ -285,6 +287,11 @@ def test_a_ladder_rung_is_read_at_its_display_size_as_its_vmaf_was_measured(half
     clip = pipeline.decode_example(record(row), FRAMES, train=False, rng=None)
     shown = manifest.read_display_frames(row, out, indices)  # what VMAF compared with the source
     np.testing.assert_array_equal(clip, FRAMES.prepare(shown))
+  # The lower rung is decoded once, at its display size: the loader does not decode it as coded
+  # first.
+  with monkeypatch.context() as patched:
+    patched.setattr(decode, "read_from_reader", pytest.fail)
+    pipeline.decode_example(record(half_size_ladder["half"]), FRAMES, train=False, rng=None)
   # A record without the ladder's keys (another kind of set) is read as coded: the 32×24 rung
   # resized by the model's own resize instead, other pixels.
   half = half_size_ladder["half"]

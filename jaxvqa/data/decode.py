@@ -399,27 +399,6 @@ def read_frames_at_size(
   return frames[inverse]
 
 
-def at_display_size(
-    frames: np.ndarray,
-    source: VideoSource,
-    indices,
-    size: tuple[int, int] | None,
-    *,
-    num_threads: int = 0,
-) -> np.ndarray:
-  """`frames` [K, H, W, 3], decoded from `source` at `indices`, as shown at `size` = (width,
-  height): themselves when already that size (or `size` is None), else the same frames decoded
-  again by `read_frames_at_size`, as a ladder's lower rung was measured by VMAF.
-
-  Training (`video.load_clip` of a ladder's example) and `jaxvqa score --display-size` both call
-  this, so a rung is read the same way in both. decord tells a file's size only by decoding it,
-  hence the second decode for a file of another size.
-  """
-  if size is None or (frames.shape[2], frames.shape[1]) == tuple(size):
-    return frames
-  return read_frames_at_size(source, indices, size, num_threads=num_threads)
-
-
 def _ffmpeg_failure_reason(stderr: str) -> str:
   """Why an `FfmpegReader` run failed, from ffmpeg's stderr."""
   if "matches no streams" in stderr:

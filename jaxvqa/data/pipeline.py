@@ -233,17 +233,16 @@ def load_image(
     raise decode.VideoDecodeError(
         f"<{len(data)} bytes in memory>: not an image PIL can read ({error})"
     ) from error
-  clip = video.prepare_frames(
+  return video.prepare_clip(
       frame,
       size,
+      train=train,
+      rng=rng,
       mode=mode,
+      hflip=hflip,
       fragment_grid=fragment_grid,
       fragment_align=fragment_align,
-      rng=rng if train else None,
   )
-  if train and hflip and rng.random() < 0.5:
-    clip = clip[:, :, ::-1]
-  return np.ascontiguousarray(clip)
 
 
 def media_frames(example: dict[str, Any], frames: FrameOptions) -> int:
@@ -261,9 +260,10 @@ def decode_example(
 ) -> np.ndarray:
   """uint8 [T, S, S, 3] from a data-source record holding "video" or "image" bytes.
 
-  A record of a `make-dataset --scales` ladder (it has encode_width) is read at its display size
-  (width × height) as VMAF judged it, so a lower rung trains and evaluates on the frames its label
-  was measured on, as in the K-fold protocol and `jaxvqa score --display-size`.
+  A lower rung of a `make-dataset --scales` ladder (its encode_width × encode_height is not its
+  width × height) is decoded at its display size as VMAF judged it, so it trains and evaluates on
+  the frames its label was measured on, as in the K-fold protocol and `jaxvqa score
+  --display-size`.
   """
   if "video" in example:
     return video.load_clip(
@@ -290,10 +290,12 @@ def decode_example(
 
 
 def _display_size(example: dict[str, Any]) -> tuple[int, int] | None:
-  """(width, height) of a ladder encode's display, None for other records."""
+  """(width, height) a lower ladder rung is shown at; None for a record read as coded (another
+  kind of set, or an encode at its display size)."""
   if "encode_width" not in example:
     return None
-  return int(example["width"]), int(example["height"])
+  shown = int(example["width"]), int(example["height"])
+  return None if (int(example["encode_width"]), int(example["encode_height"])) == shown else shown
 
 
 def _log_failure(example: dict[str, Any], index: int, error: Exception, action: str) -> None:

@@ -139,8 +139,9 @@ def load_clip(
     fragment_grid: cells per side in fragments mode (8 → 8×8 patches of S/8 px).
     fragment_align: fragment origins at multiples of this many px (`fragment_origins`).
     num_threads: decoder threads (0 = the decoder's choice).
-    display_size: (width, height) the video is shown at, for a ladder's lower rung: its frames are
-      first brought to that size as VMAF compared them (`decode.at_display_size`); None: as coded.
+    display_size: (width, height) a ladder's lower rung is shown at: the sampled frames are
+      decoded at that size as VMAF compared them (`decode.read_frames_at_size`, instead of the
+      decoder); None: as coded.
   Returns:
     uint8 [T, S, S, 3] RGB.
   """
@@ -156,8 +157,36 @@ def load_clip(
   reader = decode.open_reader(source, num_threads=num_threads)
   name = decode.describe_source(source)
   indices = sample_frame_indices(len(reader), num_frames, train=train, rng=rng)
-  frames = decode.read_from_reader(reader, indices, name)
-  frames = decode.at_display_size(frames, source, indices, display_size, num_threads=num_threads)
+  if display_size is None:
+    frames = decode.read_from_reader(reader, indices, name)
+  else:
+    frames = decode.read_frames_at_size(source, indices, display_size, num_threads=num_threads)
+  return prepare_clip(
+      frames,
+      size,
+      train=train,
+      rng=rng,
+      mode=mode,
+      hflip=hflip,
+      fragment_grid=fragment_grid,
+      fragment_align=fragment_align,
+  )
+
+
+def prepare_clip(
+    frames: np.ndarray,
+    size: int,
+    *,
+    train: bool,
+    rng: np.random.Generator | None,
+    mode: str = "resize_crop",
+    hflip: bool = True,
+    fragment_grid: int = 8,
+    fragment_align: int = 1,
+) -> np.ndarray:
+  """Decoded frames [T, H, W, 3] → a contiguous model-input clip [T, S, S, 3]: `prepare_frames`,
+  then in training (random fragment positions from `rng`) the left-right flip with probability
+  1/2 when `hflip`. Videos (`load_clip`) and images (`pipeline.load_image`) both end here."""
   clip = prepare_frames(
       frames,
       size,

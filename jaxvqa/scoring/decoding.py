@@ -85,7 +85,10 @@ def decode_video(
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
   # again.
   frames = decode.read_from_reader(reader, unique, decode.describe_source(path))
-  frames = decode.at_display_size(frames, path, unique, display_size, num_threads=decode_threads)
+  # decord tells a file's size only by decoding it, so a file of another size is decoded again;
+  # one at the display size keeps exactly these frames.
+  if display_size is not None and (frames.shape[2], frames.shape[1]) != tuple(display_size):
+    frames = decode.read_frames_at_size(path, unique, display_size, num_threads=decode_threads)
   prepared = np.ascontiguousarray(options.prepare(frames))
   clips = prepared[inverse.reshape(len(index_sets), sampling.clip_length)]
   seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
