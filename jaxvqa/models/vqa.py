@@ -249,10 +249,10 @@ def _dtype(model_config) -> Any:
   return DTYPES[model_config.dtype]
 
 
-def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
-  dtype = _dtype(model_config)
-  b, f = model_config.backbone, model_config.fusion
-  backbone = SwinV2(
+def build_backbone(model_config) -> SwinV2:
+  """config.model.backbone (in config.model.dtype) → SwinV2; distillation builds its student so."""
+  b = model_config.backbone
+  return SwinV2(
       embed_dim=b.embed_dim,
       depths=tuple(b.depths),
       num_heads=tuple(b.num_heads),
@@ -260,9 +260,15 @@ def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
       pretrained_window_sizes=tuple(b.pretrained_window_sizes),
       mlp_ratio=b.mlp_ratio,
       drop_path_rate=b.drop_path_rate,
-      dtype=dtype,
+      dtype=_dtype(model_config),
       attention_impl=b.get("attention_impl", SwinV2.attention_impl),
   )
+
+
+def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
+  dtype = _dtype(model_config)
+  f = model_config.fusion
+  backbone = build_backbone(model_config)
   fusion = MultiStageFusion(
       grid=f.grid,
       num_layers=f.num_layers,
