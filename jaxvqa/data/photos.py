@@ -22,7 +22,7 @@ byte for byte.
 
 Default packages (Debian 12, checked by eye): 42 photographs, lomiri-wallpapers-16.04 14,
 mate-backgrounds 12 (nature/), plasma-workspace-wallpapers 11, palapeli-data 4,
-lomiri-wallpapers-20.04 1; 29.6 MB stored at --max-side 1920, 15.7 MB at 1280 (a 160 MB
+lomiri-wallpapers-20.04 1; 29.6 MB stored at --max-side 1920, 15.7 MB at 1280 (a 170 MB
 download, 30 s on 2 cores). Left out as renders: ukui-wallpapers, gnome-backgrounds,
 sway-backgrounds, desktop-base, lomiri-wallpapers, and most of plasma's and mate's images. No other package of this Debian ships wallpaper-size
 photographs in numbers (checked: debian-edu-artwork-*, gcompris-qt-data, kstars-data, digikam-data,
