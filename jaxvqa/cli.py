@@ -15,7 +15,16 @@ from jaxvqa import run_log
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jaxvqa.commands import convert, doctor, export, make_corpus, make_dataset, score, score_beam
+  from jaxvqa.commands import (
+      convert,
+      doctor,
+      export,
+      fetch_photos,
+      make_corpus,
+      make_dataset,
+      score,
+      score_beam,
+  )
 
   parser = argparse.ArgumentParser(
       prog="jaxvqa", description="No-reference video quality assessment in JAX/Flax."
@@ -24,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
   subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   convert.add_subcommand(subparsers)
   make_dataset.add_subcommand(subparsers)
+  fetch_photos.add_subcommand(subparsers)
   make_corpus.add_subcommand(subparsers)
   score.add_subcommand(subparsers)
   score_beam.add_subcommand(subparsers)

@@ -187,6 +187,8 @@ def test_image_dirs_become_families_of_their_own_without_flat_windows(tmp_path):
         (["--width", "63"], "even"),
         (["--count", "0"], "positive"),
         (["--images", "/nonexistent/images"], "not a directory"),
+        (["--photos", "/nonexistent/photos"], "jaxvqa fetch-photos --out /nonexistent/photos"),
+        (["--real-fraction", "1.5"], "between 0 and 1"),
     ],
 )
 def test_cli_refuses_bad_arguments_by_name(tmp_path, capsys, argv, message):

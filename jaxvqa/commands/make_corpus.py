@@ -14,7 +14,8 @@ def add_subcommand(subparsers) -> None:
       "make-corpus",
       help="write hundreds of distinct lossless source clips for make-dataset",
       description="Writes OUT/<family>--<nnnn>.mkv (lossless x264) and OUT/corpus.jsonl from "
-      "shipped photographs and clips, your images and generated content; resumable.",
+      "shipped photographs and clips, your images, photo sets from `jaxvqa fetch-photos` and "
+      "generated content; resumable.",
   )
   parser.add_argument("--out", required=True, type=Path, help="output directory")
   parser.add_argument("--count", type=int, default=400, help="number of clips (default 400)")
@@ -33,6 +34,20 @@ def add_subcommand(subparsers) -> None:
       default=[],
       metavar="DIR",
       help="a directory of JPEG/PNG/WebP images to cut clips from; repeatable",
+  )
+  parser.add_argument(
+      "--photos",
+      type=Path,
+      action="append",
+      default=[],
+      metavar="DIR",
+      help="a photo set made by `jaxvqa fetch-photos --out DIR`: one family per photo; repeatable",
+  )
+  parser.add_argument(
+      "--real-fraction",
+      type=float,
+      default=None,
+      help="share of the clips cut from --photos (default 0.5); the other kinds share the rest",
   )
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.set_defaults(run=run)
@@ -56,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         jobs=args.jobs,
         image_dirs=args.images,
+        photo_dirs=args.photos,
+        real_fraction=args.real_fraction,
         progress=not args.no_progress,
     )
   except (ValueError, FileNotFoundError) as error:

@@ -44,6 +44,20 @@ nnnn is the same whatever `count` is, and a larger count extends a corpus):
   Source frame rates (25, 29.97) are relabelled to `fps`.
 - `image` (15 % when `image_dirs` is given, taken from `photo`): windows of the
   user's JPEG/PNG/WebP files, as for `photo`.
+- `deb-photo` (`real_fraction` of all clips, default 50 %, when `photo_dirs` is
+  given; every other kind keeps its share of the rest): windows of the photo
+  sets `jaxvqa fetch-photos` makes (`jaxvqa.data.photos`), cut exactly as for
+  `photo`. Each photograph is its own family, `deb-photo-` and the first 12 hex
+  digits of the packaged file's sha256 (the same at any --max-side); photos are
+  taken in that order, which mixes the packages, so when the share holds fewer
+  clips than there are photos, each clip is another photograph. Each row
+  records the photo's licence with its copyright holder, and `package` ("NAME
+  VERSION"). The default packages (Debian 12) hold 42 photographs: 29.6 MB at
+  --max-side 1920, 15.7 MB at 1280; at 400 clips and 0.5 that is about 5 clips
+  per photograph (in other places and motions). To use them on a machine without
+  a package registry, copy the set into a git-ignored folder of the checkout
+  (e.g. `.cache/photos`) and carry it; `--max-side 1280` keeps it well under
+  40 MB.
 - generated (60 %): `deadleaves` (occluding discs, squares and polygons with
   flat, striped, noisy or gradient fills, each moving), `noise` (1/f^alpha
   coloured noise, alpha 0.8-3, drifting and evolving in time), `fractal`
@@ -82,6 +96,12 @@ Licences of the media (also in each row's `licence`):
   stated; carphone is a classic ITU/VQEG test sequence).
 - Fonts for text: DejaVu (Bitstream Vera licence, free) shipped by matplotlib.
 - Generated clips: made by this code, no third-party media.
+- photo_dirs: each photo's licence from its package's DEP-5 copyright file (the
+  last `Files:` paragraph that names it, else the package's), in the row and in
+  the set's photos.jsonl and LICENSES.md. Default packages: lomiri-wallpapers-16.04
+  (14 photos: CC BY 4.0, CC BY-SA 4.0, CC0), lomiri-wallpapers-20.04 (1, CC BY-SA
+  3.0), mate-backgrounds (12, GPL-2+), plasma-workspace-wallpapers (11, GPL-2+),
+  palapeli-data (4, GPL-2+).
 - image_dirs: whatever the user's files carry; each row records the nearest
   licence file found beside the image or in a parent directory up to the
   directory given (`copyright`, `LICENSE*`, `COPYING*`), else "unknown".

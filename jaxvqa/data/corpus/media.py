@@ -1,4 +1,5 @@
-"""The real media clips are cut from: photographs and videos shipped by packages, the user's images.
+"""The real media clips are cut from: photographs and videos shipped by packages, the user's images,
+photo sets made by `jaxvqa fetch-photos`.
 
 Each `Medium` carries its family (what folds split by) and its licence."""
 
@@ -64,6 +65,7 @@ class Medium:
   width: int
   height: int
   num_frames: int = 1  # > 1 for videos
+  package: str | None = None  # "NAME VERSION" of the Debian package a photo-set photo came from
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -147,3 +149,36 @@ def directory_images(image_dirs: Sequence[str | os.PathLike]) -> list[Medium]:
         ) from error
       media.append(Medium(family, path, _licence_file(path, root), width, height))
   return media
+
+
+def photo_set_media(photo_dirs: Sequence[str | os.PathLike]) -> list[Medium]:
+  """The photographs of `jaxvqa fetch-photos` sets, one family each, named by the first 12 hex
+  digits of the packaged file's sha256 (the same at any --max-side); ordered by family, which
+  mixes the packages."""
+  from jaxvqa.data import photos
+
+  media: dict[str, Medium] = {}
+  for photo_dir in photo_dirs:
+    for record in photos.read_photo_set(photo_dir):
+      path = Path(record["path"])
+      if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: listed in {Path(photo_dir) / photos.MANIFEST_NAME} but missing; rerun "
+            f"`jaxvqa fetch-photos --out {photo_dir}`"
+        )
+      licence = record["licence"]
+      if record["copyright"]:
+        licence = f"{licence} ({record['copyright']})"
+      family = f"deb-photo-{record['source_sha256'][:12]}"
+      media.setdefault(
+          family,
+          Medium(
+              family,
+              path,
+              licence,
+              record["width"],
+              record["height"],
+              package=f"{record['package']} {record['version']}",
+          ),
+      )
+  return [media[family] for family in sorted(media)]

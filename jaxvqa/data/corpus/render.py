@@ -135,6 +135,7 @@ def _render_mix(row: dict, rng: np.random.Generator) -> np.ndarray:
 RENDERERS: dict[str, Callable[[dict, np.random.Generator], np.ndarray]] = {
     "photo": _render_photo,
     "image": _render_photo,
+    "deb-photo": _render_photo,
     "video": _render_video,
     "mix": _render_mix,
     "deadleaves": render_deadleaves,

@@ -121,7 +121,7 @@ def _batches(rows: list[dict]) -> list[list[dict]]:
   batches: list[list[dict]] = []
   by_source: dict[str, list[dict]] = {}
   for row in rows:
-    if row["kind"] in ("photo", "image", "mix"):
+    if row["kind"] in ("photo", "image", "deb-photo", "mix"):
       batch = by_source.setdefault(row["source"], [])
       batch.append(row)
       if len(batch) == BATCH_SIZE:
@@ -167,6 +167,8 @@ def make_corpus(
     seed: int = 0,
     jobs: int | None = None,
     image_dirs: Sequence[str | os.PathLike] = (),
+    photo_dirs: Sequence[str | os.PathLike] = (),
+    real_fraction: float | None = None,
     progress: bool = True,
 ) -> list[dict]:
   """Writes `count` lossless source clips and `corpus.jsonl` to `out_dir`.
@@ -181,13 +183,16 @@ def make_corpus(
     jobs: worker processes (default: all cores); each drives one ffmpeg with
       one thread.
     image_dirs: directories of JPEG/PNG/WebP files to cut windows from.
+    photo_dirs: photo sets made by `jaxvqa fetch-photos`, one family per photo.
+    real_fraction: the share of the clips cut from `photo_dirs` (when given; None: 0.5); the
+      other kinds share the rest in their usual proportions.
     progress: show a tqdm bar on stderr.
   Returns:
     the rows of corpus.jsonl, by index: name, family, kind, index, seed, width,
     height, num_frames, fps, recipe_version, params (the generator's knobs;
     `window` for cut-outs: zoom, centre start/end in source pixels, motion
     class; `grain` or None), licence, and `source` (the file cut from) for
-    photo, image, mix and video clips.
+    photo, image, deb-photo, mix and video clips; `package` ("NAME VERSION") for deb-photo.
   Raises:
     ValueError: a bad size, count, frame count or fps.
     CorpusError: some clips failed (named); the rest are written and listed.
@@ -214,6 +219,8 @@ def make_corpus(
           fps=fps,
           seed=seed,
           image_dirs=image_dirs,
+          photo_dirs=photo_dirs,
+          real_fraction=real_fraction,
       )
   ]
   log_path = out_dir / PARTIAL_LOG_NAME
