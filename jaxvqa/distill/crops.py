@@ -179,8 +179,9 @@ def build_bank(
   )
 
 
-def save_bank(bank: CropBank, directory: Path, options: CropOptions) -> None:
-  """crops.npy (memory-mappable) and crops.json (names, image index, held-out mask, options)."""
+def save_bank(bank: CropBank, directory: Path, options: CropOptions, sources: list[str]) -> None:
+  """crops.npy (memory-mappable) and crops.json (names, image index, held-out mask, options and
+  the `sources` it was cut from)."""
   directory.mkdir(parents=True, exist_ok=True)
   np.save(directory / CROPS_FILE, bank.crops)
   meta = {
@@ -188,16 +189,20 @@ def save_bank(bank: CropBank, directory: Path, options: CropOptions) -> None:
       "image": bank.image.tolist(),
       "held_out": bank.held_out.tolist(),
       "options": dataclasses.asdict(options),
+      "sources": sources,
   }
   (directory / CROPS_META).write_text(json.dumps(meta))
 
 
-def load_bank(directory: Path, options: CropOptions) -> CropBank | None:
-  """The bank saved in `directory` with these `options`, or None (absent, or cut otherwise)."""
+def load_bank(directory: Path, options: CropOptions, sources: list[str]) -> CropBank | None:
+  """The bank saved in `directory` from these `sources` with these `options`, or None (absent,
+  or cut from other images or otherwise)."""
   if not (directory / CROPS_FILE).is_file() or not (directory / CROPS_META).is_file():
     return None
   meta = json.loads((directory / CROPS_META).read_text())
   if meta["options"] != json.loads(json.dumps(dataclasses.asdict(options))):
+    return None
+  if meta.get("sources") != sources:
     return None
   return CropBank(
       crops=np.load(directory / CROPS_FILE, mmap_mode="r"),

@@ -77,12 +77,13 @@ def load_bank(config, workdir: Path) -> crops_lib.CropBank:
   """The crop bank of config.data, cut once and kept in WORKDIR/crops."""
   options = crop_options(config.data)
   directory = workdir / "crops"
-  bank = crops_lib.load_bank(directory, options)
-  if bank is not None:
-    return bank
   photos = crops_lib.list_images([d for d in config.data.photo_dirs.split(",") if d.strip()])
   if config.data.package_photos:
     photos += crops_lib.package_photos()
+  sources = [str(p) for p in photos] + [config.data.decoded_dir]
+  bank = crops_lib.load_bank(directory, options, sources)
+  if bank is not None:
+    return bank
   decoded = None
   if config.data.decoded_dir:
     from jaxvqa.data import decoded as decoded_lib
@@ -100,7 +101,7 @@ def load_bank(config, workdir: Path) -> crops_lib.CropBank:
       int(np.unique(bank.image[bank.held_out]).size),
       time.perf_counter() - started,
   )
-  crops_lib.save_bank(bank, directory, options)
+  crops_lib.save_bank(bank, directory, options, sources)
   return bank
 
 
