@@ -45,7 +45,7 @@ DEMO_TEST_MEDIA = (
 RANK_MARGIN = 0.1
 
 
-def _variant(
+def variant(
     sampling="fragments",
     pretrain=True,
     container=False,
@@ -53,6 +53,7 @@ def _variant(
     embedding=True,
     statistics=False,
     margin=RANK_MARGIN,
+    start="",
     **loss,
 ) -> dict:
   # The paper's losses plus the within-source rank term (jaxvqa/stacked.py: LOSS_TERMS); the
@@ -67,6 +68,7 @@ def _variant(
       embedding=embedding,
       statistics=statistics,
       margin=margin,
+      start=start,  # "": random init; else a key of config.init (a backbone to start from)
       loss=weights,
   )
 
@@ -144,51 +146,47 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
   )
   config.variants = ml_collections.ConfigDict(
       dict(
-          native=_variant(),
-          paper_losses=_variant(source_rank=0.0, margin=0.0),  # the paper's losses exactly
-          margin_zero=_variant(margin=0.0),
-          resized=_variant(sampling="resize_crop"),
-          no_pretrain=_variant(pretrain=False),
-          no_group=_variant(group=0.0),
-          no_rank=_variant(rank=0.0),
-          plcc_only=_variant(rank=0.0, group=0.0),
-          hybrid=_variant(container=True),
-          detail=_variant(detail=True),
+          native=variant(),
+          paper_losses=variant(source_rank=0.0, margin=0.0),  # the paper's losses exactly
+          margin_zero=variant(margin=0.0),
+          resized=variant(sampling="resize_crop"),
+          no_pretrain=variant(pretrain=False),
+          no_group=variant(group=0.0),
+          no_rank=variant(rank=0.0),
+          plcc_only=variant(rank=0.0, group=0.0),
+          hybrid=variant(container=True),
+          detail=variant(detail=True),
           # The head reads the detail statistics alone: does the SwinV2 path help the score?
-          detail_only=_variant(detail=True, embedding=False, group=0.0),
+          detail_only=variant(detail=True, embedding=False, group=0.0),
           # ... plus the PLCC of differences between encodes of one source (stacked.LOSS_TERMS):
           # does asking for proportional differences make the score separate encodes by as much
           # as VMAF does (the doctor's test, the table's "separated")?
-          detail_only_source_plcc=_variant(
-              detail=True, embedding=False, group=0.0, source_plcc=1.0
-          ),
+          detail_only_source_plcc=variant(detail=True, embedding=False, group=0.0, source_plcc=1.0),
           # The fixed scene statistics with the learnt detail statistics, and alone: do the block
           # grid and MSCN statistics put different contents at the right level?
-          detail_scene_source_plcc=_variant(
+          detail_scene_source_plcc=variant(
               detail=True, statistics=True, embedding=False, group=0.0, source_plcc=1.0
           ),
-          scene_only_source_plcc=_variant(
+          scene_only_source_plcc=variant(
               statistics=True, embedding=False, group=0.0, source_plcc=1.0
           ),
           # ... and what the container adds to them (the hybrid switch, after ITU-T P.1204.5).
-          scene_hybrid=_variant(
+          scene_hybrid=variant(
               statistics=True, container=True, embedding=False, group=0.0, source_plcc=1.0
           ),
           # The ablation of the shipped recipe (scene_only_source_plcc), one change each: the
           # paper's resize instead of native pixels, no free-label stage, the paper's losses
           # exactly (plcc, rank at margin 0, group contrastive), and one loss term added or
           # taken away (docs/RESULTS.md, run L).
-          scene_resized=_variant(
+          scene_resized=variant(
               sampling="resize_crop", statistics=True, embedding=False, group=0.0, source_plcc=1.0
           ),
-          scene_no_pretrain=_variant(
+          scene_no_pretrain=variant(
               pretrain=False, statistics=True, embedding=False, group=0.0, source_plcc=1.0
           ),
-          scene_paper_losses=_variant(
-              statistics=True, embedding=False, source_rank=0.0, margin=0.0
-          ),
-          scene_with_group=_variant(statistics=True, embedding=False, source_plcc=1.0),
-          scene_no_rank=_variant(
+          scene_paper_losses=variant(statistics=True, embedding=False, source_rank=0.0, margin=0.0),
+          scene_with_group=variant(statistics=True, embedding=False, source_plcc=1.0),
+          scene_no_rank=variant(
               statistics=True,
               embedding=False,
               group=0.0,
@@ -196,19 +194,10 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
               source_rank=0.0,
               source_plcc=1.0,
           ),
-          scene_no_source_plcc=_variant(statistics=True, embedding=False, group=0.0),
+          scene_no_source_plcc=variant(statistics=True, embedding=False, group=0.0),
       )
   )
-  if variants:
-    chosen = [name.strip() for name in variants.split(",")]
-    unknown = sorted(set(chosen) - set(config.variants))
-    if unknown:
-      raise ValueError(
-          f"configs/kfold.py: unknown variants {unknown}; known: {sorted(config.variants)}"
-      )
-    config.variants = {name: config.variants[name].to_dict() for name in chosen}
-    if config.kfold.ship_variant not in chosen:
-      config.kfold.ship_variant = ""
+  select_variants(config, variants, "configs/kfold.py")
   config.train = ml_collections.ConfigDict(
       dict(
           log_every_steps=100,
@@ -219,3 +208,17 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
       )
   )
   return config
+
+
+def select_variants(config: ml_collections.ConfigDict, variants: str, config_file: str) -> None:
+  """Keeps only the comma-separated `variants` (all when empty); without the ship variant among
+  them, no model is shipped."""
+  if not variants:
+    return
+  chosen = [name.strip() for name in variants.split(",")]
+  unknown = sorted(set(chosen) - set(config.variants))
+  if unknown:
+    raise ValueError(f"{config_file}: unknown variants {unknown}; known: {sorted(config.variants)}")
+  config.variants = {name: config.variants[name].to_dict() for name in chosen}
+  if config.kfold.ship_variant not in chosen:
+    config.kfold.ship_variant = ""

@@ -55,7 +55,7 @@ from jaxvqa.data import manifest
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
-from jaxvqa.models import vqa
+from jaxvqa.models import checkpoint_files, vqa
 from jaxvqa.scoring import provenance
 from jaxvqa.stacked import (
     FINETUNE,
@@ -118,6 +118,18 @@ def validate_config(config) -> None:
         "statistics",
     )
     require(variant.margin >= 0, f"variants.{name}.margin", f"must be >= 0, got {variant.margin}")
+    start = variant.get("start", "")
+    require(
+        not start or bool(config.get("init", {}).get(start)),
+        f"variants.{name}.start",
+        f"names config.init.{start}, which is not set: give it the directory of a backbone "
+        "(`python train.py --config configs/distill.py` writes WORKDIR/backbone)",
+    )
+    require(
+        not start or variant.get("embedding", True),
+        f"variants.{name}.start",
+        "a backbone start needs embedding=True: the head of this variant never reads the backbone",
+    )
     for term in SOURCE_LOSS_TERMS:  # LossWeights checks the paper's
       require(
           variant.loss.get(term, 0.0) >= 0,
@@ -176,6 +188,7 @@ def model_specs(config) -> list[ModelSpec]:
             bool(variant.get("detail", False)),
             bool(variant.get("embedding", True)),
             bool(variant.get("statistics", False)),
+            str(variant.get("start", "")),
         )
         for fold in folds
     ]
@@ -355,6 +368,40 @@ class KFoldRun:
     manager.close()
     return states, True
 
+  def _initial_states(self, tx):
+    """Freshly initialised stacked states, with each model whose variant names a `start` holding
+    that backbone (the same weights in every fold's copy)."""
+    states = self.run.init_states(tx, self.config.seed)
+    starts = sorted({spec.start for spec in self.specs if spec.start})
+    if not starts:
+      return states
+    params = dict(jax.device_get(states.params))
+    for start in starts:
+      directory = self.config.init[start]
+      try:
+        variables, _ = checkpoint_files.load_converted(directory)
+      except FileNotFoundError as error:
+        raise config_lib.ConfigError(f"config.init.{start}: {error}") from None
+      loaded = variables["params"]
+      want = jax.tree.map(lambda x: x.shape[1:], params["backbone"])
+      have = jax.tree.map(np.shape, loaded)
+      if want != have:
+        raise config_lib.ConfigError(
+            f"config.init.{start}: the backbone in {directory} does not fit config.model.backbone "
+            f"(its stage-0 patch embedding is {have.get('patch_embed')} where the model needs "
+            f"{want.get('patch_embed')}); distil with the same config.model"
+        )
+      use = np.asarray([spec.start == start for spec in self.specs])
+      params["backbone"] = jax.tree.map(
+          lambda stacked, one: np.where(
+              use.reshape((-1,) + (1,) * one.ndim), one[None].astype(stacked.dtype), stacked
+          ),
+          params["backbone"],
+          loaded,
+      )
+      log.info("%d models start their backbone from %s", int(use.sum()), directory)
+    return jax.jit(jax.vmap(lambda p: steps.TrainState.create(p, tx)))(params)
+
   def train(self):
     """(finetuned states, finished)."""
     config = self.config
@@ -368,14 +415,14 @@ class KFoldRun:
         1,
         freeze_backbone=False,
     )
-    finetune_states = self.run.init_states(finetune_tx, config.seed)
+    finetune_states = self._initial_states(finetune_tx)
     if (
         self._checkpoints(FINETUNE).latest_step() is None
         and config.pretrain.steps > 0
         and any(spec.pretrain for spec in self.specs)
     ):
       pretrained, finished = self._train_stage(
-          PRETRAIN, self.run.init_states(pretrain_tx, config.seed), config.pretrain.steps
+          PRETRAIN, self._initial_states(pretrain_tx), config.pretrain.steps
       )
       if not finished:
         return finetune_states, False
@@ -505,6 +552,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
       "training": {
           "variant": spec.variant,
           "pretrain_steps": config.pretrain.steps if spec.pretrain else 0,
+          "backbone_start": config.init[spec.start] if spec.start else "random initialisation",
           "finetune_steps": config.optim.steps,
           "families": len(np.unique(data.family[train])),
           "sources": len(np.unique(data.source[train])),

@@ -57,6 +57,7 @@ class ModelSpec:
   detail: bool = False  # the head also reads DetailStatistics (models/vqa.py)
   embedding: bool = True  # the head reads the video embedding (False: detail statistics only)
   statistics: bool = False  # the head also reads scene_statistics (models/scene_statistics.py)
+  start: str = ""  # a key of config.init naming the backbone it starts from ("" = random init)
 
 
 def weighted_loss(

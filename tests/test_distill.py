@@ -191,7 +191,7 @@ def test_ridge_probe_is_out_of_fold_and_finds_a_linear_signal():
 
 def _read_backbone(workdir: Path):
   variables, kwargs = checkpoint_files.load_converted(workdir / loop.BACKBONE_DIR)
-  return variables, kwargs
+  return variables["params"], kwargs
 
 
 def test_run_resumes_to_the_uninterrupted_result_and_hands_over(photo_dir, tmp_path):

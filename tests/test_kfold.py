@@ -589,3 +589,52 @@ def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
   assert kfold_config.get_config("native,detail").kfold.ship_variant == ""
   with pytest.raises(ValueError, match=r"unknown variants \['detal'\]"):
     kfold_config.get_config("native,detal")
+
+
+def test_a_variant_with_a_start_holds_that_backbone_in_every_fold(fake_set, tmp_path):
+  import jax
+
+  from jaxvqa import optim
+  from jaxvqa.models import checkpoint_files
+
+  rows, data = fake_set
+  decoded_dir = tmp_path / "decoded"
+  decoded_dir.mkdir()
+  np.save(decoded_dir / decoded.FRAMES_FILE, np.asarray(data.frames))
+  decoded._write_meta(rows, decoded_dir / decoded.META_FILE, data.frames.shape[1])
+  config = _tiny_kfold_config(decoded_dir)
+  config.model.update(detail_features=0, detail_depth=1, statistics_region=0)
+  config.variants = {
+      "random": kfold_config.variant(pretrain=False),
+      "started": kfold_config.variant(pretrain=False, start="distilled"),
+  }
+  config.kfold.ship_variant = ""
+  run = kfold.KFoldRun(config, tmp_path / "work")
+  tx = optim.build_optimizer(
+      kfold._schedule_config(config.optim, 4, 1e-3), 1, freeze_backbone=False
+  )
+  # A backbone of the right shapes whose values no initialisation draws: every leaf 0.25.
+  fresh = jax.device_get(run.run.init_states(tx, config.seed).params["backbone"])
+  backbone = jax.tree.map(lambda leaf: np.full(leaf.shape[1:], 0.25, np.float32), fresh)
+  checkpoint_files.save_converted(tmp_path / "distilled", {"params": backbone}, {})
+
+  with pytest.raises(config_lib.ConfigError, match="config.variants.started.start"):
+    kfold.validate_config(config)
+  config.init = {"distilled": str(tmp_path / "distilled")}
+  kfold.validate_config(config)
+  states = run._initial_states(tx)
+  started = np.asarray([spec.start == "distilled" for spec in run.specs])
+  assert started.sum() == config.kfold.folds and (~started).sum() == config.kfold.folds
+  kernel = np.asarray(states.params["backbone"]["patch_embed"]["proj"]["kernel"])
+  assert (kernel[started] == 0.25).all()
+  assert not np.isclose(kernel[~started], 0.25).any()
+  # The rest of every model is its own random initialisation, and the optimizer starts at zero.
+  head = next(np.asarray(leaf) for leaf in jax.tree.leaves(states.params["head"]) if np.any(leaf))
+  assert not np.allclose(head[started], head[~started])
+  assert int(np.asarray(states.step).max()) == 0
+
+  wrong = jax.tree.map(lambda leaf: np.zeros(leaf.shape[:-1] + (leaf.shape[-1] + 1,)), backbone)
+  checkpoint_files.save_converted(tmp_path / "wrong", {"params": wrong}, {})
+  config.init = {"distilled": str(tmp_path / "wrong")}
+  with pytest.raises(config_lib.ConfigError, match="config.init.distilled: .* does not fit"):
+    run._initial_states(tx)

@@ -273,7 +273,7 @@ def write_backbone(workdir: Path, params, model_config) -> Path:
       if key not in ("attention_impl", "drop_path_rate", "mlp_ratio")
   }
   kwargs["mlp_ratio"] = model_config.backbone.mlp_ratio
-  return checkpoint_files.save_converted(out, backbone, kwargs)
+  return checkpoint_files.save_converted(out, {"params": backbone}, kwargs)
 
 
 def _append_log(workdir: Path, record: dict[str, Any]) -> None:
