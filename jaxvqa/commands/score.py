@@ -162,8 +162,8 @@ def _display_size(args: argparse.Namespace) -> tuple[int, int] | None:
   from jaxvqa.scoring.decoding import check_display_size
 
   bad = ValueError(
-      f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT in pixels, two positive "
-      "integers such as 320x180 (the size of a ladder's top rung)"
+      f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT in pixels, two integers "
+      "from 1 to 16384 such as 320x180 (the size of a ladder's top rung)"
   )
   match = re.fullmatch(r"(\d+)[xX](\d+)", args.display_size)
   if match is None:

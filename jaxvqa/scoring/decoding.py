@@ -184,6 +184,9 @@ def _truncation(
   )
 
 
+MAX_DISPLAY_SIDE = 16384  # ffmpeg's scaler refuses larger frames, so every file would fail
+
+
 def check_display_size(size: Any) -> tuple[int, int] | None:
   """`size` as the display size (width, height) that scoring decodes every file at; None stays
   None (files as they are).
@@ -199,12 +202,15 @@ def check_display_size(size: Any) -> tuple[int, int] | None:
   except (TypeError, ValueError):
     width = height = None
   if not all(
-      isinstance(side, (int, np.integer)) and not isinstance(side, bool) and side > 0
+      isinstance(side, (int, np.integer))
+      and not isinstance(side, bool)
+      and 0 < side <= MAX_DISPLAY_SIDE
       for side in (width, height)
   ):
     raise ValueError(
-        f"display_size must be (width, height) in pixels, two positive integers such as "
-        f"(320, 180) for a ladder whose top rung is 320×180; got {size!r}"
+        f"display_size must be (width, height) in pixels, two integers from 1 to "
+        f"{MAX_DISPLAY_SIDE} such as (320, 180) for a ladder whose top rung is 320×180; "
+        f"got {size!r}"
     )
   try:
     ffmpeg.ffmpeg_exe()
