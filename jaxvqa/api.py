@@ -47,11 +47,15 @@ class QualityModel:
       score, empty when all were scored; the reason is what `jaxvqa score` prints for the file.
       A list of Optional floats plus this dict, rather than result objects, keeps the common
       case (`scores = m.score_many(paths)`) one line and the failures still named.
+    last_warnings: {path: {name: detail}} of the files the last call scored whose score may mean
+      nothing (`scoring.validity`: flat, noise-like, small or one-frame input, or `truncated`
+      where allowed), as the `warnings` column of `jaxvqa score`; empty when none.
   """
 
   def __init__(self, trained: inference.TrainedModel):
     self.trained = trained
     self.last_errors: dict[str, str] = {}
+    self.last_warnings: dict[str, dict[str, str]] = {}
 
   def __repr__(self) -> str:
     return f"QualityModel({self.trained.checkpoint.describe()}; {self.trained.describe()})"
@@ -71,17 +75,26 @@ class QualityModel:
     """What a score means: the label scale and calibration, or raw model output."""
     return scoring.scale_description(self.trained)
 
-  def score(self, path: str | os.PathLike, display_size: tuple[int, int] | None = None) -> float:
+  def score(
+      self,
+      path: str | os.PathLike,
+      display_size: tuple[int, int] | None = None,
+      *,
+      allow_truncated: bool = False,
+  ) -> float:
     """The calibrated score of one video file (the whole video, as `jaxvqa score` gives it).
 
     display_size: (width, height) to decode the file at first, as `jaxvqa score --display-size
       WxH` does: with ffmpeg's bicubic in yuv420p, as the training frames of a ladder's lower
       rungs were made (`manifest.read_display_frames`). Give a ladder's top-rung size to score
       its lower-resolution rungs as displayed; a file already of that size scores as without it.
+    allow_truncated: score a file that ended early from the frames it has (`last_warnings` says
+      so), as `jaxvqa score --allow-truncated`; otherwise it is an error saying where decoding
+      stopped.
     Raises decode.VideoDecodeError naming the file and why it cannot be scored; ValueError naming
     display_size when it is not two positive integers.
     """
-    (score,) = self.score_many([path], display_size=display_size)
+    (score,) = self.score_many([path], display_size=display_size, allow_truncated=allow_truncated)
     if score is None:
       name = os.fspath(path)
       raise decode.VideoDecodeError(f"{name}: {self.last_errors[name]}")
@@ -94,13 +107,14 @@ class QualityModel:
       workers: int = 4,
       progress: bool = False,
       display_size: tuple[int, int] | None = None,
+      allow_truncated: bool = False,
   ) -> list[float | None]:
     """Calibrated scores of `paths`, in their order; None for a file that cannot be scored.
 
     A file that is missing, unreadable or not a decodable video does not stop the others: its
     score is None and `self.last_errors[path]` says why (replaced on every call).
     Decoding runs in `workers` threads while the model scores earlier files. display_size: every
-    file decoded at (width, height) first, as in `score`.
+    file decoded at (width, height) first, as in `score`; allow_truncated as in `score`.
     """
     if isinstance(paths, (str, os.PathLike)):
       raise TypeError(
@@ -109,16 +123,23 @@ class QualityModel:
       )
     names = [os.fspath(path) for path in paths]
     results, failures = scoring.score_videos(
-        names, self.trained, display_size=display_size, workers=workers, progress=progress
+        names,
+        self.trained,
+        display_size=display_size,
+        allow_truncated=allow_truncated,
+        workers=workers,
+        progress=progress,
     )
     # Both lists are in the order of `names`, and each name is in exactly one of them.
     scored, failed = iter(results), iter(failures)
     next_result, next_failure = next(scored, None), next(failed, None)
     scores: list[float | None] = []
-    self.last_errors = {}
+    self.last_errors, self.last_warnings = {}, {}
     for name in names:
       if next_result is not None and next_result.path == name:
         scores.append(next_result.score)
+        if next_result.warnings:
+          self.last_warnings[name] = {w.name: w.detail for w in next_result.warnings}
         next_result = next(scored, None)
       else:
         scores.append(None)

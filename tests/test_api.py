@@ -21,7 +21,7 @@ import media
 
 import jaxvqa
 from jaxvqa import api, calibration, checkpointing, cli, inference, metrics
-from jaxvqa.data import decode, manifest
+from jaxvqa.data import decode, ffmpeg_reader, manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,7 +260,7 @@ def test_a_file_already_at_the_display_size_is_read_as_without_it(
   def not_decoded_again(*args, **kwargs):
     raise AssertionError("a file at the display size was decoded again by ffmpeg")
 
-  monkeypatch.setattr(decode, "read_frames_at_size", not_decoded_again)
+  monkeypatch.setattr(ffmpeg_reader, "read_frames_at_size", not_decoded_again)
   assert model.score(path, display_size=(64, 48)) == without
   np.testing.assert_array_equal(model.load_clip(path, display_size=(64, 48)), model.load_clip(path))
 

@@ -156,7 +156,7 @@ def test_segment_options_are_exclusive_and_checked_before_the_model_loads(clips,
   for option, value, message in (
       ("--segment-seconds", "0", "--segment-seconds must be a positive number of seconds"),
       ("--segment-seconds", "nan", "--segment-seconds must be a positive number of seconds"),
-      ("--frames", "0", "--frames 0: the model scores clips"),
+      ("--frames", "0", "--frames must be a positive number of frames, got 0"),
       ("--segments", "-1", "--segments must be >= 0"),
   ):
     status, _, err = score(capsys, option, value, clips["plain"])
@@ -410,7 +410,7 @@ def test_label_source_without_ffmpeg_says_the_versions_are_unknown(trained, monk
 
 
 @pytest.mark.parametrize(
-    "value", ["320", "320x", "0x180", "320x0", "axb", "320x180x2", "320 x 180"]
+    "value", ["320", "320x", "0x180", "320x0", "axb", "320x180x2", "320 x 180", "99999x99999"]
 )
 def test_display_size_that_is_not_width_x_height_exits_2_naming_it(clips, model, capsys, value):
   status, out, err = score(capsys, f"--display-size={value}", clips["plain"])

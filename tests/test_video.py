@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import media
-from jaxvqa.data import decode, ffmpeg, video
+from jaxvqa.data import decode, ffmpeg, ffmpeg_reader, video
 
 # ----------------------------------------------------------------------------- sampling
 
@@ -420,7 +420,7 @@ def test_every_codec_reads_in_display_orientation_like_ffmpeg(codec_clips, name)
   assert got.dtype == np.uint8 and got.shape == want.shape
   assert np.abs(got.astype(int) - want).mean() <= max_mean_error
   # ... and the ffmpeg reader on any codec: every frame, the same pixels as ffmpeg's decode.
-  reader = decode.FfmpegReader(path)
+  reader = ffmpeg_reader.FfmpegReader(path)
   assert len(reader) == media.count_decoded_frames(path) == 8
   np.testing.assert_array_equal(decode.read_from_reader(reader, indices, str(path)), want)
   np.testing.assert_array_equal(reader[3], want[2])
@@ -448,7 +448,7 @@ def test_probe_and_timestamps_of_a_rotated_ten_bit_av1_clip(codec_clips):
 def test_ffmpeg_reader_keeps_variable_frame_rate_timestamps(tmp_path):
   path = media.make_vfr_clip(tmp_path / "vfr.mkv", rates=(30.0, 8.0), frames_per_rate=4)
   pts, (numerator, denominator) = media.presentation_timestamps(path)
-  reader = decode.FfmpegReader(path)
+  reader = ffmpeg_reader.FfmpegReader(path)
   starts = decode.frame_start_seconds(reader)
   np.testing.assert_allclose(
       starts[:-1], (np.array(pts) - pts[0]) * numerator / denominator, atol=1e-6

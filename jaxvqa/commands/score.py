@@ -88,6 +88,13 @@ def add_subcommand(subparsers) -> None:
       "read as without it",
   )
   parser.add_argument(
+      "--allow-truncated",
+      action="store_true",
+      help="score a file that ended early (fewer frames than its container declares, or a "
+      "stream that stops decoding) from the frames it has; its row says how many and carries "
+      "a 'truncated' warning (default: such a file is an error)",
+  )
+  parser.add_argument(
       "--format",
       choices=FORMATS,
       default="table",
@@ -155,8 +162,8 @@ def _display_size(args: argparse.Namespace) -> tuple[int, int] | None:
   from jaxvqa.scoring.decoding import check_display_size
 
   bad = ValueError(
-      f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT in pixels, two positive "
-      "integers such as 320x180 (the size of a ladder's top rung)"
+      f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT in pixels, two integers "
+      "from 1 to 16384 such as 320x180 (the size of a ladder's top rung)"
   )
   match = re.fullmatch(r"(\d+)[xX](\d+)", args.display_size)
   if match is None:
@@ -284,6 +291,7 @@ def _load_and_score(
   scores, failures = _score(args, todo, failures, trained, provenance, output, stream)
   if provenance.display_size is None:
     _note_upscaled(scores, trained.frames.size)
+  _count_warnings(scores)
   return _finish(args, paths, kept + scores, failures, provenance, output, stream)
 
 
@@ -357,6 +365,7 @@ def _score(
       trained,
       sampling=provenance.sampling,
       display_size=provenance.display_size,
+      allow_truncated=args.allow_truncated,
       per_device_batch=args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH,
       workers=args.workers or os.cpu_count() or 1,
       on_failure=report,
@@ -378,6 +387,20 @@ def _note_upscaled(scores: list[VideoScore], input_size: int) -> None:
         f"{input_size} px input and were upscaled by its own resize; lower-resolution rungs of a "
         "ladder score as the model was trained with --display-size WxH, the size of the "
         "ladder's top rung"
+    )
+
+
+def _count_warnings(scores: list[VideoScore]) -> None:
+  """One line: how many scores carry a warning (`scoring.validity`), by warning."""
+  import collections
+
+  warned = [score for score in scores if score.warnings]
+  if warned:
+    counts = collections.Counter(warning.name for score in warned for warning in score.warnings)
+    _error(
+        f"warning: {len(warned)} of {len(scores)} scores are of inputs the model was not made "
+        f"to judge ({', '.join(f'{name} {count}' for name, count in sorted(counts.items()))}): "
+        "see the warnings column of their rows"
     )
 
 

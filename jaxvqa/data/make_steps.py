@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from jaxvqa.data import decode
+from jaxvqa.data import video_source
 from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import ladder
@@ -301,7 +301,7 @@ def source_failure(task: SourceTask, error: Exception) -> Failure:
   """`make_source`'s error as a failure named by the source file."""
   reason = _failure_reason(error)
   if "Error opening input" in reason or "Invalid data" in reason:
-    hint = decode.unopenable_reason(decode.read_header(task.original))
+    hint = video_source.unopenable_reason(video_source.read_header(task.original))
     reason = f"{hint} (ffmpeg: {reason})" if hint else f"not a video (ffmpeg: {reason})"
   return Failure(task.name, reason)
 

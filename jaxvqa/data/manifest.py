@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvqa.data import decode
+from jaxvqa.data import ffmpeg_reader
 
 MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_KEYS = (
@@ -59,7 +59,7 @@ def read_display_frames(
   """The frames of a manifest row's encode as VMAF judged them: uint8 [N, H, W, 3] rgb24.
 
   Decodes `dataset_dir/row["path"]` at the display size (row["width"], row["height"]) with
-  `decode.read_frames_at_size`: an encode made below it is upscaled with the very filter VMAF's
+  `ffmpeg_reader.read_frames_at_size`: an encode made below it is upscaled with the very filter VMAF's
   comparison used (bicubic, in yuv420p), then converted to rgb24 as a plain ffmpeg decode does;
   a scale-1 encode passes the scaler untouched (a plain decode).
 
@@ -90,4 +90,6 @@ def read_display_frames(
           f"frame_indices {beyond[:5]} are outside {row['path']}, which has "
           f"{row.get('num_frames', '?')} frames (0-based)"
       )
-  return decode.read_frames_at_size(path, frame_indices, (int(row["width"]), int(row["height"])))
+  return ffmpeg_reader.read_frames_at_size(
+      path, frame_indices, (int(row["width"]), int(row["height"]))
+  )

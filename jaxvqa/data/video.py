@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from jaxvqa.data import decode
+from jaxvqa.data import decode, ffmpeg_reader
 
 MODES = ("resize_crop", "fragments")
 
@@ -140,7 +140,7 @@ def load_clip(
     fragment_align: fragment origins at multiples of this many px (`fragment_origins`).
     num_threads: decoder threads (0 = the decoder's choice).
     display_size: (width, height) a ladder's lower rung is shown at: the sampled frames are
-      decoded at that size as VMAF compared them (`decode.read_frames_at_size`, instead of the
+      decoded at that size as VMAF compared them (`ffmpeg_reader.read_frames_at_size`, instead of the
       decoder); None: as coded.
   Returns:
     uint8 [T, S, S, 3] RGB.
@@ -160,7 +160,9 @@ def load_clip(
   if display_size is None:
     frames = decode.read_from_reader(reader, indices, name)
   else:
-    frames = decode.read_frames_at_size(source, indices, display_size, num_threads=num_threads)
+    frames = ffmpeg_reader.read_frames_at_size(
+        source, indices, display_size, num_threads=num_threads
+    )
   return prepare_clip(
       frames,
       size,

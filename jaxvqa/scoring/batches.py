@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from jaxvqa.data import video
 from jaxvqa.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
 from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_or_failure
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
@@ -32,6 +32,7 @@ def score_videos(
     *,
     sampling: Sampling | None = None,
     display_size: tuple[int, int] | None = None,
+    allow_truncated: bool = False,
     per_device_batch: int = DEFAULT_PER_DEVICE_BATCH,
     workers: int = 4,
     on_failure: Callable[[ScoreFailure], None] | None = None,
@@ -47,6 +48,8 @@ def score_videos(
       model's T frames, as evaluation scores it; no segments).
     display_size: (width, height) every file is decoded at before the model's preparation, as a
       ladder's rungs were for training (`decoding.decode_video`); None: each at its own size.
+    allow_truncated: score a file that ended early from the frames it has (its score carries a
+      `truncated` warning) instead of failing it.
     per_device_batch: clips per device per model call; the last batch is padded, so every call
       has the same shape (one compilation, and scores independent of the device count).
     workers: decode threads.
@@ -82,7 +85,16 @@ def score_videos(
   clips_per_video = sampling.num_clips + (sampling.fixed_segment_count or 1)
   lookahead = max(2, -(-2 * batches.batch_size // clips_per_video)) + workers
   outcomes = _decode_in_order(
-      paths, trained.frames, sampling, display_size, workers=workers, lookahead=lookahead
+      paths,
+      functools.partial(
+          decode_or_failure,
+          options=trained.frames,
+          sampling=sampling,
+          display_size=display_size,
+          allow_truncated=allow_truncated,
+      ),
+      workers=workers,
+      lookahead=lookahead,
   )
   try:
     with contextlib.closing(outcomes):
@@ -102,9 +114,7 @@ def score_videos(
 
 def _decode_in_order(
     paths: Sequence[str],
-    options: video.FrameOptions,
-    sampling: Sampling,
-    display_size: tuple[int, int] | None,
+    decode_one: Callable[[str], DecodedVideo | ScoreFailure],
     *,
     workers: int,
     lookahead: int,
@@ -115,9 +125,7 @@ def _decode_in_order(
     pending: collections.deque = collections.deque()
     try:
       for position, path in enumerate(paths):
-        pending.append(
-            (position, pool.submit(decode_or_failure, path, options, sampling, display_size))
-        )
+        pending.append((position, pool.submit(decode_one, path)))
         if len(pending) == lookahead:
           position, future = pending.popleft()
           yield position, future.result()
@@ -234,4 +242,5 @@ def _video_score(
       segments=segments,
       frame_indices=decoded.frame_indices,
       decoded_size=decoded.decoded_size,
+      warnings=decoded.warnings,
   )

@@ -7,7 +7,7 @@ Segment times in seconds come from the stream's timestamps (variable frame rates
 
 With a display size (`jaxvqa score --display-size WxH`) the chosen frames of a file of another
 size are decoded again at that size as the training frames of a ladder were made
-(`decode.read_frames_at_size`: ffmpeg, bicubic in yuv420p, then rgb24) before the model's own
+(`ffmpeg_reader.read_frames_at_size`: ffmpeg, bicubic in yuv420p, then rgb24) before the model's own
 preparation; a file already of that size is read as without it. Which frames are chosen does not
 change.
 """
@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from jaxvqa.data import decode, ffmpeg, video
+from jaxvqa.data import decode, ffmpeg, ffmpeg_reader, stream_length, video
+from jaxvqa.scoring import validity
 from jaxvqa.scoring.discovery import file_problem
 from jaxvqa.scoring.names import os_reason
-from jaxvqa.scoring.results import ScoreFailure
+from jaxvqa.scoring.results import ScoreFailure, ScoreWarning
 from jaxvqa.scoring.sampling import Sampling, SegmentError, centre_frame
 
 
@@ -39,6 +40,7 @@ class DecodedVideo:
   frame_indices: tuple[int, ...] = ()  # N frames the whole-video clips sample, in order
   num_whole_clips: int = 1  # K
   decoded_size: tuple[int, int] | None = None  # (width, height) of the frames the model prepared
+  warnings: tuple[ScoreWarning, ...] = ()  # `validity`, and `truncated` where allowed
 
   @property
   def segment_frames(self) -> tuple[int, ...]:
@@ -53,16 +55,20 @@ def decode_video(
     sampling: Sampling | None = None,
     decode_threads: int = 1,
     display_size: tuple[int, int] | None = None,
+    allow_truncated: bool = False,
 ) -> DecodedVideo:
   """The whole-video clips and the segment clips of one file (default sampling: one clip of
-  `options.num_frames` frames, no segments).
+  `options.num_frames` frames, no segments), and the file's warnings (`validity`).
 
   With the default sampling the whole-video clip equals `video.load_clip(path, train=False, ...)`:
   the same frames, prepared the same way (both preparations work frame by frame). Each distinct
   frame is decoded and prepared once, even when clips share it.
 
   display_size: (width, height) (`check_display_size`): frames of another size are decoded at it
-  by `decode.read_frames_at_size` (see the module docstring); None: as the file is.
+  by `ffmpeg_reader.read_frames_at_size` (see the module docstring); None: as the file is.
+  allow_truncated: a file that holds fewer frames than its container declares, or whose stream
+  stops decoding early, is scored from the frames before that point, with a `truncated` warning;
+  otherwise it raises TruncatedVideoError.
 
   Raises decode.VideoDecodeError naming the file and the reason; SegmentError when the file cannot
   be cut as asked (by seconds, without timestamps).
@@ -73,35 +79,112 @@ def decode_video(
     raise ValueError(
         f"sampling of {sampling.clip_length}-frame clips for a model of {options.num_frames}"
     )
+  plan = _FramePlan(sampling)
   reader = decode.open_reader(path, num_threads=decode_threads)
-  num_frames = len(reader)
-  fps = float(reader.get_avg_fps())
-  starts = decode.frame_start_seconds(reader) if sampling.segmented_by else None
-  segments = sampling.segment_ranges(num_frames, starts)
-  whole = sampling.whole_video_clips(num_frames)
-  index_sets = [*whole, *(sampling.segment_clip(start, stop) for start, stop in segments)]
-  unique, inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
   # again.
-  frames = decode.read_from_reader(reader, unique, decode.describe_source(path))
+  declared = stream_length.declared_length(path, float(reader.get_avg_fps()))
+  try:
+    reader, unique, frames = decode.read_chosen_frames(
+        path, reader, plan.choose, num_threads=decode_threads, allow_truncated=allow_truncated
+    )
+  except decode.TruncatedVideoError as error:
+    # Its total is the stream's packets; the container may declare more (a faststart MP4 cut).
+    total = max(error.frames_declared, declared.frames or 0)
+    raise decode.TruncatedVideoError(
+        decode.describe_source(path), error.frames_read, total
+    ) from error
+  num_frames, fps = len(reader), float(reader.get_avg_fps())
+  truncation = _truncation(path, num_frames, fps, declared, plan.declared_frames, allow_truncated)
+  warnings = validity.check_frames(
+      frames[_whole_video_positions(unique, sampling, num_frames)], num_frames, options.size
+  )
   # decord tells a file's size only by decoding it, so a file of another size is decoded again;
   # one at the display size keeps exactly these frames.
   if display_size is not None and (frames.shape[2], frames.shape[1]) != tuple(display_size):
-    frames = decode.read_frames_at_size(path, unique, display_size, num_threads=decode_threads)
+    frames = ffmpeg_reader.read_frames_at_size(
+        path, unique, display_size, num_threads=decode_threads
+    )
   prepared = np.ascontiguousarray(options.prepare(frames))
-  clips = prepared[inverse.reshape(len(index_sets), sampling.clip_length)]
-  seconds = tuple((float(starts[start]), float(starts[stop])) for start, stop in segments)
+  clips = prepared[plan.inverse.reshape(-1, sampling.clip_length)]
   return DecodedVideo(
       clips=clips,
       num_frames=num_frames,
       fps=fps,
-      segments=tuple(segments),
-      segment_seconds=seconds,
+      segments=tuple(plan.segments),
+      segment_seconds=tuple(
+          (float(plan.starts[a]), float(plan.starts[b])) for a, b in plan.segments
+      ),
       frame_indices=tuple(int(i) for i in sampling.whole_video_indices(num_frames)),
       num_whole_clips=sampling.num_clips,
       decoded_size=(int(frames.shape[2]), int(frames.shape[1])),
+      warnings=truncation + warnings,
   )
+
+
+class _FramePlan:
+  """Which frames the clips of a file take, chosen from whichever reader ends up reading it
+  (`decode.read_chosen_frames` may swap decord's for ffmpeg's, of another length)."""
+
+  def __init__(self, sampling: Sampling):
+    self.sampling = sampling
+    self.segments: list[tuple[int, int]] = []
+    self.starts: np.ndarray | None = None
+    self.inverse = np.zeros(0, np.int64)
+    self.declared_frames: int | None = None
+
+  def choose(self, reader) -> np.ndarray:
+    """int64 [U]: the distinct frames every clip reads, sorted; `inverse` rebuilds the clips."""
+    num_frames = len(reader)
+    # The first reader's length is what the file declared when its stream was counted whole.
+    if self.declared_frames is None:
+      self.declared_frames = num_frames
+    sampling = self.sampling
+    self.starts = decode.frame_start_seconds(reader) if sampling.segmented_by else None
+    self.segments = sampling.segment_ranges(num_frames, self.starts)
+    index_sets = [
+        *sampling.whole_video_clips(num_frames),
+        *(sampling.segment_clip(start, stop) for start, stop in self.segments),
+    ]
+    unique, self.inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
+    return unique
+
+
+def _whole_video_positions(unique: np.ndarray, sampling: Sampling, num_frames: int) -> np.ndarray:
+  """Where the whole-video score's frames are among the decoded `unique` ones."""
+  return np.searchsorted(unique, np.unique(sampling.whole_video_indices(num_frames)))
+
+
+def _truncation(
+    path: decode.VideoSource,
+    frames_read: int,
+    fps: float,
+    declared: stream_length.Declared,
+    stream_frames: int,
+    allow_truncated: bool,
+) -> tuple[ScoreWarning, ...]:
+  """A `truncated` warning when the file holds fewer frames than its container declares (or than
+  its stream had packets, where decoding stopped early) and `allow_truncated`; raises
+  TruncatedVideoError when not allowed; () for a complete file."""
+  if stream_length.missing_frames(declared, frames_read, fps):
+    total = declared.frames
+  elif frames_read < stream_frames:  # ffmpeg stopped before the end of the packets
+    total = max(stream_frames, declared.frames or 0)
+  else:
+    return ()
+  if not allow_truncated:
+    raise decode.TruncatedVideoError(decode.describe_source(path), frames_read, total)
+  return (
+      ScoreWarning(
+          "truncated",
+          f"the file ended early: scored from the {frames_read} frames read of the {total} "
+          "its container declares",
+      ),
+  )
+
+
+MAX_DISPLAY_SIDE = 16384  # ffmpeg's scaler refuses larger frames, so every file would fail
 
 
 def check_display_size(size: Any) -> tuple[int, int] | None:
@@ -119,12 +202,15 @@ def check_display_size(size: Any) -> tuple[int, int] | None:
   except (TypeError, ValueError):
     width = height = None
   if not all(
-      isinstance(side, (int, np.integer)) and not isinstance(side, bool) and side > 0
+      isinstance(side, (int, np.integer))
+      and not isinstance(side, bool)
+      and 0 < side <= MAX_DISPLAY_SIDE
       for side in (width, height)
   ):
     raise ValueError(
-        f"display_size must be (width, height) in pixels, two positive integers such as "
-        f"(320, 180) for a ladder whose top rung is 320×180; got {size!r}"
+        f"display_size must be (width, height) in pixels, two integers from 1 to "
+        f"{MAX_DISPLAY_SIDE} such as (320, 180) for a ladder whose top rung is 320×180; "
+        f"got {size!r}"
     )
   try:
     ffmpeg.ffmpeg_exe()
@@ -172,6 +258,7 @@ def decode_or_failure(
     options: video.FrameOptions,
     sampling: Sampling,
     display_size: tuple[int, int] | None = None,
+    allow_truncated: bool = False,
 ) -> DecodedVideo | ScoreFailure:
   problem = file_problem(path)
   if problem is not None:
@@ -180,7 +267,12 @@ def decode_or_failure(
     with _decodable_name(path) as name:
       try:
         return decode_video(
-            name, options, sampling=sampling, decode_threads=1, display_size=display_size
+            name,
+            options,
+            sampling=sampling,
+            decode_threads=1,
+            display_size=display_size,
+            allow_truncated=allow_truncated,
         )
       except Exception as error:  # noqa: BLE001 — any bad file is reported, never fatal to the run
         return ScoreFailure(path, _failure_reason(name, error))

@@ -18,7 +18,7 @@ from jaxvqa import strict_json
 from jaxvqa.scoring.names import escape_name, printable_name, spreadsheet_text
 from jaxvqa.scoring.pooling import POOLED_STATISTICS, pool_scores
 from jaxvqa.scoring.provenance import Provenance, decoded_at
-from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
+from jaxvqa.scoring.results import ScoreFailure, ScoreWarning, SegmentScore, VideoScore
 from jaxvqa.scoring.sampling import Sampling
 
 FORMATS = ("table", "csv", "json", "jsonl", "vmaf-json")
@@ -41,6 +41,7 @@ def _video_fields(score: VideoScore) -> dict[str, Any]:
           "segments": [dataclasses.asdict(segment) for segment in score.segments],
           "frame_indices": list(score.frame_indices),
           "pooled": pool_scores([segment.score for segment in score.segments]),
+          "warnings": [dataclasses.asdict(warning) for warning in score.warnings],
       }
   )
 
@@ -60,6 +61,7 @@ def failure_record(failure: ScoreFailure, provenance: Provenance) -> dict[str, A
       "segments": [],
       "frame_indices": None,
       "pooled": None,
+      "warnings": [],
       "error": failure.reason,
       **provenance.row_fields(),
   }
@@ -98,6 +100,11 @@ def score_from_record(record: dict[str, Any]) -> VideoScore:
           for segment in record["segments"]
       ),
       frame_indices=tuple(int(index) for index in record["frame_indices"]),
+      # Rows written before the validity check have no warnings.
+      warnings=tuple(
+          ScoreWarning(str(warning["name"]), str(warning["detail"]))
+          for warning in record.get("warnings", ())
+      ),
   )
 
 
@@ -109,7 +116,7 @@ def json_line(record: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- CSV
 
 _CSV_TEXT = ("path", "error", "scale", "model_id", "checkpoint", "model", "segmented_by")
-_CSV_TEXT += ("label_source", "model_version", "jaxvqa_version", "display_size")
+_CSV_TEXT += ("label_source", "model_version", "jaxvqa_version", "display_size", "warnings")
 _CSV_NUMBERS = ("score", "raw_score", "num_frames", "fps", "step", "frames")
 
 
@@ -145,7 +152,13 @@ def _csv_columns(sampling: Sampling) -> list[str]:
       "model_version",
       "jaxvqa_version",
       "display_size",
+      "warnings",
   ]
+
+
+def warnings_text(warnings: Iterable[dict[str, str]]) -> str:
+  """A row's warnings in one line: "name: detail; name: detail" ("" when none)."""
+  return "; ".join(f"{warning['name']}: {warning['detail']}" for warning in warnings)
 
 
 def _number_cell(value: Any) -> str:
@@ -155,6 +168,7 @@ def _number_cell(value: Any) -> str:
 def _csv_cells(record: dict[str, Any], sampling: Sampling) -> dict[str, str]:
   """A row's CSV cells: numbers at full precision, text cells safe from spreadsheet formulas."""
   cells = {key: _number_cell(record[key]) for key in _CSV_NUMBERS}
+  record = {**record, "warnings": warnings_text(record.get("warnings") or ())}
   cells.update({key: spreadsheet_text(str(record[key] or "")) for key in _CSV_TEXT})
   cells["frame_indices"] = " ".join(str(index) for index in record["frame_indices"] or ())
   pooled = record["pooled"] or {}
@@ -235,6 +249,7 @@ def _vmaf_document(score: VideoScore, provenance: Provenance) -> dict[str, Any]:
       "fps": fields["fps"],
       "num_frames": fields["num_frames"],
       "frame_indices": fields["frame_indices"],
+      "warnings": fields["warnings"],
       "frames": [
           {
               "frameNum": segment["frame"],
@@ -329,7 +344,8 @@ def format_table(
             value(s.score),
             *(value(segment.score) for segment in s.segments[:num_columns]),
             *(value(statistics.get(name)) for name in pooled),
-            printable_name(s.path),
+            printable_name(s.path)
+            + (f"  (warning: {', '.join(w.name for w in s.warnings)})" if s.warnings else ""),
         ]
     )
   rows += [

@@ -6,6 +6,14 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoreWarning:
+  """Why a score may mean nothing (`validity`): a name for machines, a detail for people."""
+
+  name: str  # small_frames, flat_frames, noise_frames, single_frame, truncated
+  detail: str
+
+
+@dataclasses.dataclass(frozen=True)
 class SegmentScore:
   start_frame: int  # first frame of the segment
   end_frame: int  # one past its last frame
@@ -28,6 +36,7 @@ class VideoScore:
   # (width, height) of the decoded frames the model prepared: the file's own size, or the display
   # size. Not written to the rows (None for a row read back): `jaxvqa score` counts upscaled files.
   decoded_size: tuple[int, int] | None = None
+  warnings: tuple[ScoreWarning, ...] = ()  # the file is not what the model judges (`validity`)
 
 
 @dataclasses.dataclass(frozen=True)

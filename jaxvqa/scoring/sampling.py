@@ -52,7 +52,9 @@ class Sampling:
   def _problem(self) -> str | None:
     if self.clip_length < 1:
       return f"clip_length must be >= 1, got {self.clip_length}"
-    if self.frames < 1 or self.frames % self.clip_length:
+    if self.frames < 1:
+      return f"--frames must be a positive number of frames, got {self.frames}"
+    if self.frames % self.clip_length:
       multiples = ", ".join(
           f"{k * self.clip_length} = {k} clip{'s' if k > 1 else ''}" for k in (1, 2, 4)
       )
