@@ -16,6 +16,7 @@ frames; they differ in where the backbone starts and in the losses:
   swin_random            random initialisation (what every earlier run of the paper's model did)
   swin_distilled         the distilled backbone, the paper's losses + the within-source rank term
   swin_distilled_paper   the distilled backbone, the paper's losses exactly (rank margin 0)
+  scene_statistics       the shipped model's recipe (s-3), trained on the same folds
 
 Prints mean ± standard error over 5 folds by parent medium beside the bits-per-pixel line
 (configs/kfold.py says what each column is). Figures: docs/RESULTS.md.
@@ -31,9 +32,10 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
   config = kfold.get_config()
   config.workdir = "workdirs/kfold_distilled"
   config.model = distill.student_model()
-  # Only the embedding path: no container, detail or scene-statistics branch in any variant.
+  # No container or detail branch; the scene statistics over the whole 128 px crop (s-3's region)
+  # for the scene_statistics variant, gated off in the others.
   config.model.update(
-      container_features=False, detail_features=0, detail_depth=1, statistics_region=0
+      container_features=False, detail_features=0, detail_depth=1, statistics_region=128
   )
   config.data.update(num_frames=4, frame_size=128, fragment_grid=1, videos_per_group=4)
   config.pretrain.steps = 0  # no free-label stage: the starts under test are the backbones
@@ -45,6 +47,11 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           swin_distilled=kfold.variant(pretrain=False, start="distilled"),
           swin_distilled_paper=kfold.variant(
               pretrain=False, start="distilled", source_rank=0.0, margin=0.0
+          ),
+          # The shipped model's recipe (jaxvqa-vmaf-s-3: fixed scene statistics of the same crop
+          # and a learnt head) on the same folds, so the comparison is paired.
+          scene_statistics=kfold.variant(
+              pretrain=False, statistics=True, embedding=False, group=0.0, source_plcc=1.0
           ),
       )
   )
