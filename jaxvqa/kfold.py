@@ -28,20 +28,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from jaxvqa import (
-    calibration,
     checkpointing,
     config as config_lib,
-    inference,
+    kfold_report,
+    kfold_ship,
     losses,
     metrics,
     optim,
@@ -55,8 +53,7 @@ from jaxvqa.data import manifest
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
 from jaxvqa.folds import HostSampler, assign_folds
-from jaxvqa.models import checkpoint_files, vqa
-from jaxvqa.scoring import provenance
+from jaxvqa.models import checkpoint_files
 from jaxvqa.stacked import (
     FINETUNE,
     LOSS_TERMS,
@@ -69,8 +66,6 @@ from jaxvqa.stacked import (
 )
 
 log = logging.getLogger(__name__)
-
-BASELINE = "bits-per-pixel line"
 
 
 # ---------------------------------------------------------------------------------------- config
@@ -207,40 +202,6 @@ def _schedule_config(optim_config, steps_count: int, learning_rate: float) -> di
       epochs=steps_count,
       grad_clip_norm=optim_config.grad_clip_norm,
   )
-
-
-def fold_report(
-    score: np.ndarray, data: decoded_lib.DecodedSet, train: np.ndarray, test: np.ndarray
-) -> dict:
-  """Held-out metrics of one model on its `test` encodes.
-
-  SRCC/KRCC on raw scores, PLCC/RMSE after the bounded logistic (jaxvqa.metrics), within-source
-  SRCC, and the collapse check on scores calibrated by the fit on the model's own `train`
-  predictions: a PLCC-trained score has no scale of its own, so its raw spread says nothing.
-  """
-  report = metrics.evaluate(score[test], data.label[test]).to_dict()
-  calibrated = calibration.fit_calibration(score[train], data.label[train])(score[test])
-  collapse = metrics.collapse_check(
-      calibrated, data.label[test], data.source[test], data.rung[test]
-  )
-  return {
-      **{key: value for key, value in report.items() if isinstance(value, (int, float))},
-      "within_source_srcc": metrics.within_source_srcc(
-          score[test], data.label[test], data.source[test]
-      ),
-      **{
-          f"collapse/{key}": value
-          for key, value in collapse.items()
-          if isinstance(value, (int, float, bool))
-      },
-  }
-
-
-def bits_per_pixel_line(data: decoded_lib.DecodedSet, train: np.ndarray) -> np.ndarray:
-  """label ≈ a·log(bpp) + b fitted on `train`, for every encode (jaxvqa.baselines' line)."""
-  log_bpp = np.log(data.bits_per_pixel)
-  slope, intercept = np.polyfit(log_bpp[train], data.label[train], 1)
-  return slope * log_bpp + intercept
 
 
 class KFoldRun:
@@ -436,135 +397,9 @@ class KFoldRun:
     return self._train_stage(FINETUNE, finetune_states, config.optim.steps)
 
   def evaluate(self, scores: np.ndarray) -> dict[str, Any]:
-    return evaluate_folds(
+    return kfold_report.evaluate_folds(
         scores, self.data, self.specs, self.train_sets, self.test_sets, self.config.kfold.folds
     )
-
-
-def evaluate_folds(
-    scores: np.ndarray,
-    data: decoded_lib.DecodedSet,
-    specs: list[ModelSpec],
-    train_sets: list[np.ndarray],
-    test_sets: list[np.ndarray],
-    num_folds: int,
-) -> dict[str, Any]:
-  """Per-variant fold reports from `scores` [M, N], their mean ± SE, the bits-per-pixel line on
-  the same folds, each variant's out-of-fold predictions pooled over all encodes, and the ship
-  model's report on the held-out media."""
-  per_variant: dict[str, list[dict]] = {}
-  ship = {}
-  for index, spec in enumerate(specs):
-    report = fold_report(scores[index], data, train_sets[spec.fold], test_sets[spec.fold])
-    if spec.fold == num_folds:
-      ship[spec.variant] = report
-    else:
-      per_variant.setdefault(spec.variant, []).append(report)
-  out_of_fold = {}
-  for name in per_variant:
-    pooled = np.full(len(data), np.nan)
-    for index, spec in enumerate(specs):
-      if spec.variant == name and spec.fold < num_folds:
-        pooled[test_sets[spec.fold]] = scores[index][test_sets[spec.fold]]
-    out_of_fold[name] = metrics.evaluate(pooled, data.label).to_dict()
-  per_variant[BASELINE] = [
-      fold_report(
-          bits_per_pixel_line(data, train_sets[fold]), data, train_sets[fold], test_sets[fold]
-      )
-      for fold in range(num_folds)
-  ]
-  summary = {name: metrics.summarize_folds(reports) for name, reports in per_variant.items()}
-  return {
-      "per_fold": per_variant,
-      "summary": summary,
-      "ship_held_out": ship,
-      "out_of_fold": out_of_fold,
-      "num_encodes": len(data),
-      "num_families": len(data.family_names),
-      "num_sources": len(data.source_names),
-  }
-
-
-def _matching_subtree(tree, shapes):
-  """The part of nested dict `tree` with exactly the keys of nested dict `shapes`."""
-  if isinstance(shapes, Mapping):
-    return {key: _matching_subtree(tree[key], value) for key, value in shapes.items()}
-  return tree
-
-
-def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path | None:
-  """Writes the ship variant's extra model (trained without the held-out media) as a standalone
-  scorer that `inference.load_shipped_model` reads: params.msgpack (EMA weights, pixel-only
-  tree) and model.json (id, config, calibration on its training encodes, provenance)."""
-  from flax import serialization
-
-  config = run.config
-  index = next(
-      (
-          i
-          for i, spec in enumerate(run.specs)
-          if spec.variant == config.kfold.ship_variant and spec.fold == config.kfold.folds
-      ),
-      None,
-  )
-  if index is None:
-    return None
-  spec = run.specs[index]
-  if spec.container:
-    raise ValueError("config.kfold.ship_variant must be a pixel-only variant (container=False)")
-  model_config = config.model.to_dict()
-  model_config.update(
-      container_features=False,
-      detail_features=model_config.get("detail_features", 0) if spec.detail else 0,
-      statistics_region=model_config.get("statistics_region", 0) if spec.statistics else 0,
-      embedding_in_head=spec.embedding,
-      dtype="float32",
-  )
-  # The stack's tree holds every variant's branches; the shipped scorer has only its own (no
-  # container Dense; no detail branch, or no backbone, when its variant does not use it).
-  shipped_shapes = steps.param_shapes(
-      vqa.build_vqa_model(ml_collections.ConfigDict(model_config)),
-      video.FrameOptions(num_frames=config.data.num_frames, size=config.data.frame_size),
-  )
-  stacked = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
-  # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).
-  params = jax.tree.map(
-      lambda leaf: np.asarray(leaf, np.float32), _matching_subtree(stacked, shipped_shapes)
-  )
-  train = run.train_sets[spec.fold]
-  fitted = calibration.fit_calibration(scores[index][train], run.data.label[train])
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / inference.SHIPPED_PARAMS).write_bytes(serialization.msgpack_serialize(params))
-  data = run.data
-  card = {
-      "id": config.kfold.ship_id,
-      "config": {
-          "model": model_config,
-          "data": {
-              "sampling": spec.sampling,
-              "num_frames": config.data.num_frames,
-              "frame_size": config.data.frame_size,
-              "fragment_grid": config.data.fragment_grid,
-              "fragment_align": config.data.get("fragment_align", 1),
-          },
-      },
-      "calibration": fitted.to_dict(),
-      "training": {
-          "variant": spec.variant,
-          "pretrain_steps": config.pretrain.steps if spec.pretrain else 0,
-          "backbone_start": config.init[spec.start] if spec.start else "random initialisation",
-          "finetune_steps": config.optim.steps,
-          "families": len(np.unique(data.family[train])),
-          "sources": len(np.unique(data.source[train])),
-          "encodes": len(train),
-          "codecs": sorted(set(data.codec_names)),
-          "held_out_media": list(config.kfold.hold_out_media),
-          # The ffmpeg/libvmaf that make-dataset ran here (a run does not record its own).
-          "label": f"{provenance.vmaf_label_source()}, mean over frames",
-      },
-  }
-  (out_dir / inference.SHIPPED_CARD).write_text(strict_json.dumps(card, indent=2))
-  return out_dir
 
 
 def run_kfold(config, workdir: str | Path) -> dict | None:
@@ -598,7 +433,7 @@ def _run_kfold(config, workdir: Path) -> dict | None:
   table = metrics.format_fold_table(results["summary"])
   (workdir / "results.json").write_text(strict_json.dumps(results, indent=2))
   (workdir / "results.md").write_text(table + "\n")
-  ship_model(run, states, scores, workdir / "shipped")
+  kfold_ship.ship_model(run, states, scores, workdir / "shipped")
   print(table)
   print(
       f"K-fold protocol done in {time.perf_counter() - started:.0f} s; results in "

@@ -10,7 +10,7 @@ import scipy.stats
 
 from configs import kfold as kfold_config
 from jaxvqa import config as config_lib
-from jaxvqa import folds, kfold
+from jaxvqa import folds, kfold, kfold_report
 from jaxvqa.data import decoded, device_clips, video
 
 import media
@@ -180,7 +180,7 @@ def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
   ]
   rng = np.random.default_rng(2)
   scores = data.label[None] + rng.normal(0, 8, (len(specs), len(data)))
-  results = kfold.evaluate_folds(scores, data, specs, train_sets, test_sets, num_folds)
+  results = kfold_report.evaluate_folds(scores, data, specs, train_sets, test_sets, num_folds)
   srcc = [
       scipy.stats.spearmanr(scores[k][test_sets[k]], data.label[test_sets[k]])[0]
       for k in range(num_folds)
@@ -195,7 +195,7 @@ def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
     line_srcc.append(
         scipy.stats.spearmanr(slope * x[test_sets[k]] + intercept, data.label[test_sets[k]])[0]
     )
-  assert results["summary"][kfold.BASELINE]["srcc"][0] == pytest.approx(np.mean(line_srcc))
+  assert results["summary"][kfold_report.BASELINE]["srcc"][0] == pytest.approx(np.mean(line_srcc))
   pooled = np.zeros(len(data))
   for k in range(num_folds):
     pooled[test_sets[k]] = scores[k][test_sets[k]]
@@ -427,7 +427,11 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # ... and a second run resumes it to the end and evaluates.
   results = kfold.run_kfold(_tiny_kfold_config(decoded_dir), tmp_path / "work")
   assert results["finetune_steps_done"] == 4
-  assert set(results["summary"]) == {"detail_only", "detail_scene_source_plcc", kfold.BASELINE}
+  assert set(results["summary"]) == {
+      "detail_only",
+      "detail_scene_source_plcc",
+      kfold_report.BASELINE,
+  }
   # The shipped model (the detail_only variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")

@@ -379,7 +379,7 @@ def test_a_shipped_model_names_its_id_and_label_from_its_model_json(trained, tmp
   provenance = scoring.Provenance.of(shipped)
   assert provenance.model_version == "jaxvqa-test-s-3"
   assert provenance.label_source == card["training"]["label"]
-  # Its calibration was fitted where it was trained (kfold.ship_model); a run's on validation.
+  # Its calibration was fitted where it was trained (kfold_ship.ship_model); a run's on validation.
   assert provenance.scale.startswith("VMAF (0-100), calibrated on its training encodes: ")
   assert scoring.Provenance.of(trained).scale.startswith(
       "VMAF (0-100), calibrated on the validation split: "

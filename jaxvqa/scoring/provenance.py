@@ -150,7 +150,7 @@ def scale_description(trained: TrainedModel) -> str:
         "checkpoint carries no calibration; use --which best for scores on the label scale"
     )
   # A run's best checkpoint is calibrated on its validation split; a shipped model
-  # (kfold.ship_model) on the encodes it was trained on, having no split held back.
+  # (kfold_ship.ship_model) on the encodes it was trained on, having no split held back.
   fitted_on = (
       "its training encodes" if shipped_card(trained) is not None else "the validation split"
   )

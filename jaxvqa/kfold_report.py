@@ -1,0 +1,92 @@
+"""What the K-fold protocol reports: each model's held-out metrics on its fold, the bits-per-pixel
+line fitted on the same folds, the mean ± standard error over folds and the out-of-fold pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from jaxvqa import calibration, metrics
+from jaxvqa.data import decoded as decoded_lib
+from jaxvqa.stacked import ModelSpec
+
+BASELINE = "bits-per-pixel line"
+
+
+def fold_report(
+    score: np.ndarray, data: decoded_lib.DecodedSet, train: np.ndarray, test: np.ndarray
+) -> dict:
+  """Held-out metrics of one model on its `test` encodes.
+
+  SRCC/KRCC on raw scores, PLCC/RMSE after the bounded logistic (jaxvqa.metrics), within-source
+  SRCC, and the collapse check on scores calibrated by the fit on the model's own `train`
+  predictions: a PLCC-trained score has no scale of its own, so its raw spread says nothing.
+  """
+  report = metrics.evaluate(score[test], data.label[test]).to_dict()
+  calibrated = calibration.fit_calibration(score[train], data.label[train])(score[test])
+  collapse = metrics.collapse_check(
+      calibrated, data.label[test], data.source[test], data.rung[test]
+  )
+  return {
+      **{key: value for key, value in report.items() if isinstance(value, (int, float))},
+      "within_source_srcc": metrics.within_source_srcc(
+          score[test], data.label[test], data.source[test]
+      ),
+      **{
+          f"collapse/{key}": value
+          for key, value in collapse.items()
+          if isinstance(value, (int, float, bool))
+      },
+  }
+
+
+def bits_per_pixel_line(data: decoded_lib.DecodedSet, train: np.ndarray) -> np.ndarray:
+  """label ≈ a·log(bpp) + b fitted on `train`, for every encode (jaxvqa.baselines' line)."""
+  log_bpp = np.log(data.bits_per_pixel)
+  slope, intercept = np.polyfit(log_bpp[train], data.label[train], 1)
+  return slope * log_bpp + intercept
+
+
+def evaluate_folds(
+    scores: np.ndarray,
+    data: decoded_lib.DecodedSet,
+    specs: list[ModelSpec],
+    train_sets: list[np.ndarray],
+    test_sets: list[np.ndarray],
+    num_folds: int,
+) -> dict[str, Any]:
+  """Per-variant fold reports from `scores` [M, N], their mean ± SE, the bits-per-pixel line on
+  the same folds, each variant's out-of-fold predictions pooled over all encodes, and the ship
+  model's report on the held-out media."""
+  per_variant: dict[str, list[dict]] = {}
+  ship = {}
+  for index, spec in enumerate(specs):
+    report = fold_report(scores[index], data, train_sets[spec.fold], test_sets[spec.fold])
+    if spec.fold == num_folds:
+      ship[spec.variant] = report
+    else:
+      per_variant.setdefault(spec.variant, []).append(report)
+  out_of_fold = {}
+  for name in per_variant:
+    pooled = np.full(len(data), np.nan)
+    for index, spec in enumerate(specs):
+      if spec.variant == name and spec.fold < num_folds:
+        pooled[test_sets[spec.fold]] = scores[index][test_sets[spec.fold]]
+    out_of_fold[name] = metrics.evaluate(pooled, data.label).to_dict()
+  per_variant[BASELINE] = [
+      fold_report(
+          bits_per_pixel_line(data, train_sets[fold]), data, train_sets[fold], test_sets[fold]
+      )
+      for fold in range(num_folds)
+  ]
+  summary = {name: metrics.summarize_folds(reports) for name, reports in per_variant.items()}
+  return {
+      "per_fold": per_variant,
+      "summary": summary,
+      "ship_held_out": ship,
+      "out_of_fold": out_of_fold,
+      "num_encodes": len(data),
+      "num_families": len(data.family_names),
+      "num_sources": len(data.source_names),
+  }
