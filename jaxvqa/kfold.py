@@ -502,6 +502,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
           },
       },
       "calibration": fitted.to_dict(),
+      checkpointing.DIGEST_KEY: checkpointing.weights_digest(params),
       "training": {
           "variant": spec.variant,
           "pretrain_steps": config.pretrain.steps if spec.pretrain else 0,
