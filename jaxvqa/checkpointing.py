@@ -142,7 +142,7 @@ def _describe_damage(step_dir: Path, error: BaseException) -> str:
   fault = _DATA_FAULTS[status.group(1)]
   detail = text.rsplit(f'local file "{files[-1]}"', 1)[1].lstrip(": ").split(";")[0]
   array = re.search(r'Error reading "([^"/]+)', text)
-  if array:  # an OCDBT store: the file is the store's directory, the array says what is lost
+  if array and files[-1].endswith("/"):  # names the store's directory: the array says what is lost
     return f"{fault} of {array.group(1)} in {files[-1]}" + (f" ({detail})" if detail else "")
   return f"{fault} {files[-1]}" + (f" ({detail})" if detail else "")
 
