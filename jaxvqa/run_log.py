@@ -66,14 +66,17 @@ def ignore_closed_event_loop_callbacks() -> None:
 
   Once a restore fails, Orbax closes its asyncio loop while tensorstore's threads still hold
   callbacks for it; each then raises RuntimeError("Event loop is closed"), which Python prints as
-  an unraisable exception (up to 90 lines in CI, around the error line). Only that error is
-  dropped; every other unraisable exception is printed as before. Entry points call this.
+  an unraisable exception (up to 90 lines in CI, around the error line). The other reads of the
+  same restore that failed too ("Encountered error while reading array index") are dropped
+  likewise: the first was reported. Every other unraisable exception is printed as before. Entry
+  points call this.
   """
 
   def hook(unraisable) -> None:
-    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
-        unraisable.exc_value
-    ):
+    error, text = unraisable.exc_value, str(unraisable.exc_value)
+    if isinstance(error, RuntimeError) and "Event loop is closed" in text:
+      return
+    if text.startswith("Encountered error while reading array index"):
       return
     sys.__unraisablehook__(unraisable)
 

@@ -196,7 +196,13 @@ def test_a_score_that_is_not_a_number_fails_its_file(trained_workdir, clip, tmp_
 
 
 def _cut_data_files(step_dir: Path, how: str) -> None:
-  for data_file in sorted((step_dir / "state").glob("ocdbt.process_*/d/*")):
+  # Orbax keeps a save's arrays in the per-process OCDBT store or, once merged, in state/d.
+  data_files = [
+      *(step_dir / "state").glob("ocdbt.process_*/d/*"),
+      *(step_dir / "state").glob("d/*"),
+  ]
+  assert data_files
+  for data_file in data_files:
     if how == "deleted":
       data_file.unlink()
     else:
