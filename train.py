@@ -2,7 +2,9 @@ r"""Trains a jaxvqa model: `python train.py --config configs/demo.py [--config.f
 
 Flags: --config (an ml_collections config file; `--config.a.b=v` overrides a field, unknown fields
 are an error), --workdir (overrides config.workdir) and --version. A run that finds checkpoints in its workdir
-resumes from the newest one, whenever the previous run was killed.
+resumes from the newest one, whenever the previous run was killed, if its config is the one the
+workdir's config.json records: a changed one is refused, naming the fields, unless
+--config.train.resume_with_changed_config=True resumes with it on purpose.
 
 Exit status: 0 done; 2 with one line on stderr for a config error, a damaged checkpoint or a
 workdir another train.py is writing; 128 + the signal number (143 SIGTERM, 130 SIGINT) when a

@@ -121,6 +121,9 @@ def get_config() -> ml_collections.ConfigDict:
           checkpoint_every_steps=500,
           keep_checkpoints=3,
           progress_bar=True,
+          # A rerun on a workdir whose config.json differs is refused (it would resume, then
+          # rewrite config.json to describe checkpoints it did not make); True resumes anyway.
+          resume_with_changed_config=False,
       )
   )
 

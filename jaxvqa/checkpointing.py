@@ -11,27 +11,49 @@ evaluation metrics and the score calibration. The train state is saved whole (pa
 optimizer moments, step) in both kinds of save, so a run resumes from whichever is newer and
 continues exactly where it stopped.
 
+Each save also records a digest of its weights (`weights_digest`: sha256 of every array's name,
+dtype, shape and bytes) under meta["weights_sha256"], one per train-state field, and the model
+directories the K-fold protocol ships (params.msgpack + model.json) carry one in model.json. Every
+reader checks it (`check_weights`): a save whose bytes changed after it was written, or whose
+weights are not all finite, is refused. A save from before digests existed loads with a warning.
+
 A checkpoint that cannot be read raises CheckpointError with one line naming the directory and
-what is wrong; train.py and eval.py print that line and exit 2.
+what is wrong; train.py, eval.py and the jaxvqa commands print that line and exit 2.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "train.lock"
 STATE_FIELDS = ("step", "params", "ema_params", "opt_state")
 WHICH = ("best", "latest")
+# Where a save's meta, and a shipped model's model.json, record the digest of the weights.
+DIGEST_KEY = "weights_sha256"
+# Config fields a resumed run may change: where files are and how progress shows, not what the
+# run trains or how.
+RESUMABLE_CHANGES = (
+    "workdir",
+    "data.cache_dir",
+    "data.num_workers",
+    "train.progress_bar",
+    "train.resume_with_changed_config",
+)
 
 
 class CheckpointError(Exception):
@@ -40,6 +62,10 @@ class CheckpointError(Exception):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
   """No run, or no checkpoint, where one was asked for (also a FileNotFoundError for old callers)."""
+
+
+class WorkdirConfigError(CheckpointError):
+  """A workdir whose run was started with another config; the message lists the fields."""
 
 
 class WorkdirLockedError(RuntimeError):
@@ -51,7 +77,10 @@ _DATA_FAULTS = {
     "NOT_FOUND": "missing data file",
     "OUT_OF_RANGE": "truncated data file",
     "DATA_LOSS": "corrupt data file",
+    # What OCDBT says of a data file that is gone: its chunks read as an empty zstd stream.
+    "FAILED_PRECONDITION": "unreadable data",
 }
+_STATUS = re.compile(r"([A-Z_]+): ")
 
 
 def _first_line(error: BaseException) -> str:
@@ -87,19 +116,35 @@ def _missing_part(step_dir: Path) -> str | None:
   return None
 
 
+def _storage_fault(error: BaseException | None) -> str | None:
+  """The first line of the TensorStore error in `error`'s chain ("OUT_OF_RANGE: Error reading
+  ..."), or None. Orbax raises a bare Exception around it whose text is the whole store spec."""
+  while error is not None:
+    text = _first_line(error)
+    status = _STATUS.match(text)
+    if status and status.group(1) in _DATA_FAULTS:
+      return text
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def _describe_damage(step_dir: Path, error: BaseException) -> str:
   missing = _missing_part(step_dir)
   if missing:
     return missing
   if isinstance(error, json.JSONDecodeError):
     return _unparsable_json(step_dir) or f"invalid JSON: {_first_line(error)}"
-  text = _first_line(error)
-  status = re.match(r"([A-Z_]+): ", text)
+  text = _storage_fault(error) or _first_line(error)
+  status = _STATUS.match(text)
   files = re.findall(r'local file "([^"]+)"', text)
-  if status and status.group(1) in _DATA_FAULTS and files:
-    detail = text.rsplit(f'local file "{files[-1]}"', 1)[1].lstrip(": ")
-    return f"{_DATA_FAULTS[status.group(1)]} {files[-1]}" + (f" ({detail})" if detail else "")
-  return text
+  if not (status and status.group(1) in _DATA_FAULTS and files):
+    return text
+  fault = _DATA_FAULTS[status.group(1)]
+  detail = text.rsplit(f'local file "{files[-1]}"', 1)[1].lstrip(": ").split(";")[0]
+  array = re.search(r'Error reading "([^"/]+)', text)
+  if array and files[-1].endswith("/"):  # names the store's directory: the array says what is lost
+    return f"{fault} of {array.group(1)} in {files[-1]}" + (f" ({detail})" if detail else "")
+  return f"{fault} {files[-1]}" + (f" ({detail})" if detail else "")
 
 
 def _restore_or_explain(manager: ocp.CheckpointManager, step: int, args) -> Any:
@@ -110,7 +155,11 @@ def _restore_or_explain(manager: ocp.CheckpointManager, step: int, args) -> Any:
     raise CheckpointError(f"checkpoint {step_dir} is damaged: {missing}{advice}")
   try:
     return manager.restore(step, args=args)
-  except (OSError, ValueError, KeyError, TypeError) as error:
+  except Exception as error:  # noqa: BLE001 — Orbax wraps TensorStore's errors in bare Exception
+    if not isinstance(error, (OSError, ValueError, KeyError, TypeError)) and not _storage_fault(
+        error
+    ):
+      raise
     raise CheckpointError(
         f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}{advice}"
     ) from error
@@ -122,6 +171,65 @@ def state_tree(state) -> dict[str, Any]:
 
 def _abstract(tree):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _leaf_name(path) -> str:
+  """ "a/b/0" for a tree path, whatever the containers: a restored tree may hold dicts where the
+  saved one held named tuples or FrozenDicts, and its digest must not change with that."""
+  return "/".join(
+      str(next(getattr(entry, name) for name in ("key", "name", "idx") if hasattr(entry, name)))
+      for entry in path
+  )
+
+
+def _host_arrays(tree) -> list[tuple[str, np.ndarray]]:
+  """(name, host array) of every leaf of `tree`, sorted by name."""
+  leaves = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      from jax.experimental import multihost_utils
+
+      leaf = multihost_utils.process_allgather(leaf, tiled=True)
+    leaves.append((_leaf_name(path), np.ascontiguousarray(jax.device_get(leaf))))
+  return sorted(leaves, key=lambda named: named[0])
+
+
+def weights_digest(tree) -> str:
+  """ "sha256:" and the hex sha256 of every array of `tree`: its name, dtype, shape and bytes."""
+  digest = hashlib.sha256()
+  for name, array in _host_arrays(tree):
+    digest.update(f"{name} {array.dtype.str} {array.shape}\n".encode())
+    digest.update(array.tobytes())
+  return f"sha256:{digest.hexdigest()}"
+
+
+def check_weights(tree, recorded: str | None, what: str, advice: str) -> None:
+  """Refuses weights that are not the ones saved, or not all finite: CheckpointError in one line
+  "`what` ...; `advice`". recorded: the digest written at save time; None for a save made before
+  digests existed, which loads with a warning (its bytes cannot be checked)."""
+  if recorded is None:
+    log.warning(
+        "%s records no weights digest (saved by an older jaxvqa): its bytes cannot be checked",
+        what,
+    )
+  else:
+    actual = weights_digest(tree)
+    if actual != recorded:
+      raise CheckpointError(
+          f"{what} has changed since it was saved (weights {actual[:23]}…, saved as "
+          f"{recorded[:23]}…); {advice}"
+      )
+  nonfinite = [
+      (name, int(np.size(array) - np.count_nonzero(np.isfinite(array))))
+      for name, array in _host_arrays(tree)
+      if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all()
+  ]
+  if nonfinite:
+    total = sum(count for _, count in nonfinite)
+    raise CheckpointError(
+        f"{what} holds non-finite weights ({total} NaN or infinite values, first in "
+        f"{nonfinite[0][0]}) and cannot score; {advice}"
+    )
 
 
 class RunCheckpoints:
@@ -145,9 +253,9 @@ class RunCheckpoints:
   def save(self, state, meta: dict[str, Any], *, best: bool = False) -> None:
     step = int(jax.device_get(state.step))
     manager = self.best if best else self.latest
-    args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state_tree(state)), meta=ocp.args.JsonSave(meta)
-    )
+    tree = state_tree(state)
+    meta = {**meta, DIGEST_KEY: {field: weights_digest(value) for field, value in tree.items()}}
+    args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
     if best:
       # orbax's best_fn reads the metrics argument, not the item.
       manager.save(step, args=args, metrics={"best_metric": meta["best_metric"]}, force=True)
@@ -191,7 +299,15 @@ class RunCheckpoints:
             meta=ocp.args.JsonRestore(),
         ),
     )
-    return state.replace(**restored["state"]), dict(restored["meta"])
+    meta = dict(restored["meta"])
+    what = f"checkpoint {Path(manager.directory) / str(step)}"
+    advice = "move that directory away to use the run's previous save"
+    if DIGEST_KEY in meta:
+      for field, value in restored["state"].items():
+        check_weights(value, meta[DIGEST_KEY][field], what, advice)
+    else:
+      check_weights(restored["state"], None, what, advice)
+    return state.replace(**restored["state"]), meta
 
   def close(self) -> None:
     self.wait()
@@ -220,6 +336,46 @@ def load_config_dict(workdir: str | Path) -> dict[str, Any]:
         f"{path} cannot be read ({_first_line(error)}): restore it from the run's copy or "
         "train again"
     ) from error
+
+
+def check_resumed_config(workdir: str | Path, config) -> None:
+  """Refuses to resume the run in `workdir` with a config other than its config.json's.
+
+  Raises WorkdirConfigError naming the fields that differ: as a run of another model when a
+  model.* or init.* field does; otherwise unless config.train.resume_with_changed_config is set,
+  which resumes with the new config on purpose (logged). A field config.json lacks (added to
+  jaxvqa after the run started) is not a change.
+  """
+  from jaxvqa.run_log import flatten_config
+
+  if not (Path(workdir) / CONFIG_FILE).is_file():
+    return
+  saved = flatten_config(load_config_dict(workdir))
+  now = flatten_config(json.loads(config.to_json_best_effort()))
+  changed = [
+      field
+      for field in sorted(saved)
+      if field not in RESUMABLE_CHANGES and saved[field] != now.get(field, "(no such field)")
+  ]
+  if not changed:
+    return
+  listed = "; ".join(
+      f"{field}: {saved[field]!r} in the run, {now.get(field, '(no such field)')!r} now"
+      for field in changed[:4]
+  ) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+  if any(field.startswith(("model.", "init.")) for field in changed):
+    raise WorkdirConfigError(
+        f"{workdir} holds a run of another model ({listed}): choose another --workdir for this "
+        "config, or run that run's own config to resume it"
+    )
+  if config.train.get("resume_with_changed_config", False):
+    log.warning("resuming %s with a changed config (%s)", workdir, listed)
+    return
+  raise WorkdirConfigError(
+      f"{workdir} holds a run with another config ({listed}): rerun with the run's own config "
+      "to resume it, choose another --workdir to start a new run, or add "
+      "--config.train.resume_with_changed_config=True to resume with this config on purpose"
+  )
 
 
 def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -> tuple[Any, dict]:
@@ -287,7 +443,14 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
     )
   finally:
     manager.close()
-  return restored["state"][wanted], dict(restored["meta"])
+  params, meta = restored["state"][wanted], dict(restored["meta"])
+  check_weights(
+      params,
+      (meta.get(DIGEST_KEY) or {}).get(wanted),
+      f"checkpoint {step_dir}",
+      "use the run's other checkpoint (best or latest) or train again",
+  )
+  return params, meta
 
 
 @contextlib.contextmanager

@@ -243,7 +243,8 @@ def read_model_directory(directory: str | Path | None = None) -> tuple[dict, Any
   model.json (id, config, calibration, provenance) as a dict, params.msgpack as a tree of arrays.
 
   Raises checkpointing.CheckpointNotFoundError when the directory holds no shipped model, and
-  checkpointing.CheckpointError when a file is damaged.
+  checkpointing.CheckpointError when a file is damaged, the weights are not those model.json's
+  digest records, or not all finite.
   """
   from flax import serialization
 
@@ -268,6 +269,12 @@ def read_model_directory(directory: str | Path | None = None) -> tuple[dict, Any
     params = serialization.msgpack_restore(params_path.read_bytes())
   except (ValueError, KeyError, TypeError) as error:
     raise checkpointing.CheckpointError(f"{directory}: damaged shipped model ({error})") from error
+  checkpointing.check_weights(
+      params,
+      card.get(checkpointing.DIGEST_KEY),
+      f"the model in {directory} ({SHIPPED_PARAMS})",
+      "reinstall jaxvqa, or copy the model directory again from where it was made",
+  )
   return card, params
 
 

@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxvqa import calibration, inference, steps, strict_json
+from jaxvqa import calibration, checkpointing, inference, steps, strict_json
 from jaxvqa.data import video
 from jaxvqa.models import vqa
 from jaxvqa.scoring import provenance
@@ -83,6 +83,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
           },
       },
       "calibration": fitted.to_dict(),
+      checkpointing.DIGEST_KEY: checkpointing.weights_digest(params),
       "training": {
           "variant": spec.variant,
           "pretrain_steps": config.pretrain.steps if spec.pretrain else 0,

@@ -66,14 +66,17 @@ def ignore_closed_event_loop_callbacks() -> None:
 
   Once a restore fails, Orbax closes its asyncio loop while tensorstore's threads still hold
   callbacks for it; each then raises RuntimeError("Event loop is closed"), which Python prints as
-  an unraisable exception (up to 90 lines in CI, around the error line). Only that error is
-  dropped; every other unraisable exception is printed as before. Entry points call this.
+  an unraisable exception (up to 90 lines in CI, around the error line). The other reads of the
+  same restore that failed too ("Encountered error while reading array index") are dropped
+  likewise: the first was reported. Every other unraisable exception is printed as before. Entry
+  points call this.
   """
 
   def hook(unraisable) -> None:
-    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
-        unraisable.exc_value
-    ):
+    error, text = unraisable.exc_value, str(unraisable.exc_value)
+    if isinstance(error, RuntimeError) and "Event loop is closed" in text:
+      return
+    if text.startswith("Encountered error while reading array index"):
       return
     sys.__unraisablehook__(unraisable)
 
@@ -142,6 +145,29 @@ def configure_logging() -> None:
   )  # "Unable to initialize backend 'tpu'" on every start
 
 
+def _logged_step(line: str) -> float:
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return math.inf  # a line cut short by a kill
+
+
+def drop_lines_after(path: Path, step: int) -> None:
+  """Removes the lines of steps after `step` (and torn lines) from the metrics file at `path`.
+
+  A run killed after its last save had logged steps that its resumed run trains, and logs, again;
+  without this each would appear twice.
+  """
+  if not path.is_file():
+    return
+  lines = path.read_text().splitlines(keepends=True)
+  kept = [line for line in lines if line.endswith("\n") and _logged_step(line) <= step]
+  if len(kept) < len(lines):
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text("".join(kept))
+    os.replace(partial, path)
+
+
 class RunLog:
   """Context manager; only the chief process (`enabled`) writes anything."""
 
@@ -162,6 +188,7 @@ class RunLog:
     if not enabled:
       return
     self.workdir.mkdir(parents=True, exist_ok=True)
+    drop_lines_after(self.workdir / METRICS_FILE, initial_step)
     self._file = (self.workdir / METRICS_FILE).open("a")
     from tensorboardX import SummaryWriter  # imported here: only the chief needs it
 

@@ -268,6 +268,7 @@ class Trainer:
     state = create_train_state(
         config, self.model, self.data.frames, self.data.steps_per_epoch, self.mesh
     )
+    checkpointing.check_resumed_config(self.workdir, config)
     state, meta = self.checkpoints.restore_newest(state)
     start_step = int(jax.device_get(state.step))
     best_srcc = float(meta["best_srcc"]) if meta else -1.0

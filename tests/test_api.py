@@ -346,6 +346,57 @@ def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differenc
     raw_fn(clip[None])
 
 
+# Raw scores of the shipped model on three real 320×240 clips, computed by the code before the
+# scene statistics' square root got a finite gradient (issue 30, item 7): the fix must leave them.
+SHIPPED_RAW_SCORES_BEFORE_THE_GRADIENT_FIX = {
+    ("bikes", 0): 0.09267793595790863,
+    ("bikes", 100): -0.08923473954200745,
+    ("bigbuckbunny", 0): -0.03615165129303932,
+}
+
+
+def test_shipped_quality_fn_has_finite_gradients_on_real_and_flat_clips_and_the_same_scores(
+    tmp_path,
+):
+  shipped = jaxvqa.load()
+  raw_fn = jaxvqa.quality_fn(shipped, calibrated=False)
+  gradient_fn = jax.jit(jax.value_and_grad(raw_fn))
+  real_clips = {
+      key: np.asarray(
+          shipped.load_clip(
+              str(
+                  media.make_clip(
+                      tmp_path / f"{key[0]}_{key[1]}.mp4",
+                      source=key[0],
+                      size=(320, 240),
+                      start_frame=key[1],
+                  )
+              )
+          ),
+          np.float32,
+      )
+      for key in SHIPPED_RAW_SCORES_BEFORE_THE_GRADIENT_FIX
+  }
+  for key, clip in real_clips.items():
+    value, gradient = gradient_fn(clip)
+    assert float(value) == pytest.approx(
+        SHIPPED_RAW_SCORES_BEFORE_THE_GRADIENT_FIX[key], abs=1e-6
+    ), key
+    assert np.isfinite(np.asarray(gradient)).all(), key
+  one_clip = next(iter(real_clips.values()))
+  flat_clips = {
+      "black": np.zeros_like(one_clip),
+      "grey": np.full_like(one_clip, 128.0),
+      "white": np.full_like(one_clip, 255.0),
+      "flat top half": np.concatenate(  # flat windows beside textured ones in one frame
+          [np.full_like(one_clip[:, :64], 90.0), one_clip[:, 64:]], axis=1
+      ),
+  }
+  for name, clip in flat_clips.items():
+    value, gradient = gradient_fn(clip)
+    assert np.isfinite(float(value)) and np.isfinite(np.asarray(gradient)).all(), name
+
+
 def test_quality_fn_of_a_workdir_loads_the_best_checkpoint(trained_workdir, model, clips):
   clip = jnp.asarray(model.load_clip(clips["b"]), jnp.float32)
   assert float(jaxvqa.quality_fn(str(trained_workdir))(clip)) == pytest.approx(

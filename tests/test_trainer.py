@@ -90,6 +90,8 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
 
 
 def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, monkeypatch):
+  # Set from the start: a resume with another config is refused (steps 3 and 4 of 4 are poisoned).
+  tiny_config.optim.max_consecutive_nonfinite = 2
   good = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
   good.train(stop_after_step=2)
   good.checkpoints.close()
@@ -103,7 +105,6 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_config, tmp_path, mo
       yield dict(batch, label=np.full_like(batch["label"], np.nan))
 
   monkeypatch.setattr(pipeline, "train_loader", nan_label_loader)
-  tiny_config.optim.max_consecutive_nonfinite = 2  # steps 3 and 4 of 4 are poisoned
   broken = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
   with pytest.raises(trainer.NonFiniteTrainingError, match="2 consecutive steps"):
     broken.train()

@@ -85,13 +85,24 @@ def _blur_valid(x):
   return sum(taps[i] * rows[:, :, i : x.shape[2] - size + 1 + i] for i in range(size))
 
 
+def _sqrt_with_finite_gradient(variance):
+  """sqrt(variance), bit for bit, with gradient 0 where variance is 0 (sqrt's is infinite there).
+
+  A flat window has variance 0, and jnp.maximum passes it a zero gradient: inf × 0 is NaN, which
+  reached every pixel of a flat clip through quality_fn. Both branches of the where are kept
+  finite, as a where alone does not stop the NaN of the branch it drops.
+  """
+  positive = variance > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
+
+
 def _mscn_statistics(regions):
   """[K, R, R] → [K, STATISTICS_PER_SCALE]: spread, mean |x|, log kurtosis and the share near 0
   of the MSCN coefficients, mean and mean |·| of each neighbour product, log mean |Laplacian|."""
   mean = _blur_valid(regions)
   variance = jnp.maximum(_blur_valid(regions * regions) - mean * mean, 0.0)
   centre = regions[:, 3:-3, 3:-3]
-  x = (centre - mean) / (jnp.sqrt(variance) + MSCN_STABILISER)
+  x = (centre - mean) / (_sqrt_with_finite_gradient(variance) + MSCN_STABILISER)
   second = (x * x).mean((1, 2))
   fourth = (x**4).mean((1, 2))
   statistics = [

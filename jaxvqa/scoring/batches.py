@@ -53,7 +53,8 @@ def score_videos(
     per_device_batch: clips per device per model call; the last batch is padded, so every call
       has the same shape (one compilation, and scores independent of the device count).
     workers: decode threads.
-    on_failure: called at once for each file that cannot be decoded (e.g. to print it).
+    on_failure: called at once for each file that cannot be decoded, or whose score is not a
+      finite number (e.g. to print it).
     on_result: called with each score as soon as it is made (e.g. to write it out), so a run
       that dies later keeps what it scored.
     progress: a tqdm bar on stderr.
@@ -80,7 +81,13 @@ def score_videos(
       on_result(score)
     bar.update(1)
 
-  batches = _Batches(trained, per_device_batch, on_scored=scored)
+  def failed(position: int, failure: ScoreFailure) -> None:
+    failures[position] = failure
+    if on_failure is not None:
+      on_failure(failure)
+    bar.update(1)
+
+  batches = _Batches(trained, per_device_batch, on_scored=scored, on_failed=failed)
   # Decoded clips waiting for the model are bounded to about two batches, plus one video per worker.
   clips_per_video = sampling.num_clips + (sampling.fixed_segment_count or 1)
   lookahead = max(2, -(-2 * batches.batch_size // clips_per_video)) + workers
@@ -100,10 +107,7 @@ def score_videos(
     with contextlib.closing(outcomes):
       for position, outcome in outcomes:
         if isinstance(outcome, ScoreFailure):
-          failures[position] = outcome
-          if on_failure is not None:
-            on_failure(outcome)
-          bar.update(1)
+          failed(position, outcome)
         else:
           batches.add(position, paths[position], outcome)
     batches.finish()
@@ -149,18 +153,21 @@ class _OpenVideo:
 
 class _Batches:
   """Clips gathered into fixed-size batches, each dispatched at once, its scores fetched after the
-  next one is queued; a file's `VideoScore` goes to `on_scored` when its last clip comes back."""
+  next one is queued; a file's `VideoScore` goes to `on_scored` when its last clip comes back, or
+  a `ScoreFailure` to `on_failed` when a clip's score is not finite: NaN is not a score."""
 
   def __init__(
       self,
       trained: TrainedModel,
       per_device_batch: int,
       on_scored: Callable[[int, VideoScore], None],
+      on_failed: Callable[[int, ScoreFailure], None],
   ):
     self.trained = trained
     self.per_device_batch = per_device_batch
     self.batch_size = trained.global_batch_size(per_device_batch)
     self.on_scored = on_scored
+    self.on_failed = on_failed
     self._videos: dict[int, _OpenVideo] = {}
     self._clips: list[np.ndarray] = []
     self._owners: list[tuple[int, int]] = []  # (video position, clip number) of each waiting clip
@@ -205,7 +212,18 @@ class _Batches:
       video.clips_left -= 1
       if video.clips_left == 0:
         del self._videos[position]
-        self.on_scored(position, _video_score(video.path, video.decoded, video.raw, self.trained))
+        nonfinite = int(np.count_nonzero(~np.isfinite(video.raw)))
+        if nonfinite:
+          self.on_failed(
+              position,
+              ScoreFailure(
+                  video.path,
+                  f"the model's score is not a number ({nonfinite} of {len(video.raw)} clips "
+                  "scored NaN or infinity): the model is broken for this input",
+              ),
+          )
+        else:
+          self.on_scored(position, _video_score(video.path, video.decoded, video.raw, self.trained))
 
 
 def _video_score(
