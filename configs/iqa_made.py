@@ -11,6 +11,9 @@ labelled by MS-SSIM against each pristine reference, split by reference photo:
   python train.py --config configs/default.py --config.data.manual_dir=/data/compressed \
       --config.init.spatial=workdirs/iqa_made
 
+The default photos (the fetch-photos set, 42, plus scikit-image's 17; the 11 greyscale ones are
+skipped) make 48 references × 131 = 6,288 PNGs, 1.6 GB, in 14 min with 2 jobs on 2 cores.
+
 Expected: held-out PLCC/SRCC against the MS-SSIM labels printed at the end (not yet run). They
 measure how well the model predicts MS-SSIM from the distorted image alone, not human opinion.
 """
@@ -23,11 +26,11 @@ def get_config():
   config.workdir = "workdirs/iqa_made"
   data = config.data
   data.builder = "distorted_photos"
-  # By reference photo: with about 50 photos, 8 validate and 8 test, each with all its
+  # By reference photo: of the default set's 48, 7 validate and 7 test, each with all its
   # distortions.
   data.train_fraction = 0.7
   data.validation_fraction = 0.15
-  # About 6,000 images, 4,000 of them for training: fewer epochs than KonIQ-10k's would
-  # over-fit less on the few scenes.
+  # About 4,400 training images from only 34 scenes: fewer epochs than iqa_pretrain's, to
+  # over-fit less on the scenes.
   config.optim.update(epochs=15, warmup_epochs=1)
   return config
