@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
       fetch_photos,
       make_corpus,
       make_dataset,
+      make_iqa_set,
       score,
       score_beam,
   )
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
   make_dataset.add_subcommand(subparsers)
   fetch_photos.add_subcommand(subparsers)
   make_corpus.add_subcommand(subparsers)
+  make_iqa_set.add_subcommand(subparsers)
   score.add_subcommand(subparsers)
   score_beam.add_subcommand(subparsers)
   export.add_subcommand(subparsers)

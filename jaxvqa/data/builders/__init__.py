@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 from jaxvqa.data.builders import base
 from jaxvqa.data.builders.base import ManualDataMissingError, SplitConfig
 from jaxvqa.data.builders.compressed import CompressedVideos
+from jaxvqa.data.builders.distorted_photos import DistortedPhotos
 from jaxvqa.data.builders.image_sets import Clive, Kadid10k, Koniq10k, LiveIqa
 from jaxvqa.data.builders.video_sets import Konvid1k, LiveVqc, Lsvq, YoutubeUgc
 
@@ -31,6 +32,7 @@ BUILDERS: dict[str, type[base.ManualDirBuilder]] = {
     "kadid_10k": Kadid10k,
     "live_iqa": LiveIqa,
     "clive": Clive,
+    "distorted_photos": DistortedPhotos,
 }
 
 
@@ -85,4 +87,5 @@ __all__ = [
     "Kadid10k",
     "LiveIqa",
     "Clive",
+    "DistortedPhotos",
 ]
