@@ -71,11 +71,8 @@ def tiny_config(photo_dir: Path, **optim):
 def photo_dir(tmp_path_factory) -> Path:
   """Six photos cut from scikit-image's, under distinct names (so the held-out split has some)."""
   out = tmp_path_factory.mktemp("photos")
-  names = [f"photo{k}.png" for k in range(50)]
-  held = [n for n in names if crops_lib.is_held_out(n, HELD_OUT_FRACTION)][:2]
-  kept = [n for n in names if not crops_lib.is_held_out(n, HELD_OUT_FRACTION)][:4]
-  for name, path in zip(held + kept, crops_lib.package_photos()):
-    Image.open(path).convert("RGB").save(out / name)
+  for i, path in enumerate(crops_lib.package_photos()[:6]):
+    Image.open(path).convert("RGB").save(out / f"photo{i}.png")
   return out
 
 
@@ -160,8 +157,12 @@ def test_bank_holds_out_whole_images_stably(photo_dir):
   options = crops_lib.CropOptions(64, 2, (1.0,), held_out_fraction=HELD_OUT_FRACTION)
   photos = sorted(photo_dir.iterdir())
   bank = crops_lib.build_bank(photos, options, seed=0)
-  expected = [crops_lib.is_held_out(p.name, HELD_OUT_FRACTION) for p in photos]
-  assert any(expected) and not all(expected)
+  held = crops_lib.held_out_names([p.name for p in photos], HELD_OUT_FRACTION)
+  assert len(held) == 2  # ⌈0.3 · 6⌉, whatever the names
+  assert held == crops_lib.held_out_names([p.name for p in reversed(photos)], HELD_OUT_FRACTION)
+  assert len(crops_lib.held_out_names(["a", "b"], 0.01)) == 1
+  assert len(crops_lib.held_out_names(["a", "b"], 0.99)) == 1  # never every image
+  expected = [p.name in held for p in photos]
   for index, held in enumerate(expected):
     assert (bank.held_out[bank.image == index] == held).all()
   assert bank.names == tuple(p.name for p in photos)

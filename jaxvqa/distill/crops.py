@@ -8,8 +8,8 @@ so one photo yields content at several scales. Part of the photo crops are JPEG-
 random quality, and the corpus frames carry H.264/H.265 artefacts, so the student also learns what
 the teacher sees in degraded pixels, which is what the quality model needs.
 
-Held-out images (for the probes) are chosen by a stable hash of the image's name, so the split is
-the same in every run and on every machine.
+Held-out images (for the probes) are the share of names with the smallest hash, so the split is the
+same in every run and on every machine, and never empty.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import multiprocessing
 from pathlib import Path
 from typing import Sequence
@@ -56,10 +57,12 @@ class CropBank:
     return len(self.crops)
 
 
-def is_held_out(name: str, fraction: float) -> bool:
-  """Stable across runs and machines (not Python's salted hash)."""
-  digest = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
-  return digest % 10_000 < fraction * 10_000
+def held_out_names(names: Sequence[str], fraction: float) -> set[str]:
+  """The ⌈fraction · n⌉ names (at least one, never all) whose sha256 is smallest: the same names
+  in every run and on every machine for the same set, whatever their order."""
+  unique = sorted(set(names), key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+  count = min(max(1, math.ceil(fraction * len(unique))), len(unique) - 1)
+  return set(unique[:count])
 
 
 def list_images(directories: Sequence[str | Path]) -> list[Path]:
@@ -166,7 +169,8 @@ def build_bank(
       image.append(np.full(options.crops_per_encode, offset + decoded.family[row], np.int32))
   crops_array = np.concatenate(crops) if crops else np.zeros((0, options.size, options.size, 3))
   image_array = np.concatenate(image) if image else np.zeros(0, np.int32)
-  held = np.asarray([is_held_out(name, options.held_out_fraction) for name in names], bool)
+  held_names = held_out_names(names, options.held_out_fraction)
+  held = np.asarray([name in held_names for name in names], bool)
   if len(crops_array) == 0:
     raise ValueError(
         f"no crops: none of the {len(photos)} images is {options.size} px on its short side"
