@@ -376,6 +376,15 @@ def test_quality_head_resolves_small_differences_on_a_large_mean():
   )
 
 
+def _write_decoded(fake_set, decoded_dir):
+  """The fake set written as a decoded directory (what `decoded.build` makes)."""
+  rows, data = fake_set
+  decoded_dir.mkdir()
+  np.save(decoded_dir / decoded.FRAMES_FILE, np.asarray(data.frames))
+  decoded._write_meta(rows, decoded_dir / decoded.META_FILE, data.frames.shape[1])
+  return decoded_dir
+
+
 def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
   from configs import demo
   from conftest import tiny_demo_settings
@@ -416,11 +425,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   import jax
   from jaxvqa import inference
 
-  rows, data = fake_set
-  decoded_dir = tmp_path / "decoded"
-  decoded_dir.mkdir()
-  np.save(decoded_dir / decoded.FRAMES_FILE, np.asarray(data.frames))
-  decoded._write_meta(rows, decoded_dir / decoded.META_FILE, data.frames.shape[1])
+  _, data = fake_set
+  decoded_dir = _write_decoded(fake_set, tmp_path / "decoded")
   # A deadline already passed: the run saves after its first step and stops (returns None) ...
   assert kfold.run_kfold(_tiny_kfold_config(decoded_dir, 1e-9), tmp_path / "work") is None
   assert (tmp_path / "work" / "kfold" / "finetune" / "1").is_dir()
@@ -601,11 +607,7 @@ def test_a_variant_with_a_start_holds_that_backbone_in_every_fold(fake_set, tmp_
   from jaxvqa import optim
   from jaxvqa.models import checkpoint_files
 
-  rows, data = fake_set
-  decoded_dir = tmp_path / "decoded"
-  decoded_dir.mkdir()
-  np.save(decoded_dir / decoded.FRAMES_FILE, np.asarray(data.frames))
-  decoded._write_meta(rows, decoded_dir / decoded.META_FILE, data.frames.shape[1])
+  decoded_dir = _write_decoded(fake_set, tmp_path / "decoded")
   config = _tiny_kfold_config(decoded_dir)
   config.model.update(detail_features=0, detail_depth=1, statistics_region=0)
   config.variants = {
