@@ -100,9 +100,12 @@ def load_initial_weights(params: Any, init_config) -> Any:
     log.info("starting the spatial modules from the IQA run in %s", init_config.spatial)
     params = vqa.transfer_spatial_params(spatial, params)
   if init_config.backbone:
-    variables, _ = checkpoint_files.load_converted(init_config.backbone)
+    try:
+      variables, _ = checkpoint_files.load_converted(init_config.backbone)
+      params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
+    except (FileNotFoundError, ValueError) as error:
+      raise config_lib.ConfigError(f"config.init.backbone={init_config.backbone!r}: {error}")
     log.info("starting the backbone from converted weights in %s", init_config.backbone)
-    params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
   return params
 
 

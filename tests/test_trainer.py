@@ -613,3 +613,20 @@ def test_closed_event_loop_callbacks_are_dropped_and_other_unraisables_printed(m
   RaisesOnDelete(ValueError("a real problem"))
   err = capsys.readouterr().err
   assert "Exception ignored in" in err and "ValueError: a real problem" in err
+
+
+def test_a_backbone_of_the_wrong_shape_is_a_config_error_naming_both_shapes(tmp_path):
+  import jax.numpy as jnp
+  import ml_collections
+
+  from jaxvqa.models import checkpoint_files
+
+  params = {"backbone": {"patch_embed": {"proj": {"kernel": jnp.zeros((4, 4, 3, 16))}}}}
+  wrong = {"patch_embed": {"proj": {"kernel": np.zeros((4, 4, 3, 24), np.float32)}}}
+  checkpoint_files.save_converted(tmp_path / "converted", {"params": wrong}, {"embed_dim": 24})
+  init = ml_collections.ConfigDict(dict(model="", spatial="", backbone=str(tmp_path / "converted")))
+  with pytest.raises(
+      config_lib.ConfigError,
+      match=r"config.init.backbone=.*\(4, 4, 3, 24\) in the checkpoint, \(4, 4, 3, 16\) in the model",
+  ):
+    trainer.load_initial_weights(params, init)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
@@ -368,12 +369,19 @@ def transfer_spatial_params(source: Mapping, target: Mapping) -> dict:
   for name in SPATIAL_MODULES:
     if name not in source:
       continue
-    source_shapes = jax.tree.map(jnp.shape, source[name])
-    target_shapes = jax.tree.map(jnp.shape, target[name])
+    source_shapes = traverse_util.flatten_dict(jax.tree.map(jnp.shape, source[name]), sep="/")
+    target_shapes = traverse_util.flatten_dict(jax.tree.map(jnp.shape, target[name]), sep="/")
     if source_shapes != target_shapes:
+      differing = sorted(set(source_shapes) ^ set(target_shapes)) or [
+          key for key in sorted(source_shapes) if source_shapes[key] != target_shapes[key]
+      ]
+      first = differing[0]
       raise ValueError(
-          f"cannot transfer '{name}': its parameter shapes differ between the checkpoint and the "
-          "configured model; make config.model match the model the checkpoint was trained with"
+          f"cannot transfer '{name}': {len(differing)} parameter(s) differ between the checkpoint "
+          f"and the configured model, first {name}/{first}: "
+          f"{source_shapes.get(first, 'absent')} in the checkpoint, "
+          f"{target_shapes.get(first, 'absent')} in the model; make config.model match the "
+          "model the checkpoint was trained with (a converted directory's model.json holds it)"
       )
     result[name] = source[name]
     copied.append(name)
