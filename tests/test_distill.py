@@ -187,6 +187,18 @@ def test_ridge_probe_is_out_of_fold_and_finds_a_linear_signal():
   assert abs(np.corrcoef(predicted, labels)[0, 1]) < 0.35
 
 
+def test_linear_probe_reads_classes_that_are_linear_in_the_features_and_not_noise():
+  rng = np.random.default_rng(1)
+  weights = rng.normal(size=(16, 10))
+  train, test = rng.normal(size=(400, 16)), rng.normal(size=(100, 16))
+  agreement = probes.linear_probe_agreement(train, train @ weights, test, test @ weights)
+  assert agreement > 0.9
+  chance = probes.linear_probe_agreement(
+      rng.normal(size=(400, 16)), train @ weights, rng.normal(size=(100, 16)), test @ weights
+  )
+  assert chance < 0.3
+
+
 # --------------------------------------------------------------------------------------- the run
 
 
@@ -200,6 +212,7 @@ def test_run_resumes_to_the_uninterrupted_result_and_hands_over(photo_dir, tmp_p
   whole = loop.run_distillation(config, tmp_path / "whole", teacher=tiny_teacher())
   assert whole is not None and whole["step"] == 6
   assert 0.0 <= whole["held_out/top1_agreement"] <= 1.0
+  assert 0.0 <= whole["held_out/linear_probe_top1_agreement"] <= 1.0
 
   # Stopped after its first step's save, then resumed: the same weights as the uninterrupted run.
   stopped = tiny_config(photo_dir)

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 BACKBONE_DIR = "backbone"
 LOG_FILE = "distill_log.jsonl"
+PROBE_TRAIN_CROPS = 2048  # training crops the linear probe is fitted on
 
 
 def validate_config(config) -> None:
@@ -184,23 +185,35 @@ class DistillRun:
     size = self.config.optim.batch_size
     return rng.choice(self.train_rows, size), rng.random(size) < 0.5
 
-  def probe(self, params) -> dict[str, float]:
-    """Held-out feature and class loss and top-1 agreement with the teacher."""
-    rows = self.held_out_rows
-    if len(rows) == 0:
-      return {}
+  def _evaluate(self, params, rows: np.ndarray):
+    """(mean loss terms, top-1 agreement [N], pooled features [N, C], teacher logits [N, K])."""
     size = self.config.optim.batch_size
     totals: dict[str, float] = {}
-    agree = []
+    outputs = []
     for start in range(0, len(rows), size):
       chunk = rows[start : start + size]
       padded = np.resize(chunk, size)  # fixed shape: one compilation
-      terms, agrees = _eval_step(self.programs, params, self.teacher_variables, self.crops[padded])
+      terms, *arrays = _eval_step(self.programs, params, self.teacher_variables, self.crops[padded])
       for name, value in terms.items():
         totals[name] = totals.get(name, 0.0) + float(value) * len(chunk)
-      agree.append(np.asarray(agrees)[: len(chunk)])
-    result = {f"held_out/{name}": value / len(rows) for name, value in totals.items()}
-    result["held_out/top1_agreement"] = float(np.concatenate(agree).mean())
+      outputs.append([np.asarray(a)[: len(chunk)] for a in arrays])
+    means = {name: value / len(rows) for name, value in totals.items()}
+    return (means, *(np.concatenate(parts) for parts in zip(*outputs)))
+
+  def probe(self, params) -> dict[str, float]:
+    """On the held-out images: the feature and class losses, the logit head's top-1 agreement with
+    the teacher, and the linear probe's (a ridge from frozen pooled features to the teacher's
+    logits, fitted on up to PROBE_TRAIN_CROPS training crops)."""
+    if len(self.held_out_rows) == 0:
+      return {}
+    terms, agree, features, logits = self._evaluate(params, self.held_out_rows)
+    train_rows = self.train_rows[:: max(1, len(self.train_rows) // PROBE_TRAIN_CROPS)]
+    _, _, train_features, train_logits = self._evaluate(params, train_rows)
+    result = {f"held_out/{name}": value for name, value in terms.items()}
+    result["held_out/top1_agreement"] = float(agree.mean())
+    result["held_out/linear_probe_top1_agreement"] = probes.linear_probe_agreement(
+        train_features, train_logits, features, logits
+    )
     return result
 
 
@@ -254,9 +267,11 @@ def _train_step(programs: Programs, state, teacher_variables, crops_all, rows, f
 
 @functools.partial(jax.jit, static_argnums=0)
 def _eval_step(programs: Programs, params, teacher_variables, crops):
-  """(loss terms, whether the student's top class is the teacher's [B])."""
+  """(loss terms, whether the student's top class is the teacher's [B], the student's pooled
+  features [B, C], the teacher's logits [B, K])."""
   _, (terms, student, teacher) = _losses(programs, params, teacher_variables, crops, train=False)
-  return terms, jnp.argmax(student.logits, -1) == jnp.argmax(teacher.logits, -1)
+  agree = jnp.argmax(student.logits, -1) == jnp.argmax(teacher.logits, -1)
+  return terms, agree, student.pooled, teacher.logits
 
 
 def write_backbone(workdir: Path, params, model_config) -> Path:

@@ -19,6 +19,19 @@ RIDGE_PENALTY = 100.0  # on standardised features; the fits have thousands of en
 PROBE_FOLDS = 5
 
 
+def ridge_fit_predict(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, penalty: float = RIDGE_PENALTY
+) -> np.ndarray:
+  """Ridge on features standardised by the training rows; targets [N] or [N, K]."""
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  x = (train_x - mean) / std
+  y_mean = train_y.mean(0)
+  weights = scipy.linalg.solve(
+      x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (train_y - y_mean), assume_a="pos"
+  )
+  return ((test_x - mean) / std) @ weights + y_mean
+
+
 def ridge_out_of_fold(
     features: np.ndarray, labels: np.ndarray, family: np.ndarray, folds: int, seed: int = 0
 ) -> np.ndarray:
@@ -27,14 +40,20 @@ def ridge_out_of_fold(
   predictions = np.empty(len(labels))
   for fold in range(folds):
     test, train = fold_of == fold, fold_of != fold
-    mean, std = features[train].mean(0), features[train].std(0) + 1e-6
-    x = (features[train] - mean) / std
-    y = labels[train] - labels[train].mean()
-    weights = scipy.linalg.solve(
-        x.T @ x + RIDGE_PENALTY * np.eye(x.shape[1]), x.T @ y, assume_a="pos"
-    )
-    predictions[test] = ((features[test] - mean) / std) @ weights + labels[train].mean()
+    predictions[test] = ridge_fit_predict(features[train], labels[train], features[test])
   return predictions
+
+
+def linear_probe_agreement(
+    train_features: np.ndarray,
+    train_logits: np.ndarray,
+    test_features: np.ndarray,
+    test_logits: np.ndarray,
+) -> float:
+  """Share of test crops whose top class under a ridge read-out of frozen features (fitted to the
+  teacher's logits on training crops) is the teacher's top class: the linear probe."""
+  predicted = ridge_fit_predict(train_features, train_logits, test_features)
+  return float(np.mean(predicted.argmax(-1) == test_logits.argmax(-1)))
 
 
 def probe_report(features: np.ndarray, data, folds: int = PROBE_FOLDS) -> dict[str, float]:

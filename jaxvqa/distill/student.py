@@ -29,6 +29,7 @@ from jaxvqa.models.vqa import normalize_pixels
 class StudentOutput(NamedTuple):
   maps: tuple[jax.Array, ...]  # float32 [B, h_i, w_i, teacher channels of pair i]
   logits: jax.Array  # float32 [B, num_classes]
+  pooled: jax.Array  # float32 [B, C_last], the backbone's pooled feature (what probes read)
 
 
 def teacher_targets(teacher_output) -> tuple[jax.Array, ...]:
@@ -61,6 +62,6 @@ class DistillStudent(nn.Module):
         nn.Dense(channels, name=f"project_{i}")(stage.astype(jnp.float32))
         for i, (stage, channels) in enumerate(zip(out.stages, self.teacher_channels))
     )
-    pooled = nn.LayerNorm(name="logit_norm")(out.pooled.astype(jnp.float32))
-    logits = nn.Dense(self.num_classes, name="logits")(pooled)
-    return StudentOutput(maps=maps, logits=logits)
+    pooled = out.pooled.astype(jnp.float32)
+    logits = nn.Dense(self.num_classes, name="logits")(nn.LayerNorm(name="logit_norm")(pooled))
+    return StudentOutput(maps=maps, logits=logits, pooled=pooled)
