@@ -86,6 +86,7 @@ def decode_video(
   # again. Frames are prepared as they are decoded, a chunk at a time, so a file of many segments
   # holds its model-size frames, never all its full-size ones (peak memory in docs/SCORING.md).
   declared = stream_length.declared_length(path, float(reader.get_avg_fps()))
+  prepared_size: list[tuple[int, int]] = []  # (width, height) of the frames the model prepared
 
   def prepare_chunk(indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
     plan.keep_full_size(indices, frames)
@@ -95,6 +96,7 @@ def decode_video(
       frames = ffmpeg_reader.read_frames_at_size(
           path, indices, display_size, num_threads=decode_threads
       )
+    prepared_size[:] = [(int(frames.shape[2]), int(frames.shape[1]))]
     return np.ascontiguousarray(options.prepare(frames))
 
   try:
@@ -127,7 +129,7 @@ def decode_video(
       ),
       frame_indices=tuple(int(i) for i in sampling.whole_video_indices(num_frames)),
       num_whole_clips=sampling.num_clips,
-      decoded_size=(int(whole_video_frames.shape[2]), int(whole_video_frames.shape[1])),
+      decoded_size=prepared_size[0],
       warnings=truncation + warnings,
   )
 
