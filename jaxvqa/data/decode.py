@@ -169,6 +169,11 @@ def read_frames(source: VideoSource, indices, *, num_threads: int = 0) -> np.nda
 
 
 ChooseFrames = Callable[[object], np.ndarray]  # an open reader → the frame numbers to read of it
+# (frame numbers [C], their frames uint8 [C, H, W, 3]) → what to keep of them, [C, ...]
+TransformFrames = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# Frames decoded at a time when a transform shrinks them: peak memory holds this many full-size
+# frames, however many a file's segments read.
+DEFAULT_CHUNK_FRAMES = 16
 
 
 def read_chosen_frames(
@@ -178,8 +183,12 @@ def read_chosen_frames(
     *,
     num_threads: int = 0,
     allow_truncated: bool = False,
+    transform: TransformFrames | None = None,
 ) -> tuple[object, np.ndarray, np.ndarray]:
   """(reader, indices, frames): the frames `choose(reader)` of an open reader of `source`.
+
+  transform: applied to the distinct frames `DEFAULT_CHUNK_FRAMES` at a time as they are
+  decoded (`read_from_reader`), so that only its smaller output is kept for every frame.
 
   When decord opened the file but cannot read it (MPEG-TS near its end, a damaged packet), the
   bundled ffmpeg reads it, as it reads a file decord cannot open, and `choose` picks again from
@@ -195,9 +204,9 @@ def read_chosen_frames(
   name = describe_source(source)
   indices = np.asarray(choose(reader), np.int64)
   if isinstance(reader, FfmpegReader):
-    return _read_with_ffmpeg(reader, choose, indices, name, allow_truncated)
+    return _read_with_ffmpeg(reader, choose, indices, name, allow_truncated, transform)
   try:
-    return reader, indices, read_from_reader(reader, indices, name)
+    return reader, indices, read_from_reader(reader, indices, name, transform)
   except VideoDecodeError as decord_error:
     try:
       reader = FfmpegReader(source, num_threads=num_threads)
@@ -205,22 +214,31 @@ def read_chosen_frames(
       raise VideoDecodeError(
           f"{decord_error}; the bundled ffmpeg could not read it either: {ffmpeg_error.reason}"
       ) from decord_error
-  return _read_with_ffmpeg(reader, choose, np.asarray(choose(reader)), name, allow_truncated)
+  return _read_with_ffmpeg(
+      reader, choose, np.asarray(choose(reader)), name, allow_truncated, transform
+  )
 
 
-def _read_with_ffmpeg(reader, choose, indices, name, allow_truncated):
+def _read_with_ffmpeg(reader, choose, indices, name, allow_truncated, transform):
   try:
-    return reader, indices, read_from_reader(reader, indices, name)
+    return reader, indices, read_from_reader(reader, indices, name, transform)
   except TruncatedVideoError as error:
     if not allow_truncated or error.frames_read < 1:
       raise
     reader = reader.first(error.frames_read)
     indices = np.asarray(choose(reader), np.int64)
-    return reader, indices, read_from_reader(reader, indices, name)
+    return reader, indices, read_from_reader(reader, indices, name, transform)
 
 
-def read_from_reader(reader, indices, name: str) -> np.ndarray:
-  """`read_frames` on an open reader (reads of one file may share it); `name` is for errors."""
+def read_from_reader(
+    reader, indices, name: str, transform: TransformFrames | None = None
+) -> np.ndarray:
+  """`read_frames` on an open reader (reads of one file may share it); `name` is for errors.
+
+  transform: see `read_chosen_frames`; the result is then its output for each of `indices`.
+  decord reads the frames in chunks of `DEFAULT_CHUNK_FRAMES`; the bundled ffmpeg reads them in
+  one run (each run decodes the stream from its start), so its peak holds every chosen frame.
+  """
   indices = np.asarray(indices, dtype=np.int64).reshape(-1)
   num_frames = len(reader)
   bad = indices[(indices < 0) | (indices >= num_frames)]
@@ -231,14 +249,25 @@ def read_from_reader(reader, indices, name: str) -> np.ndarray:
   # Decode each distinct frame once, in file order (cheapest seeking).
   unique, inverse = np.unique(indices, return_inverse=True)
   if isinstance(reader, FfmpegReader):
-    return reader.get_batch(unique)[inverse]
+    frames = reader.get_batch(unique)
+    return (frames if transform is None else transform(unique, frames))[inverse]
+  if transform is None:
+    return _read_decord(reader, unique, name)[inverse]
+  chunks = [
+      transform(chunk, _read_decord(reader, chunk, name))
+      for chunk in np.split(unique, range(DEFAULT_CHUNK_FRAMES, len(unique), DEFAULT_CHUNK_FRAMES))
+  ]
+  return np.concatenate(chunks)[inverse]
+
+
+def _read_decord(reader, unique: np.ndarray, name: str) -> np.ndarray:
+  """uint8 [U, H, W, 3]: the sorted distinct frames `unique` of a decord reader."""
   try:
-    frames = reader.get_batch(unique.tolist()).asnumpy()
+    return reader.get_batch(unique.tolist()).asnumpy()
   except Exception as error:
     if "DECORDArrayCopyFromTo" not in str(error):
       raise VideoDecodeError(f"{name}: {_decode_failure_reason(error)}") from error
-    frames = np.stack([_read_one_padded(reader, int(index), name) for index in unique])
-  return frames[inverse]
+    return np.stack([_read_one_padded(reader, int(index), name) for index in unique])
 
 
 def _read_one_padded(reader, index: int, name: str) -> np.ndarray:

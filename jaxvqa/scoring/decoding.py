@@ -83,11 +83,30 @@ def decode_video(
   reader = decode.open_reader(path, num_threads=decode_threads)
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
-  # again.
+  # again. Frames are prepared as they are decoded, a chunk at a time, so a file of many segments
+  # holds its model-size frames, never all its full-size ones (peak memory in docs/SCORING.md).
   declared = stream_length.declared_length(path, float(reader.get_avg_fps()))
+  prepared_size: list[tuple[int, int]] = []  # (width, height) of the frames the model prepared
+
+  def prepare_chunk(indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    plan.keep_full_size(indices, frames)
+    # decord tells a file's size only by decoding it, so a file of another size is decoded again;
+    # one at the display size keeps exactly these frames.
+    if display_size is not None and (frames.shape[2], frames.shape[1]) != tuple(display_size):
+      frames = ffmpeg_reader.read_frames_at_size(
+          path, indices, display_size, num_threads=decode_threads
+      )
+    prepared_size[:] = [(int(frames.shape[2]), int(frames.shape[1]))]
+    return np.ascontiguousarray(options.prepare(frames))
+
   try:
-    reader, unique, frames = decode.read_chosen_frames(
-        path, reader, plan.choose, num_threads=decode_threads, allow_truncated=allow_truncated
+    reader, unique, prepared = decode.read_chosen_frames(
+        path,
+        reader,
+        plan.choose,
+        num_threads=decode_threads,
+        allow_truncated=allow_truncated,
+        transform=prepare_chunk,
     )
   except decode.TruncatedVideoError as error:
     # Its total is the stream's packets; the container may declare more (a faststart MP4 cut).
@@ -97,16 +116,8 @@ def decode_video(
     ) from error
   num_frames, fps = len(reader), float(reader.get_avg_fps())
   truncation = _truncation(path, num_frames, fps, declared, plan.declared_frames, allow_truncated)
-  warnings = validity.check_frames(
-      frames[_whole_video_positions(unique, sampling, num_frames)], num_frames, options.size
-  )
-  # decord tells a file's size only by decoding it, so a file of another size is decoded again;
-  # one at the display size keeps exactly these frames.
-  if display_size is not None and (frames.shape[2], frames.shape[1]) != tuple(display_size):
-    frames = ffmpeg_reader.read_frames_at_size(
-        path, unique, display_size, num_threads=decode_threads
-    )
-  prepared = np.ascontiguousarray(options.prepare(frames))
+  whole_video_frames = plan.full_size_frames()
+  warnings = validity.check_frames(whole_video_frames, num_frames, options.size)
   clips = prepared[plan.inverse.reshape(-1, sampling.clip_length)]
   return DecodedVideo(
       clips=clips,
@@ -118,7 +129,7 @@ def decode_video(
       ),
       frame_indices=tuple(int(i) for i in sampling.whole_video_indices(num_frames)),
       num_whole_clips=sampling.num_clips,
-      decoded_size=(int(frames.shape[2]), int(frames.shape[1])),
+      decoded_size=prepared_size[0],
       warnings=truncation + warnings,
   )
 
@@ -133,6 +144,8 @@ class _FramePlan:
     self.starts: np.ndarray | None = None
     self.inverse = np.zeros(0, np.int64)
     self.declared_frames: int | None = None
+    self._whole_video = np.zeros(0, np.int64)
+    self._full_size: dict[int, np.ndarray] = {}
 
   def choose(self, reader) -> np.ndarray:
     """int64 [U]: the distinct frames every clip reads, sorted; `inverse` rebuilds the clips."""
@@ -148,12 +161,19 @@ class _FramePlan:
         *(sampling.segment_clip(start, stop) for start, stop in self.segments),
     ]
     unique, self.inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
+    # A reader chosen again (ffmpeg's after decord's) numbers its frames anew.
+    self._whole_video = np.unique(sampling.whole_video_indices(num_frames))
+    self._full_size = {}
     return unique
 
+  def keep_full_size(self, indices: np.ndarray, frames: np.ndarray) -> None:
+    """Keeps the decoded whole-video frames among `indices` for `validity` (N at most)."""
+    for position in np.flatnonzero(np.isin(indices, self._whole_video)):
+      self._full_size[int(indices[position])] = frames[position].copy()  # not a view: frees chunk
 
-def _whole_video_positions(unique: np.ndarray, sampling: Sampling, num_frames: int) -> np.ndarray:
-  """Where the whole-video score's frames are among the decoded `unique` ones."""
-  return np.searchsorted(unique, np.unique(sampling.whole_video_indices(num_frames)))
+  def full_size_frames(self) -> np.ndarray:
+    """uint8 [U, H, W, 3]: the distinct frames of the whole-video score as decoded, in order."""
+    return np.stack([self._full_size[int(index)] for index in self._whole_video])
 
 
 def _truncation(
