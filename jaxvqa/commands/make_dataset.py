@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
       raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
     if args.beam_args and not through_beam:
       raise ValueError(f"Beam options {args.beam_args} given without --beam or --runner")
+    if args.out.exists() and not args.out.is_dir():
+      raise ValueError(
+          f"--out {args.out} is a file, not a directory: name a new or existing directory"
+      )
     originals, skipped = make_steps.find_sources(args.sources)
   except (ValueError, FileNotFoundError) as error:
     _error(str(error))
@@ -124,9 +128,16 @@ def run(args: argparse.Namespace) -> int:
         **settings,
     )
   else:
-    result = compress.make_dataset(
-        originals, args.out, rates, codecs, args.jobs, progress=not args.no_progress, **settings
-    )
+    try:
+      result = compress.make_dataset(
+          originals, args.out, rates, codecs, args.jobs, progress=not args.no_progress, **settings
+      )
+    except KeyboardInterrupt:
+      _error(
+          "interrupted: queued encodes cancelled, finished ones kept; rerun the same command "
+          "to make the rest"
+      )
+      return 130
   for failure in result.failures:
     _error(f"FAILED {failure.name}: {failure.reason}")
   _error(

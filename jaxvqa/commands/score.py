@@ -9,6 +9,7 @@ scored, 2 bad invocation (no checkpoint or a damaged one, nothing to score, an u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -228,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
         )
       output.close()
     if stream is not sys.stdout:
-      stream.close()
+      with contextlib.suppress(OutputError):  # a failed write was reported where it happened
+        stream.close()
 
 
 def _open_output(
@@ -238,8 +240,8 @@ def _open_output(
 
   Raises OutputError: --output cannot be used as asked.
   """
-  from jaxvqa.scoring.names import os_reason, printable_name
-  from jaxvqa.scoring.output_file import OutputError, OutputFile, check_output
+  from jaxvqa.scoring.names import printable_name
+  from jaxvqa.scoring.output_file import OutputError, OutputFile, OutputStream, check_output
 
   if args.output is None:
     return None, sys.stdout, []
@@ -255,10 +257,7 @@ def _open_output(
         f"--resume: --output {printable_name(str(args.output))} is not a "
         "regular file; there is nothing to resume from"
     )
-  try:
-    return None, open(args.output, "w", encoding="utf-8", newline=""), []  # noqa: SIM115
-  except OSError as error:
-    raise OutputError(f"--output {printable_name(str(args.output))}: {os_reason(error)}") from error
+  return None, OutputStream(args.output), []
 
 
 def _load_and_score(
@@ -430,6 +429,8 @@ def _finish(
     )
   elif args.format not in STREAMED_FORMATS:
     write_text(stream, text)
+  if stream is not sys.stdout:
+    stream.close()  # an OutputError when the last of it cannot be written (a full device)
   if failures:
     _error(
         f"{len(failures)} of {len(scores) + len(failures)} inputs could not be scored: "

@@ -108,6 +108,43 @@ def _read_rows(data: bytes, name: str) -> list[dict[str, Any]]:
   return rows
 
 
+class OutputStream:
+  """`--output` that is not a regular file (a device such as /dev/full, a FIFO), written as a
+  stream: a failed write or flush is an OutputError naming it, not a traceback."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.shown = printable_name(os.fspath(path))
+    try:
+      self._file = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 — until close
+    except OSError as error:
+      raise OutputError(f"--output {self.shown}: {os_reason(error)}") from error
+    self.encoding = self._file.encoding
+
+  def _failed(self, error: OSError) -> OutputError:
+    return OutputError(f"cannot write --output {self.shown}: {os_reason(error)}")
+
+  def write(self, text: str) -> None:
+    try:
+      self._file.write(text)
+    except OSError as error:
+      raise self._failed(error) from error
+
+  def flush(self) -> None:
+    try:
+      self._file.flush()
+    except OSError as error:
+      raise self._failed(error) from error
+
+  def close(self) -> None:
+    """Flushes and closes; a second call does nothing."""
+    if self._file.closed:
+      return
+    try:
+      self._file.close()
+    except OSError as error:
+      raise self._failed(error) from error
+
+
 class OutputFile:
   """`--output FILE` for a regular file: every result kept as it is made, FILE replaced once.
 
