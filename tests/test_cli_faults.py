@@ -145,3 +145,34 @@ def test_ctrl_c_stops_make_dataset_at_once_leaving_no_partial_files(tmp_path):
   )
   assert rerun.returncode == 0, rerun.stderr
   assert len((out / "manifest.jsonl").read_text().splitlines()) == 24
+
+
+def test_resume_knows_files_spelt_another_way_and_refuses_another_batch_size(
+    clips, tmp_path, monkeypatch
+):
+  from jaxvqa.scoring import output_file
+
+  def stopped_before_the_end(self, text):
+    raise KeyboardInterrupt
+
+  out = tmp_path / "scores.jsonl"
+  relative = [os.path.basename(path) for path in clips]
+  monkeypatch.chdir(os.path.dirname(clips[0]))
+  with monkeypatch.context() as stopped:
+    stopped.setattr(output_file.OutputFile, "finish", stopped_before_the_end)
+    status, _, _ = run_cli(
+        ["score", "--no-progress", "--format", "jsonl", "--output", str(out), *relative]
+    )
+  assert status == 130
+  assert len(open(f"{out}.partial").read().splitlines()) == 2
+  # Another batch size would change the scores by ~1e-6: refused, rows kept.
+  arguments = ["score", "--no-progress", "--format", "jsonl", "--output", str(out), "--resume"]
+  status, _, stderr = run_cli([*arguments, "--batch-size", "3", *clips])
+  assert status == 2
+  assert "was scored 8 clips per device per model call; this run asks for 3" in stderr
+  # The same files by their absolute names: nothing is scored again, each file written once.
+  status, _, stderr = run_cli([*arguments, *clips, f"./{relative[0]}"])
+  assert status == 0, stderr
+  assert "2 of 2 files already scored" in stderr
+  assert "0 files to score" in stderr
+  assert len(out.read_text().splitlines()) == 2

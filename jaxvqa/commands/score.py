@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from jaxvqa.commands import model_arguments
+from jaxvqa.scoring.names import file_key
 from jaxvqa.scoring.records import FORMATS
 from jaxvqa.scoring.sampling import Sampling
 
@@ -285,7 +286,8 @@ def _load_and_score(
     _error(str(error))
     return EXIT_USAGE
   provenance = Provenance.of(trained, sampling, _display_size(args))
-  kept = output.resume_from(rows, provenance) if output is not None else []
+  per_device_batch = args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH
+  kept = output.resume_from(rows, provenance, per_device_batch) if output is not None else []
   todo = _announce(args, paths, kept, output, trained)
   scores, failures = _score(args, todo, failures, trained, provenance, output, stream)
   if provenance.display_size is None:
@@ -302,10 +304,8 @@ def _announce(
     trained: TrainedModel,
 ) -> list[str]:
   """Says on stderr what the run will do; returns the paths still to score."""
-  from jaxvqa.scoring.names import escape_name
-
-  done = {score.path for score in kept}
-  todo = [path for path in paths if escape_name(path) not in done]
+  done = {file_key(score.path) for score in kept}
+  todo = [path for path in paths if file_key(path) not in done]
   if args.resume:
     _error(
         f"resuming {output.resumed_from}: {len(paths) - len(todo)} of {len(paths)} files "
@@ -347,9 +347,11 @@ def _score(
       else None
   )
 
+  per_device_batch = args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH
+
   def emit(record: dict[str, Any]) -> None:
-    if output is not None:
-      output.append(record)
+    if output is not None:  # the batch goes in FILE.partial only, for --resume to compare
+      output.append({**record, "per_device_batch": per_device_batch})
     if row_stream is not None:
       row_stream.write(record)
 
@@ -365,7 +367,7 @@ def _score(
       sampling=provenance.sampling,
       display_size=provenance.display_size,
       allow_truncated=args.allow_truncated,
-      per_device_batch=args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH,
+      per_device_batch=per_device_batch,
       workers=args.workers or os.cpu_count() or 1,
       on_failure=report,
       on_result=lambda score: emit(score_record(score, provenance)),
@@ -413,13 +415,13 @@ def _finish(
     stream: TextIO,
 ) -> int:
   """Writes the chosen format (FILE replaced, or the stream unless rows were streamed)."""
-  from jaxvqa.scoring.names import escape_name, printable_name
+  from jaxvqa.scoring.names import printable_name
   from jaxvqa.scoring.records import FORMATTERS, STREAMED_FORMATS, write_text
 
   # In the order of the inputs, as an uninterrupted run writes them (kept rows of files no longer
   # among the inputs first).
-  position = {escape_name(path): number for number, path in enumerate(paths)}
-  scores = sorted(scores, key=lambda score: position.get(escape_name(score.path), -1))
+  position = {file_key(path): number for number, path in enumerate(paths)}
+  scores = sorted(scores, key=lambda score: position.get(file_key(score.path), -1))
   text = FORMATTERS[args.format](scores, failures, provenance)
   if output is not None:
     output.finish(text)

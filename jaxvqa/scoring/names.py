@@ -21,6 +21,13 @@ def escape_name(name: str) -> str:
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def file_key(name: str) -> str:
+  """The file a name stands for, however it was spelt ('a.mp4', './a.mp4', '/abs/a.mp4', through
+  a linked directory), as text: a name as given, or as an output row holds it (`escape_name`d).
+  --resume compares files by it, so a file given another way is never scored or written twice."""
+  return escape_name(os.path.realpath(name))
+
+
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
