@@ -176,3 +176,28 @@ def test_resume_knows_files_spelt_another_way_and_refuses_another_batch_size(
   assert "2 of 2 files already scored" in stderr
   assert "0 files to score" in stderr
   assert len(out.read_text().splitlines()) == 2
+
+
+def test_names_with_escape_sequences_and_newlines_reach_the_terminal_escaped(clips, tmp_path):
+  # An OSC that would retitle the terminal and a newline that would forge a line of our own.
+  not_a_video = tmp_path / "evil\x1b]0;pwned\x07\njaxvqa score: wrote 0 scores.mp4"
+  not_a_video.write_bytes(b"not a video")
+  red = tmp_path / "red\x1b[31m\rclip.mp4"
+  red.write_bytes(open(clips[0], "rb").read())
+  scored = subprocess.run(
+      [sys.executable, "-m", "jaxvqa.cli", "score", "--no-progress", str(not_a_video), str(red)],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert scored.returncode == 1, scored.stderr
+  for control in ("\x1b", "\x07", "\r"):
+    assert control not in scored.stderr + scored.stdout
+  lines = scored.stderr.splitlines()
+  assert all(line.startswith(("jaxvqa score: ", "[")) for line in lines), lines
+  assert not [line for line in lines if line.startswith("jaxvqa score: wrote")]
+  assert f"{tmp_path}/evil\\x1b]0;pwned\\x07\\njaxvqa score: wrote 0 scores.mp4: not a video" in (
+      scored.stderr
+  )
+  assert "red\\x1b[31m\\rclip.mp4" in scored.stdout

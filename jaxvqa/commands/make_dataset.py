@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jaxvqa.data import encoding
 from jaxvqa.data import ladder
+from jaxvqa.scoring.names import printable_name
 
 
 def add_subcommand(subparsers) -> None:
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
   if skipped:
     _error(
         f"ignoring {len(skipped)} files without a video extension "
-        f"({', '.join(p.name for p in skipped[:5])}{', ...' if len(skipped) > 5 else ''})"
+        f"({', '.join(printable_name(p.name) for p in skipped[:5])}"
+        f"{', ...' if len(skipped) > 5 else ''})"
     )
   if not originals:
     _error(f"no video files in {args.sources}")
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
       )
       return 130
   for failure in result.failures:
-    _error(f"FAILED {failure.name}: {failure.reason}")
+    _error(f"FAILED {printable_name(failure.name)}: {printable_name(failure.reason)}")
   _error(
       f"{len(result.rows)} encodes in {Path(args.out) / manifest.MANIFEST_NAME}, "
       f"{len(result.failures)} failures"

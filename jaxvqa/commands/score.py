@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_USAGE
   paths, failures = find_videos(args.paths)
   for failure in failures:
-    _error(f"{printable_name(failure.path)}: {failure.reason}")
+    _error(f"{printable_name(failure.path)}: {printable_name(failure.reason)}")
   if not paths:
     _error(
         "no video files to score (directories are searched for "
@@ -356,7 +356,8 @@ def _score(
       row_stream.write(record)
 
   def report(failure: ScoreFailure) -> None:
-    tqdm.write(f"jaxvqa score: {printable_name(failure.path)}: {failure.reason}", file=sys.stderr)
+    shown = f"{printable_name(failure.path)}: {printable_name(failure.reason)}"
+    tqdm.write(f"jaxvqa score: {shown}", file=sys.stderr)
     emit(failure_record(failure, provenance))
 
   for failure in failures:
