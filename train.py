@@ -8,7 +8,8 @@ workdir's config.json records: a changed one is refused, naming the fields, unle
 
 Exit status: 0 done; 2 with one line on stderr for a config error, a damaged checkpoint or a
 workdir another train.py is writing; 128 + the signal number (143 SIGTERM, 130 SIGINT) when a
-signal stopped training: it saved first, and rerunning the same command resumes.
+signal stopped training: it saved first, and rerunning the same command resumes; 130 for
+Ctrl-C outside the training steps (the final evaluation), with the saves made so far kept.
 """
 
 import sys
@@ -46,6 +47,15 @@ def main(argv):
   except trainer.TrainingInterrupted as stop:
     print(f"train.py: {stop}", file=sys.stderr)
     sys.exit(128 + stop.signum)
+  except KeyboardInterrupt:
+    # Outside the training steps (the final evaluation, loading data): every save made so far
+    # is whole, so a rerun resumes from the newest.
+    print(
+        "train.py: interrupted (Ctrl-C); the checkpoints saved so far are kept: rerun the same "
+        "command to resume",
+        file=sys.stderr,
+    )
+    sys.exit(130)
   except (
       config_lib.ConfigError,
       checkpointing.CheckpointError,

@@ -77,12 +77,14 @@ class QualityModel:
 
   def score(
       self,
-      path: str | os.PathLike,
+      path: str | bytes | os.PathLike,
       display_size: tuple[int, int] | None = None,
       *,
       allow_truncated: bool = False,
   ) -> float:
     """The calibrated score of one video file (the whole video, as `jaxvqa score` gives it).
+
+    path: a str or os.PathLike, or bytes as the OS gives names (read with os.fsdecode).
 
     display_size: (width, height) to decode the file at first, as `jaxvqa score --display-size
       WxH` does: with ffmpeg's bicubic in yuv420p, as the training frames of a ladder's lower
@@ -96,13 +98,13 @@ class QualityModel:
     """
     (score,) = self.score_many([path], display_size=display_size, allow_truncated=allow_truncated)
     if score is None:
-      name = os.fspath(path)
+      name = os.fsdecode(path)
       raise decode.VideoDecodeError(f"{name}: {self.last_errors[name]}")
     return score
 
   def score_many(
       self,
-      paths: Sequence[str | os.PathLike],
+      paths: Sequence[str | bytes | os.PathLike],
       *,
       workers: int = 4,
       progress: bool = False,
@@ -116,12 +118,12 @@ class QualityModel:
     Decoding runs in `workers` threads while the model scores earlier files. display_size: every
     file decoded at (width, height) first, as in `score`; allow_truncated as in `score`.
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, bytes, os.PathLike)):
       raise TypeError(
           f"score_many takes a list of paths, got the single path {paths!r}; "
           "use score(path) for one file"
       )
-    names = [os.fspath(path) for path in paths]
+    names = [os.fsdecode(path) for path in paths]  # bytes names as the OS gives them back as str
     results, failures = scoring.score_videos(
         names,
         self.trained,

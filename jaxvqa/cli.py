@@ -8,6 +8,7 @@ does not wait for JAX. The list below is explicit on purpose: no registry by nam
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import jaxvqa
@@ -50,10 +51,24 @@ def main(argv: list[str] | None = None) -> int:
   return int(args.run(args) or 0)
 
 
+# What a shell reports for a program that a closed pipe stopped (128 + SIGPIPE), as `yes | head`.
+EXIT_CLOSED_PIPE = 141
+
+
 def console_main() -> int:
-  """The `jaxvqa` command: `main` in a process of its own (tests call `main` in theirs)."""
+  """The `jaxvqa` command: `main` in a process of its own (tests call `main` in theirs).
+
+  A reader that stops early (`jaxvqa score ... | head -2`) ends the command quietly with 141, as
+  it ends `cat` or `yes`: what was written is what the reader wanted.
+  """
   run_log.ignore_closed_event_loop_callbacks()
-  return main()
+  try:
+    return main()
+  except BrokenPipeError:
+    # Python flushes stdout once more at exit; pointing it at /dev/null keeps that flush, which
+    # would meet the same closed pipe, from printing a second error.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jaxvqa.data import encoding
 from jaxvqa.data import ladder
+from jaxvqa.scoring.names import printable_name
 
 
 def add_subcommand(subparsers) -> None:
@@ -95,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
       raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
     if args.beam_args and not through_beam:
       raise ValueError(f"Beam options {args.beam_args} given without --beam or --runner")
+    if args.out.exists() and not args.out.is_dir():
+      raise ValueError(
+          f"--out {args.out} is a file, not a directory: name a new or existing directory"
+      )
     originals, skipped = make_steps.find_sources(args.sources)
   except (ValueError, FileNotFoundError) as error:
     _error(str(error))
@@ -102,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
   if skipped:
     _error(
         f"ignoring {len(skipped)} files without a video extension "
-        f"({', '.join(p.name for p in skipped[:5])}{', ...' if len(skipped) > 5 else ''})"
+        f"({', '.join(printable_name(p.name) for p in skipped[:5])}"
+        f"{', ...' if len(skipped) > 5 else ''})"
     )
   if not originals:
     _error(f"no video files in {args.sources}")
@@ -124,11 +130,18 @@ def run(args: argparse.Namespace) -> int:
         **settings,
     )
   else:
-    result = compress.make_dataset(
-        originals, args.out, rates, codecs, args.jobs, progress=not args.no_progress, **settings
-    )
+    try:
+      result = compress.make_dataset(
+          originals, args.out, rates, codecs, args.jobs, progress=not args.no_progress, **settings
+      )
+    except KeyboardInterrupt:
+      _error(
+          "interrupted: queued encodes cancelled, finished ones kept; rerun the same command "
+          "to make the rest"
+      )
+      return 130
   for failure in result.failures:
-    _error(f"FAILED {failure.name}: {failure.reason}")
+    _error(f"FAILED {printable_name(failure.name)}: {printable_name(failure.reason)}")
   _error(
       f"{len(result.rows)} encodes in {Path(args.out) / manifest.MANIFEST_NAME}, "
       f"{len(result.failures)} failures"

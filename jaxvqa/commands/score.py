@@ -9,6 +9,7 @@ scored, 2 bad invocation (no checkpoint or a damaged one, nothing to score, an u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from jaxvqa.commands import model_arguments
+from jaxvqa.scoring.names import file_key
 from jaxvqa.scoring.records import FORMATS
 from jaxvqa.scoring.sampling import Sampling
 
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_USAGE
   paths, failures = find_videos(args.paths)
   for failure in failures:
-    _error(f"{printable_name(failure.path)}: {failure.reason}")
+    _error(f"{printable_name(failure.path)}: {printable_name(failure.reason)}")
   if not paths:
     _error(
         "no video files to score (directories are searched for "
@@ -228,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
         )
       output.close()
     if stream is not sys.stdout:
-      stream.close()
+      with contextlib.suppress(OutputError):  # a failed write was reported where it happened
+        stream.close()
 
 
 def _open_output(
@@ -238,8 +241,8 @@ def _open_output(
 
   Raises OutputError: --output cannot be used as asked.
   """
-  from jaxvqa.scoring.names import os_reason, printable_name
-  from jaxvqa.scoring.output_file import OutputError, OutputFile, check_output
+  from jaxvqa.scoring.names import printable_name
+  from jaxvqa.scoring.output_file import OutputError, OutputFile, OutputStream, check_output
 
   if args.output is None:
     return None, sys.stdout, []
@@ -255,10 +258,7 @@ def _open_output(
         f"--resume: --output {printable_name(str(args.output))} is not a "
         "regular file; there is nothing to resume from"
     )
-  try:
-    return None, open(args.output, "w", encoding="utf-8", newline=""), []  # noqa: SIM115
-  except OSError as error:
-    raise OutputError(f"--output {printable_name(str(args.output))}: {os_reason(error)}") from error
+  return None, OutputStream(args.output), []
 
 
 def _load_and_score(
@@ -286,7 +286,8 @@ def _load_and_score(
     _error(str(error))
     return EXIT_USAGE
   provenance = Provenance.of(trained, sampling, _display_size(args))
-  kept = output.resume_from(rows, provenance) if output is not None else []
+  per_device_batch = args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH
+  kept = output.resume_from(rows, provenance, per_device_batch) if output is not None else []
   todo = _announce(args, paths, kept, output, trained)
   scores, failures = _score(args, todo, failures, trained, provenance, output, stream)
   if provenance.display_size is None:
@@ -303,10 +304,8 @@ def _announce(
     trained: TrainedModel,
 ) -> list[str]:
   """Says on stderr what the run will do; returns the paths still to score."""
-  from jaxvqa.scoring.names import escape_name
-
-  done = {score.path for score in kept}
-  todo = [path for path in paths if escape_name(path) not in done]
+  done = {file_key(score.path) for score in kept}
+  todo = [path for path in paths if file_key(path) not in done]
   if args.resume:
     _error(
         f"resuming {output.resumed_from}: {len(paths) - len(todo)} of {len(paths)} files "
@@ -348,14 +347,17 @@ def _score(
       else None
   )
 
+  per_device_batch = args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH
+
   def emit(record: dict[str, Any]) -> None:
-    if output is not None:
-      output.append(record)
+    if output is not None:  # the batch goes in FILE.partial only, for --resume to compare
+      output.append({**record, "per_device_batch": per_device_batch})
     if row_stream is not None:
       row_stream.write(record)
 
   def report(failure: ScoreFailure) -> None:
-    tqdm.write(f"jaxvqa score: {printable_name(failure.path)}: {failure.reason}", file=sys.stderr)
+    shown = f"{printable_name(failure.path)}: {printable_name(failure.reason)}"
+    tqdm.write(f"jaxvqa score: {shown}", file=sys.stderr)
     emit(failure_record(failure, provenance))
 
   for failure in failures:
@@ -366,7 +368,7 @@ def _score(
       sampling=provenance.sampling,
       display_size=provenance.display_size,
       allow_truncated=args.allow_truncated,
-      per_device_batch=args.batch_size or inference.DEFAULT_PER_DEVICE_BATCH,
+      per_device_batch=per_device_batch,
       workers=args.workers or os.cpu_count() or 1,
       on_failure=report,
       on_result=lambda score: emit(score_record(score, provenance)),
@@ -414,13 +416,13 @@ def _finish(
     stream: TextIO,
 ) -> int:
   """Writes the chosen format (FILE replaced, or the stream unless rows were streamed)."""
-  from jaxvqa.scoring.names import escape_name, printable_name
+  from jaxvqa.scoring.names import printable_name
   from jaxvqa.scoring.records import FORMATTERS, STREAMED_FORMATS, write_text
 
   # In the order of the inputs, as an uninterrupted run writes them (kept rows of files no longer
   # among the inputs first).
-  position = {escape_name(path): number for number, path in enumerate(paths)}
-  scores = sorted(scores, key=lambda score: position.get(escape_name(score.path), -1))
+  position = {file_key(path): number for number, path in enumerate(paths)}
+  scores = sorted(scores, key=lambda score: position.get(file_key(score.path), -1))
   text = FORMATTERS[args.format](scores, failures, provenance)
   if output is not None:
     output.finish(text)
@@ -430,6 +432,8 @@ def _finish(
     )
   elif args.format not in STREAMED_FORMATS:
     write_text(stream, text)
+  if stream is not sys.stdout:
+    stream.close()  # an OutputError when the last of it cannot be written (a full device)
   if failures:
     _error(
         f"{len(failures)} of {len(scores) + len(failures)} inputs could not be scored: "

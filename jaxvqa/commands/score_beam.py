@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from jaxvqa.commands import model_arguments
+from jaxvqa.scoring.names import printable_name
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -116,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
   if not paths and args.list is None:
     _error("nothing to score: give --input PATH (files, directories, globs) or --list FILE")
     return EXIT_USAGE
+  if args.list is None and not any(os.path.exists(path) for path in paths):
+    # As `jaxvqa score`: nothing there to score is a bad invocation, not a failed file.
+    _error(f"no such file: {', '.join(printable_name(path) for path in paths)}")
+    return EXIT_USAGE
   try:
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
@@ -153,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
   rows = score.read_rows(args.output)
   failed = [row for row in rows if row["error"] is not None]
   for row in sorted(failed, key=lambda row: row["path"]):
-    _error(f"{row['path']}: {row['error']}")
+    _error(f"{printable_name(row['path'])}: {printable_name(row['error'])}")
   _error(
       f"{len(rows) - len(failed)} scored, {len(failed)} could not be; rows in "
       f"{args.output}-*.jsonl"

@@ -128,52 +128,59 @@ def make_dataset(
       concurrent.futures.ThreadPoolExecutor(jobs) as pool,
       _progress(len(tasks) * job.encodes_per_source, "make-dataset", progress) as bar,
   ):
-    running: dict[concurrent.futures.Future, SourceTask | EncodeTask] = {}
+    try:
+      running: dict[concurrent.futures.Future, SourceTask | EncodeTask] = {}
 
-    def threads_now(extra: int) -> int:
-      # Tasks that will run at once: what is queued, up to the pool's size.
-      return max(1, cores // max(1, min(jobs, len(running) + extra)))
+      def threads_now(extra: int) -> int:
+        # Tasks that will run at once: what is queued, up to the pool's size.
+        return max(1, cores // max(1, min(jobs, len(running) + extra)))
 
-    def queue_encodes(mezzanine: encoding.Mezzanine) -> None:
-      pending, finished = make_steps.plan_encodes(mezzanine, job)
-      result.rows.extend(finished)
-      result.skipped += len(finished)
-      bar.update(len(finished))
-      for task in pending:
-        running[pool.submit(make_steps.make_encode, task, job, threads_now(len(pending)))] = task
+      def queue_encodes(mezzanine: encoding.Mezzanine) -> None:
+        pending, finished = make_steps.plan_encodes(mezzanine, job)
+        result.rows.extend(finished)
+        result.skipped += len(finished)
+        bar.update(len(finished))
+        for task in pending:
+          running[pool.submit(make_steps.make_encode, task, job, threads_now(len(pending)))] = task
 
-    to_make = []
-    for task in tasks:
-      reused = make_steps.reuse_mezzanine(task, job)
-      if reused is not None:
-        queue_encodes(reused)
-      else:
-        to_make.append(task)
-    for task in to_make:
-      running[pool.submit(make_steps.make_source, task, job, threads_now(len(to_make)))] = task
-
-    while running:
-      done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-      for future in done:
-        task = running.pop(future)
-        try:
-          outcome = future.result()
-        except Exception as error:  # reported by name; everything else goes on
-          if isinstance(task, SourceTask):
-            result.failures.append(make_steps.source_failure(task, error))
-            result.failed_sources += 1
-            bar.update(job.encodes_per_source)
-          else:
-            result.failures.append(make_steps.encode_failure(task, error))
-            result.failed_encodes += 1
-            bar.update(1)
-          continue
-        if isinstance(task, SourceTask):
-          queue_encodes(outcome)
+      to_make = []
+      for task in tasks:
+        reused = make_steps.reuse_mezzanine(task, job)
+        if reused is not None:
+          queue_encodes(reused)
         else:
-          result.rows.append(outcome)
-          result.made += 1
-          bar.update(1)
+          to_make.append(task)
+      for task in to_make:
+        running[pool.submit(make_steps.make_source, task, job, threads_now(len(to_make)))] = task
+
+      while running:
+        done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in done:
+          task = running.pop(future)
+          try:
+            outcome = future.result()
+          except Exception as error:  # reported by name; everything else goes on
+            if isinstance(task, SourceTask):
+              result.failures.append(make_steps.source_failure(task, error))
+              result.failed_sources += 1
+              bar.update(job.encodes_per_source)
+            else:
+              result.failures.append(make_steps.encode_failure(task, error))
+              result.failed_encodes += 1
+              bar.update(1)
+            continue
+          if isinstance(task, SourceTask):
+            queue_encodes(outcome)
+          else:
+            result.rows.append(outcome)
+            result.made += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+      # Queued encodes are dropped, not run: Ctrl-C stops the job after the ones already running
+      # (their ffmpeg gets the terminal's SIGINT too), and what they leave half-written goes.
+      pool.shutdown(wait=True, cancel_futures=True)
+      make_steps.remove_stale_temporaries(job.out_dir)
+      raise
 
   result.rows = make_steps.write_manifest(job.out_dir, result.rows)
   result.failures.sort(key=lambda failure: failure.name)

@@ -40,14 +40,16 @@ tests/test_video.py:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from jaxvqa.data.ffmpeg_reader import FfmpegReader
+from jaxvqa.scoring.names import has_control_characters
 from jaxvqa.data.video_source import (
     TruncatedVideoError,
     VideoDecodeError,
@@ -89,6 +91,22 @@ def _decode_failure_reason(error: Exception, header: bytes = b"") -> str:
   return unopenable_reason(header) or f"not a video decord can open ({detail})"
 
 
+@contextlib.contextmanager
+def _name_fit_to_print(handle: str | io.BytesIO) -> Iterator[str | io.BytesIO]:
+  """`handle`, or for a path whose name holds control characters (a newline, ESC) the same file
+  as /proc/self/fd/N while the block runs: decord prints the name it fails to open on stderr
+  itself, where ESC would drive the terminal and a newline forge a line. Our own message, which
+  follows, names the file escaped. decord keeps its own descriptor once open."""
+  if not (isinstance(handle, str) and has_control_characters(handle)):
+    yield handle
+    return
+  descriptor = os.open(handle, os.O_RDONLY)
+  try:
+    yield f"/proc/self/fd/{descriptor}" if os.path.isdir("/proc/self/fd") else handle
+  finally:
+    os.close(descriptor)
+
+
 def open_reader(source: VideoSource, *, num_threads: int = 0):
   """Opens a reader on a path or on encoded bytes: decord's, else `FfmpegReader`.
 
@@ -119,7 +137,8 @@ def open_reader(source: VideoSource, *, num_threads: int = 0):
       raise VideoDecodeError(f"{name}: empty file (0 bytes); re-copy or re-encode it")
     handle = path
   try:
-    reader = decord.VideoReader(handle, ctx=decord.cpu(0), num_threads=num_threads)
+    with _name_fit_to_print(handle) as printable_handle:
+      reader = decord.VideoReader(printable_handle, ctx=decord.cpu(0), num_threads=num_threads)
   except Exception as error:  # decord raises RuntimeError or DECORDError
     decord_reason = _decode_failure_reason(error, read_header(source))
     try:

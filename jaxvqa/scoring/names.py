@@ -21,12 +21,27 @@ def escape_name(name: str) -> str:
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def file_key(name: str) -> str:
+  """The file a name stands for, however it was spelt ('a.mp4', './a.mp4', '/abs/a.mp4', through
+  a linked directory), as text: a name as given, or as an output row holds it (`escape_name`d).
+  --resume compares files by it, so a file given another way is never scored or written twice."""
+  return escape_name(os.path.realpath(name))
+
+
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control_characters(text: str) -> bool:
+  """Whether `text` holds what a terminal acts on rather than shows (a newline, CR, ESC, C1)."""
+  return _CONTROL_CHARACTERS.search(text) is not None
 
 
 def printable_name(name: str) -> str:
   """`escape_name`, then control characters as escapes ('\\n', '\\x1b'): for lines read by people
-  (stderr, the table), where a newline would forge a line and ESC would drive the terminal."""
+  (stderr, the table), where a newline would forge a line and ESC would drive the terminal. Any
+  text about a file goes through it: its name, and reasons that quote a decoder's words (which
+  may embed the name).
+  """
   return _CONTROL_CHARACTERS.sub(
       lambda match: match.group().encode("unicode_escape").decode("ascii"), escape_name(name)
   )

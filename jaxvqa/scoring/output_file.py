@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxvqa.scoring.names import os_reason, printable_name
+from jaxvqa.scoring.names import file_key, os_reason, printable_name
 from jaxvqa.scoring.provenance import decoded_at
 from jaxvqa.scoring.records import Provenance, json_line, score_from_record
 from jaxvqa.scoring.results import VideoScore
@@ -106,6 +106,43 @@ def _read_rows(data: bytes, name: str) -> list[dict[str, Any]]:
       )
     rows.append(row)
   return rows
+
+
+class OutputStream:
+  """`--output` that is not a regular file (a device such as /dev/full, a FIFO), written as a
+  stream: a failed write or flush is an OutputError naming it, not a traceback."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.shown = printable_name(os.fspath(path))
+    try:
+      self._file = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 — until close
+    except OSError as error:
+      raise OutputError(f"--output {self.shown}: {os_reason(error)}") from error
+    self.encoding = self._file.encoding
+
+  def _failed(self, error: OSError) -> OutputError:
+    return OutputError(f"cannot write --output {self.shown}: {os_reason(error)}")
+
+  def write(self, text: str) -> None:
+    try:
+      self._file.write(text)
+    except OSError as error:
+      raise self._failed(error) from error
+
+  def flush(self) -> None:
+    try:
+      self._file.flush()
+    except OSError as error:
+      raise self._failed(error) from error
+
+  def close(self) -> None:
+    """Flushes and closes; a second call does nothing."""
+    if self._file.closed:
+      return
+    try:
+      self._file.close()
+    except OSError as error:
+      raise self._failed(error) from error
 
 
 class OutputFile:
@@ -194,12 +231,17 @@ class OutputFile:
       return self._seed
     return []
 
-  def resume_from(self, rows: Sequence[dict[str, Any]], provenance: Provenance) -> list[VideoScore]:
-    """The scores in `rows` (failed files are left out, to be tried again).
+  def resume_from(
+      self, rows: Sequence[dict[str, Any]], provenance: Provenance, per_device_batch: int
+  ) -> list[VideoScore]:
+    """The scores in `rows` (failed files are left out, to be tried again), one per file.
 
     Raises OutputError: a row written by an earlier jaxvqa score (without `jaxvqa_version`), by
     another model (`model_id`), with other --frames / segments, or at another --display-size
-    (rows written before the option existed have none: scored at each file's own size).
+    (rows written before the option existed have none: scored at each file's own size), or with
+    another --batch-size: a model call's numerics depend on its batch (~1e-6), and a resumed
+    output promises the bytes of an uninterrupted run (rows without `per_device_batch`, from a
+    finished jsonl FILE or an earlier version, are not compared).
     """
     kept: dict[str, VideoScore] = {}
     sampling = provenance.sampling
@@ -234,8 +276,15 @@ class OutputFile:
             f"run decodes {decoded_at(provenance.display_size_text)}: resume with the same "
             "--display-size, or write to another --output"
         )
+      batch = row.get("per_device_batch")
+      if batch is not None and batch != per_device_batch:
+        raise OutputError(
+            f"--resume: {self.resumed_from} was scored {batch} clips per device per model call; "
+            f"this run asks for {per_device_batch}: resume with --batch-size {batch} (scores "
+            "differ by ~1e-6 between batch sizes), or write to another --output"
+        )
       if row.get("error") is None:
-        kept[row["path"]] = score_from_record(row)
+        kept[file_key(row["path"])] = score_from_record(row)
     for row in self._seed:
       self.append(row)
     return list(kept.values())
