@@ -93,7 +93,7 @@ def load_config(path: Path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  # A config built from swinv2.VARIANTS may leave out backbone fields that have a SwinV2 default
+  # A config built from swinv2_presets.VARIANTS may leave out backbone fields that have a SwinV2 default
   # (configs/default.py has no mlp_ratio); build_vqa_model reads every field, so fill them in.
   for field in ("mlp_ratio", "drop_path_rate"):
     if field not in config.model.backbone:

@@ -68,7 +68,7 @@ import numpy as np
 import optax
 
 from jaxvqa import losses, optim, steps
-from jaxvqa.models import swinv2, vqa
+from jaxvqa.models import swinv2, swinv2_presets, vqa
 
 MODEL_NAME = "swinv2_tiny_window8_256"
 DROP_PATH_RATE = 0.1
@@ -97,7 +97,7 @@ class Sizes:
     return cls(
         batch=batch,
         image_size=256,
-        backbone=dict(swinv2.VARIANTS[MODEL_NAME], drop_path_rate=DROP_PATH_RATE),
+        backbone=dict(swinv2_presets.VARIANTS[MODEL_NAME], drop_path_rate=DROP_PATH_RATE),
         matmul_size=8192,
         vqa_config=default.get_config(),
     )

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa.models import swinv2
+from jaxvqa.models import swinv2, swinv2_presets
 from jaxvqa.models import window_attention_pallas as pallas_attention
 from jaxvqa.models import windows
 
@@ -64,7 +64,7 @@ class Stage(NamedTuple):
 
 def stages_of(variant: str) -> list[Stage]:
   """The window attention shapes of each stage of `variant` at IMAGE_SIZE², as SwinV2 runs them."""
-  fields = swinv2.VARIANTS[variant]
+  fields = swinv2_presets.VARIANTS[variant]
   model = swinv2.SwinV2(**fields)
   grid = IMAGE_SIZE // model.patch_size
   stages = []
@@ -221,7 +221,9 @@ def time_backbone(variant: str, args) -> None:
   ):
     for impl in swinv2.ATTENTION_IMPLS:
       backbone = dict(
-          swinv2.VARIANTS[variant], drop_path_rate=throughput.DROP_PATH_RATE, attention_impl=impl
+          swinv2_presets.VARIANTS[variant],
+          drop_path_rate=throughput.DROP_PATH_RATE,
+          attention_impl=impl,
       )
       sizes = throughput.Sizes(
           batch=args.batch, image_size=IMAGE_SIZE, backbone=backbone, matmul_size=0, vqa_config=None

@@ -14,7 +14,7 @@ Start from ImageNet weights with --config.init.backbone=/path/to/converted (see
 
 import ml_collections
 
-from jaxvqa.models import swinv2
+from jaxvqa.models import swinv2_presets
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
           # attention_impl: "xla", or "pallas" for the fused window-attention kernel (GPU; not yet
           # measured there, docs/PERFORMANCE.md).
           backbone=dict(
-              swinv2.VARIANTS["swinv2_tiny_window16_256"],
+              swinv2_presets.VARIANTS["swinv2_tiny_window16_256"],
               mlp_ratio=4.0,
               drop_path_rate=0.1,
               attention_impl="xla",

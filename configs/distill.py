@@ -23,7 +23,7 @@ the run into chunks that resume (device calls of a few minutes).
 import ml_collections
 
 from configs import demo
-from jaxvqa.models import swinv2
+from jaxvqa.models import swinv2_presets
 
 # The SwinV2 every distilled run trains and the K-fold protocol fine-tunes (`student_model`).
 STUDENT_BACKBONE = "jaxvqa_swinv2_mini_window8"
@@ -34,7 +34,10 @@ def student_model() -> ml_collections.ConfigDict:
   distilled, shipped and fine-tuned on a CPU: the demo's heads over the mini SwinV2."""
   model = demo.get_config("scratch").model
   model.backbone = dict(
-      swinv2.VARIANTS[STUDENT_BACKBONE], mlp_ratio=4.0, drop_path_rate=0.1, attention_impl="xla"
+      swinv2_presets.VARIANTS[STUDENT_BACKBONE],
+      mlp_ratio=4.0,
+      drop_path_rate=0.1,
+      attention_impl="xla",
   )
   model.dtype = "bfloat16"
   return model

@@ -16,7 +16,8 @@ from transformers.models.swinv2.modeling_swinv2 import Swinv2Layer, Swinv2SelfAt
 from jaxvqa.models import swinv2
 from jaxvqa.models import windows
 from jaxvqa.models.convert import convert_state_dict
-from jaxvqa.models.swinv2 import SwinV2, SwinV2Output, from_variant
+from jaxvqa.models.swinv2 import SwinV2, SwinV2Output
+from jaxvqa.models.swinv2_presets import from_variant
 
 # (image height, width, Swinv2Config fields). Small widths keep CPU time low; the sizes pick
 # the geometry each case exercises (see the ids).

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(model_kwargs: Mapping[str, Any]) -> str:
   """The VARIANTS name these kwargs match, else the kwargs themselves."""
-  from jaxvqa.models.swinv2 import VARIANTS
+  from jaxvqa.models.swinv2_presets import VARIANTS
 
   for name, fields in VARIANTS.items():
     if all(model_kwargs.get(k) == v for k, v in fields.items()):
