@@ -1,6 +1,6 @@
 r"""IQA pre-training: the spatial half (SwinV2 + multi-stage fusion + image head) on an image set. GPU.
 
-PAPER.md, Model §3: the spatial module is first trained on image-quality data, then the video model
+docs/METHOD.md: the spatial module is first trained on image-quality data, then the video model
 starts from it. Bring an image set (KonIQ-10k here; kadid_10k, live_iqa and clive also work), then:
 
   python train.py --config configs/iqa_pretrain.py \

@@ -59,7 +59,7 @@ class HostSampler:
   ):
     self.data, self.layout, self.seed = data, layout, seed
     self.groups, self.per_group = groups, per_group
-    # VMAF batches are sources × rungs (PAPER.md: "e.g. 2 sources × 4 rungs"): every source of a
+    # VMAF batches are sources × rungs (docs/METHOD.md §3): every source of a
     # batch appears at every rung of it, so the batch holds the within-source contrasts that
     # compression makes, not only content differences between rungs.
     num_rungs = int(data.rung.max()) + 1

@@ -1,4 +1,4 @@
-"""Training losses of the coarse-to-fine strategy (PAPER.md "Losses: coarse to fine").
+"""Training losses of the coarse-to-fine strategy (docs/METHOD.md "Losses: coarse to fine").
 
 Every loss is a small pure function over the *global* batch, so a run on one
 device and on eight gives the same number. Shared conventions:
@@ -239,7 +239,7 @@ def group_contrastive_loss(
   s = cosine similarity of the (re-normalised) embeddings; an anchor is a valid
   sample whose group has another valid member.
 
-  - ``"mean_positive"`` (PAPER.md, after TTA-IQA): pos_i = mean of s(i, j) over
+  - ``"mean_positive"`` (docs/METHOD.md, after TTA-IQA): pos_i = mean of s(i, j) over
     the other members of i's group;
     ``ℓ_i = −log(e^{pos_i/τ} / (e^{pos_i/τ} + Σ_{m ∉ g(i)} e^{s(i,m)/τ}))``.
   - ``"supcon"`` (Khosla et al. 2020, group as class, no base-temperature
@@ -298,7 +298,7 @@ def group_contrastive_loss(
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-  """Weights and constants of the training objective (defaults: PAPER.md).
+  """Weights and constants of the training objective (defaults: docs/METHOD.md).
 
   ``L = plcc·L_plcc + l1·L_l1 + rank·L_rank(in group) + all_pairs_rank·L_rank(all)
   + group·L_group``. Frozen and hashable, so it can be a static argument of a

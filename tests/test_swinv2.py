@@ -250,7 +250,7 @@ def test_position_tables_match_hf(window, pretrained):
 
 
 def test_stage_windows_follow_the_resolution():
-  # SwinV2-T window 16 at 256 px runs windows 16, 16, 16, 8 (PAPER.md); shift only when larger.
+  # SwinV2-T window 16 at 256 px runs windows 16, 16, 16, 8; shift only when the stage is larger.
   windows16 = [windows.stage_window(64 // 2**i, 16) for i in range(4)]
   windows8 = [windows.stage_window(64 // 2**i, 8) for i in range(4)]
   assert windows16 == [(16, 8), (16, 8), (16, 0), (8, 0)]

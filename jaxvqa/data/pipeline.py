@@ -17,7 +17,7 @@ Two samplers:
   the group-contrastive and in-group rank losses always see >= 2 groups of >= 2 members.
   Within a step, sources are ranked once at random and every group takes its M
   best-ranked distinct sources, so the batch tends to be "the same M sources at G
-  bitrates" (PAPER.md's 2 sources x 4 rungs), falling back to other sources (and then to
+  bitrates" (docs/METHOD.md's 2 sources x 4 rungs), falling back to other sources (and then to
   repeated sources) where a group lacks them.
 - `ShuffleBatchSampler` (public sets without groups): epoch-wise seeded permutations.
 

@@ -115,7 +115,7 @@ def load_clip(
   Modes:
     "resize_crop": resize so the short side is `size` (PIL bicubic, antialiased),
       then crop the centre square. The crop is central in training too:
-      PAPER.md allows horizontal flips only as augmentation.
+      docs/METHOD.md allows horizontal flips only as augmentation.
     "fragments": the authors' SAMA/FAST-VQA grid. The frame is cut into
       `fragment_grid`² cells and one native-resolution patch of
       `size // fragment_grid` pixels is taken from each cell, so compression

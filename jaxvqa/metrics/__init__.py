@@ -1,4 +1,4 @@
-"""Evaluation metrics of quality predictions (PAPER.md "Evaluation protocol").
+"""Evaluation metrics of quality predictions (docs/METHOD.md "Evaluation protocol").
 
 SRCC and KRCC are computed on the raw predictions; PLCC and RMSE after mapping
 the predictions through a monotonically increasing 4-parameter logistic fitted

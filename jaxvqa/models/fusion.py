@@ -1,6 +1,6 @@
 """Multi-stage (spatial) fusion and temporal fusion: frame maps → frame tokens → video embedding.
 
-Spatial fusion follows the authors' SF-IQA structure (PAPER.md, Model §4): each SwinV2 stage map is
+Spatial fusion follows the authors' SF-IQA structure (docs/METHOD.md): each SwinV2 stage map is
 channel-L2-normalised, L2-pooled with a 3×3 Hann window, dropped out and average-pooled to a
 `grid`×`grid` map; the stage maps are joined into `grid²` tokens that a few post-norm transformer
 layers (2-D sine positions added to queries and keys) fuse into one feature per frame.
@@ -14,9 +14,9 @@ Two token layouts are offered:
   the stage widths are large.
 
 Where the authors' code reshapes token tensors without a transpose and drops the attention residual,
-we keep the correct spatial layout and the residual (PAPER.md notes this).
+we keep the correct spatial layout and the residual (docs/METHOD.md notes this).
 
-Temporal fusion (PAPER.md, Model §5) projects frame features to `width`, adds a learned temporal
+Temporal fusion (docs/METHOD.md) projects frame features to `width`, adds a learned temporal
 position embedding, runs pre-norm transformer layers over the frames of each video with a key mask
 for padded frames, and takes the masked mean: padding frames never changes a video's embedding.
 """
@@ -146,7 +146,7 @@ class MultiStageFusion(nn.Module):
 
   stages: sequence of [N, h_i, w_i, C_i] → [N, out_dim + C_last], where N counts frames.
   The result is the fused feature projected to `out_dim`, concatenated with the mean of the last
-  stage map (PAPER.md: 768 + 768 = 1536 for SwinV2-T).
+  stage map (docs/METHOD.md: 768 + 768 = 1536 for SwinV2-T).
   """
 
   grid: int = 8

@@ -1,7 +1,7 @@
 """The whole quality model: frames → SwinV2 stage maps → frame features → video embedding → score.
 
 `VQAModel` scores videos; `IQAModel` is its spatial half with a per-image head, trained first on
-image-quality sets (PAPER.md, Model §3) and handed over with `transfer_spatial_params`. Both take
+image-quality sets (docs/METHOD.md) and handed over with `transfer_spatial_params`. Both take
 raw RGB pixels in [0, 255] (uint8 or float) and normalise them with ImageNet statistics inside, so
 callers never have to remember to.
 
