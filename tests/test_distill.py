@@ -260,3 +260,27 @@ def test_config_errors_name_the_field(photo_dir, tmp_path):
   config.teacher.name = "resnet50"
   with pytest.raises(loop.ConfigError, match="teacher.name"):
     loop.load_teacher(config.teacher)
+
+
+def test_quality_probe_reports_each_feature_set_beside_bits_per_pixel(tmp_path):
+  from jaxvqa.data import decoded
+
+  from test_kfold import _fake_set
+
+  rows, frames = _fake_set(height=64, width=72)
+  np.save(tmp_path / decoded.FRAMES_FILE, frames)
+  decoded._write_meta(rows, tmp_path / decoded.META_FILE, frames.shape[1])
+  config = tiny_config(tmp_path)
+  config.data.decoded_dir = str(tmp_path)
+  backbone = vqa.build_backbone(config.model)
+  params = backbone.init(jax.random.PRNGKey(3), jnp.zeros((1, 64, 64, 3)))["params"]
+  report = probes.quality_probe(backbone, params, tiny_teacher(), config)
+  names = ("distilled", "random_init", "teacher", "bits_per_pixel")
+  assert set(report) == {
+      f"quality_probe/{name}/{key}" for name in names for key in ("srcc", "within_source_srcc")
+  }
+  assert all(np.isfinite(value) for value in report.values())
+  # The fake labels rise with the bitrate (and fall at half size, where bits per pixel rise), so a
+  # line on log bits per pixel reads part of them out of fold; the random frames carry nothing.
+  assert report["quality_probe/bits_per_pixel/srcc"] > 0.3
+  assert abs(report["quality_probe/random_init/srcc"]) < 0.5

@@ -121,8 +121,8 @@ def load_teacher(teacher_config):
 class DistillRun:
   """One distillation run over `bank` (see the module docstring)."""
 
-  def __init__(self, config, workdir: Path, bank: crops_lib.CropBank, teacher):
-    self.config, self.workdir, self.bank = config, workdir, bank
+  def __init__(self, config, bank: crops_lib.CropBank, teacher):
+    self.config = config
     self.teacher_module, self.teacher_variables = teacher
     self.mesh = parallel.make_mesh()
     parallel.check_batch_size(config.optim.batch_size, self.mesh, "optim.batch_size")
@@ -156,7 +156,7 @@ class DistillRun:
         freeze_backbone=False,
     )
 
-  @property
+  @functools.cached_property
   def programs(self) -> "Programs":
     loss = self.config.loss
     return Programs(
@@ -282,12 +282,12 @@ def write_backbone(workdir: Path, params, model_config) -> Path:
   if out.exists():
     shutil.rmtree(out)
   backbone = jax.tree.map(lambda x: np.asarray(x, np.float32), jax.device_get(params["backbone"]))
+  # The architecture only: how the attention runs and the training-time drop rate are a run's own.
   kwargs = {
       key: value
       for key, value in model_config.backbone.to_dict().items()
-      if key not in ("attention_impl", "drop_path_rate", "mlp_ratio")
+      if key not in ("attention_impl", "drop_path_rate")
   }
-  kwargs["mlp_ratio"] = model_config.backbone.mlp_ratio
   return checkpoint_files.save_converted(out, {"params": backbone}, kwargs)
 
 
@@ -309,25 +309,29 @@ def run_distillation(config, workdir: str | Path, teacher=None) -> dict | None:
     return _run(config, workdir, teacher or load_teacher(config.teacher))
 
 
+def _restore_or_start(run: DistillRun, manager, workdir: Path) -> steps.TrainState:
+  """The newest checkpoint's state, or a fresh one whose held-out probe starts the log."""
+  import orbax.checkpoint as ocp
+
+  state = run.init_state()
+  latest = manager.latest_step()
+  if latest is None:
+    _append_log(workdir, {"step": 0, **run.probe(state.ema_params)})
+    return state
+  restored = manager.restore(latest, args=ocp.args.StandardRestore(checkpointing.state_tree(state)))
+  log.info("distillation: resumed at step %d of %d", latest, run.config.optim.steps)
+  return parallel.replicate(state.replace(**restored), run.mesh)
+
+
 def _run(config, workdir: Path, teacher) -> dict | None:
   import orbax.checkpoint as ocp
 
-  run = DistillRun(config, workdir, load_bank(config, workdir), teacher)
-  state = run.init_state()
+  run = DistillRun(config, load_bank(config, workdir), teacher)
   manager = ocp.CheckpointManager(
       workdir / "distill" / "checkpoints",
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
   )
-  latest = manager.latest_step()
-  if latest is not None:
-    restored = manager.restore(
-        latest, args=ocp.args.StandardRestore(checkpointing.state_tree(state))
-    )
-    state = parallel.replicate(state.replace(**restored), run.mesh)
-    log.info("distillation: resumed at step %d of %d", latest, config.optim.steps)
-  else:
-    report = run.probe(state.ema_params)  # the start of the held-out loss curve
-    _append_log(workdir, {"step": 0, **report})
+  state = _restore_or_start(run, manager, workdir)
   deadline = (
       time.monotonic() + config.train.stop_after_seconds
       if config.train.stop_after_seconds > 0
@@ -372,7 +376,14 @@ def _run(config, workdir: Path, teacher) -> dict | None:
   write_backbone(workdir, state.ema_params, config.model)
   report = {"step": int(jax.device_get(state.step)), **run.probe(state.ema_params)}
   if finished and config.data.decoded_dir and config.train.quality_probe:
-    report.update(probes.quality_probe(run.student.backbone, state.ema_params["backbone"], config))
+    report.update(
+        probes.quality_probe(
+            run.student.backbone,
+            state.ema_params["backbone"],
+            (run.teacher_module, run.teacher_variables),
+            config,
+        )
+    )
     _append_log(workdir, report)
   (workdir / "distill_results.json").write_text(json.dumps(report, indent=2))
   print(f"distillation: {_format(report)}; backbone in {workdir / BACKBONE_DIR}")

@@ -85,14 +85,13 @@ def pooled_features(apply_fn, frames: np.ndarray, size: int, batch: int = 64) ->
   return np.concatenate(out).reshape(n, f, -1).mean(axis=1)
 
 
-def quality_probe(backbone, backbone_params, config) -> dict[str, float]:
+def quality_probe(backbone, backbone_params, teacher, config) -> dict[str, float]:
   """The probe on config.data.decoded_dir for the distilled backbone, the same backbone at random
   initialisation and the teacher (its pooled head), so each figure has its references beside it."""
   import jax
   import jax.numpy as jnp
 
   from jaxvqa.data import decoded as decoded_lib
-  from jaxvqa.distill.loop import load_teacher
   from jaxvqa.models.vqa import normalize_pixels
 
   data = decoded_lib.load(config.data.decoded_dir)
@@ -103,7 +102,7 @@ def quality_probe(backbone, backbone_params, config) -> dict[str, float]:
         lambda x: backbone.apply({"params": params}, normalize_pixels(x, backbone.dtype)).pooled
     )
 
-  teacher, variables = load_teacher(config.teacher)
+  teacher, variables = teacher  # (module, variables), as the distillation run holds them
   teacher_fn = jax.jit(
       lambda x: teacher.apply(variables, normalize_pixels(x, jnp.float32)).head.mean(axis=(1, 2))
   )
