@@ -79,6 +79,22 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
           ema_decay=0.999,
       )
   )
+  # The paper's IQA stage, made here, after the distillation (jaxvqa/distill/iqa_stage.py): the
+  # spatial module learns MS-SSIM of distorted photos; 0 steps skips it.
+  config.iqa = ml_collections.ConfigDict(
+      dict(
+          steps=2000,
+          batch_size=128,
+          photos_per_batch=8,  # the rank term's pairs are crops of one photo
+          learning_rate=2e-4,
+          warmup_steps=100,
+          rank=1.0,  # weight of the rank loss within a photo (PLCC's is 1)
+          reference_size=256,  # the pristine reference's short side, px
+          levels=5,
+          crops_per_image=2,
+          distortions="",  # comma-separated; "" = every one this machine can make
+      )
+  )
   config.train = ml_collections.ConfigDict(
       dict(
           log_every_steps=100,
@@ -93,4 +109,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.update(crop_size=64, crops_per_scale=4, jobs=2)
     config.optim.update(steps=300, batch_size=16, warmup_steps=30)
     config.train.update(log_every_steps=20, checkpoint_every_steps=100)
+    config.iqa.steps = 0
   return config

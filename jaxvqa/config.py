@@ -14,7 +14,7 @@ from jaxvqa import losses
 from jaxvqa.data.video import MODES as SAMPLING_MODES
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
 from jaxvqa.models.swinv2 import ATTENTION_IMPLS
-from jaxvqa.models.vqa import DTYPES
+from jaxvqa.models.vqa import BACKBONES, DTYPES
 
 MODEL_TASKS = ("vqa", "iqa")
 
@@ -135,24 +135,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"must be one of {TOKEN_LAYOUTS}, got {model.fusion.token_layout!r}",
   )
   backbone = model.backbone
-  require(
-      len(backbone.depths) == len(backbone.num_heads) == len(backbone.pretrained_window_sizes),
-      "model.backbone.depths",
-      "depths, num_heads and pretrained_window_sizes need one entry per stage",
-  )
-  for stage, heads in enumerate(backbone.num_heads):
-    width = backbone.embed_dim * 2**stage
-    require(
-        width % heads == 0,
-        "model.backbone.num_heads",
-        f"stage {stage} width {width} is not divisible by {heads} heads",
-    )
-  attention_impl = backbone.get("attention_impl")  # configs written before the option lack it
-  require(
-      attention_impl is None or attention_impl in ATTENTION_IMPLS,
-      "model.backbone.attention_impl",
-      f"must be one of {ATTENTION_IMPLS}, got {attention_impl!r}",
-  )
+  name = backbone.get("name", "swinv2")
+  require(name in BACKBONES, "model.backbone.name", f"must be one of {BACKBONES}, got {name!r}")
+  if name == "swinv2":
+    _validate_swinv2(backbone)
   require(
       model.temporal.width % model.temporal.num_heads == 0,
       "model.temporal.num_heads",
@@ -175,4 +161,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
       not (init.get("model") and (init.get("backbone") or init.get("spatial"))),
       "init.model",
       "replaces every weight: leave config.init.backbone and config.init.spatial empty",
+  )
+
+
+def _validate_swinv2(backbone) -> None:
+  """The SwinV2 fields of config.model.backbone."""
+  require(
+      len(backbone.depths) == len(backbone.num_heads) == len(backbone.pretrained_window_sizes),
+      "model.backbone.depths",
+      "depths, num_heads and pretrained_window_sizes need one entry per stage",
+  )
+  for stage, heads in enumerate(backbone.num_heads):
+    width = backbone.embed_dim * 2**stage
+    require(
+        width % heads == 0,
+        "model.backbone.num_heads",
+        f"stage {stage} width {width} is not divisible by {heads} heads",
+    )
+  attention_impl = backbone.get("attention_impl")  # configs written before the option lack it
+  require(
+      attention_impl is None or attention_impl in ATTENTION_IMPLS,
+      "model.backbone.attention_impl",
+      f"must be one of {ATTENTION_IMPLS}, got {attention_impl!r}",
   )

@@ -340,7 +340,7 @@ class KFoldRun:
     for start in starts:
       directory = self.config.init[start]
       try:
-        variables, _ = checkpoint_files.load_converted(directory)
+        variables, _ = checkpoint_files.load_backbone(directory)
       except FileNotFoundError as error:
         raise config_lib.ConfigError(f"config.init.{start}: {error}") from None
       loaded = variables["params"]

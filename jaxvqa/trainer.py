@@ -101,7 +101,7 @@ def load_initial_weights(params: Any, init_config) -> Any:
     params = vqa.transfer_spatial_params(spatial, params)
   if init_config.backbone:
     try:
-      variables, _ = checkpoint_files.load_converted(init_config.backbone)
+      variables, _ = checkpoint_files.load_backbone(init_config.backbone)
       params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
     except (FileNotFoundError, ValueError) as error:
       raise config_lib.ConfigError(f"config.init.backbone={init_config.backbone!r}: {error}")

@@ -161,6 +161,16 @@ def _save_png(pixels: np.ndarray, path: Path) -> None:
   Image.fromarray(pixels).save(path, format="PNG")
 
 
+def distorted_versions(reference: np.ndarray, ref_id: str, settings: Settings):
+  """Yields (distortion, level 1…levels, strength, uint8 image) for every distortion of
+  `settings` at every level, each distortion's levels drawn from one generator (nested)."""
+  for name in settings.distortions:
+    distortion = distortions.DISTORTIONS[name]
+    for level, strength in enumerate(distortion.strengths(settings.levels), start=1):
+      rng = distortion_rng(settings.seed, ref_id, name)
+      yield name, level, strength, distortion.apply(reference, strength, rng)
+
+
 def make_photo_images(photo: Path, out_dir: Path, settings: Settings) -> list[dict]:
   """Writes one photo's reference and distorted images under `out_dir`; returns its label rows.
 
@@ -174,22 +184,19 @@ def make_photo_images(photo: Path, out_dir: Path, settings: Settings) -> list[di
   row = dict(reference=reference_name, photo=str(photo))
   score = ms_ssim.ReferenceScorer(reference)
   rows = [dict(row, image=reference_name, distortion=PRISTINE, level=0, strength="", fr_score=1.0)]
-  for name in settings.distortions:
-    distortion = distortions.DISTORTIONS[name]
-    for level, strength in enumerate(distortion.strengths(settings.levels), start=1):
-      distorted = distortion.apply(reference, strength, distortion_rng(settings.seed, ref_id, name))
-      image_name = f"images/{ref_id}/{name}_{level}.png"
-      _save_png(distorted, out_dir / image_name)
-      rows.append(
-          dict(
-              row,
-              image=image_name,
-              distortion=name,
-              level=level,
-              strength=strength,
-              fr_score=score(distorted),
-          )
-      )
+  for name, level, strength, distorted in distorted_versions(reference, ref_id, settings):
+    image_name = f"images/{ref_id}/{name}_{level}.png"
+    _save_png(distorted, out_dir / image_name)
+    rows.append(
+        dict(
+            row,
+            image=image_name,
+            distortion=name,
+            level=level,
+            strength=strength,
+            fr_score=score(distorted),
+        )
+    )
   return [dict(r, fr_score=round(r["fr_score"], 6), mos=round(r["fr_score"], 6)) for r in rows]
 
 

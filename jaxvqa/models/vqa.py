@@ -250,9 +250,22 @@ def _dtype(model_config) -> Any:
   return DTYPES[model_config.dtype]
 
 
+# config.model.backbone.name: the SwinV2 (the paper's backbone, the default) or the ImageNet
+# EfficientNet-Lite0 a package ships (the distillation teacher, fine-tuned as a comparison row).
+BACKBONES = ("swinv2", "efficientnet_lite0")
+
+
 def build_backbone(model_config) -> SwinV2:
-  """config.model.backbone (in config.model.dtype) → SwinV2; distillation builds its student so."""
+  """config.model.backbone (in config.model.dtype) → the backbone module, whose output has
+  `.stages` (four maps at strides 4, 8, 16, 32); distillation builds its student so."""
   b = model_config.backbone
+  name = b.get("name", "swinv2")
+  if name not in BACKBONES:
+    raise ValueError(f"config.model.backbone.name must be one of {BACKBONES}, got {name!r}")
+  if name == "efficientnet_lite0":
+    from jaxvqa.models.efficientnet import EfficientNetLite
+
+    return EfficientNetLite(num_classes=0, norm="folded", dtype=_dtype(model_config))
   return SwinV2(
       embed_dim=b.embed_dim,
       depths=tuple(b.depths),
