@@ -7,7 +7,8 @@ Runs `train.py` once per row (default, no_group, no_rank, plcc_only) with the sa
 and seed, `--concurrent` of them at a time on the one accelerator (each gets an equal share of its
 memory), then prints a Markdown table: held-out PLCC/SRCC/KRCC/RMSE of the best EMA weights, the
 bits-per-pixel baseline on the same split, and the training throughput (videos/s, median of the
-logged intervals). This is how docs/RESULTS.md's table is made.
+logged intervals). This is how the table of docs/results/HISTORY.md
+(`configs/default.py` on a larger made set) was made.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Run one of them by name after the colon:
   no_rank     in-group rank loss off (the fine stage)
   plcc_only   both off: the PLCC loss alone, the plain regression baseline
 
-Compare each with configs/default.py on the same data and seed; docs/RESULTS.md has our rows.
+Compare each with configs/default.py on the same data and seed; docs/results/HISTORY.md has our
+rows.
 Any other field can still be overridden on the command line (e.g. --config.optim.epochs=10).
 """
 

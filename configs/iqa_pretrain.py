@@ -9,7 +9,7 @@ starts from it. Bring an image set (KonIQ-10k here; kadid_10k, live_iqa and cliv
       --config.init.spatial=workdirs/iqa
 
 Expected: held-out PLCC/SRCC against MOS printed at the end (KonIQ-10k with an ImageNet-initialised
-SwinV2-T typically reaches SRCC ≈ 0.9 in the literature; we have not run it, see docs/RESULTS.md).
+SwinV2-T typically reaches SRCC ≈ 0.9 in the literature; we have not run it yet).
 Images carry no bitrate groups, so the group contrastive loss is off and the rank loss is over all
 pairs of the batch; batches are plain shuffles of groups_per_batch × videos_per_group images.
 """

@@ -7,7 +7,7 @@ Run (GPU; the corpus and its data set take about 3 minutes on 16 cores):
   python train.py --config configs/kfold.py --config.data.manual_dir=/data/corpus-set
   python train.py --config configs/kfold.py:native,detail ...   # only these variants
 
-The shipped model (docs/MODEL.md) is this config's ship variant, from (run K of docs/RESULTS.md)
+The shipped model (docs/MODEL.md) is this config's ship variant, from (docs/RESULTS.md)
   python train.py --config configs/kfold.py:scene_only_source_plcc,scene_hybrid \
       --config.data.manual_dir=/data/corpus-set --config.data.fragment_grid=1 \
       --config.data.frame_size=128 --config.model.statistics_region=128 \
@@ -39,9 +39,9 @@ DEMO_TEST_MEDIA = (
 
 
 # Rank margin 0.1, not the paper's 0: at m = 0 a model that gives every encode of a source one
-# score has a zero rank loss, the collapse the first complete run showed (docs/RESULTS.md); the
-# free-label stage, which did learn to rank, always used 0.1. Two variants keep the paper's 0 so
-# that the table measures the change.
+# score has a zero rank loss, the collapse the first complete run showed (docs/results/HISTORY.md);
+# the free-label stage, which did learn to rank, always used 0.1. Two variants keep the paper's 0
+# so that the table measures the change.
 RANK_MARGIN = 0.1
 
 
@@ -89,7 +89,7 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
   # with `detail`; the others run with it switched off.
   config.model.detail_features = 32
   # Convolutions of the detail branch: the filters and two 3×3 layers over their maps (depth 3
-  # lifted held-out within-source SRCC from 0.49 to 0.62 over depth 1; docs/RESULTS.md).
+  # lifted held-out within-source SRCC from 0.49 to 0.62 over depth 1; docs/results/HISTORY.md).
   config.model.detail_depth = 3
   # Fixed scene statistics (models/scene_statistics.py: the block grid, MSCN) of the variants
   # with `statistics`, over regions of one fragment (frame_size // fragment_grid px).
@@ -104,7 +104,7 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           fragment_grid=4,  # 4 × 4 fragments of 32 px (one SwinV2 window each at stage 0)
           # Fragment origins at multiples of 16 px, so every fragment keeps the codec's 4/8/16 px
           # block grid where the scene statistics look for it (1 before 2026-11-30's sixth
-          # session: every run in docs/RESULTS.md before it).
+          # session: every run in docs/results/HISTORY.md before it).
           fragment_align=16,
           groups_per_batch=4,
           videos_per_group=8,
@@ -135,7 +135,7 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           weight_decay=0.05,
           warmup_steps=200,
           # 6,000 VMAF steps (3,000 before 2026-11-30's fifth session; the detail-only models still
-          # gained from 3,000 to 6,000 to 9,000: docs/RESULTS.md).
+          # gained from 3,000 to 6,000 to 9,000: docs/results/HISTORY.md).
           steps=6000,
           grad_clip_norm=1.0,
           ema_decay=0.995,
@@ -177,7 +177,7 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           # The ablation of the shipped recipe (scene_only_source_plcc), one change each: the
           # paper's resize instead of native pixels, no free-label stage, the paper's losses
           # exactly (plcc, rank at margin 0, group contrastive), and one loss term added or
-          # taken away (docs/RESULTS.md, run L).
+          # taken away (docs/RESULTS.md, the ablation of the shipped recipe).
           scene_resized=variant(
               sampling="resize_crop", statistics=True, embedding=False, group=0.0, source_plcc=1.0
           ),

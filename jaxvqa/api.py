@@ -18,8 +18,8 @@ frames of S×S, see `QualityModel.prepare`): sampling and resizing pick and resa
 function starts after them. The calibration follows in JAX (`calibrate_jax`), so the value is
 `m.score` of that clip; its gradient is zero where the calibration is clipped to the labels' range.
 
-`load()` with no argument loads the model shipped inside the package; none ships yet (none has
-passed the held-out bar of docs/RESULTS.md), and it says so in one line.
+`load()` with no argument loads the model shipped inside the package (docs/MODEL.md); an
+installation without it says so in one line.
 """
 
 from __future__ import annotations

@@ -273,8 +273,8 @@ def fragment_origins(
   multiple of `align`. With `align` 16 every fragment keeps the codec's block grid (4, 8 and
   16 px from the frame's origin) where the model sees it (models/scene_statistics.py); a patch
   side that is a multiple of 16 keeps it under flips too. (An encode upscaled 2× for display has
-  its macroblocks on a 32 px grid, but `align` 32 ranked worse than 16 held out: docs/RESULTS.md,
-  run J.)
+  its macroblocks on a 32 px grid, but `align` 32 ranked worse than 16 held out:
+  docs/results/HISTORY.md, run J.)
   `size` draws that many independent sets at once (the K-fold sampler's batches).
 
   Returns:

@@ -94,9 +94,9 @@ class DetailStatistics(nn.Module):
   Why a branch beside the backbone: compression removes fine detail and adds block edges, and the
   patch-embedding projection sees both (a ridge read-out of a random-init projection ranks a
   held-out source's encodes at SRCC 0.79), but each later stage dilutes it (0.27 after the last;
-  docs/RESULTS.md). Float32, because encodes of one source differ by a few per cent of the mean
-  response, near bf16's resolution; the log, so that a sharpness ratio is a difference the head
-  can add. The 3×3 layers see neighbouring patches, so they can respond to a block grid or
+  docs/results/HISTORY.md). Float32, because encodes of one source differ by a few per cent of
+  the mean response, near bf16's resolution; the log, so that a sharpness ratio is a difference
+  the head can add. The 3×3 layers see neighbouring patches, so they can respond to a block grid or
   ringing that one 4×4 patch cannot tell from texture (at fragment borders they mix fragments).
   """
 
