@@ -199,3 +199,11 @@ def test_a_konvid_run_reports_scores_plots_and_rmse_in_mos_1_to_5(
   model = jaxvqa.load(workdir)
   assert model.units == "MOS (1-5)"
   assert model.score(paths[0]) == pytest.approx(score[0], abs=1e-12)
+
+
+def test_every_builder_names_its_published_scale():
+  from jaxvqa.data import builders
+
+  assert set(builders.BUILDERS) == set(label_scale.PUBLISHED)
+  for name, builder in builders.BUILDERS.items():
+    assert builder.SCALE is label_scale.PUBLISHED[name], name
