@@ -60,11 +60,9 @@ class Calibration:
   def to_dict(self) -> dict[str, Any]:
     """The JSON form stored in checkpoints and written by eval.py and `jaxvqa score`."""
     bounded = math.isfinite(self.low) and math.isfinite(self.high)
-    return {
-        **self.fit.to_dict(),
-        "label_range": [self.low, self.high] if bounded else None,
-        "units": self.units.to_dict() if self.units is not None else None,
-    }
+    saved = {**self.fit.to_dict(), "label_range": [self.low, self.high] if bounded else None}
+    # Without units the form is as before, so an older model's identity (its hash) is unchanged.
+    return saved if self.units is None else {**saved, "units": self.units.to_dict()}
 
   def in_units(self, scale: label_scale.LabelScale) -> Calibration:
     """This map, fitted on the stored label, followed by `scale.to_units` (affine): a map of the
