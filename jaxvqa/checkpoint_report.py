@@ -239,7 +239,13 @@ def evaluate_checkpoint(
     )
   scale = data.label_scale
   calibration = trained.calibration
-  if calibration is not None and calibration.units is None and scale.rescaled:
+  trained_on = inference.load_run_config(workdir).data.builder
+  if (
+      calibration is not None
+      and calibration.units is None
+      and scale.rescaled
+      and trained_on == config.data.builder
+  ):
     # Saved before calibrations were in the set's units: fitted on the stored label of this set.
     calibration = calibration.in_units(scale)
   scores = calibration(predictions.score) if calibration is not None else predictions.score
