@@ -1,7 +1,7 @@
 """The Python API: a trained run as a scorer of files and arrays, and as a differentiable loss.
 
     m = jaxvqa.load()                 # the shipped model; jaxvqa.load(WORKDIR): a training run
-    m.score("clip.mp4")               # float, calibrated: the label scale (VMAF 0-100, MOS, ...)
+    m.score("clip.mp4")               # float, calibrated: the set's own units (m.units)
     m.score_many(paths)               # [float | None]; m.last_errors = {path: reason} for the Nones
     m.score("rung.mp4", display_size=(320, 180))  # a ladder's lower rung, as trained: see `score`
     m.score_frames(frames_uint8)      # decoded frames [T, H, W, 3] or [B, T, H, W, 3]
@@ -74,6 +74,13 @@ class QualityModel:
   def scale(self) -> str:
     """What a score means: the label scale and calibration, or raw model output."""
     return scoring.scale_description(self.trained)
+
+  @property
+  def units(self) -> str | None:
+    """The units of `score`: the training set's published scale ("MOS (1-5)", "VMAF (0-100)",
+    "DMOS (0-100, lower is better)"); None for raw output or a calibration saved without them."""
+    calibration = self.trained.calibration
+    return calibration.units.describe() if calibration and calibration.units else None
 
   def score(
       self,

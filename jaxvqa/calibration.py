@@ -15,6 +15,13 @@ so a score never leaves the validation labels' range and never reverses the mode
   ranking from every later evaluation.)
 - "constant": the mean label (constant scores or labels).
 
+The trainer fits it on the stored label (for public MOS sets their min-max scaling to [0, 1]) and
+stores `in_units(scale)`: the same map followed by the affine return to the set's own units
+(`jaxvqa.label_scale`), which is again a logistic, line or constant, so every reader of a
+calibration applies it unchanged. For a lower-is-better set (DMOS) that map decreases: its
+logistic's top lies below its bottom. `units` names the scale; a calibration saved without it
+maps onto the run's stored label (VMAF for make-dataset sets, [0, 1] for older MOS runs).
+
 Checkpoints written before this stored a bare `[slope, intercept]` line; `from_saved` reads those
 as an unclipped line, as they were applied then.
 """
@@ -28,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvqa import metrics
+from jaxvqa import label_scale, metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +45,13 @@ class Calibration:
   Attributes:
     fit: the map before clipping.
     low, high: the labels' range it was fitted on (-inf, inf for legacy lines).
+    units: the scale its output is in; None: the run's stored label (module docstring).
   """
 
   fit: metrics.LogisticFit
   low: float = -math.inf
   high: float = math.inf
+  units: label_scale.LabelScale | None = None
 
   def __call__(self, score: Any) -> np.ndarray:
     """float64 [N] label-scale scores of raw scores [N]."""
@@ -51,7 +60,31 @@ class Calibration:
   def to_dict(self) -> dict[str, Any]:
     """The JSON form stored in checkpoints and written by eval.py and `jaxvqa score`."""
     bounded = math.isfinite(self.low) and math.isfinite(self.high)
-    return {**self.fit.to_dict(), "label_range": [self.low, self.high] if bounded else None}
+    saved = {**self.fit.to_dict(), "label_range": [self.low, self.high] if bounded else None}
+    # Without units the form is as before, so an older model's identity (its hash) is unchanged.
+    return saved if self.units is None else {**saved, "units": self.units.to_dict()}
+
+  def in_units(self, scale: label_scale.LabelScale) -> Calibration:
+    """This map, fitted on the stored label, followed by `scale.to_units` (affine): a map of the
+    raw score onto the set's own units, of the same kind, decreasing for a lower-is-better set."""
+
+    def to_units(value: float) -> float:
+      return float(scale.to_units(value))
+
+    slope = to_units(1.0) - to_units(0.0)
+    kind, params = self.fit.kind, self.fit.params
+    if kind == metrics.FIT_LOGISTIC:
+      top, bottom, centre, width = params
+      params = (to_units(top), to_units(bottom), centre, width)
+    elif kind == metrics.FIT_LINEAR:
+      params = (slope * params[0], to_units(params[1]))
+    else:
+      params = (to_units(params[0]),)
+    low, high = self.low, self.high
+    if math.isfinite(low) and math.isfinite(high):
+      low, high = sorted((to_units(low), to_units(high)))
+    fit = metrics.LogisticFit(kind, params, self.fit.reason)
+    return Calibration(fit, low, high, units=scale)
 
   def describe(self) -> str:
     """One line for humans, e.g. "logistic 20.1 + (95.3 − 20.1)·sigmoid((raw − 0.41)/0.12)"."""
@@ -65,6 +98,8 @@ class Calibration:
       text = f"constant {params[0]:.6g}"
     if math.isfinite(self.low) and math.isfinite(self.high):
       text += f", clipped to [{self.low:.6g}, {self.high:.6g}]"
+    if self.units is not None:
+      text += f", in {self.units.describe()}"
     return text + (f" ({self.fit.reason})" if self.fit.reason else "")
 
 
@@ -113,10 +148,12 @@ def from_saved(saved: Mapping[str, Any] | Sequence[float] | None) -> Calibration
           f"the checkpoint's calibration kind {fit.kind!r} is unknown; expected one of "
           f"{metrics.FIT_KINDS}"
       )
+    units = saved.get("units")
+    units = label_scale.LabelScale.from_dict(units) if units is not None else None
     label_range = saved.get("label_range")
     if label_range is None:
-      return Calibration(fit)
-    return Calibration(fit, float(label_range[0]), float(label_range[1]))
+      return Calibration(fit, units=units)
+    return Calibration(fit, float(label_range[0]), float(label_range[1]), units=units)
   slope, intercept = (float(value) for value in saved)
   return Calibration(
       metrics.LogisticFit(metrics.FIT_LINEAR, (slope, intercept), "legacy unclipped line")

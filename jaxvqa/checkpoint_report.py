@@ -4,6 +4,8 @@
     WORKDIR/best|checkpoints ──▶ weights, calibration
       ──split_predictions.predict_split──▶ raw scores ──calibration──▶ label-scale scores
       ──metrics.evaluate──▶ PLCC, raw Pearson, SRCC, KRCC, RMSE, count (printed as a table)
+      (labels, scores, RMSE and the plots' axes in the set's own units: MOS 1-5, VMAF 0-100, ...;
+      jaxvqa.label_scale says how, and how a lower-is-better DMOS set is reported)
       ──▶ OUT/<split>_<which>_<weights>.json       metrics, fit, checkpoint, every video's score
       ──▶ OUT/<split>_<which>_<weights>.png        label against score over the label range,
                                                    identity line, colour = rung, marker = source
@@ -31,7 +33,7 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from jaxvqa import calibration as calibration_lib, inference, metrics, plots, split_predictions, strict_json
+from jaxvqa import calibration as calibration_lib, inference, label_scale, metrics, plots, split_predictions, strict_json
 from jaxvqa.data import datasets, pipeline
 from jaxvqa.run_log import configure_logging
 
@@ -49,7 +51,8 @@ class EvalResult:
   fit: metrics.LogisticFit
   checkpoint: inference.CheckpointInfo
   split: str
-  calibration: calibration_lib.Calibration | None
+  calibration: calibration_lib.Calibration | None  # onto label_scale's units
+  label_scale: label_scale.LabelScale  # the units of every label, score and RMSE here
   videos: list[dict[str, Any]]  # one record per scored video (see `_video_records`)
   dropped: int  # videos that failed to decode and were left out
   json_path: Path
@@ -94,7 +97,9 @@ def _video_records(
     scores: np.ndarray,
     described: list[dict[str, Any]],
     manual_dir: Path,
+    scale: label_scale.LabelScale,
 ) -> list[dict[str, Any]]:
+  """One record per video; label and score in the set's units, raw_score the network's output."""
   return [
       {
           "index": int(index),
@@ -105,7 +110,7 @@ def _video_records(
           "raw_score": float(raw),
       }
       for index, entry, label, score, raw in zip(
-          predictions.index, described, predictions.label, scores, predictions.score
+          predictions.index, described, scale.to_units(predictions.label), scores, predictions.score
       )
   ]
 
@@ -121,33 +126,38 @@ def _figures(
     fit: metrics.LogisticFit,
     *,
     calibrated: bool,
-    scale: str,
-    label_name: str,
+    scale: label_scale.LabelScale,
     title: str,
 ) -> dict[str, Any]:
-  """{"scatter": Figure, ["rate": Figure]} of the evaluated videos (module docstring)."""
+  """{"scatter": Figure, ["rate": Figure]} of the evaluated videos (module docstring), over the
+  range of the set's published scores in its units."""
   scores = np.array([video["score"] for video in videos])
   label = np.array([video["label"] for video in videos])
-  # Raw scores are put on the label's scale by the same increasing map a best checkpoint carries,
-  # fitted here; `fit` itself can be a falling line, which would flip a backwards model.
-  shown = scores if calibrated else calibration_lib.fit_calibration(scores, label)(scores)
+  # Raw scores are put on the label's scale by the same map a best checkpoint carries (increasing
+  # in quality), fitted here; `fit` itself can be a falling line, which would flip a backwards model.
+  sign = scale.sign
+  shown = (
+      scores if calibrated else sign * calibration_lib.fit_calibration(scores, sign * label)(scores)
+  )
+  label_name = scale.describe()
   xlabel = (
-      f"predicted score ({scale})"
+      f"predicted score ({label_name})"
       if calibrated
-      else "raw score, calibrated on this split for display"
+      else f"raw score, calibrated on this split for display ({label_name})"
   )
   sources, rungs = _column(videos, "source"), _column(videos, "rung")
   figures = {
       "scatter": plots.scatter_figure(
           shown,
           label,
-          fit=fit if calibrated else None,
+          fit=fit if calibrated and scale.higher_is_better else None,
           report=report,
           rungs=rungs,
           sources=sources,
           title=title,
           xlabel=xlabel,
           ylabel=f"label ({label_name})",
+          label_range=scale.span(),
       )
   }
   bitrates = _column(videos, "bitrate_kbps")
@@ -159,7 +169,8 @@ def _figures(
         sources,
         title=title,
         label_name=label_name,
-        ylabel=f"score ({scale if calibrated else 'raw, calibrated on this split'})",
+        ylabel=f"score ({label_name if calibrated else 'raw, calibrated on this split'})",
+        label_range=scale.span(),
     )
   return figures
 
@@ -226,14 +237,32 @@ def evaluate_checkpoint(
         predictions.dropped,
         split,
     )
-  scores = trained.calibrate(predictions.score)
+  scale = data.label_scale
+  calibration = trained.calibration
+  trained_on = inference.load_run_config(workdir).data.builder
+  if (
+      calibration is not None
+      and calibration.units is None
+      and scale.rescaled
+      and trained_on == config.data.builder
+  ):
+    # Saved before calibrations were in the set's units: fitted on the stored label of this set.
+    calibration = calibration.in_units(scale)
+  scores = calibration(predictions.score) if calibration is not None else predictions.score
   checkpoint = trained.checkpoint
-  report = metrics.evaluate(
-      scores, predictions.label, name=f"{split} ({checkpoint.which}, {checkpoint.weights} weights)"
+  label = scale.to_units(predictions.label)
+  report = label_scale.evaluate(
+      scores,
+      label,
+      scale,
+      calibrated=calibration is not None,
+      name=f"{split} ({checkpoint.which}, {checkpoint.weights} weights)",
   )
-  fit = metrics.fit_logistic(scores, predictions.label)
+  # In the report's orientation (quality rises), so for DMOS the curve the metrics used.
+  oriented_scores = scores * scale.sign if calibration is not None else scores
+  fit = metrics.fit_logistic(oriented_scores, label * scale.sign)
   videos = _video_records(
-      predictions, scores, _descriptions(source, predictions.index), data.manual_dir
+      predictions, scores, _descriptions(source, predictions.index), data.manual_dir, scale
   )
 
   out_dir = Path(out_dir) if out_dir is not None else workdir / "eval"
@@ -243,7 +272,8 @@ def evaluate_checkpoint(
       "data": str(data.manual_dir),
       "model": trained.describe(),
       "checkpoint": checkpoint.to_dict(),
-      "calibration": trained.calibration.to_dict() if trained.calibration is not None else None,
+      "calibration": calibration.to_dict() if calibration is not None else None,
+      "label_scale": scale.to_dict(),
       "metrics": report.to_dict(),
       "fit": fit.to_dict(),
       "dropped": predictions.dropped,
@@ -252,14 +282,12 @@ def evaluate_checkpoint(
   out_dir.mkdir(parents=True, exist_ok=True)
   json_path = out_dir / f"{stem}.json"
   json_path.write_text(strict_json.dumps(document, indent=2) + "\n")
-  scale = "VMAF-scale" if config.data.builder == "compressed" else "calibrated"
   figures = _figures(
       videos,
       report,
       fit,
-      calibrated=trained.calibration is not None,
+      calibrated=calibration is not None,
       scale=scale,
-      label_name="VMAF" if config.data.builder == "compressed" else "MOS",
       title=f"{split} split, {checkpoint.which} checkpoint (step {checkpoint.step}, "
       f"{checkpoint.weights} weights)",
   )
@@ -275,7 +303,8 @@ def evaluate_checkpoint(
       fit=fit,
       checkpoint=checkpoint,
       split=split,
-      calibration=trained.calibration,
+      calibration=calibration,
+      label_scale=scale,
       videos=videos,
       dropped=predictions.dropped,
       json_path=json_path,
@@ -292,6 +321,7 @@ def main(workdir: str | Path, **kwargs) -> EvalResult:
     print("scores: raw model output (this checkpoint carries no calibration)")
   else:
     print(f"scores: label scale (calibration: {result.calibration.describe()})")
+  print(f"labels, scores and RMSE in {result.label_scale.describe()}; correlations against quality")
   print(metrics.format_table([result.report]))
   if result.fit.reason:
     print(f"PLCC and RMSE through the {result.fit.kind} fit: {result.fit.reason}")

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxvqa import calibration as calibration_lib, metrics, parallel
+from jaxvqa import calibration as calibration_lib, label_scale, metrics, parallel
 from jaxvqa.data import pipeline
 
 
@@ -16,14 +16,21 @@ from jaxvqa.data import pipeline
 class SplitPredictions:
   index: np.ndarray  # int [N] example index in the split
   score: np.ndarray  # float [N] raw model output
-  label: np.ndarray  # float [N]
+  label: np.ndarray  # float [N] the stored label (what the model trains on)
   dropped: int  # examples that failed to decode and were left out
 
   def report(
-      self, name: str = "", calibration: calibration_lib.Calibration | None = None
+      self,
+      name: str = "",
+      calibration: calibration_lib.Calibration | None = None,
+      scale: label_scale.LabelScale = label_scale.VMAF,
   ) -> metrics.QualityReport:
+    """Metrics in the set's own units (`scale`; RMSE in them), of the calibrated scores when a
+    calibration onto those units is given, else of the raw ones."""
     score = self.score if calibration is None else calibration(self.score)
-    return metrics.evaluate(score, self.label, name=name)
+    return label_scale.evaluate(
+        score, scale.to_units(self.label), scale, calibrated=calibration is not None, name=name
+    )
 
 
 def predict_split(

@@ -209,7 +209,8 @@ class Trainer:
           metrics.MIN_SAMPLES,
       )
       return best_srcc
-    report = predictions.report(name=f"{split}@{step}")
+    scale = self.data.label_scale
+    report = predictions.report(name=f"{split}@{step}", scale=scale)
     run_log.write(
         step,
         {
@@ -226,9 +227,10 @@ class Trainer:
               **self._meta(step),
               "best_metric": srcc,
               "validation": report.to_dict(),
-              "calibration": calibration.fit_calibration(
-                  predictions.score, predictions.label
-              ).to_dict(),
+              # Fitted on the stored label, saved in the set's units (calibration docstring).
+              "calibration": calibration.fit_calibration(predictions.score, predictions.label)
+              .in_units(scale)
+              .to_dict(),
           },
           best=True,
       )
@@ -362,7 +364,9 @@ class Trainer:
         ("model (raw weights)", best_state.params),
     ):
       predictions = self.evaluate(params, split)
-      reports.append(predictions.report(f"{label}, {split}", best_calibration))
+      reports.append(
+          predictions.report(f"{label}, {split}", best_calibration, self.data.label_scale)
+      )
     start = self.config.init.get("model")
     if start:
       try:
@@ -375,13 +379,16 @@ class Trainer:
             predictions.report(
                 f"{card.get('id', start)} as shipped (no fine-tuning), {split}",
                 calibration.from_saved(card.get("calibration")),
+                self.data.label_scale,
             )
         )
     baseline = baselines.bits_per_pixel_baseline(
         self.data.splits[datasets.TRAIN], self.data.splits[split]
     )
     if baseline is not None:
-      reports.append(baseline.report(f"bits-per-pixel linear baseline, {split}"))
+      reports.append(
+          baseline.report(f"bits-per-pixel linear baseline, {split}", scale=self.data.label_scale)
+      )
     return reports
 
 
@@ -391,7 +398,8 @@ def train_and_evaluate(
   """Trains (or resumes) the configured run, then prints and saves held-out metrics.
 
   The test metrics also go to TensorBoard: as scalars `test/<report>/<metric>` and, with the
-  config, as an HParams session (tensorboard/hparams/).
+  config, as an HParams session (tensorboard/hparams/). Like the validation scalars, their RMSE
+  is in the data set's own units (`jaxvqa.label_scale`); the losses are unitless.
   """
   configure_logging()
   trainer = Trainer(config, workdir, num_devices=num_devices)
@@ -408,6 +416,10 @@ def train_and_evaluate(
           show_progress=False,
       ) as run_log:
         run_log.write_test_reports(trainer.total_steps, reports, config.to_dict())
+      print(
+          f"scores and RMSE in {trainer.data.label_scale.describe()}, the labels' own units; "
+          "correlations against quality"
+      )
       print(metrics.format_table(reports))
       (Path(workdir) / "results.json").write_text(
           json.dumps([report.to_dict() for report in reports], indent=2)

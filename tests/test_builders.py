@@ -173,6 +173,9 @@ def check_records(builder, manual_dir, expected, higher_is_better, media_key):
   names = list(expected)
   labels = dict(zip(names, expected_labels([expected[n][0] for n in names], higher_is_better)))
   seen, sources_by_split = [], {}
+  # What reports are made in: the stored label back in the published units.
+  scale = builder.label_scale(manual_dir)
+  assert scale.higher_is_better == higher_is_better
   for split in builder.info.splits:
     for record in read_split(builder, split):
       name = text(record["name"])
@@ -180,6 +183,7 @@ def check_records(builder, manual_dir, expected, higher_is_better, media_key):
       assert record[media_key] == (manual_dir / name).read_bytes()
       assert record["raw_score"] == pytest.approx(expected[name][0], rel=1e-6)
       assert record["label"] == pytest.approx(labels[name], abs=1e-6)
+      assert scale.to_units(record["label"]) == pytest.approx(expected[name][0], rel=1e-5)
       assert text(record["source"]) == expected[name][1]
       sources_by_split.setdefault(split, set()).add(expected[name][1])
   assert sorted(seen) == sorted(names)

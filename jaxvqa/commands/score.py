@@ -36,8 +36,8 @@ def add_subcommand(subparsers) -> None:
       "score",
       help="score video files with a trained model",
       description=(
-          "Scores video files with the model of a training run, on the label's scale "
-          "(VMAF 0-100 for compressed sets). Exit status: 0 all scored, 1 some input "
+          "Scores video files with the model of a training run, in its data set's own units "
+          "(VMAF 0-100 for compressed sets, MOS 1-5 for KoNViD-1k, ...). Exit status: 0 all scored, 1 some input "
           "could not be scored (reported on stderr), 2 bad invocation, 130 interrupted."
       ),
       epilog="Names starting with '-' go after '--': jaxvqa score --workdir W -- -clip.mp4",

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from jaxvqa import label_scale as label_scale_lib
 from jaxvqa.data import builders, demo, pipeline, video
 from jaxvqa.data.builders.base import SPLIT_NAMES
 
@@ -24,6 +25,8 @@ class RunData:
   frames: video.FrameOptions
   steps_per_epoch: int
   manual_dir: Path
+  # The stored label → the set's own units, in which every report is made (jaxvqa.label_scale).
+  label_scale: label_scale_lib.LabelScale = label_scale_lib.VMAF
 
 
 def open_run_data(data_config, *, seed: int) -> RunData:
@@ -65,4 +68,5 @@ def open_run_data(data_config, *, seed: int) -> RunData:
       frames=video.FrameOptions.from_data_config(data_config),
       steps_per_epoch=max(1, math.ceil(len(splits[TRAIN]) / global_batch_size)),
       manual_dir=manual_dir,
+      label_scale=builder.label_scale(manual_dir),
   )

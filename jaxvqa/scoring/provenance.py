@@ -17,20 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jaxvqa import label_scale
 from jaxvqa.scoring.sampling import Sampling
 
 if TYPE_CHECKING:
   from jaxvqa.inference import TrainedModel
 
-# What each data builder's labels are (jaxvqa.data.builders.BUILDERS; not imported: it needs
-# TFDS, which inference machines lack). A calibrated score is on this scale.
-LABEL_SCALES = {
-    "compressed": "VMAF (0-100)",
-    "konvid_1k": "MOS (1-5)",
-    "live_vqc": "MOS (0-100)",
-    "youtube_ugc": "MOS (1-5)",
-    "lsvq": "MOS (0-100)",
-}
+# What each data builder's published scores are (jaxvqa.data.builders.BUILDERS; not imported: it
+# needs TFDS, which inference machines lack). A calibration saved with its units says them itself.
+LABEL_SCALES = {builder: scale.describe() for builder, scale in label_scale.PUBLISHED.items()}
 VMAF_BUILDER = "compressed"  # make-dataset's sets and the demo set: labels measured with libvmaf
 # libvmaf's default model, the one `jaxvqa.data.encoding.measure_vmaf` gets (it names none).
 VMAF_MODEL = "vmaf_v0.6.1"
@@ -131,6 +126,8 @@ def _card_label(card: dict[str, Any]) -> str | None:
 
 
 def _label_scale(trained: TrainedModel) -> str:
+  if trained.calibration is not None and trained.calibration.units is not None:
+    return trained.calibration.units.describe()
   card = shipped_card(trained)
   if card is not None:
     label = _card_label(card) or ""
@@ -138,6 +135,9 @@ def _label_scale(trained: TrainedModel) -> str:
         LABEL_SCALES[VMAF_BUILDER] if label.startswith("VMAF") else "the labels of its model.json"
     )
   builder = trained.config.data.get("builder", "")
+  if trained.calibration is not None and builder != VMAF_BUILDER:
+    # Saved before calibrations were in the set's units: onto the stored label, scaled to [0, 1].
+    return f"the training label of data set {builder!r}, its scores scaled to 0-1 (1 best)"
   return LABEL_SCALES.get(builder, f"the labels of data set {builder!r}")
 
 

@@ -10,12 +10,14 @@ Feature schema shared by the public-set builders (`LabelledMediaBuilder`):
     name        text     media file, relative to manual_dir (what error messages name)
     source      text     content identity; splits never share one
     video|image bytes    the encoded file
-    label       float32  score normalised to [0, 1], higher is better
+    label       float32  score normalised to [0, 1], higher is better (what the model trains on)
     raw_score   float32  the score as published (MOS or DMOS)
 
 Score normalisation: min-max over every row of the set's official label file(s), flipped
 when the published score is "lower is better" (DMOS). Min-max makes the range exactly
 [0, 1] independently of the split, and being affine it leaves PLCC/SRCC/KRCC unchanged.
+`LabelledMediaBuilder.label_scale` gives the map back to the published units, in which every
+report is made (`jaxvqa.label_scale`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from jaxvqa import label_scale as label_scale_lib
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -129,19 +133,6 @@ def split_contents(
   return assignment
 
 
-def normalise_scores(raw: np.ndarray, higher_is_better: bool) -> np.ndarray:
-  """Min-max scales scores of one set to [0, 1], flipping "lower is better" scores.
-
-  raw: float [N] -> float32 [N]. A set whose scores are all equal maps to 0.5.
-  """
-  raw = np.asarray(raw, np.float64)
-  low, high = raw.min(), raw.max()
-  if high == low:
-    return np.full(raw.shape, 0.5, np.float32)
-  scaled = (raw - low) / (high - low)
-  return (scaled if higher_is_better else 1.0 - scaled).astype(np.float32)
-
-
 def fingerprint(files: Sequence[Path]) -> str:
   """First 10 hex digits of the SHA-1 over the given files' bytes (label files, manifests)."""
   digest = hashlib.sha1()
@@ -171,6 +162,13 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release."}
   BUILDER_CONFIGS: ClassVar[list[SplitConfig]] = [SplitConfig(name="default")]
   LABEL_FILES: ClassVar[tuple[str, ...]] = ()
+  SCALE: ClassVar[label_scale_lib.LabelScale]  # the published score (label_scale.PUBLISHED)
+
+  def label_scale(self, manual_dir: str | Path) -> label_scale_lib.LabelScale:
+    """The map between the stored label and the set's own units: here the label is the published
+    score itself; builders that rescale it anchor the scale at their label files."""
+    del manual_dir
+    return self.SCALE
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -241,15 +239,20 @@ def missing_media_error(
 class LabelledMediaBuilder(ManualDirBuilder, skip_registration=True):
   """A public quality set: one label file row per video or image (schema in module doc).
 
-  Subclasses give MEDIA ("video" or "image"), HIGHER_IS_BETTER and `read_rows`.
+  Subclasses give MEDIA ("video" or "image"), SCALE (their entry of `label_scale.PUBLISHED`) and
+  `read_rows`.
   """
 
   MEDIA: ClassVar[str]
-  HIGHER_IS_BETTER: ClassVar[bool]
 
   @abc.abstractmethod
   def read_rows(self, manual_dir: Path) -> list[LabelRow]:
     """Parses the official label file(s) into rows, in file order."""
+
+  def label_scale(self, manual_dir: str | Path) -> label_scale_lib.LabelScale:
+    """The published scale, anchored at the worst and best score of the label files in
+    `manual_dir`: the map between the stored label and the set's own units."""
+    return self.SCALE.anchored([row.raw_score for row in self.read_rows(Path(manual_dir))])
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -264,7 +267,8 @@ class LabelledMediaBuilder(ManualDirBuilder, skip_registration=True):
     missing = [row.name for row in rows if not (manual_dir / row.name).is_file()]
     if missing:
       raise missing_media_error(self.name, manual_dir, missing, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    labels = normalise_scores(np.array([row.raw_score for row in rows]), self.HIGHER_IS_BETTER)
+    published = [row.raw_score for row in rows]
+    labels = self.SCALE.anchored(published).to_label(published)
     if rows[0].split is not None:
       split_of = [row.split for row in rows]
     else:

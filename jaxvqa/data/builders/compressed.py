@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxvqa import label_scale
 from jaxvqa.data import manifest
 from jaxvqa.data.builders import base
 
@@ -106,6 +107,7 @@ class CompressedVideos(base.ManualDirBuilder):
       )
   ]
   LABEL_FILES = ("manifest.jsonl",)
+  SCALE = label_scale.PUBLISHED["compressed"]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Nothing to download: make the set with\n"
       "  jaxvqa make-dataset --sources SOURCE_DIR --out OUT\n"

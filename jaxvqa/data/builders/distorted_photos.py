@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxvqa.data import iqa_set
+from jaxvqa import label_scale
 from jaxvqa.data.builders import base, label_files
 
 
@@ -21,7 +22,7 @@ class DistortedPhotos(base.LabelledMediaBuilder):
 
   name = "jaxvqa_distorted_photos"
   MEDIA = "image"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["distorted_photos"]
   LABEL_FILES = (iqa_set.LABELS_NAME,)
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Nothing to download: make the set with\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxvqa import label_scale
 from jaxvqa.data.builders import base, label_files
 
 
@@ -20,7 +21,7 @@ class Koniq10k(base.LabelledMediaBuilder):
 
   name = "jaxvqa_koniq_10k"
   MEDIA = "image"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["koniq_10k"]
   LABEL_FILES = ("koniq10k_scores_and_distributions.csv",)
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
       "KonIQ-10k (koniq10k_1024x768.zip and koniq10k_scores_and_distributions.zip)",
@@ -54,7 +55,7 @@ class Kadid10k(base.LabelledMediaBuilder):
 
   name = "jaxvqa_kadid_10k"
   MEDIA = "image"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["kadid_10k"]
   LABEL_FILES = ("dmos.csv",)
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
       "KADID-10k (kadid10k.zip)",
@@ -88,7 +89,7 @@ class LiveIqa(base.LabelledMediaBuilder):
 
   name = "jaxvqa_live_iqa"
   MEDIA = "image"
-  HIGHER_IS_BETTER = False
+  SCALE = label_scale.PUBLISHED["live_iqa"]
   FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
   LABEL_FILES = ("dmos.mat", "refnames_all.mat")
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
@@ -136,7 +137,7 @@ class Clive(base.LabelledMediaBuilder):
 
   name = "jaxvqa_clive"
   MEDIA = "image"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["clive"]
   TRAINING_IMAGES = 7
   LABEL_FILES = ("Data/AllMOS_release.mat", "Data/AllImages_release.mat")
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(

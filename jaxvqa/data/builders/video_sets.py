@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jaxvqa import label_scale
 from jaxvqa.data.builders import base, label_files
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
@@ -20,7 +21,7 @@ class Konvid1k(base.LabelledMediaBuilder):
 
   name = "jaxvqa_konvid_1k"
   MEDIA = "video"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["konvid_1k"]
   LABEL_FILES = ("KoNViD_1k_mos.csv",)
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
       "KoNViD-1k (KoNViD_1k_videos.zip and KoNViD_1k_metadata.zip)",
@@ -48,7 +49,7 @@ class LiveVqc(base.LabelledMediaBuilder):
 
   name = "jaxvqa_live_vqc"
   MEDIA = "video"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["live_vqc"]
   LABEL_FILES = ("data.mat",)
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
       "the LIVE Video Quality Challenge (VQC) Database",
@@ -84,7 +85,7 @@ class YoutubeUgc(base.LabelledMediaBuilder):
 
   name = "jaxvqa_youtube_ugc"
   MEDIA = "video"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["youtube_ugc"]
   CSV_NAME = "original_videos_MOS_for_YouTube_UGC_dataset.csv"
   XLSX_NAMES = (
       "original_videos_MOS_for_YouTube_UGC_dataset.xlsx",
@@ -145,7 +146,7 @@ class Lsvq(base.LabelledMediaBuilder):
 
   name = "jaxvqa_lsvq"
   MEDIA = "video"
-  HIGHER_IS_BETTER = True
+  SCALE = label_scale.PUBLISHED["lsvq"]
   LABEL_FILES = ("labels_train_test.csv", "labels_test_1080p.csv")
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions(
       "LSVQ (the videos and the label files labels_train_test.csv, labels_test_1080p.csv)",
