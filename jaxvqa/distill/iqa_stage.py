@@ -255,7 +255,8 @@ def run_iqa_stage(config, workdir: Path, photos, start_backbone) -> dict[str, fl
       1,
       freeze_backbone=False,
   )
-  state = steps.TrainState.create(params, tx)
+  # Created under jit: eagerly, each optimizer-state leaf would compile its own program.
+  state = jax.jit(lambda p: steps.TrainState.create(p, tx))(params)
   manager = ocp.CheckpointManager(
       workdir / "iqa" / "checkpoints",
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
