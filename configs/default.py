@@ -59,6 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
       dict(
           task="vqa",  # "vqa": videos → score; "iqa": the spatial half on images (pre-training)
           dtype="bfloat16",  # compute dtype; parameters stay float32
+          # A SwinV2 checkpoint's name (timm's or HF's, e.g. "swinv2_base_window12to24_192to384"
+          # or "microsoft/swinv2-small-patch4-window16-256"): sets the backbone's architecture,
+          # fusion.out_dim, temporal.width and data.frame_size to fit it at the start of the run
+          # (jaxvqa.models.swinv2_presets; docs/REPRODUCE.md lists them). "": the fields as given.
+          preset="",
           # attention_impl: "xla", or "pallas" for the fused window-attention kernel (GPU; not yet
           # measured there, docs/PERFORMANCE.md).
           backbone=dict(

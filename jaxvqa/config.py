@@ -60,6 +60,24 @@ def _lookup(config, field: str):
   return node
 
 
+def apply_model_preset(config: ml_collections.ConfigDict) -> dict:
+  """Writes config.model.preset's fields into `config` (in place; a no-op for "" or a config
+  without the field). Returns {field: (old, new)} for the fields it changed.
+
+  The preset is resolved before anything reads the model fields, so the config a run records
+  (config.json) holds the architecture itself and the preset's name beside it.
+  """
+  name = config.model.get("preset", "")
+  if not name:
+    return {}
+  from jaxvqa.models import swinv2_presets
+
+  try:
+    return swinv2_presets.apply_preset(config, name)
+  except ValueError as error:
+    raise ConfigError(f"config.model.preset: {error}") from error
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field."""
   from jaxvqa.data.builders import BUILDERS  # imported late: pulls in tensorflow_datasets

@@ -156,10 +156,12 @@ class Trainer:
       *,
       num_devices: int | None = None,
   ):
+    config = config.copy_and_resolve_references()
+    for field, (old, new) in config_lib.apply_model_preset(config).items():
+      log.info("config.model.preset=%s sets %s: %s → %s", config.model.preset, field, old, new)
     config_lib.validate(config)
     # config.json records where the data was cached, so eval.py reads this run's data set whatever
     # JAXVQA_CACHE says when it runs.
-    config = config.copy_and_resolve_references()
     config.data.cache_dir = str(demo.cache_dir(config.data.cache_dir))
     self.config = config
     self.workdir = Path(workdir)
