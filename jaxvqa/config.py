@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxvqa import losses
+from jaxvqa.data import grouping
 from jaxvqa.data.video import MODES as SAMPLING_MODES
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
 from jaxvqa.models.swinv2 import ATTENTION_IMPLS
@@ -112,6 +113,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "train.keep_checkpoints",
   ):
     _positive(config, field)
+  problem = grouping.check_config(
+      data, loss, has_groups=data.demo.enabled or BUILDERS[data.builder].HAS_GROUPS
+  )
+  if problem:
+    raise ConfigError(problem)
   require(
       data.groups_per_batch >= 2,
       "data.groups_per_batch",
