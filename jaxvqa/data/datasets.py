@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jaxvqa.data import builders, demo, grouping, pipeline, video
+from jaxvqa.data import builders, demo, grouping, mixture, pipeline, video
 from jaxvqa.config import ConfigError
 from jaxvqa.data.builders.base import SPLIT_NAMES
 from jaxvqa.data.builders.label_files import LabelFileError
@@ -39,19 +39,29 @@ def open_run_data(data_config, *, seed: int) -> RunData:
   )
   data_dir = Path(data_config.data_dir).expanduser() if data_config.data_dir else cache / "tfds"
   try:
-    builder = builders.prepare(
-        data_config.builder,
-        manual_dir,
-        data_dir,
-        seed=data_config.split_seed,
-        train_fraction=data_config.train_fraction,
-        validation_fraction=data_config.validation_fraction,
-        test_fraction=round(1.0 - data_config.train_fraction - data_config.validation_fraction, 6),
-    )
+    if data_config.builder == mixture.MIXTURE:
+      splits, manual_dir = mixture.open_mixture(data_config, data_dir, builders.prepare)
+    else:
+      builder = builders.prepare(
+          data_config.builder,
+          manual_dir,
+          data_dir,
+          seed=data_config.split_seed,
+          train_fraction=data_config.train_fraction,
+          validation_fraction=data_config.validation_fraction,
+          test_fraction=round(
+              1.0 - data_config.train_fraction - data_config.validation_fraction, 6
+          ),
+      )
+      splits = {name: builder.as_data_source(name) for name in builder.info.splits}
   except (builders.ManualDataMissingError, LabelFileError) as error:
     # The user's files, not a crash: one line naming the field (train.py exits 2 on it).
-    raise ConfigError(f"config.data.manual_dir={str(manual_dir)!r}: {error}") from error
-  splits = {name: builder.as_data_source(name) for name in builder.info.splits}
+    where = (
+        "config.data.mixture"
+        if data_config.builder == mixture.MIXTURE
+        else f"config.data.manual_dir={str(manual_dir)!r}"
+    )
+    raise ConfigError(f"{where}: {error}") from error
   if TRAIN not in splits or len(splits[TRAIN]) == 0:
     raise ValueError(f"data set {data_config.builder!r} in {manual_dir} has no training examples")
   table = pipeline.read_example_table(splits[TRAIN])
