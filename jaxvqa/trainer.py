@@ -413,7 +413,7 @@ def train_and_evaluate(
           initial_step=trainer.total_steps,
           show_progress=False,
       ) as run_log:
-        run_log.write_test_reports(trainer.total_steps, reports, config.to_dict())
+        run_log.write_test_reports(trainer.total_steps, reports, trainer.config.to_dict())
       print(metrics.format_table(reports))
       print(f"groups of the coarse stage: {trainer.data.grouping}")
       (Path(workdir) / GROUPING_FILE).write_text(trainer.data.grouping + "\n")

@@ -135,6 +135,7 @@ def test_four_sets_pretrain_together(four_sets, tmp_path):
   assert sorted(batch["group"].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
   names = {run.splits["train"][int(i)]["name"].split("/")[0] for i in batch["index"]}
   assert names == {"koniq10k", "kadid10k", "databaserelease2", "ChallengeDB_release"}
+  assert run.grouping == "set: one group per image set of the mixture (4 sets)"
 
   trainer.train_and_evaluate(config, config.workdir, num_devices=1)
   logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]

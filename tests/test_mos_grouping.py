@@ -87,7 +87,9 @@ def test_mos_quantile_groups_make_the_group_term_non_zero(konvid_set, tmp_path):
   run = datasets.open_run_data(config.data, seed=0)
   train_labels = pipeline.read_example_table(run.splits[datasets.TRAIN]).labels
   assert isinstance(run.sampler, pipeline.GroupBatchSampler)
-  assert run.grouping.startswith("mos_quantile: 4 equal-count quality levels of 'konvid_1k'")
+  assert run.grouping.startswith(
+      "mos_quantile: 4 equal-count quality levels of the training split of 'konvid_1k'"
+  )
   batch = next(
       iter(pipeline.train_loader(run.splits["train"], run.sampler, run.frames, seed=0, num_steps=1))
   )
@@ -112,6 +114,7 @@ def test_mos_quantile_groups_make_the_group_term_non_zero(konvid_set, tmp_path):
       )
   )
   assert set(plain_batch["group"].tolist()) == {0}
+  assert plain.grouping == "set: 'konvid_1k' has no groups (every record is in group 0)"
   plain_mask = np.ones(len(plain_batch["group"]), bool)
   plain_embedding = jax.random.normal(jax.random.key(0), (len(plain_mask), 8))
   assert (

@@ -98,7 +98,9 @@ def test_convert_then_iqa_pretrain_then_vqa_train_then_evaluate(tmp_path):
   group_terms = [line["loss/group"] for line in lines if "loss/group" in line]
   assert group_terms and all(value > 0 for value in group_terms)
   grouping_line = (tmp_path / "vqa" / trainer.GROUPING_FILE).read_text()
-  assert grouping_line.startswith("mos_quantile: 4 equal-count quality levels of 'konvid_1k'")
+  assert grouping_line.startswith(
+      "mos_quantile: 4 equal-count quality levels of the training split of 'konvid_1k'"
+  )
 
   # 4. Evaluation of the test split (eval.py's function).
   result = checkpoint_report.evaluate_checkpoint(tmp_path / "vqa", split="test", num_devices=1)

@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxvqa.data.mixture import MIXTURE
+
 GROUPINGS = ("set", "mos_quantile")
 
 
@@ -82,12 +84,20 @@ def check_config(data, loss, has_groups: bool) -> str | None:
   return None
 
 
-def describe(grouping: str, builder: str, labels=None, groups=None) -> str:
-  """One line for the run's log and results: which groups the coarse stage used."""
+def describe(grouping: str, builder: str, labels: np.ndarray, groups: np.ndarray) -> str:
+  """One line for the run's log and results: which groups the coarse stage used.
+
+  labels, groups: [N] of the training split, after any regrouping.
+  """
+  count = len(np.unique(groups))
   if grouping == "mos_quantile":
     edges = ", ".join(f"{e:.4g}" for e in level_edges(labels, groups))
     return (
-        f"mos_quantile: {int(groups.max()) + 1} equal-count quality levels of {builder!r}'s "
-        f"training split by MOS rank (levels start at labels {edges})"
+        f"mos_quantile: {count} equal-count quality levels of the training split of {builder!r} "
+        f"by MOS rank (levels start at labels {edges})"
     )
-  return f"set: {builder!r}'s own groups (bitrate rungs where it has them)"
+  if builder == MIXTURE:
+    return f"set: one group per image set of the mixture ({count} sets)"
+  if count < 2:
+    return f"set: {builder!r} has no groups (every record is in group 0)"
+  return f"set: the {count} groups {builder!r} carries (bitrate rungs)"
