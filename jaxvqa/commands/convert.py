@@ -31,9 +31,9 @@ def add_subcommand(subparsers) -> None:
       "--window-size",
       type=int,
       default=None,
-      help="window size, when the checkpoint has no position buffers to read it "
-      "from (HF and timm >= 0.9 checkpoints; a config.json beside an HF checkpoint "
-      "is read automatically)",
+      help="window size, when nothing else tells it: read otherwise from the checkpoint's "
+      "position buffers (Microsoft, timm 0.6), a config.json beside it (HF's window_size, "
+      "timm's architecture) or a file named as timm or HF names the model",
   )
   parser.add_argument(
       "--pretrained-window-sizes",
