@@ -48,6 +48,11 @@ def get_config() -> ml_collections.ConfigDict:
           sampling="resize_crop",  # or "fragments" (native-resolution grid, the authors' SAMA)
           fragment_grid=8,  # fragments: grid × grid native patches of frame_size/grid px
           fragment_align=1,  # fragments: origins at multiples of this many px (1: anywhere)
+          # The coarse stage's groups: "set" = the set's own (bitrate rungs); "mos_quantile" =
+          # quality_levels equal-count MOS levels of the training split, for MOS sets, which
+          # have no rungs (jaxvqa/data/grouping.py, docs/METHOD.md).
+          grouping="set",
+          quality_levels=5,  # mos_quantile: the ACR scale's five categories' worth of levels
           groups_per_batch=4,  # bitrate groups per batch ...
           videos_per_group=2,  # ... × videos per group = global batch size (8, as the paper)
           eval_batch_size=8,
@@ -59,6 +64,11 @@ def get_config() -> ml_collections.ConfigDict:
       dict(
           task="vqa",  # "vqa": videos → score; "iqa": the spatial half on images (pre-training)
           dtype="bfloat16",  # compute dtype; parameters stay float32
+          # A SwinV2 checkpoint's name (timm's or HF's, e.g. "swinv2_base_window12to24_192to384"
+          # or "microsoft/swinv2-small-patch4-window16-256"): sets the backbone's architecture,
+          # fusion.out_dim, temporal.width and data.frame_size to fit it at the start of the run
+          # (jaxvqa.models.swinv2_presets; docs/REPRODUCE.md lists them). "": the fields as given.
+          preset="",
           # attention_impl: "xla", or "pallas" for the fused window-attention kernel (GPU; not yet
           # measured there, docs/PERFORMANCE.md).
           backbone=dict(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxvqa import losses
+from jaxvqa.data import grouping, mixture
 from jaxvqa.data.video import MODES as SAMPLING_MODES
 from jaxvqa.models.fusion import TOKEN_LAYOUTS
 from jaxvqa.models.swinv2 import ATTENTION_IMPLS
@@ -60,23 +61,44 @@ def _lookup(config, field: str):
   return node
 
 
+def apply_model_preset(config: ml_collections.ConfigDict) -> dict:
+  """Writes config.model.preset's fields into `config` (in place; a no-op for "" or a config
+  without the field). Returns {field: (old, new)} for the fields it changed.
+
+  The preset is resolved before anything reads the model fields, so the config a run records
+  (config.json) holds the architecture itself and the preset's name beside it.
+  """
+  name = config.model.get("preset", "")
+  if not name:
+    return {}
+  from jaxvqa.models import swinv2_presets
+
+  try:
+    return swinv2_presets.apply_preset(config, name)
+  except ValueError as error:
+    raise ConfigError(f"config.model.preset: {error}") from error
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field."""
   from jaxvqa.data.builders import BUILDERS  # imported late: pulls in tensorflow_datasets
 
   data, model, loss, optim = config.data, config.model, config.loss, config.optim
+  known = [*BUILDERS, mixture.MIXTURE]
   require(
-      data.builder in BUILDERS,
-      "data.builder",
-      f"unknown data set {data.builder!r}; known: {sorted(BUILDERS)}",
+      data.builder in known, "data.builder", f"unknown data set {data.builder!r}; known: {known}"
   )
   require(
       data.sampling in SAMPLING_MODES,
       "data.sampling",
       f"must be one of {SAMPLING_MODES}, got {data.sampling!r}",
   )
+  if data.builder == mixture.MIXTURE:
+    problem = mixture.check_config(data)
+    if problem:
+      raise ConfigError(problem)
   require(
-      data.demo.enabled or bool(data.manual_dir),
+      data.demo.enabled or bool(data.manual_dir) or data.builder == mixture.MIXTURE,
       "data.manual_dir",
       "is empty: point it at a `jaxvqa make-dataset --out` directory or a public set's "
       "release, or set config.data.demo.enabled=True",
@@ -94,6 +116,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "train.keep_checkpoints",
   ):
     _positive(config, field)
+  has_groups = (
+      data.demo.enabled
+      or data.builder == mixture.MIXTURE  # the sets are its groups
+      or BUILDERS[data.builder].HAS_GROUPS
+  )
+  problem = grouping.check_config(data, loss, has_groups=has_groups)
+  if problem:
+    raise ConfigError(problem)
   require(
       data.groups_per_batch >= 2,
       "data.groups_per_batch",

@@ -223,6 +223,11 @@ class RunLog:
     rows = "\n".join(f"| {name} | {value!r} |" for name, value in flatten_config(config).items())
     self._writer.add_text("config", f"| field | value |\n| --- | --- |\n{rows}", step)
 
+  def write_text(self, step: int, tag: str, text: str) -> None:
+    """A line of text in TensorBoard's Text tab under `tag`."""
+    if self.enabled:
+      self._writer.add_text(tag, text, step)
+
   def write_test_reports(self, step: int, reports: Iterable[Any], config: dict[str, Any]) -> None:
     """Each report's metrics as `test/<report>/<metric>` scalars, and an HParams session holding
     the flattened config with the first report's metrics as `hparams/<metric>`."""

@@ -38,6 +38,8 @@ from jaxvqa.run_log import RunLog, configure_logging
 
 log = logging.getLogger(__name__)
 
+GROUPING_FILE = "grouping.txt"  # the run's coarse-stage groups, one line (data.grouping)
+
 
 class NonFiniteTrainingError(RuntimeError):
   """Raised after too many consecutive steps with non-finite loss or gradients."""
@@ -156,10 +158,12 @@ class Trainer:
       *,
       num_devices: int | None = None,
   ):
+    config = config.copy_and_resolve_references()
+    for field, (old, new) in config_lib.apply_model_preset(config).items():
+      log.info("config.model.preset=%s sets %s: %s → %s", config.model.preset, field, old, new)
     config_lib.validate(config)
     # config.json records where the data was cached, so eval.py reads this run's data set whatever
     # JAXVQA_CACHE says when it runs.
-    config = config.copy_and_resolve_references()
     config.data.cache_dir = str(demo.cache_dir(config.data.cache_dir))
     self.config = config
     self.workdir = Path(workdir)
@@ -170,6 +174,7 @@ class Trainer:
         self.global_batch_size, self.mesh, "groups_per_batch × videos_per_group"
     )
     self.data = datasets.open_run_data(config.data, seed=config.seed)
+    log.info("groups of the coarse stage: %s", self.data.grouping)
     self.model = build_model(config.model)
     self.total_steps = max(1, round(config.optim.epochs * self.data.steps_per_epoch))
     self.learning_rate = optim.learning_rate_schedule(config.optim, self.data.steps_per_epoch)
@@ -308,6 +313,7 @@ class Trainer:
         show_progress=config.train.progress_bar,
     ) as run_log:
       run_log.write_config(start_step, config.to_dict())
+      run_log.write_text(start_step, "grouping", self.data.grouping)
       tick, videos_since = time.perf_counter(), 0
       for step in range(start_step, end_step):
         state, step_metrics = self.train_step(state, parallel.global_batch(next(loader), self.mesh))
@@ -415,12 +421,14 @@ def train_and_evaluate(
           initial_step=trainer.total_steps,
           show_progress=False,
       ) as run_log:
-        run_log.write_test_reports(trainer.total_steps, reports, config.to_dict())
+        run_log.write_test_reports(trainer.total_steps, reports, trainer.config.to_dict())
       print(
           f"scores and RMSE in {trainer.data.label_scale.describe()}, the labels' own units; "
           "correlations against quality"
       )
       print(metrics.format_table(reports))
+      print(f"groups of the coarse stage: {trainer.data.grouping}")
+      (Path(workdir) / GROUPING_FILE).write_text(trainer.data.grouping + "\n")
       (Path(workdir) / "results.json").write_text(
           json.dumps([report.to_dict() for report in reports], indent=2)
       )

@@ -58,13 +58,14 @@ class ExampleTable:
   """What the samplers need to know of every example, without the media.
 
   groups: int32 [N] (0 where the set has no groups); sources: int32 [N], codes into
-  source_names; names: the examples' file names.
+  source_names; names: the examples' file names; labels: float32 [N].
   """
 
   groups: np.ndarray
   sources: np.ndarray
   source_names: tuple[str, ...]
   names: tuple[str, ...]
+  labels: np.ndarray
 
 
 def read_records(
@@ -83,9 +84,10 @@ def read_records(
 
 def read_example_table(data_source: DataSource, chunk: int = 256) -> ExampleTable:
   """Scans `data_source` once (this reads every record, media included)."""
-  groups, sources, names = [], [], []
+  groups, sources, names, labels = [], [], [], []
   for record in read_records(data_source, range(len(data_source)), chunk):
     groups.append(int(record.get("group", 0)))
+    labels.append(float(record["label"]))
     sources.append(text(record["source"]))
     names.append(text(record["name"]))
   source_names, codes = np.unique(np.array(sources, dtype=object).astype(str), return_inverse=True)
@@ -94,6 +96,7 @@ def read_example_table(data_source: DataSource, chunk: int = 256) -> ExampleTabl
       sources=codes.astype(np.int32).reshape(-1),
       source_names=tuple(source_names),
       names=tuple(names),
+      labels=np.asarray(labels, np.float32),
   )
 
 

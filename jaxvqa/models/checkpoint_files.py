@@ -3,6 +3,7 @@
 - `load_checkpoint`: a .safetensors, .bin, .pth or .pt file → flat {torch key: float32 array}
   (torch checkpoints are read weights-only; tensors under 'model' or 'state_dict' are found).
 - `hf_config_windows`: the window sizes a SwinV2 config.json beside an HF checkpoint gives.
+- `named_preset`: the `swinv2_presets` entry a timm config.json or the file's name names.
 - `save_converted` / `load_converted`: a directory with `params/` (Orbax) and `model.json`
   (the SwinV2 kwargs), what `jaxvqa convert-weights` writes and `config.init.backbone` reads.
 
@@ -94,14 +95,37 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
 
 def hf_config_windows(checkpoint: Path) -> tuple[int | None, tuple[int, ...] | None]:
   """(window_size, pretrained_window_sizes) from a SwinV2 config.json beside the checkpoint."""
-  config_path = checkpoint.parent / "config.json"
-  if not config_path.is_file():
-    return None, None
-  config = json.loads(config_path.read_text())
+  config = _config_beside(checkpoint)
   if config.get("model_type") != "swinv2":
     return None, None
   pretrained = config.get("pretrained_window_sizes")
   return config.get("window_size"), tuple(pretrained) if pretrained is not None else None
+
+
+def _config_beside(checkpoint: Path) -> dict:
+  config_path = checkpoint.parent / "config.json"
+  if not config_path.is_file():
+    return {}
+  config = json.loads(config_path.read_text())
+  return config if isinstance(config, dict) else {}
+
+
+def named_preset(checkpoint: Path) -> tuple[Any, str] | None:
+  """(swinv2_presets.Preset, where its name was read) for a checkpoint that names its model:
+  the "architecture" of a timm config.json beside it (timm's Hugging Face Hub layout), else the
+  file's own name (timm's or HF's model name, e.g. swinv2_tiny_window16_256.safetensors).
+
+  timm >= 0.9 and HF files keep no position buffers, so the window is not in their weights;
+  their name is what tells it.
+  """
+  from jaxvqa.models import swinv2_presets
+
+  architecture = _config_beside(checkpoint).get("architecture")
+  if isinstance(architecture, str) and (found := swinv2_presets.find_preset(architecture)):
+    return found, f"{checkpoint.parent / 'config.json'} (architecture {architecture!r})"
+  if found := swinv2_presets.find_preset(checkpoint.name):
+    return found, f"the file name {checkpoint.name!r}"
+  return None
 
 
 def save_converted(out_dir: str | Path, params: Mapping, model_kwargs: Mapping[str, Any]) -> Path:

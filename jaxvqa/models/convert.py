@@ -29,6 +29,7 @@ def _infer_model_kwargs(
     buffers: Mapping[str, np.ndarray],
     window_size: int | None,
     pretrained_window_sizes: tuple[int, ...] | None,
+    given_by: str,
 ) -> dict[str, Any]:
   """SwinV2 field values from a canonical state dict (and its position buffers when present)."""
   if "patch_embed.proj.weight" not in state:
@@ -58,16 +59,17 @@ def _infer_model_kwargs(
     window_size = inferred_window
   elif inferred_window is not None and inferred_window != window_size:
     raise CheckpointError(
-        f"window size {window_size} was requested but the checkpoint's "
-        f"relative_coords_table says {inferred_window}; drop --window-size."
+        f"window size {window_size} comes from {given_by} but the checkpoint's "
+        f"relative_coords_table says {inferred_window}; drop it."
     )
   if window_size is None:
     raise CheckpointError(
         "The checkpoint carries no relative_coords_table or "
-        "relative_position_index buffer to read the window size from; pass "
-        "--window-size (8 or 16 for swinv2_*_window8/16_256)."
+        "relative_position_index buffer to read the window size from, and no config.json "
+        "or file name says which model it is; pass --window-size (8 or 16 for "
+        "swinv2_*_window8/16_256)."
     )
-  pretrained = _pretrained_windows(windows, len(depths), pretrained_window_sizes)
+  pretrained = _pretrained_windows(windows, len(depths), pretrained_window_sizes, given_by)
   return dict(
       embed_dim=int(embed_dim),
       depths=depths,
@@ -80,7 +82,10 @@ def _infer_model_kwargs(
 
 
 def _pretrained_windows(
-    windows: Mapping[int, tuple[int, int]], num_stages: int, requested: tuple[int, ...] | None
+    windows: Mapping[int, tuple[int, int]],
+    num_stages: int,
+    requested: tuple[int, ...] | None,
+    given_by: str,
 ) -> tuple[int, ...]:
   """Pretraining window per stage: as requested, else read from the coords tables, else 0."""
   from_tables = None
@@ -95,9 +100,8 @@ def _pretrained_windows(
       )
     if from_tables is not None and from_tables != requested:
       raise CheckpointError(
-          f"pretrained window sizes {requested} were requested but the "
-          f"checkpoint's relative_coords_table says {from_tables}; drop "
-          "--pretrained-window-sizes."
+          f"pretrained window sizes {requested} come from {given_by} but the "
+          f"checkpoint's relative_coords_table says {from_tables}; drop them."
       )
     return requested
   if from_tables is None:
@@ -147,13 +151,15 @@ def convert_state_dict(
     *,
     window_size: int | None = None,
     pretrained_window_sizes: tuple[int, ...] | None = None,
+    given_by: str = "--window-size / --pretrained-window-sizes",
 ) -> tuple[dict, dict[str, Any]]:
   """PyTorch SwinV2 state dict → ({'params': Flax tree}, SwinV2 kwargs).
 
   `window_size` and `pretrained_window_sizes` are read from the checkpoint's relative-coords
   buffers (Microsoft / timm 0.6.x keep them); HF and timm >= 0.9 checkpoints have none, so
   `window_size` must then be given, and `pretrained_window_sizes` for a model fine-tuned at a
-  window other than its pretraining one. Given values must agree with the buffers. The returned
+  window other than its pretraining one. Given values must agree with the buffers; `given_by`
+  says where they came from, for the message when they do not. The returned
   variables go straight into `SwinV2(**kwargs).apply(variables, x)`.
   """
   stripped = {torch_keys.strip_prefixes(k): k for k in state}
@@ -179,7 +185,9 @@ def convert_state_dict(
   buffers = {k: v for k, v in state.items() if k.endswith(torch_keys.BUFFER_SUFFIXES)}
   weights = {k: v for k, v in state.items() if k not in buffers}
 
-  model_kwargs = _infer_model_kwargs(weights, buffers, window_size, pretrained_window_sizes)
+  model_kwargs = _infer_model_kwargs(
+      weights, buffers, window_size, pretrained_window_sizes, given_by
+  )
   rules = torch_keys.flax_rules(model_kwargs["depths"])
   expected = {key for key, _, _ in rules}
   unknown = sorted(set(weights) - expected)

@@ -162,6 +162,10 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release."}
   BUILDER_CONFIGS: ClassVar[list[SplitConfig]] = [SplitConfig(name="default")]
   LABEL_FILES: ClassVar[tuple[str, ...]] = ()
+  # Whether records carry groups the group contrastive loss can use (bitrate rungs); sets
+  # without them get groups from config.data.grouping (jaxvqa.data.grouping).
+  HAS_GROUPS: ClassVar[bool] = False
+
   SCALE: ClassVar[label_scale_lib.LabelScale]  # the published score (label_scale.PUBLISHED)
 
   def label_scale(self, manual_dir: str | Path) -> label_scale_lib.LabelScale:

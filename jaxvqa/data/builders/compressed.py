@@ -99,6 +99,7 @@ class CompressedVideos(base.ManualDirBuilder):
   """Sources encoded along a bitrate (and resolution) ladder, each labelled with its mean VMAF."""
 
   name = "jaxvqa_compressed_videos"
+  HAS_GROUPS = True
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.1.0": "scale, encode_width, encode_height, bits_per_pixel (--scales)"}
   BUILDER_CONFIGS = [
