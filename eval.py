@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import jaxvqa
-from jaxvqa import run_log
+from jaxvqa.train import run_log
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by train.py.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate: train, validation or test.")
@@ -58,7 +58,8 @@ def main(argv):
   )
   batch = {"per_device_batch": _BATCH_SIZE.value} if _BATCH_SIZE.value else {}
   # Imported here: flag and config errors are reported before the slow imports.
-  from jaxvqa import checkpoint_report, checkpointing
+  from jaxvqa.evaluate import checkpoint_report
+  from jaxvqa.train import checkpointing
 
   try:
     checkpoint_report.main(

@@ -18,7 +18,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import jaxvqa
-from jaxvqa import run_log
+from jaxvqa.train import run_log
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: config.workdir).")
@@ -30,12 +30,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   run_log.ignore_closed_event_loop_callbacks()
   # Imported here: flag and config errors are reported before the slow imports.
-  from jaxvqa import checkpointing, config as config_lib, trainer
+  from jaxvqa import config as config_lib
+  from jaxvqa.train import checkpointing, trainer
 
   config, workdir = _CONFIG.value, _WORKDIR.value or _CONFIG.value.workdir
   try:
-    if "kfold" in config:  # configs/kfold.py: every variant on every fold (jaxvqa/kfold.py)
-      from jaxvqa import kfold
+    if "kfold" in config:  # configs/kfold.py: every variant on every fold (jaxvqa/kfold/)
+      from jaxvqa.kfold import protocol as kfold
 
       kfold.run_kfold(config, workdir)
     elif "distill" in config:  # configs/distill.py: the teacher's features into the SwinV2

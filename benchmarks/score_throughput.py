@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvqa import inference, scoring
+from jaxvqa import scoring
+from jaxvqa.serve import inference
 from jaxvqa.data import video
 
 
@@ -119,7 +120,7 @@ def shrink_for_smoke(config):
 
 
 def random_model(config, num_devices: int | None) -> inference.TrainedModel:
-  from jaxvqa import steps
+  from jaxvqa.train import steps
   from jaxvqa.models import vqa
 
   model = vqa.build_vqa_model(config.model)

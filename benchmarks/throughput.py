@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvqa import losses, optim, steps
+from jaxvqa.train import losses, optim, steps
 from jaxvqa.models import swinv2, swinv2_presets, vqa
 
 MODEL_NAME = "swinv2_tiny_window8_256"

@@ -85,7 +85,7 @@ def _scratch() -> ml_collections.ConfigDict:
 
 
 def _start_from_shipped(config: ml_collections.ConfigDict) -> None:
-  from jaxvqa import inference  # imported late: only this start reads the shipped card
+  from jaxvqa.serve import inference  # imported late: only this start reads the shipped card
 
   card, _ = inference.read_model_directory()
   shipped_model, shipped_data = card["config"]["model"], card["config"]["data"]

@@ -1,4 +1,4 @@
-r"""The K-fold protocol (jaxvqa/kfold.py): every variant of the ablation on every fold, one GPU run.
+r"""The K-fold protocol (jaxvqa/kfold/): every variant of the ablation on every fold, one GPU run.
 
 Run (GPU; the corpus and its data set take about 3 minutes on 16 cores):
   jaxvqa make-corpus --out /data/corpus --count 400 --width 320 --height 180 --frames 16 --fps 24
@@ -56,7 +56,7 @@ def variant(
     start="",
     **loss,
 ) -> dict:
-  # The paper's losses plus the within-source rank term (jaxvqa/stacked.py: LOSS_TERMS); the
+  # The paper's losses plus the within-source rank term (jaxvqa/kfold/stacked.py: LOSS_TERMS); the
   # "paper_losses" variant leaves it out.
   weights = dict(plcc=1.0, rank=0.3, group=1.0, source_rank=1.0)
   weights.update(loss)

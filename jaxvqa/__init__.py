@@ -8,15 +8,15 @@ losses, trained on compressed videos labelled with VMAF.
 
 __version__ = "0.1.0"
 
-# The Python API (jaxvqa.api) imports JAX; it is loaded on first use so that `import jaxvqa`, and
-# `jaxvqa --help`, stay cheap.
+# The Python API (jaxvqa.serve.api) imports JAX; it is loaded on first use so that
+# `import jaxvqa`, and `jaxvqa --help`, stay cheap.
 _API_NAMES = ("QualityModel", "load", "quality_fn")
 __all__ = ["__version__", *_API_NAMES]
 
 
 def __getattr__(name: str):
   if name in _API_NAMES:
-    from jaxvqa import api
+    from jaxvqa.serve import api
 
     return getattr(api, name)
   raise AttributeError(f"module 'jaxvqa' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import os
 import sys
 
 import jaxvqa
-from jaxvqa import run_log
+from jaxvqa.train import run_log
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxvqa import losses
+from jaxvqa.train import losses
 from jaxvqa.data import grouping, mixture
 from jaxvqa.data.video import MODES as SAMPLING_MODES
 from jaxvqa.models.fusion import TOKEN_LAYOUTS

@@ -76,7 +76,7 @@ def trained_workdir(demo_cache, tmp_path_factory):
   saves (latest checkpoint), both at step 2.
   """
   from configs import demo as demo_config
-  from jaxvqa import trainer
+  from jaxvqa.train import trainer
 
   config = tiny_demo_settings(demo_config.get_config("scratch"))
   config.data.cache_dir = str(demo_cache)
@@ -93,7 +93,7 @@ def finished_run(demo_cache, tmp_path_factory):
   results.json, TensorBoard events, best and latest checkpoints. The resume tests compare killed
   runs against it; they use the same config, so they share its compiled train step."""
   from configs import demo as demo_config
-  from jaxvqa import trainer
+  from jaxvqa.train import trainer
 
   config = tiny_demo_settings(demo_config.get_config("scratch"))
   config.data.cache_dir = str(demo_cache)

@@ -67,7 +67,8 @@ def _poisoned_model(root: Path) -> Path:
   training run that went wrong, not changed afterwards."""
   from flax import serialization
 
-  from jaxvqa import checkpointing, inference
+  from jaxvqa.serve import inference
+  from jaxvqa.train import checkpointing
 
   card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
   params = serialization.msgpack_restore(

@@ -20,7 +20,10 @@ import scipy.ndimage
 import media
 
 import jaxvqa
-from jaxvqa import api, calibration, checkpointing, cli, inference, metrics
+from jaxvqa import cli, metrics
+from jaxvqa.evaluate import calibration
+from jaxvqa.serve import api, inference
+from jaxvqa.train import checkpointing
 from jaxvqa.data import decode, ffmpeg_reader, manifest
 
 ROOT = Path(__file__).resolve().parents[1]

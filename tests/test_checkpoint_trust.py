@@ -15,7 +15,9 @@ import pytest
 from conftest import run_cli
 
 import jaxvqa
-from jaxvqa import checkpoint_report, checkpointing, inference, run_log, trainer
+from jaxvqa.evaluate import checkpoint_report
+from jaxvqa.serve import inference
+from jaxvqa.train import checkpointing, run_log, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,7 +160,7 @@ def test_shipped_model_directories_carry_their_digest_and_are_checked(tmp_path, 
     jaxvqa.load(model_dir("poisoned", old_card, poisoned))
 
   # A model saved before digests existed: loads, with a warning that it cannot be checked.
-  with caplog.at_level(logging.WARNING, logger="jaxvqa.checkpointing"):
+  with caplog.at_level(logging.WARNING, logger="jaxvqa.train.checkpointing"):
     jaxvqa.load(model_dir("old", old_card, params))
   assert "records no weights digest" in caplog.text
 

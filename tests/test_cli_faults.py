@@ -84,7 +84,7 @@ def test_ctrl_c_during_train_py_outside_the_steps_is_one_line_and_exit_130(monke
   sys.path.insert(0, REPO)
   import train
 
-  from jaxvqa import trainer
+  from jaxvqa.train import trainer
 
   def interrupted_evaluation(*args, **kwargs):
     raise KeyboardInterrupt

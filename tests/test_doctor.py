@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import jaxvqa
-from jaxvqa import api, checkpointing, doctor, inference
+from jaxvqa.serve import api, doctor, inference
+from jaxvqa.train import checkpointing
 from conftest import run_cli
 
 

@@ -83,7 +83,8 @@ def test_the_teacher_variant_starts_every_fold_from_the_package_weights(tmp_path
   import test_kfold
 
   from configs import kfold_teacher
-  from jaxvqa import kfold, optim
+  from jaxvqa.kfold import protocol as kfold
+  from jaxvqa.train import optim
 
   fake = test_kfold._fake_set(num_families=4, height=64, width=64)
   rows, frames = fake

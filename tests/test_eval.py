@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxvqa import checkpoint_report, cli, inference, metrics, plots
+from jaxvqa import cli, metrics
+from jaxvqa.evaluate import checkpoint_report, plots
+from jaxvqa.serve import inference
 
 REPO = Path(__file__).resolve().parents[1]
 

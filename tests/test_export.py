@@ -14,7 +14,9 @@ import pytest
 import media
 
 import jaxvqa
-from jaxvqa import api, calibration, export, exported, metrics
+from jaxvqa import metrics
+from jaxvqa.evaluate import calibration
+from jaxvqa.serve import api, export, exported
 from conftest import run_cli
 
 

@@ -12,7 +12,8 @@ import scipy.io
 from PIL import Image
 
 from configs import iqa_multiset
-from jaxvqa import config as config_lib, trainer
+from jaxvqa import config as config_lib
+from jaxvqa.train import trainer
 from jaxvqa.data import datasets, mixture, pipeline
 
 LIVE_FOLDERS = [("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174)]

@@ -10,7 +10,7 @@ import scipy.stats
 
 from configs import kfold as kfold_config
 from jaxvqa import config as config_lib
-from jaxvqa import folds, kfold, kfold_report
+from jaxvqa.kfold import folds, protocol as kfold, report as kfold_report
 from jaxvqa.data import decoded, device_clips, video
 
 import media
@@ -423,7 +423,7 @@ def _tiny_kfold_config(decoded_dir, workdir_stop_seconds=0.0):
 
 def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set, tmp_path):
   import jax
-  from jaxvqa import inference
+  from jaxvqa.serve import inference
 
   _, data = fake_set
   decoded_dir = _write_decoded(fake_set, tmp_path / "decoded")
@@ -441,7 +441,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # The shipped model (the detail_only variant trained without the held-out family) is the stacked
   # model: same weights, so the same scores for the same clips, and its calibration's range.
   shipped = inference.load_shipped_model(tmp_path / "work" / "shipped")
-  from jaxvqa import api, cli
+  from jaxvqa import cli
+  from jaxvqa.serve import api
 
   assert api.load(tmp_path / "work" / "shipped").identity == shipped.identity
   # `jaxvqa score --workdir SHIPPED_DIR` scores with it, as the Python API does.
@@ -500,7 +501,7 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
   # Weights that do not fit the card's model are refused, naming the directory.
   import shutil
 
-  from jaxvqa import checkpointing
+  from jaxvqa.train import checkpointing
 
   mismatched = tmp_path / "mismatched"
   shutil.copytree(tmp_path / "work" / "shipped", mismatched)
@@ -516,7 +517,8 @@ def test_a_stopped_run_resumes_and_ships_a_model_that_scores_as_trained(fake_set
 
 def test_source_rank_term_ranks_pairs_of_one_source_only():
   import jax.numpy as jnp
-  from jaxvqa import losses, stacked
+  from jaxvqa.kfold import stacked
+  from jaxvqa.train import losses
   # Sources × rungs: sources 0 and 1, each at rungs 0 and 1. Scores order the encodes of each
   # source correctly but put source 1 (easy content, high labels) below source 0: only the
   # in-group (same-rung) rank term sees that, the source term does not.
@@ -581,7 +583,7 @@ def test_a_variant_scoring_from_neither_embedding_nor_detail_is_named():
 
 
 def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
-  from jaxvqa import inference
+  from jaxvqa.serve import inference
 
   # The config ships what the package ships (docs/MODEL.md): its variant, under its id.
   card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
@@ -604,7 +606,7 @@ def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
 def test_a_variant_with_a_start_holds_that_backbone_in_every_fold(fake_set, tmp_path):
   import jax
 
-  from jaxvqa import optim
+  from jaxvqa.train import optim
   from jaxvqa.models import checkpoint_files
 
   decoded_dir = _write_decoded(fake_set, tmp_path / "decoded")

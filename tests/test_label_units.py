@@ -16,7 +16,11 @@ import scipy.stats
 from conftest import run_cli, tiny_demo_settings
 
 import jaxvqa
-from jaxvqa import api, calibration, checkpoint_report, label_scale, metrics, plots, trainer
+from jaxvqa import metrics
+from jaxvqa.data import label_scale
+from jaxvqa.evaluate import calibration, checkpoint_report, plots
+from jaxvqa.serve import api
+from jaxvqa.train import trainer
 
 KONVID = label_scale.PUBLISHED["konvid_1k"]
 LIVE_IQA = label_scale.PUBLISHED["live_iqa"]

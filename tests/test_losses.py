@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvqa import losses
+from jaxvqa.train import losses
 
 BATCH = 10
 DIM = 6

@@ -13,7 +13,8 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
-from jaxvqa import calibration as calibration_lib, metrics
+from jaxvqa import metrics
+from jaxvqa.evaluate import calibration as calibration_lib
 
 # --- independent references, plain loops ---
 

@@ -15,7 +15,8 @@ import pytest
 
 import media
 from configs import default
-from jaxvqa import config as config_lib, losses
+from jaxvqa import config as config_lib
+from jaxvqa.train import losses
 from jaxvqa.data import datasets, grouping, pipeline
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,8 @@ from safetensors.numpy import save_file
 
 import media
 from configs import default, iqa_pretrain
-from jaxvqa import checkpoint_report, trainer
+from jaxvqa.evaluate import checkpoint_report
+from jaxvqa.train import trainer
 from test_convert import _cli, timm_state
 from test_swinv2 import randomized_hf_model
 

@@ -22,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxvqa import checkpointing, trainer
+from jaxvqa.train import checkpointing, trainer
 from jaxvqa.data import pipeline
 
 

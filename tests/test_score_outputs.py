@@ -19,7 +19,9 @@ from flax import serialization
 
 import jaxvqa
 import media
-from jaxvqa import calibration, cli, inference
+from jaxvqa import cli
+from jaxvqa.evaluate import calibration
+from jaxvqa.serve import inference
 from jaxvqa import scoring
 from jaxvqa.commands import score as score_command
 from jaxvqa.scoring import provenance

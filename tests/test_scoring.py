@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 import media
-from jaxvqa import calibration as calibration_lib, cli, inference, scoring
+from jaxvqa import cli, scoring
+from jaxvqa.evaluate import calibration as calibration_lib
+from jaxvqa.serve import inference
 from jaxvqa.commands import score as score_command
 from jaxvqa.scoring import records as score_records
 from jaxvqa.data import decode, ffmpeg, manifest, pipeline, video

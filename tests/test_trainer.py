@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvqa import checkpointing, config as config_lib, parallel, run_log, steps, trainer
+from jaxvqa import config as config_lib
+from jaxvqa.train import checkpointing, parallel, run_log, steps, trainer
 from jaxvqa.data import pipeline
 from conftest import tiny_demo_settings
 
@@ -266,7 +267,7 @@ def _shipped_demo_config(demo_cache, workdir):
 
 def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cache, tmp_path):
   from configs import demo as demo_config
-  from jaxvqa import inference
+  from jaxvqa.serve import inference
 
   config = demo_config.get_config()
   card, shipped = inference.read_model_directory()
@@ -301,7 +302,7 @@ def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cach
 def test_a_starting_model_moved_during_training_leaves_the_other_test_rows(demo_cache, tmp_path):
   import shutil
 
-  from jaxvqa import inference
+  from jaxvqa.serve import inference
 
   config = _shipped_demo_config(demo_cache, tmp_path / "run")
   config.init.model = str(shutil.copytree(inference.SHIPPED_DIR, tmp_path / "start"))
@@ -587,7 +588,7 @@ def test_progress_lines_show_even_when_an_import_configured_the_root_logger():
   root.setLevel(logging.WARNING)
   try:
     run_log.configure_logging()
-    assert logging.getLogger("jaxvqa.kfold").isEnabledFor(logging.INFO)
+    assert logging.getLogger("jaxvqa.kfold.protocol").isEnabledFor(logging.INFO)
     assert not logging.getLogger("absl").isEnabledFor(logging.INFO)
   finally:
     root.handlers[:] = saved_handlers

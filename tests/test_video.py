@@ -511,7 +511,8 @@ def test_av1_without_imageio_ffmpeg_says_what_to_install(codec_clips, monkeypatc
 def test_score_reads_av1_clips_even_with_names_that_are_not_utf8(
     trained_workdir, codec_clips, tmp_path
 ):
-  from jaxvqa import inference, scoring
+  from jaxvqa import scoring
+  from jaxvqa.serve import inference
 
   odd_name = os.path.join(os.fsencode(tmp_path), b"av1-\xff.mkv")
   shutil.copyfile(codec_clips["av1"], odd_name)

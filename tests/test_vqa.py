@@ -28,9 +28,9 @@ from flax import traverse_util
 
 from configs import demo as demo_config
 from conftest import tiny_demo_settings
-from jaxvqa import losses
+from jaxvqa.train import losses
 from jaxvqa.models import vqa
-from jaxvqa.steps import DROPOUT_RNG
+from jaxvqa.train.steps import DROPOUT_RNG
 
 FRAME_SIZE = 64
 NUM_FRAMES = 3

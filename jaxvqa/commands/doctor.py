@@ -1,5 +1,5 @@
 """`jaxvqa doctor [--workdir W]`: checks the installation and that the model still separates a low
-from a high bitrate (the work is `jaxvqa.doctor`).
+from a high bitrate (the work is `jaxvqa.serve.doctor`).
 
 Prints one line per check ("ok", "warn" or "FAIL") and a verdict. Exit status: 0 healthy (warnings
 allowed), 1 a check failed (no usable ffmpeg, no shipped model, a model that does not separate
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
   import jaxvqa
-  from jaxvqa import checkpointing, doctor
+  from jaxvqa.serve import doctor
+  from jaxvqa.train import checkpointing
   from jaxvqa.data import encoding, ffmpeg
 
   checks = doctor.installation_checks()

@@ -1,5 +1,5 @@
 """`jaxvqa export --out DIR [--workdir W]`: the model as a `jax.export` program that scores with jax
-alone (the work is `jaxvqa.export`; the loader is `jaxvqa.exported`).
+alone (the work is `jaxvqa.serve.export`; the loader is `jaxvqa.serve.exported`).
 
 Exit status: 0 written, 2 bad invocation (unknown platform, batch < 1, no model to load, an
 unwritable DIR). The library is imported when the command runs, so `jaxvqa --help` stays quick.
@@ -58,7 +58,7 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
   """Loads the model, exports it to `args.out` and prints one summary line."""
-  from jaxvqa import export
+  from jaxvqa.serve import export
 
   try:
     platforms = export.parse_platforms(args.platforms)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
   import jaxvqa
-  from jaxvqa import checkpointing
+  from jaxvqa.train import checkpointing
 
   try:
     model = jaxvqa.load(args.workdir, num_devices=1)

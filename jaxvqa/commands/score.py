@@ -22,7 +22,7 @@ from jaxvqa.scoring.records import FORMATS
 from jaxvqa.scoring.sampling import Sampling
 
 if TYPE_CHECKING:
-  from jaxvqa.inference import TrainedModel
+  from jaxvqa.serve.inference import TrainedModel
   from jaxvqa.scoring.output_file import OutputFile
   from jaxvqa.scoring.provenance import Provenance
   from jaxvqa.scoring.results import ScoreFailure, VideoScore
@@ -123,7 +123,7 @@ def add_subcommand(subparsers) -> None:
       default=None,
       metavar="PER_DEVICE",
       help="clips per device per model call (default: "
-      "jaxvqa.inference.DEFAULT_PER_DEVICE_BATCH, as eval.py); scores do not "
+      "jaxvqa.serve.inference.DEFAULT_PER_DEVICE_BATCH, as eval.py); scores do not "
       "depend on the device count as long as this stays the same",
   )
   parser.add_argument(
@@ -270,7 +270,8 @@ def _load_and_score(
     stream: TextIO,
 ) -> int:
   """Loads the model, then scores `paths` into `output` (or `stream`); see `run`."""
-  from jaxvqa import checkpointing, inference
+  from jaxvqa.serve import inference
+  from jaxvqa.train import checkpointing
   from jaxvqa.scoring.provenance import Provenance
 
   try:
@@ -336,7 +337,7 @@ def _score(
   (scores, failures: those of the search, then those of decoding)."""
   from tqdm import tqdm
 
-  from jaxvqa import inference
+  from jaxvqa.serve import inference
   from jaxvqa.scoring.batches import score_videos
   from jaxvqa.scoring.names import printable_name
   from jaxvqa.scoring.records import STREAMED_FORMATS, RowStream, failure_record, score_record

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jaxvqa import label_scale as label_scale_lib
+from jaxvqa.data import label_scale as label_scale_lib
 from jaxvqa.config import ConfigError
 from jaxvqa.data import builders, demo, grouping, mixture, pipeline, video
 from jaxvqa.data.builders.base import SPLIT_NAMES
@@ -28,7 +28,7 @@ class RunData:
   steps_per_epoch: int
   manual_dir: Path
   grouping: str  # which groups the coarse stage uses, in one line (grouping.describe)
-  # The stored label → the set's own units, in which every report is made (jaxvqa.label_scale).
+  # The stored label → the set's own units, in which every report is made (jaxvqa.data.label_scale).
   label_scale: label_scale_lib.LabelScale = label_scale_lib.VMAF
 
 

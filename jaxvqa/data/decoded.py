@@ -7,7 +7,7 @@ Decoding a video per training sample starves a GPU step (the Grain loader gave ~
 against ~180 for the step, docs/PERFORMANCE.md). Short corpus clips are small once decoded, so
 each encode is decoded once, at F frames (segment centres, as evaluation samples), at its display
 size: lower ladder rungs are upscaled exactly as VMAF saw them (`manifest.read_display_frames`).
-Crops, fragments and flips then happen on the device (`jaxvqa.kfold`).
+Crops, fragments and flips then happen on the device (`jaxvqa.kfold.protocol`).
 
 `frames.npy` is a plain .npy file, so `load` memory-maps it instead of reading GBs up front; the
 set is written under a temporary name and renamed, so an interrupted build is never mistaken for a

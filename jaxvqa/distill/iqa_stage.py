@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from jaxvqa import losses, optim, parallel, steps
+from jaxvqa.train import losses, optim, parallel, steps
 from jaxvqa.config import require
 from jaxvqa.data import distortions, iqa_set, ms_ssim
 from jaxvqa.distill import crops as crops_lib
@@ -224,7 +224,7 @@ def run_iqa_stage(config, workdir: Path, photos, start_backbone) -> dict[str, fl
   and returns the held-out report."""
   import orbax.checkpoint as ocp
 
-  from jaxvqa import checkpointing
+  from jaxvqa.train import checkpointing
   from jaxvqa.distill import loop
 
   iqa = config.iqa

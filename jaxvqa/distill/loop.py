@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa import checkpointing, optim, parallel, run_log, steps
+from jaxvqa.train import checkpointing, optim, parallel, run_log, steps
 from jaxvqa.config import ConfigError, require
 from jaxvqa.distill import crops as crops_lib
 from jaxvqa.distill import objective, probes

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from jaxvqa.folds import assign_folds
+from jaxvqa.kfold.folds import assign_folds
 from jaxvqa.metrics import within_source_srcc
 
 RIDGE_PENALTY = 100.0  # on standardised features; the fits have thousands of encodes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxvqa.data import manifest
-from jaxvqa.split_predictions import SplitPredictions
+from jaxvqa.evaluate.split_predictions import SplitPredictions
 
 _RATE_FIELDS = ("bitrate_kbps", "width", "height", "fps")
 

@@ -17,7 +17,7 @@ so a score never leaves the validation labels' range and never reverses the mode
 
 The trainer fits it on the stored label (for public MOS sets their min-max scaling to [0, 1]) and
 stores `in_units(scale)`: the same map followed by the affine return to the set's own units
-(`jaxvqa.label_scale`), which is again a logistic, line or constant, so every reader of a
+(`jaxvqa.data.label_scale`), which is again a logistic, line or constant, so every reader of a
 calibration applies it unchanged. For a lower-is-better set (DMOS) that map decreases: its
 logistic's top lies below its bottom. `units` names the scale; a calibration saved without it
 maps onto the run's stored label (VMAF for make-dataset sets, [0, 1] for older MOS runs).
@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxvqa import label_scale, metrics
+from jaxvqa import metrics
+from jaxvqa.data import label_scale
 
 
 @dataclasses.dataclass(frozen=True)

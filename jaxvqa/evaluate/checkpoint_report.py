@@ -5,7 +5,7 @@
       ──split_predictions.predict_split──▶ raw scores ──calibration──▶ label-scale scores
       ──metrics.evaluate──▶ PLCC, raw Pearson, SRCC, KRCC, RMSE, count (printed as a table)
       (labels, scores, RMSE and the plots' axes in the set's own units: MOS 1-5, VMAF 0-100, ...;
-      jaxvqa.label_scale says how, and how a lower-is-better DMOS set is reported)
+      jaxvqa.data.label_scale says how, and how a lower-is-better DMOS set is reported)
       ──▶ OUT/<split>_<which>_<weights>.json       metrics, fit, checkpoint, every video's score
       ──▶ OUT/<split>_<which>_<weights>.png        label against score over the label range,
                                                    identity line, colour = rung, marker = source
@@ -33,9 +33,12 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from jaxvqa import calibration as calibration_lib, inference, label_scale, metrics, plots, split_predictions, strict_json
+from jaxvqa import metrics, strict_json
+from jaxvqa.data import label_scale
+from jaxvqa.evaluate import calibration as calibration_lib, plots, split_predictions
+from jaxvqa.serve import inference
 from jaxvqa.data import datasets, pipeline
-from jaxvqa.run_log import configure_logging
+from jaxvqa.train.run_log import configure_logging
 
 log = logging.getLogger(__name__)
 

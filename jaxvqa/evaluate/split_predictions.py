@@ -8,7 +8,10 @@ from typing import Any, Callable
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxvqa import calibration as calibration_lib, label_scale, metrics, parallel
+from jaxvqa import metrics
+from jaxvqa.data import label_scale
+from jaxvqa.evaluate import calibration as calibration_lib
+from jaxvqa.train import parallel
 from jaxvqa.data import pipeline
 
 

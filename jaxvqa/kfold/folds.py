@@ -4,7 +4,7 @@
     (stage, step) ─HostSampler.draw─▶ index arrays per fold: videos, groups, frame picks,
                                       fragment origins, flips (the device cuts the clips)
 
-Used by the K-fold protocol (jaxvqa/kfold.py); the device side is jaxvqa/stacked.py.
+Used by the K-fold protocol (jaxvqa/kfold/protocol.py); the device side is jaxvqa/kfold/stacked.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
-from jaxvqa.stacked import FINETUNE, PRETRAIN
+from jaxvqa.kfold.stacked import FINETUNE, PRETRAIN
 
 
 def assign_folds(family: np.ndarray, num_folds: int, seed: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 one program.
 
     DecodedSet (jaxvqa.data.decoded; frames live on the accelerator)
-      ─▶ folds by family (K ≥ 5; each parent medium is tested exactly once; jaxvqa/folds.py)
+      ─▶ folds by family (K ≥ 5; each parent medium is tested exactly once; jaxvqa/kfold/folds.py)
       ─▶ models = variants × folds (+ one "ship" model trained without the held-out media),
          stacked on a leading axis and trained by one vmapped, jitted step; each step cuts
          native-pixel fragments (or the paper's resize, per variant) and flips on the device
@@ -35,26 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa import (
-    checkpointing,
-    config as config_lib,
-    kfold_report,
-    kfold_ship,
-    losses,
-    metrics,
-    optim,
-    run_log,
-    steps,
-    strict_json,
-)
+from jaxvqa import config as config_lib, metrics, strict_json
+from jaxvqa.kfold import report as kfold_report, ship as kfold_ship
+from jaxvqa.train import checkpointing, losses, optim, run_log, steps
 from jaxvqa.config import require
 from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import manifest
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout
-from jaxvqa.folds import HostSampler, assign_folds
+from jaxvqa.kfold.folds import HostSampler, assign_folds
 from jaxvqa.models import checkpoint_files
-from jaxvqa.stacked import (
+from jaxvqa.kfold.stacked import (
     FINETUNE,
     LOSS_TERMS,
     PAPER_LOSS_TERMS,

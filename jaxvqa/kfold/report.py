@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxvqa import calibration, metrics
+from jaxvqa import metrics
+from jaxvqa.evaluate import calibration
 from jaxvqa.data import decoded as decoded_lib
-from jaxvqa.stacked import ModelSpec
+from jaxvqa.kfold.stacked import ModelSpec
 
 BASELINE = "bits-per-pixel line"
 
@@ -42,7 +43,7 @@ def fold_report(
 
 
 def bits_per_pixel_line(data: decoded_lib.DecodedSet, train: np.ndarray) -> np.ndarray:
-  """label ≈ a·log(bpp) + b fitted on `train`, for every encode (jaxvqa.baselines' line)."""
+  """label ≈ a·log(bpp) + b fitted on `train`, for every encode (evaluate.baselines' line)."""
   log_bpp = np.log(data.bits_per_pixel)
   slope, intercept = np.polyfit(log_bpp[train], data.label[train], 1)
   return slope * log_bpp + intercept

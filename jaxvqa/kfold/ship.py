@@ -10,13 +10,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxvqa import calibration, checkpointing, inference, steps, strict_json
+from jaxvqa import strict_json
+from jaxvqa.evaluate import calibration
+from jaxvqa.serve import inference
+from jaxvqa.train import checkpointing, steps
 from jaxvqa.data import video
 from jaxvqa.models import vqa
 from jaxvqa.scoring import provenance
 
 if TYPE_CHECKING:
-  from jaxvqa.kfold import KFoldRun
+  from jaxvqa.kfold.protocol import KFoldRun
 
 
 def _matching_subtree(tree, shapes):

@@ -6,7 +6,7 @@
 
 Every model has the same architecture; what differs per model (its fold, its sampling mode, its
 loss weights, whether it reads container features) is data, so one compilation serves them all.
-Used by the K-fold protocol (jaxvqa/kfold.py).
+Used by the K-fold protocol (jaxvqa/kfold/protocol.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxvqa import losses, steps
+from jaxvqa.train import losses, steps
 from jaxvqa.data import decoded as decoded_lib
 from jaxvqa.data import video
 from jaxvqa.data.device_clips import Layout, evaluation_draw, gather_clips

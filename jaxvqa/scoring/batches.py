@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from jaxvqa.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
+from jaxvqa.serve.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
 from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_or_failure
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
 from jaxvqa.scoring.sampling import Sampling

@@ -17,11 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jaxvqa import label_scale
+from jaxvqa.data import label_scale
 from jaxvqa.scoring.sampling import Sampling
 
 if TYPE_CHECKING:
-  from jaxvqa.inference import TrainedModel
+  from jaxvqa.serve.inference import TrainedModel
 
 # What each data builder's published scores are (jaxvqa.data.builders.BUILDERS; not imported: it
 # needs TFDS, which inference machines lack). A calibration saved with its units says them itself.
@@ -108,7 +108,7 @@ def decoded_at(display_size: str | None) -> str:
 
 def shipped_card(trained: TrainedModel) -> dict[str, Any] | None:
   """The model.json of a shipped model (`inference.load_shipped_model`); None for a run."""
-  from jaxvqa import inference
+  from jaxvqa.serve import inference
 
   if not trained.checkpoint.which.startswith("shipped"):
     return None

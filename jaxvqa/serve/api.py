@@ -33,8 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa import calibration as calibration_lib
-from jaxvqa import inference, metrics, scoring, steps
+from jaxvqa.evaluate import calibration as calibration_lib
+from jaxvqa import metrics, scoring
+from jaxvqa.serve import inference
+from jaxvqa.train import steps
 from jaxvqa.data import decode, video
 
 

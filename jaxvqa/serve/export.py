@@ -3,7 +3,7 @@
     QualityModel ──quality_fn (vmapped) + calibrate_jax──▶ f(clips [B, T, S, S, 3]) → (score, raw)
       ──jax.export, platforms cpu + cuda, batch B symbolic──▶ DIR/scorer.jaxexport (StableHLO)
       + DIR/scorer.json (input, frame preparation, model identity, calibration, versions)
-      + DIR/score_exported.py (the loader, `jaxvqa.exported`, copied: jax + numpy only)
+      + DIR/score_exported.py (the loader, `jaxvqa.serve.exported`, copied: jax + numpy only)
 
 The program is the Python API's pure function, not a copy of the network: `api.quality_fn` scores
 one clip with the run's weights, `jax.vmap` makes it a batch function and `api.calibrate_jax` maps
@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 
 import jaxvqa
-from jaxvqa import api
-from jaxvqa import exported as exported_lib
+from jaxvqa.serve import api
+from jaxvqa.serve import exported as exported_lib
 
 # jax.export's platform names (jax.export.export(..., platforms=...)).
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -130,7 +130,7 @@ def describe_frames(model: api.QualityModel) -> dict[str, Any]:
 def scorer_metadata(
     model: api.QualityModel, program: jax.export.Exported, *, batch: int | None
 ) -> dict[str, Any]:
-  """scorer.json: everything a caller needs besides the program (`jaxvqa.exported` reads it)."""
+  """scorer.json: everything a caller needs besides the program (`serve.exported` reads it)."""
   trained = model.trained
   calibration = trained.calibration
   return {

@@ -29,12 +29,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxvqa import calibration, checkpointing, parallel, steps
+from jaxvqa.evaluate import calibration
+from jaxvqa.train import checkpointing, parallel, steps
 from jaxvqa.data import video
 from jaxvqa.models import vqa
 
 WHICH_CHECKPOINTS = ("best", "latest")
-# Where the shipped model lives in the package (docs/MODEL.md), as `jaxvqa.kfold_ship.ship_model`
+# Where the shipped model lives in the package (docs/MODEL.md), as `jaxvqa.kfold.ship.ship_model`
 # writes it; pyproject.toml's package-data puts it in the wheel.
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
@@ -301,7 +302,7 @@ def _flat(tree: Any) -> list:
 def load_shipped_model(
     directory: str | Path | None = None, *, num_devices: int | None = None
 ) -> TrainedModel:
-  """The model shipped inside jaxvqa (default), or one that `jaxvqa.kfold_ship.ship_model` wrote in
+  """The model shipped inside jaxvqa (default), or one that `jaxvqa.kfold.ship.ship_model` wrote in
   `directory` (`read_model_directory`).
 
   Raises checkpointing.CheckpointNotFoundError when the directory holds no shipped model, and

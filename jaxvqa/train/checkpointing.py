@@ -346,7 +346,7 @@ def check_resumed_config(workdir: str | Path, config) -> None:
   which resumes with the new config on purpose (logged). A field config.json lacks (added to
   jaxvqa after the run started) is not a change.
   """
-  from jaxvqa.run_log import flatten_config
+  from jaxvqa.train.run_log import flatten_config
 
   if not (Path(workdir) / CONFIG_FILE).is_file():
     return

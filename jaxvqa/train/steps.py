@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxvqa import losses
+from jaxvqa.train import losses
 from jaxvqa.data import video
 from jaxvqa.models import swinv2, vqa
 

@@ -31,10 +31,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxvqa import baselines, calibration, checkpointing, config as config_lib, inference, losses, metrics, optim, parallel, split_predictions, steps
+from jaxvqa import config as config_lib, metrics
+from jaxvqa.evaluate import baselines, calibration, split_predictions
+from jaxvqa.serve import inference
+from jaxvqa.train import checkpointing, losses, optim, parallel, steps
 from jaxvqa.data import datasets, demo, pipeline
 from jaxvqa.models import checkpoint_files, vqa
-from jaxvqa.run_log import RunLog, configure_logging
+from jaxvqa.train.run_log import RunLog, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +408,7 @@ def train_and_evaluate(
 
   The test metrics also go to TensorBoard: as scalars `test/<report>/<metric>` and, with the
   config, as an HParams session (tensorboard/hparams/). Like the validation scalars, their RMSE
-  is in the data set's own units (`jaxvqa.label_scale`); the losses are unitless.
+  is in the data set's own units (`jaxvqa.data.label_scale`); the losses are unitless.
   """
   configure_logging()
   trainer = Trainer(config, workdir, num_devices=num_devices)

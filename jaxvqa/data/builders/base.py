@@ -17,7 +17,7 @@ Score normalisation: min-max over every row of the set's official label file(s),
 when the published score is "lower is better" (DMOS). Min-max makes the range exactly
 [0, 1] independently of the split, and being affine it leaves PLCC/SRCC/KRCC unchanged.
 `LabelledMediaBuilder.label_scale` gives the map back to the published units, in which every
-report is made (`jaxvqa.label_scale`).
+report is made (`jaxvqa.data.label_scale`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from jaxvqa import label_scale as label_scale_lib
+from jaxvqa.data import label_scale as label_scale_lib
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxvqa import label_scale
+from jaxvqa.data import label_scale
 from jaxvqa.data import manifest
 from jaxvqa.data.builders import base
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxvqa.data import iqa_set
-from jaxvqa import label_scale
+from jaxvqa.data import label_scale
 from jaxvqa.data.builders import base, label_files
 
 

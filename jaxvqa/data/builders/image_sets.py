@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxvqa import label_scale
+from jaxvqa.data import label_scale
 from jaxvqa.data.builders import base, label_files
 
 

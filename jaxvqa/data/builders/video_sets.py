@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jaxvqa import label_scale
+from jaxvqa.data import label_scale
 from jaxvqa.data.builders import base, label_files
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
