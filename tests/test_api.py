@@ -93,7 +93,7 @@ def test_import_stays_cheap_and_the_api_names_load_on_first_use():
       "try:\n  cli.main(['--help'])\nexcept SystemExit:\n  pass\n"
       "before = 'jax' in sys.modules\n"
       "load = jaxvqa.load\n"
-      "from jaxvqa import api\n"
+      "from jaxvqa.serve import api\n"
       "print(before, 'jax' in sys.modules, load is api.load,\n"
       "      jaxvqa.quality_fn is api.quality_fn, jaxvqa.QualityModel is api.QualityModel,\n"
       "      {'load', 'quality_fn', 'QualityModel'} <= set(dir(jaxvqa)))\n"

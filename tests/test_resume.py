@@ -174,7 +174,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
       [
           sys.executable,
           "-c",
-          "import sys, time\nfrom jaxvqa import checkpointing\n"
+          "import sys, time\nfrom jaxvqa.train import checkpointing\n"
           "with checkpointing.lock_workdir(sys.argv[1]):\n  print('locked', flush=True)\n  time.sleep(300)",
           str(tmp_path),
       ],

@@ -88,7 +88,10 @@ def test_scoring_imports_neither_grain_nor_tfds():
       f"sys.modules[{name!r}] = None"
       for name in ("grain", "tensorflow_datasets", "tensorflow", "imageio_ffmpeg", "matplotlib")
   )
-  code = f"import sys; {blocked}; from jaxvqa import cli, inference, scoring; cli.build_parser()"
+  code = (
+      f"import sys; {blocked}; from jaxvqa import cli, scoring; "
+      "from jaxvqa.serve import inference; cli.build_parser()"
+  )
   completed = subprocess.run(
       [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
   )

@@ -74,7 +74,7 @@ def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   import sys
 
   load = (
-      "import jax, numpy as np; from jaxvqa import checkpointing; "
+      "import jax, numpy as np; from jaxvqa.train import checkpointing; "
       f"params, meta = checkpointing.load_params({str(tmp_path / 'd8')!r}, which='latest', ema=False); "
       "print(jax.device_count(), meta['step'], sum(float(np.abs(x).sum()) for x in jax.tree.leaves(params)))"
   )
