@@ -488,12 +488,19 @@ def time_torch_matmul(setup: TorchSetup, size: int, args) -> tuple[list[float], 
   return time_repeats(run, args.iters, args.repeats), 2.0 * size**3
 
 
+def torch_forward(
+    setup: TorchSetup, reference: str, sizes: Sizes, args, *, compiled: bool, train: bool
+):
+  """(the reference model, its forward: torch.compile'd when `compiled`)."""
+  model = torch_model(setup, reference, sizes, train=train)
+  return model, setup.torch.compile(model, mode=args.compile_mode) if compiled else model
+
+
 def time_torch_inference(
     setup: TorchSetup, reference: str, sizes: Sizes, args, *, compiled: bool
 ) -> list[float]:
   torch = setup.torch
-  model = torch_model(setup, reference, sizes, train=False)
-  forward = torch.compile(model, mode=args.compile_mode) if compiled else model
+  _, forward = torch_forward(setup, reference, sizes, args, compiled=compiled, train=False)
 
   def run(k):
     with torch.inference_mode(), setup.autocast():
@@ -508,9 +515,7 @@ def time_torch_inference(
 def time_torch_training(
     setup: TorchSetup, reference: str, sizes: Sizes, args, *, compiled: bool
 ) -> list[float]:
-  torch = setup.torch
-  model = torch_model(setup, reference, sizes, train=True)
-  forward = torch.compile(model, mode=args.compile_mode) if compiled else model
+  model, forward = torch_forward(setup, reference, sizes, args, compiled=compiled, train=True)
   optimizer = torch_adamw(setup, model.parameters())
 
   def run(k):

@@ -35,20 +35,35 @@ _FAILED, _SKIPPED = "failed", "skipped"
 _COUNTERS = "jaxvqa.make_dataset"
 
 
-class _MakeSources(beam.DoFn):
-  """A source task → its encode tasks still to make; finished rows and a failure tagged."""
+class _JobStep(beam.DoFn):
+  """One step of the job on a task; a task whose step raises becomes a tagged, named failure."""
+
+  KIND = ""  # "source" or "encode": the failure's counter and report entry
 
   def __init__(self, job: make_steps.Job, threads: int):
     self.job, self.threads = job, threads
 
-  def process(self, task: make_steps.SourceTask):
+  def process(self, task):
     try:
-      mezzanine = make_steps.make_source(task, self.job, self.threads)
+      made = self.make(task)
     except Exception as error:  # noqa: BLE001 — reported by name; the pipeline goes on
-      yield beam.pvalue.TaggedOutput(
-          _FAILED, _failed("source", make_steps.source_failure(task, error))
-      )
+      yield beam.pvalue.TaggedOutput(_FAILED, _failed(self.KIND, self.failure(task, error)))
       return
+    yield from self.outputs(made)
+
+
+class _MakeSources(_JobStep):
+  """A source task → its encode tasks still to make; finished rows and a failure tagged."""
+
+  KIND = "source"
+
+  def make(self, task: make_steps.SourceTask):
+    return make_steps.make_source(task, self.job, self.threads)
+
+  def failure(self, task: make_steps.SourceTask, error: Exception) -> make_steps.Failure:
+    return make_steps.source_failure(task, error)
+
+  def outputs(self, mezzanine):
     pending, finished = make_steps.plan_encodes(mezzanine, self.job)
     beam.metrics.Metrics.counter(_COUNTERS, "skipped").inc(len(finished))
     for row in finished:
@@ -56,20 +71,18 @@ class _MakeSources(beam.DoFn):
     yield from pending
 
 
-class _MakeEncodes(beam.DoFn):
+class _MakeEncodes(_JobStep):
   """An encode task → its manifest row; a failure tagged."""
 
-  def __init__(self, job: make_steps.Job, threads: int):
-    self.job, self.threads = job, threads
+  KIND = "encode"
 
-  def process(self, task: make_steps.EncodeTask):
-    try:
-      row = make_steps.make_encode(task, self.job, self.threads)
-    except Exception as error:  # noqa: BLE001 — reported by name; the pipeline goes on
-      yield beam.pvalue.TaggedOutput(
-          _FAILED, _failed("encode", make_steps.encode_failure(task, error))
-      )
-      return
+  def make(self, task: make_steps.EncodeTask):
+    return make_steps.make_encode(task, self.job, self.threads)
+
+  def failure(self, task: make_steps.EncodeTask, error: Exception) -> make_steps.Failure:
+    return make_steps.encode_failure(task, error)
+
+  def outputs(self, row):
     beam.metrics.Metrics.counter(_COUNTERS, "made").inc()
     yield row
 

@@ -37,7 +37,7 @@ from jaxvqa.models import vqa
 WHICH_CHECKPOINTS = ("best", "latest")
 # Where the shipped model lives in the package (docs/MODEL.md), as `jaxvqa.kfold.ship.ship_model`
 # writes it; pyproject.toml's package-data puts it in the wheel.
-SHIPPED_DIR = Path(__file__).parent / "shipped"
+SHIPPED_DIR = Path(__file__).parents[1] / "shipped"
 SHIPPED_PARAMS, SHIPPED_CARD = "params.msgpack", "model.json"
 NO_SHIPPED_MODEL = (
     "this jaxvqa {version} installation has no shipped model ({directory} lacks model.json: "
