@@ -55,6 +55,7 @@ def make_clips(directory: Path, count: int, width: int, height: int, frames: int
     path = directory / f"clip{index:03d}_{width}x{height}_{frames}f.mp4"
     if not path.is_file():
       partial = path.with_name(f".partial.{path.name}")
+      # An ffmpeg argument vector (declarative), alike in shape to decode_throughput.py's.
       ffmpeg.run_ffmpeg(
           [
               "-v",

@@ -98,6 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
       )
   )
 
+  # Declarative data: fields alike in shape to the model's dicts above.
   config.loss = ml_collections.ConfigDict(
       dict(
           plcc=1.0,

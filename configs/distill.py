@@ -68,6 +68,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       )
   )
   config.loss = ml_collections.ConfigDict(dict(feature=1.0, classes=1.0, temperature=1.0))
+  # Declarative data: an optimizer block alike in shape to configs/default.py's.
   config.optim = ml_collections.ConfigDict(
       dict(
           learning_rate=1e-3,

@@ -128,6 +128,7 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict(
       dict(temperature=0.1, contrastive_variant="mean_positive")
   )
+  # Declarative data: an optimizer block alike in shape to configs/default.py's.
   config.optim = ml_collections.ConfigDict(
       dict(
           learning_rate=5e-4,

@@ -27,6 +27,8 @@ import numpy as np
 from jaxvqa.data import ffmpeg
 from jaxvqa.data import sources
 
+# The ffmpeg argument vectors below are declarative data: alike in shape to each other and to
+# jaxvqa/data/{ffmpeg_reader,encoding}.py's, each with its own filters and outputs.
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".avi": "avi"}
 
 

@@ -30,6 +30,7 @@ LADDER_KBPS = [1, 25, 120]  # x264 refuses 1 kb/s: one failed encode per source
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
   root = tmp_path_factory.mktemp("beam-sources")
+  # Fixture data, as test_compress.py's sources (shorter clips, other bad files).
   media.make_clip(root / "bikes.mp4", source="bikes", size=(96, 64), frames=10)
   media.make_clip(
       root / "bunny.mkv",

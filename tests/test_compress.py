@@ -372,6 +372,7 @@ def test_parse_scales():
   assert ladder.coded_size(100, 70, 0.3) == (30, 22)  # 21 → even
 
 
+# An argument vector (declarative), as test_cli_rejects_bad_ladder's.
 def test_cli_rejects_bad_scales(tmp_path, capsys):
   assert (
       cli.main(

@@ -20,6 +20,7 @@ from jaxvqa.serve import api, export, exported
 from conftest import run_cli
 
 
+# Fixtures (declarative): the same model as test_api.py's.
 @pytest.fixture(scope="module")
 def model(trained_workdir):
   return jaxvqa.load(trained_workdir)

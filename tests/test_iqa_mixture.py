@@ -77,6 +77,7 @@ def tiny_multiset(sets, tmp_path):
   config = iqa_multiset.get_config()
   for name, directory in sets.items():
     config.data.mixture[name] = str(directory)
+  # Declarative data: a tiny data config, as in test_mos_grouping.py and test_reproduce_path.py.
   config.data.update(
       data_dir=str(tmp_path / "tfds"),
       cache_dir=str(tmp_path / "cache"),
@@ -87,6 +88,7 @@ def tiny_multiset(sets, tmp_path):
       eval_batch_size=8,
       num_workers=0,
   )
+  # Declarative data: conftest.py's tiny model, without drop path.
   config.model.backbone.update(
       embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.0
   )

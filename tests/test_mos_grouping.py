@@ -40,6 +40,7 @@ def konvid_set(tmp_path_factory):
 
 def konvid_config(manual_dir: Path, tmp_path: Path, **data):
   config = default.get_config()
+  # Declarative data: a tiny data config, as in test_iqa_mixture.py and test_reproduce_path.py.
   config.data.update(
       builder="konvid_1k",
       manual_dir=str(manual_dir),

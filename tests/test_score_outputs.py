@@ -48,6 +48,7 @@ def model(monkeypatch, trained):
   return sent
 
 
+# Fixture data, alike in shape to test_api.py's clips.
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
   root = tmp_path_factory.mktemp("outputs")
@@ -321,6 +322,7 @@ def test_resume_refuses_rows_of_an_earlier_version_or_other_frames(clips, model,
   status, _, _ = score(capsys, "--format", "jsonl", "--output", str(out), clips["plain"])
   assert status == 0
   (row,) = jsonl(out.read_text())
+  # The columns written out here independently of scoring/records.py's list (declarative).
   earlier = {
       key: value
       for key, value in row.items()

@@ -181,6 +181,7 @@ def _tiny_koniq(directory):
   from jaxvqa.data import sources
 
   shipped = sources.package_data_dir("skimage", "data")
+  # Fixture data: skimage's shipped photographs, as test_builders.py lists them.
   names = [
       "astronaut.png",
       "coffee.png",

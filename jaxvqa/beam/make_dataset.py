@@ -52,6 +52,7 @@ class _JobStep(beam.DoFn):
     yield from self.outputs(made)
 
 
+# The steps below only fill in _JobStep's hooks (make, failure, outputs), alike in shape.
 class _MakeSources(_JobStep):
   """A source task → its encode tasks still to make; finished rows and a failure tagged."""
 
@@ -153,6 +154,7 @@ def build(
   )
 
 
+# Its signature (declarative) mirrors compress.make_dataset and make_steps.Job.create.
 def make_dataset(
     sources: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,

@@ -18,6 +18,7 @@ def add_subcommand(subparsers) -> None:
       "against the reference for each image) for the distorted_photos TFDS builder "
       "(configs/iqa_made.py). Exit status: 0 done, 2 no usable photo or a bad setting.",
   )
+  # Declarative (argparse), as make_corpus.py's --photos, with its own help.
   parser.add_argument(
       "--photos",
       type=Path,

@@ -119,6 +119,7 @@ class PhotoFetchError(RuntimeError):
 
 @dataclasses.dataclass
 class _Tally:
+  # Declarative data: counters, alike in shape to other field lists (models/fusion.py).
   photos: int = 0
   not_photos: int = 0
   too_small: int = 0

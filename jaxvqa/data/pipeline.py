@@ -236,6 +236,7 @@ def load_image(
     raise decode.VideoDecodeError(
         f"<{len(data)} bytes in memory>: not an image PIL can read ({error})"
     ) from error
+  # An argument vector (declarative), forwarded as video.decode_clip forwards it.
   return video.prepare_clip(
       frame,
       size,
@@ -364,6 +365,7 @@ class TrainBatch:
     )
 
 
+# Declarative data: its fields alike in shape to TrainBatch's; each loads its own way.
 @dataclasses.dataclass(frozen=True)
 class EvalBatch:
   """Grain map function: evaluation batch number -> this process's batch (padded, masked)."""
@@ -436,6 +438,7 @@ def _to_iter(
   return iterable
 
 
+# Keyword parameters (declarative), alike in shape to data/corpus/writing.py's make_corpus.
 def train_loader(
     data_source: DataSource,
     sampler: BatchSampler,

@@ -204,6 +204,7 @@ def _legend(axes, rungs, colour_of, sources, marker_of, num_outside: int) -> Non
   axes.legend(handles=handles, **_LEGEND_OUTSIDE)
 
 
+# Its signature (declarative) is alike in shape to the scatter figure's above: axes, labels, size.
 def rate_quality_figure(
     bitrate_kbps: np.ndarray,
     pred: np.ndarray,

@@ -99,6 +99,7 @@ class TransformerLayer(nn.Module):
   key_mask (optional): [N, L] bool, False for padding → [N, L, D].
   """
 
+  # Declarative data: module fields alike in shape to models/vqa.py's IQAModel.
   num_heads: int
   mlp_dim: int
   dropout: float = 0.0
@@ -149,6 +150,7 @@ class MultiStageFusion(nn.Module):
   stage map (docs/METHOD.md: 768 + 768 = 1536 for SwinV2-T).
   """
 
+  # Declarative data: field lists alike in shape to TemporalFusion's and losses.LossWeights'.
   grid: int = 8
   num_layers: int = 2
   num_heads: int = 16
@@ -223,6 +225,7 @@ class TemporalFusion(nn.Module):
   padded to a longer T embeds exactly as the unpadded one.
   """
 
+  # Declarative data: fields alike in shape to MultiStageFusion's.
   width: int = 768
   num_layers: int = 2
   num_heads: int = 8

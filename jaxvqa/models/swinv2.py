@@ -301,6 +301,7 @@ class PatchMerging(nn.Module):
 class PatchEmbed(nn.Module):
   """[B, H, W, 3] → [B, ⌈H/p⌉, ⌈W/p⌉, C]: conv p×p stride p + LayerNorm; H, W zero-padded to p."""
 
+  # Declarative data: module fields and call header alike in shape to the MLP's above.
   dim: int
   patch_size: int
   dtype: Any = jnp.float32

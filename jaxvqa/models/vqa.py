@@ -318,6 +318,7 @@ def build_vqa_model(model_config) -> VQAModel:
     validate_region(region, "config.model.statistics_region (the fragment size; 0 = off)")
   backbone, fusion = _spatial_modules(model_config)
   t = model_config.temporal
+  # An argument vector (declarative): config fields to module fields, as for the fusion above.
   temporal = TemporalFusion(
       width=t.width,
       num_layers=t.num_layers,

@@ -315,6 +315,7 @@ class LossWeights:
     contrastive_variant: one of ``CONTRASTIVE_VARIANTS``.
   """
 
+  # Declarative data: a field list alike in shape to models/fusion.py's modules'.
   plcc: float = 1.0
   l1: float = 0.0
   rank: float = 0.3

@@ -16,6 +16,8 @@ from jaxvqa.data import label_scale
 from jaxvqa.data.builders import base, label_files
 
 
+# Declarative data: each builder here and in video_sets.py declares the same fields (name, MEDIA,
+# SCALE, LABEL_FILES, download note) and a read_rows of one shape, for its own label file.
 class Koniq10k(base.LabelledMediaBuilder):
   """KonIQ-10k: 10,073 in-the-wild photos at 1024x768, crowd MOS on a 1-5 scale."""
 

@@ -16,6 +16,8 @@ from jaxvqa.data.builders import base, label_files
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 
 
+# Declarative data: the builders here and in image_sets.py declare the same fields and a
+# read_rows of one shape, each for its own label file.
 class Konvid1k(base.LabelledMediaBuilder):
   """KoNViD-1k: 1,200 Flickr videos, crowd MOS on a 1-5 scale."""
 
