@@ -236,7 +236,6 @@ def load_image(
     raise decode.VideoDecodeError(
         f"<{len(data)} bytes in memory>: not an image PIL can read ({error})"
     ) from error
-  # An argument vector (declarative), forwarded as video.decode_clip forwards it.
   return video.prepare_clip(
       frame,
       size,
@@ -438,7 +437,6 @@ def _to_iter(
   return iterable
 
 
-# Keyword parameters (declarative), alike in shape to data/corpus/writing.py's make_corpus.
 def train_loader(
     data_source: DataSource,
     sampler: BatchSampler,

@@ -163,6 +163,7 @@ def load_clip(
     frames = ffmpeg_reader.read_frames_at_size(
         source, indices, display_size, num_threads=num_threads
     )
+  # An argument vector (declarative), forwarded as pipeline.load_image forwards it.
   return prepare_clip(
       frames,
       size,

@@ -156,6 +156,7 @@ def _json_roundtrip(row: dict) -> dict:
   return json.loads(json.dumps(row))
 
 
+# Keyword parameters (declarative), alike in shape to data/pipeline.py's train_loader.
 def make_corpus(
     out_dir: str | os.PathLike,
     *,
