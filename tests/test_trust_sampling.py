@@ -2,6 +2,7 @@
 number of segments (issue 30, items 6 and 14; docs/RELIABILITY.md)."""
 
 import subprocess
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -148,3 +149,39 @@ def test_the_ffmpeg_reader_reads_more_runs_of_frames_than_one_select_expression_
   np.testing.assert_array_equal(np.concatenate([numbers for numbers, _ in streamed]), wanted)
   np.testing.assert_array_equal(np.concatenate([frames for _, frames in streamed]), reference)
   assert max(len(frames) for _, frames in streamed) == 16
+
+
+def test_stopping_while_a_long_file_streams_ends_its_decoding(
+    shipped, thousand_frames, monkeypatch
+):
+  # Ctrl-C (or a failed write) while the scoring thread reads a long file: the worker decoding it,
+  # blocked on a full queue of clips, must end, or the decode pool's shutdown waits for it forever.
+  from jaxvqa.scoring import batches
+
+  added = []
+
+  def add_then_stop(self, position, number, clip):
+    added.append(number)
+    if len(added) == 20:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(batches._Batches, "add", add_then_stop)
+  outcome = []
+
+  def score():
+    try:
+      scoring.score_videos(
+          [str(thousand_frames)],
+          shipped.trained,
+          sampling=Sampling(clip_length=8, frames=8, segments=200),
+          per_device_batch=32,  # no batch fills before the stop: nothing compiles
+          workers=1,
+      )
+    except KeyboardInterrupt:
+      outcome.append("stopped")
+
+  scorer = threading.Thread(target=score, daemon=True)
+  scorer.start()
+  scorer.join(timeout=60)
+  assert not scorer.is_alive(), "the decode pool is still waiting for its worker"
+  assert outcome == ["stopped"]

@@ -211,15 +211,19 @@ def _decode_in_order(
       stream.future = pool.submit(stream.run, decode_one, path)
       pending.append((position, stream))
 
+    handed_out: list[_ClipStream] = []  # the stream being read: cancelled too if reading stops
     try:
       for position, path in enumerate(paths):
         submit(position, path)
         if len(pending) == lookahead:
+          handed_out[:] = [pending[0][1]]
           yield pending.popleft()
       while pending:
+        handed_out[:] = [pending[0][1]]
         yield pending.popleft()
     finally:
-      for _, stream in pending:
+      # A worker blocked on a full queue would hold the pool's shutdown for good.
+      for stream in [*handed_out, *(stream for _, stream in pending)]:
         stream.cancel()
         stream.future.cancel()
 
