@@ -102,6 +102,9 @@ def build_cases(root: Path) -> list[Case]:
   sources.mkdir()
   os.link(clip, sources / "clip.mp4")
   (root / "made").write_text("a file, not a directory\n")
+  nested = root / "nested"  # videos one level down, where make-dataset does not look
+  (nested / "camera").mkdir(parents=True)
+  os.link(clip, nested / "camera" / "clip.mp4")
   model = _poisoned_model(root)
   score = ("score", "--no-progress")
   return [
@@ -141,6 +144,12 @@ def build_cases(root: Path) -> list[Case]:
           ("make-dataset", "--sources", str(sources), "--out", str(root / "made")),
           2,
           "is a file, not a directory",
+      ),
+      Case(
+          "make-dataset-subdirectories",
+          ("make-dataset", "--sources", str(nested), "--out", str(root / "made-nested")),
+          1,
+          "not searching 1 subdirectory of",
       ),
   ]
 

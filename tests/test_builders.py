@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_compressed_splits_are_by_source_and_match_the_manifest(compressed_set):
       assert record["bitrate_kbps"] == pytest.approx(row["bitrate_kbps"], rel=1e-6)
 
 
-def test_compressed_prepare_is_cached_and_keyed_by_split(compressed_set, tmp_path):
+def test_compressed_prepare_is_cached_and_keyed_by_split(compressed_set, tmp_path, capsys, caplog):
   out, _, builder = compressed_set
   data_dir = Path(builder.data_dir)
   files = sorted(data_dir.glob("*.array_record*"))
@@ -87,8 +88,15 @@ def test_compressed_prepare_is_cached_and_keyed_by_split(compressed_set, tmp_pat
   again = builders.prepare("compressed", out, data_dir.parents[2], seed=0)
   assert again.data_dir == builder.data_dir
   assert [f.stat().st_mtime_ns for f in files] == stamps, "prepared twice"
-  other = builders.prepare("compressed", out, data_dir.parents[2], seed=1)
+  capsys.readouterr()
+  with caplog.at_level(logging.INFO, logger="jaxvqa.data.builders.base"):
+    other = builders.prepare("compressed", out, data_dir.parents[2], seed=1)
   assert other.data_dir != builder.data_dir
+  # Nothing is downloaded, so TFDS's "Downloading and preparing dataset Unknown size" is not
+  # printed; the project's own line says what happens.
+  assert "Downloading" not in capsys.readouterr().out
+  assert f"preparing data set {other.name} ({Path(other.data_dir).parent.name}) in " in caplog.text
+  assert f"prepared data set {other.name} in {other.data_dir}" in caplog.text
   with pytest.raises(TypeError, match="unknown config keys"):
     builders.prepare("compressed", out, tmp_path, sed=1)
 

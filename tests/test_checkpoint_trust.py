@@ -294,3 +294,41 @@ def test_metrics_of_steps_after_the_resumed_save_are_not_kept_twice(tmp_path):
   with run_log.RunLog(tmp_path, enabled=True, total_steps=8, initial_step=4, show_progress=False):
     pass
   assert metrics.read_text() == "".join(lines[:4])
+
+
+def test_saves_killed_while_being_written_are_removed_by_the_run_that_resumes(
+    trained_workdir, tiny_config, tmp_path, caplog
+):
+  import fcntl
+
+  workdir = _copy(trained_workdir, tmp_path)
+  unfinished = [
+      workdir / "checkpoints" / "4.orbax-checkpoint-tmp-1765000000123456",
+      workdir / "best" / "4.orbax-checkpoint-tmp-1765000000654321",
+  ]
+  for path in unfinished:
+    (path / "state").mkdir(parents=True)
+    (path / "state" / "_METADATA").write_text("{")  # cut short by the kill
+
+  def resume():
+    run = trainer.Trainer(tiny_config, workdir, num_devices=1)
+    try:
+      run.train(stop_after_step=2)  # restores the save at step 2; no step to train
+    finally:
+      run.checkpoints.close()
+
+  # Another process holding the workdir may be writing them: they are left alone.
+  with open(workdir / checkpointing.LOCK_FILE, "w") as other_writer:
+    fcntl.flock(other_writer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with pytest.raises(checkpointing.WorkdirLockedError):
+      resume()
+  assert all(path.is_dir() for path in unfinished)
+
+  with caplog.at_level(logging.INFO, logger="jaxvqa.train.trainer"):
+    resume()
+  assert not any(path.exists() for path in unfinished)
+  for kind in ("checkpoints", "best"):
+    assert sorted(p.name for p in (workdir / kind).iterdir() if "tmp" in p.name) == []
+    assert sorted(p.name for p in (workdir / kind).iterdir() if p.name.isdigit()) == ["2"]
+  for path in unfinished:
+    assert f"removed {path}, a save killed before it was finished" in caplog.text

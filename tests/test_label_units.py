@@ -121,6 +121,8 @@ def konvid_run(tmp_path_factory):
       train_fraction=0.5,
       validation_fraction=0.25,
       num_workers=0,
+      grouping="mos_quantile",  # a MOS set has no bitrate groups for the coarse stage
+      quality_levels=4,  # 8 training clips: 4 levels of 2, one batch of 4 groups
   )
   workdir = root / "run"
   config.workdir = str(workdir)

@@ -141,6 +141,15 @@ def test_run_killed_at_several_points_ends_as_the_uninterrupted_run(
   trainer.train_and_evaluate(tiny_config, workdir, num_devices=1)
 
   assert (workdir / "results.json").read_text() == (finished_run / "results.json").read_text()
+  # No step logged twice by the resumes: the lines are those of the uninterrupted run, in order.
+  logged = [
+      [
+          (row["step"], sorted(row))
+          for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+      ]
+      for run in (workdir, finished_run)
+  ]
+  assert logged[0] == logged[1]
   for kind in ("checkpoints", "best"):
     assert _steps(workdir, kind)[-1] == _steps(finished_run, kind)[-1]
     step = _steps(workdir, kind)[-1]

@@ -328,7 +328,7 @@ def test_a_model_that_does_not_fit_the_shipped_weights_is_named(demo_cache, tmp_
     config_lib.validate(config)
 
 
-def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, monkeypatch):
+def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, monkeypatch, capsys):
   # The validation takes `pause` seconds of a clock the trainer reads (not of the wall), so the
   # test does not depend on how busy the machine is.
   pause, clock_offset = 1000.0, [0.0]
@@ -348,6 +348,8 @@ def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, mon
   run = trainer.Trainer(tiny_config, tmp_path / "run", num_devices=1)
   run.train()
   run.checkpoints.close()
+  # The first step compiles for 30-60 s at "0/N": a line says so, once.
+  assert capsys.readouterr().err.count(trainer.COMPILING_NOTE) == 1
   rows = [
       json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
   ]

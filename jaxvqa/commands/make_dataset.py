@@ -80,6 +80,11 @@ def _error(message: str) -> None:
   print(f"jaxvqa make-dataset: {message}", file=sys.stderr)
 
 
+def _first_names(paths: list[Path], shown: int = 5) -> str:
+  names = ", ".join(printable_name(path.name) for path in paths[:shown])
+  return f"{names}, ..." if len(paths) > shown else names
+
+
 def run(args: argparse.Namespace) -> int:
   """`jaxvqa make-dataset`: 0 when everything was made, 1 when anything failed, 2 on bad input."""
   from jaxvqa.data import compress, make_steps, manifest
@@ -100,15 +105,22 @@ def run(args: argparse.Namespace) -> int:
       raise ValueError(
           f"--out {args.out} is a file, not a directory: name a new or existing directory"
       )
-    originals, skipped = make_steps.find_sources(args.sources)
+    found = make_steps.find_sources(args.sources)
   except (ValueError, FileNotFoundError) as error:
     _error(str(error))
     return 2
-  if skipped:
+  originals = found.videos
+  if found.other_files:
     _error(
-        f"ignoring {len(skipped)} files without a video extension "
-        f"({', '.join(printable_name(p.name) for p in skipped[:5])}"
-        f"{', ...' if len(skipped) > 5 else ''})"
+        f"ignoring {len(found.other_files)} files without a video extension "
+        f"({_first_names(found.other_files)})"
+    )
+  if found.subdirectories:
+    _error(
+        f"not searching {len(found.subdirectories)} "
+        f"{'subdirectory' if len(found.subdirectories) == 1 else 'subdirectories'} of "
+        f"{printable_name(str(args.sources))} ({_first_names(found.subdirectories)}): sources are "
+        "the video files directly in --sources; pass a subdirectory as --sources to use its videos"
     )
   if not originals:
     _error(f"no video files in {args.sources}")

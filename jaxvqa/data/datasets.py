@@ -44,6 +44,7 @@ def open_run_data(data_config, *, seed: int) -> RunData:
   try:
     if data_config.builder == mixture.MIXTURE:
       splits, manual_dir = mixture.open_mixture(data_config, data_dir, builders.prepare)
+      scale = label_scale_lib.MIXED
     else:
       builder = builders.prepare(
           data_config.builder,
@@ -57,6 +58,7 @@ def open_run_data(data_config, *, seed: int) -> RunData:
           ),
       )
       splits = {name: builder.as_data_source(name) for name in builder.info.splits}
+      scale = builder.label_scale(manual_dir)
   except (builders.ManualDataMissingError, LabelFileError) as error:
     # The user's files, not a crash: one line naming the field (train.py exits 2 on it).
     where = (
@@ -92,5 +94,5 @@ def open_run_data(data_config, *, seed: int) -> RunData:
       steps_per_epoch=max(1, math.ceil(len(splits[TRAIN]) / global_batch_size)),
       manual_dir=manual_dir,
       grouping=described,
-      label_scale=builder.label_scale(manual_dir),
+      label_scale=scale,
   )

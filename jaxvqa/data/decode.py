@@ -188,10 +188,10 @@ def read_frames(source: VideoSource, indices, *, num_threads: int = 0) -> np.nda
 
 
 ChooseFrames = Callable[[object], np.ndarray]  # an open reader → the frame numbers to read of it
-# (frame numbers [C], their frames uint8 [C, H, W, 3]) → what to keep of them, [C, ...]
-TransformFrames = Callable[[np.ndarray, np.ndarray], np.ndarray]
-# Frames decoded at a time when a transform shrinks them: peak memory holds this many full-size
-# frames, however many a file's segments read.
+# Called with (frame numbers [C], their frames uint8 [C, H, W, 3]) as each chunk is decoded.
+ChunkSink = Callable[[np.ndarray, np.ndarray], None]
+# Frames decoded at a time by `stream_chosen_frames`: peak memory holds this many full-size frames,
+# however many a file's segments read.
 DEFAULT_CHUNK_FRAMES = 16
 
 
@@ -202,12 +202,8 @@ def read_chosen_frames(
     *,
     num_threads: int = 0,
     allow_truncated: bool = False,
-    transform: TransformFrames | None = None,
 ) -> tuple[object, np.ndarray, np.ndarray]:
   """(reader, indices, frames): the frames `choose(reader)` of an open reader of `source`.
-
-  transform: applied to the distinct frames `DEFAULT_CHUNK_FRAMES` at a time as they are
-  decoded (`read_from_reader`), so that only its smaller output is kept for every frame.
 
   When decord opened the file but cannot read it (MPEG-TS near its end, a damaged packet), the
   bundled ffmpeg reads it, as it reads a file decord cannot open, and `choose` picks again from
@@ -221,43 +217,70 @@ def read_chosen_frames(
     IndexError: `choose` picked frames outside the video.
   """
   name = describe_source(source)
+  frames: list[np.ndarray] = []
+
+  def read(reader, indices):
+    frames[:] = [read_from_reader(reader, indices, name)]
+
+  reader, indices = _read_falling_back(source, reader, choose, read, num_threads, allow_truncated)
+  return reader, indices, frames[0]
+
+
+def stream_chosen_frames(
+    source: VideoSource,
+    reader,
+    choose: ChooseFrames,
+    on_chunk: ChunkSink,
+    *,
+    num_threads: int = 0,
+    allow_truncated: bool = False,
+) -> tuple[object, np.ndarray]:
+  """`read_chosen_frames` without keeping the frames: (reader, the sorted distinct indices of
+  `choose(reader)`), the frames handed to `on_chunk` in file order, `DEFAULT_CHUNK_FRAMES` at a
+  time, as they are decoded (`stream_from_reader`).
+
+  A reader chosen again (ffmpeg's after decord failed partway, or the frames before a truncation)
+  calls `choose` again: the caller's sign to forget the chunks it got before.
+  """
+  name = describe_source(source)
+
+  def read(reader, indices):
+    stream_from_reader(reader, indices, name, on_chunk)
+
+  reader, indices = _read_falling_back(source, reader, choose, read, num_threads, allow_truncated)
+  return reader, np.unique(indices)
+
+
+def _read_falling_back(source, reader, choose, read, num_threads, allow_truncated):
+  """(reader, indices) after `read(reader, indices)` of `indices = choose(reader)` succeeded on
+  decord's reader or, where that failed, on the bundled ffmpeg's (see `read_chosen_frames`)."""
   indices = np.asarray(choose(reader), np.int64)
-  if isinstance(reader, FfmpegReader):
-    return _read_with_ffmpeg(reader, choose, indices, name, allow_truncated, transform)
-  try:
-    return reader, indices, read_from_reader(reader, indices, name, transform)
-  except VideoDecodeError as decord_error:
+  if not isinstance(reader, FfmpegReader):
     try:
-      reader = FfmpegReader(source, num_threads=num_threads)
-    except VideoDecodeError as ffmpeg_error:
-      raise VideoDecodeError(
-          f"{decord_error}; the bundled ffmpeg could not read it either: {ffmpeg_error.reason}"
-      ) from decord_error
-  return _read_with_ffmpeg(
-      reader, choose, np.asarray(choose(reader)), name, allow_truncated, transform
-  )
-
-
-def _read_with_ffmpeg(reader, choose, indices, name, allow_truncated, transform):
+      read(reader, indices)
+      return reader, indices
+    except VideoDecodeError as decord_error:
+      try:
+        reader = FfmpegReader(source, num_threads=num_threads)
+      except VideoDecodeError as ffmpeg_error:
+        raise VideoDecodeError(
+            f"{decord_error}; the bundled ffmpeg could not read it either: {ffmpeg_error.reason}"
+        ) from decord_error
+    indices = np.asarray(choose(reader), np.int64)
   try:
-    return reader, indices, read_from_reader(reader, indices, name, transform)
+    read(reader, indices)
+    return reader, indices
   except TruncatedVideoError as error:
     if not allow_truncated or error.frames_read < 1:
       raise
     reader = reader.first(error.frames_read)
     indices = np.asarray(choose(reader), np.int64)
-    return reader, indices, read_from_reader(reader, indices, name, transform)
+    read(reader, indices)
+    return reader, indices
 
 
-def read_from_reader(
-    reader, indices, name: str, transform: TransformFrames | None = None
-) -> np.ndarray:
-  """`read_frames` on an open reader (reads of one file may share it); `name` is for errors.
-
-  transform: see `read_chosen_frames`; the result is then its output for each of `indices`.
-  decord reads the frames in chunks of `DEFAULT_CHUNK_FRAMES`; the bundled ffmpeg reads them in
-  one run (each run decodes the stream from its start), so its peak holds every chosen frame.
-  """
+def _checked_unique(reader, indices, name: str) -> tuple[np.ndarray, np.ndarray]:
+  """(sorted distinct indices, inverse); IndexError naming the file for one outside the video."""
   indices = np.asarray(indices, dtype=np.int64).reshape(-1)
   num_frames = len(reader)
   bad = indices[(indices < 0) | (indices >= num_frames)]
@@ -266,17 +289,30 @@ def read_from_reader(
         f"{name}: frame indices {bad.tolist()[:5]} outside the video's {num_frames} frames"
     )
   # Decode each distinct frame once, in file order (cheapest seeking).
-  unique, inverse = np.unique(indices, return_inverse=True)
+  return np.unique(indices, return_inverse=True)
+
+
+def read_from_reader(reader, indices, name: str) -> np.ndarray:
+  """`read_frames` on an open reader (reads of one file may share it); `name` is for errors."""
+  unique, inverse = _checked_unique(reader, indices, name)
   if isinstance(reader, FfmpegReader):
-    frames = reader.get_batch(unique)
-    return (frames if transform is None else transform(unique, frames))[inverse]
-  if transform is None:
-    return _read_decord(reader, unique, name)[inverse]
-  chunks = [
-      transform(chunk, _read_decord(reader, chunk, name))
-      for chunk in np.split(unique, range(DEFAULT_CHUNK_FRAMES, len(unique), DEFAULT_CHUNK_FRAMES))
-  ]
-  return np.concatenate(chunks)[inverse]
+    return reader.get_batch(unique)[inverse]
+  return _read_decord(reader, unique, name)[inverse]
+
+
+def stream_from_reader(reader, indices, name: str, on_chunk: ChunkSink) -> None:
+  """The distinct frames of `indices`, in file order, handed to `on_chunk` as they are decoded:
+  `DEFAULT_CHUNK_FRAMES` at a time (decord seeks to each chunk; the bundled ffmpeg decodes the
+  stream once, its frames read from its pipe a chunk at a time)."""
+  unique, _ = _checked_unique(reader, indices, name)
+  if not unique.size:
+    return
+  if isinstance(reader, FfmpegReader):
+    for chunk, frames in reader.iter_batches(unique, DEFAULT_CHUNK_FRAMES):
+      on_chunk(chunk, frames)
+    return
+  for chunk in np.split(unique, range(DEFAULT_CHUNK_FRAMES, len(unique), DEFAULT_CHUNK_FRAMES)):
+    on_chunk(chunk, _read_decord(reader, chunk, name))
 
 
 def _read_decord(reader, unique: np.ndarray, name: str) -> np.ndarray:

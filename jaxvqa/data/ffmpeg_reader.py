@@ -18,7 +18,8 @@ is used. It offers what this package uses of decord's reader: `len`, `get_avg_fp
   frame and keeps the wanted ones (`select` on the decoded frame number n,
   presentation order, as decord counts) as rgb24 rawvideo through a pipe.
   Memory holds only the wanted frames (twice, briefly: pipe bytes, then the
-  array). There is no seeking: a frame near the end of a long file costs a
+  array); `iter_batches` reads them from the pipe a chunk at a time, so
+  scoring holds one chunk however many frames a file's segments want. There is no seeking: a frame near the end of a long file costs a
   decode of everything before it, which is the price of not keeping a
   decoder in-process.
 - Frames = packets (one shown frame per AV1 temporal unit, per VP9 WebM
@@ -43,6 +44,7 @@ import contextlib
 import copy
 import fractions
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 
@@ -150,6 +152,28 @@ class FfmpegReader:
       raise TruncatedVideoError(self._name, self.count_decodable_frames(), len(self)) from error
     return frames[inverse]
 
+  def iter_batches(
+      self, unique: np.ndarray, chunk_frames: int
+  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame numbers [C], uint8 [C, H, W, 3]) of the sorted distinct frames `unique`, in order,
+    `chunk_frames` at a time from one ffmpeg run: `get_batch` without holding every frame."""
+    unique = np.asarray(unique, np.int64).reshape(-1)
+    if unique.size and (unique[0] < 0 or unique[-1] >= len(self)):
+      raise IndexError(f"{self._name}: frame indices outside the video's {len(self)} frames")
+    if not unique.size:
+      return
+    try:
+      yield from _stream_selected(
+          self._source,
+          unique,
+          (self.width, self.height),
+          chunk_frames,
+          threads=self._threads,
+          name=self._name,
+      )
+    except FramesMissingError as error:
+      raise TruncatedVideoError(self._name, self.count_decodable_frames(), len(self)) from error
+
   def count_decodable_frames(self) -> int:
     """How many frames decode, counted by one ffmpeg run that decodes the whole stream."""
     listing = self._run(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "framecrc", "-"])
@@ -185,6 +209,60 @@ def _run_decoder(source: VideoSource, output_args: list[str], *, threads: list[s
     raise FfmpegDecodeError(name, f"could not run ffmpeg: {error}") from error
 
 
+# ffmpeg's expression parser refuses a `select` of more than 100 terms ("Error while parsing
+# expression"): past this many runs of frames, the nearest runs are merged and the frames between
+# them read and dropped here.
+MAX_SELECT_RUNS = 96
+
+
+def _selection(unique: np.ndarray) -> tuple[list[str], np.ndarray]:
+  """(`select` filter, the frames it passes): runs of consecutive frames of `unique` as
+  between(n,a,b) terms, at most MAX_SELECT_RUNS of them, so the frames passed are `unique` and,
+  where runs were merged, the frames between them (a superset, in order)."""
+  breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+  firsts = unique[np.concatenate([[0], breaks])]
+  lasts = unique[np.concatenate([breaks - 1, [unique.size - 1]])]
+  if firsts.size > MAX_SELECT_RUNS:
+    # Keep the widest gaps between runs; close the others.
+    gaps = firsts[1:] - lasts[:-1]
+    kept = np.sort(np.argsort(-gaps, kind="stable")[: MAX_SELECT_RUNS - 1])
+    firsts = firsts[np.concatenate([[0], kept + 1])]
+    lasts = lasts[np.concatenate([kept, [lasts.size - 1]])]
+  expression = "+".join(f"between(n,{first},{last})" for first, last in zip(firsts, lasts))
+  passed = np.concatenate([np.arange(first, last + 1) for first, last in zip(firsts, lasts)])
+  return [f"select='{expression}'"], passed
+
+
+def _selected_output(
+    selection: list[str], count: int | None, filters: tuple[str, ...]
+) -> list[str]:
+  """ffmpeg's output arguments: the `selection` filter, then `filters`, `count` frames at most
+  (None: all), as rgb24 rawvideo on stdout."""
+  chain = ",".join([*selection, *filters])
+  return [
+      "-map",
+      "0:v:0",
+      *(["-vf", chain] if chain else []),
+      "-fps_mode",
+      "passthrough",
+      *(["-frames:v", str(count)] if count is not None else []),
+      "-f",
+      "rawvideo",
+      "-pix_fmt",
+      "rgb24",
+      "-",
+  ]
+
+
+def _frames_missing(name: str, unique: np.ndarray, found: int) -> FramesMissingError:
+  missing = unique[found:].tolist()
+  return FramesMissingError(
+      name,
+      f"ffmpeg decoded {found} of the {unique.size} frames asked for (frames "
+      f"{missing[:5]} missing): truncated or corrupt stream",
+  )
+
+
 def _decode_selected(
     source: VideoSource,
     unique: np.ndarray | None,
@@ -201,46 +279,88 @@ def _decode_selected(
   Frames are numbered as decoded (n, presentation order, as decord counts). Raises
   FfmpegDecodeError when fewer frames come out than were asked for.
   """
-  selection: list[str] = []
-  if unique is not None:
-    # Runs of consecutive frames as between(n,a,b): the expression is evaluated for every
-    # decoded frame, so its length matters on long files.
-    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
-    runs = [(run[0], run[-1]) for run in np.split(unique, breaks) if run.size]
-    expression = "+".join(f"between(n,{first},{last})" for first, last in runs)
-    selection = [f"select='{expression}'"]
-  chain = ",".join([*selection, *filters])
+  selection, passed = ([], None) if unique is None else _selection(unique)
+  count = None if passed is None else passed.size
   raw = _run_decoder(
-      source,
-      [
-          "-map",
-          "0:v:0",
-          *(["-vf", chain] if chain else []),
-          "-fps_mode",
-          "passthrough",
-          *(["-frames:v", str(unique.size)] if unique is not None else []),
-          "-f",
-          "rawvideo",
-          "-pix_fmt",
-          "rgb24",
-          "-",
-      ],
-      threads=threads,
-      name=name,
+      source, _selected_output(selection, count, filters), threads=threads, name=name
   )
   width, height = size
   frame_bytes = height * width * 3
   decoded = len(raw) // frame_bytes
-  if unique is not None and decoded < unique.size:
-    missing = unique[decoded:].tolist()
-    raise FramesMissingError(
-        name,
-        f"ffmpeg decoded {decoded} of the {unique.size} frames asked for (frames "
-        f"{missing[:5]} missing): truncated or corrupt stream",
-    )
-  return np.frombuffer(raw, np.uint8, count=decoded * frame_bytes).reshape(
+  frames = np.frombuffer(raw, np.uint8, count=decoded * frame_bytes).reshape(
       decoded, height, width, 3
   )
+  if passed is None:
+    return frames
+  wanted = np.searchsorted(passed, unique)
+  found = int(np.searchsorted(wanted, decoded))  # the wanted frames that did come out
+  if found < unique.size:
+    raise _frames_missing(name, unique, found)
+  return frames if passed.size == unique.size else frames[wanted]
+
+
+def _stream_selected(
+    source: VideoSource,
+    unique: np.ndarray,
+    size: tuple[int, int],
+    chunk_frames: int,
+    *,
+    threads: list[str],
+    name: str,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """`_decode_selected` read from ffmpeg's pipe a frame at a time and handed on `chunk_frames` at
+  a time: (frame numbers [C], uint8 [C, H, W, 3]) as they are decoded, so memory holds one chunk,
+  not every frame asked for.
+
+  Raises FramesMissingError (after the chunks that did decode) when fewer frames come out.
+  """
+  width, height = size
+  frame_bytes = height * width * 3
+  selection, passed = _selection(unique)
+  is_wanted = np.isin(passed, unique)
+  found = 0  # frames of `unique` read so far
+  chunk: list[np.ndarray] = []
+  try:
+    with ffmpeg_input(source) as path, tempfile.TemporaryFile() as errors:
+      command = [
+          ffmpeg.ffmpeg_exe(),
+          *("-hide_banner", "-nostdin", "-y", "-v", "error", *threads, "-i", path),
+          *_selected_output(selection, passed.size, ()),
+      ]
+      process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+      try:
+        for wanted in is_wanted:
+          raw = process.stdout.read(frame_bytes)
+          if len(raw) < frame_bytes:
+            break
+          if not wanted:
+            continue
+          chunk.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+          if len(chunk) == chunk_frames:
+            yield unique[found : found + len(chunk)], np.stack(chunk)
+            found += len(chunk)
+            chunk = []
+        if chunk:
+          yield unique[found : found + len(chunk)], np.stack(chunk)
+          found += len(chunk)
+        process.stdout.read()  # ffmpeg exits once its pipe is drained
+      finally:
+        if process.poll() is None:
+          process.kill()
+        process.stdout.close()
+        returncode = process.wait()
+      errors.seek(0)
+      stderr = errors.read().decode("utf-8", errors="replace")
+  except ImportError as error:
+    raise FfmpegDecodeError(
+        name, f"imageio-ffmpeg is not installed ({error}); pip install imageio-ffmpeg"
+    ) from error
+  except OSError as error:
+    raise FfmpegDecodeError(name, f"could not run ffmpeg: {error}") from error
+  if returncode != 0:
+    raise FfmpegDecodeError(name, _ffmpeg_failure_reason(stderr))
+  if found < unique.size:
+    raise _frames_missing(name, unique, found)
 
 
 def read_frames_at_size(

@@ -122,6 +122,9 @@ class LabelScale:
 
 
 VMAF = LabelScale("VMAF", (0.0, 100.0))
+# A mixture of sets (jaxvqa.data.mixture) trains on each set's 0-1 label and ranks within a set;
+# pooled reports stay in those shared 0-1 units, as no one published scale covers them.
+MIXED = LabelScale("rescaled score of each set", (0.0, 1.0))
 
 # Each builder's published score (keys of jaxvqa.data.builders.BUILDERS), before its label files
 # anchor it. KADID-10K's column is called "dmos", but its ratings are degradation-category ratings

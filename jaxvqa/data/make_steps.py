@@ -30,6 +30,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from jaxvqa.data import video_source
 from jaxvqa.data import encoding
@@ -149,7 +150,7 @@ def plan_sources(
   sources: a directory (its video files, by extension) or a list of files.
   """
   if isinstance(sources, (str, os.PathLike)):
-    originals, _ = find_sources(sources)
+    originals = find_sources(sources).videos
   else:
     originals = [Path(source) for source in sources]
   tasks: list[SourceTask] = []
@@ -410,11 +411,26 @@ def remove_stale_temporaries(out_dir: Path) -> None:
       path.unlink(missing_ok=True)
 
 
-def find_sources(directory: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-  """Video files (by extension) directly in `directory`; and the other files skipped."""
+class Sources(NamedTuple):
+  """What a sources directory holds: the video files (by extension) directly in it, and what is
+  not read: its other files and its subdirectories (not searched)."""
+
+  videos: list[Path]
+  other_files: list[Path]
+  subdirectories: list[Path]
+
+
+def find_sources(directory: str | os.PathLike) -> Sources:
+  """The video files (by extension) directly in `directory`, and the files and subdirectories
+  skipped (hidden names are neither)."""
   directory = Path(directory)
   if not directory.is_dir():
     raise FileNotFoundError(f"--sources {directory}: not a directory")
-  files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+  entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+  files = [p for p in entries if p.is_file()]
   videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
-  return videos, [p for p in files if p not in videos]
+  return Sources(
+      videos=videos,
+      other_files=[p for p in files if p not in videos],
+      subdirectories=[p for p in entries if p.is_dir()],
+  )

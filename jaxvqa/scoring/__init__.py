@@ -2,7 +2,7 @@
 
     PATH... ──find_videos──▶ files (directories walked for video extensions, globs expanded)
       ──file_problem──▶ FIFOs, devices, unreadable files and symlink loops reported, never opened
-      ──decode pool (threads)──▶ clips uint8 [K + M, T, S, S, 3] per file (`sampling`: the
+      ──decode pool (threads)──▶ clips uint8 [T, S, S, 3], K + M per file (`sampling`: the
                                  whole video's K = N / T clips for --frames N, then M segments;
                                  with --display-size W×H each file's frames at W×H first, as a
                                  ladder's rungs were made for training: `decoding`)
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
   from jaxvqa.scoring.batches import score_videos
-  from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_video
+  from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_video, stream_video
   from jaxvqa.scoring.discovery import file_problem, find_videos
   from jaxvqa.scoring.names import escape_name, printable_name
   from jaxvqa.scoring.output_file import PARTIAL_SUFFIX, OutputError, OutputFile, check_output
@@ -62,6 +62,7 @@ _MODULE_OF = {
     "score_videos": "batches",
     "DecodedVideo": "decoding",
     "decode_video": "decoding",
+    "stream_video": "decoding",
     "check_display_size": "decoding",
     "segment_bounds": "sampling",
     "seconds_bounds": "sampling",
@@ -122,6 +123,7 @@ __all__ = [
     "score_videos",
     "seconds_bounds",
     "segment_bounds",
+    "stream_video",
     "write_text",
 ]
 

@@ -13,7 +13,9 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -88,10 +90,11 @@ def score_videos(
     bar.update(1)
 
   batches = _Batches(trained, per_device_batch, on_scored=scored, on_failed=failed)
-  # Decoded clips waiting for the model are bounded to about two batches, plus one video per worker.
+  # Files decoded ahead of the one being scored: about two batches' worth, plus one per worker;
+  # each holds at most a batch of clips waiting for the model (`_ClipStream`), however long it is.
   clips_per_video = sampling.num_clips + (sampling.fixed_segment_count or 1)
   lookahead = max(2, -(-2 * batches.batch_size // clips_per_video)) + workers
-  outcomes = _decode_in_order(
+  streams = _decode_in_order(
       paths,
       functools.partial(
           decode_or_failure,
@@ -102,59 +105,145 @@ def score_videos(
       ),
       workers=workers,
       lookahead=lookahead,
+      capacity=batches.batch_size,
   )
   try:
-    with contextlib.closing(outcomes):
-      for position, outcome in outcomes:
-        if isinstance(outcome, ScoreFailure):
-          failed(position, outcome)
-        else:
-          batches.add(position, paths[position], outcome)
+    with contextlib.closing(streams):
+      for position, stream in streams:
+        for event in stream:
+          if isinstance(event, _Plan):
+            batches.open(position, paths[position], event.clips)
+          elif isinstance(event, _Clip):
+            batches.add(position, event.number, event.clip)
+          elif isinstance(event, ScoreFailure):
+            batches.drop(position)
+            failed(position, event)
+          else:
+            batches.close(position, event)
     batches.finish()
   finally:
     bar.close()
   return ([results[p] for p in sorted(results)], [failures[p] for p in sorted(failures)])
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """A file's clips are chosen (again: every clip of the file handed on before is void)."""
+
+  clips: int  # K + M
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clip:
+  number: int  # k < K: the whole video's k-th clip; K + s: segment s
+  clip: np.ndarray  # uint8 [T, S, S, 3]
+
+
+class _Cancelled(BaseException):
+  """The scoring thread stopped reading: the decode of a file ends (not an Exception, so it is not
+  reported as the file's failure)."""
+
+
+class _ClipStream:
+  """One file's decode in a worker thread, read in order by the scoring thread: its `_Plan`s and
+  `_Clip`s, then the DecodedVideo (without clips) or a ScoreFailure. The queue between them holds
+  at most `capacity` clips, so a long file waits for the model instead of filling memory."""
+
+  def __init__(self, capacity: int):
+    self._queue: queue.Queue = queue.Queue(maxsize=max(1, capacity))
+    self._cancelled = threading.Event()
+    self.future: concurrent.futures.Future | None = None
+
+  def put(self, event) -> None:
+    while True:
+      if self._cancelled.is_set():
+        raise _Cancelled
+      try:
+        self._queue.put(event, timeout=0.1)
+        return
+      except queue.Full:
+        continue
+
+  def cancel(self) -> None:
+    self._cancelled.set()
+
+  def __iter__(self) -> Iterator[_Plan | _Clip | DecodedVideo | ScoreFailure]:
+    while True:
+      try:
+        event = self._queue.get(timeout=0.5)
+      except queue.Empty:
+        if self.future is not None and self.future.done():
+          self.future.result()  # the worker died of something other than a bad file: raise it
+          raise RuntimeError("a decode worker ended without a result")
+        continue
+      yield event
+      if isinstance(event, (DecodedVideo, ScoreFailure)):
+        return
+
+  def run(self, decode_one: Callable[..., DecodedVideo | ScoreFailure], path: str) -> None:
+    """The worker's side: decodes `path`, handing each clip on as it is made."""
+    try:
+      outcome = decode_one(
+          path,
+          on_plan=lambda clips: self.put(_Plan(clips)),
+          on_clip=lambda number, clip: self.put(_Clip(number, clip)),
+      )
+      self.put(outcome)
+    except _Cancelled:
+      pass
+
+
 def _decode_in_order(
     paths: Sequence[str],
-    decode_one: Callable[[str], DecodedVideo | ScoreFailure],
+    decode_one: Callable[..., DecodedVideo | ScoreFailure],
     *,
     workers: int,
     lookahead: int,
-) -> Iterator[tuple[int, DecodedVideo | ScoreFailure]]:
-  """(position, clips or failure) of each file in the order of `paths`, decoded by `workers`
-  threads up to `lookahead` files ahead of the one handed out."""
+    capacity: int,
+) -> Iterator[tuple[int, _ClipStream]]:
+  """(position, the file's `_ClipStream`) of each file in the order of `paths`, decoded by
+  `workers` threads up to `lookahead` files ahead of the one handed out."""
   with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxvqa-decode") as pool:
-    pending: collections.deque = collections.deque()
+    pending: collections.deque[tuple[int, _ClipStream]] = collections.deque()
+
+    def submit(position: int, path: str) -> None:
+      stream = _ClipStream(capacity)
+      stream.future = pool.submit(stream.run, decode_one, path)
+      pending.append((position, stream))
+
+    handed_out: list[_ClipStream] = []  # the stream being read: cancelled too if reading stops
     try:
       for position, path in enumerate(paths):
-        pending.append((position, pool.submit(decode_one, path)))
+        submit(position, path)
         if len(pending) == lookahead:
-          position, future = pending.popleft()
-          yield position, future.result()
+          handed_out[:] = [pending[0][1]]
+          yield pending.popleft()
       while pending:
-        position, future = pending.popleft()
-        yield position, future.result()
+        handed_out[:] = [pending[0][1]]
+        yield pending.popleft()
     finally:
-      for _, future in pending:
-        future.cancel()
+      # A worker blocked on a full queue would hold the pool's shutdown for good.
+      for stream in [*handed_out, *(stream for _, stream in pending)]:
+        stream.cancel()
+        stream.future.cancel()
 
 
 @dataclasses.dataclass
 class _OpenVideo:
-  """A decoded file some of whose clips are still waiting for, or on, the devices."""
+  """A file some of whose clips are still being decoded, waiting for, or on, the devices."""
 
   path: str
-  decoded: DecodedVideo  # without its pixels: those are in the batches
+  generation: int  # how many times its clips were chosen: scores of an earlier choice are void
   raw: np.ndarray  # float64 [K + M] clip scores, filled as batches come back
   clips_left: int
+  decoded: DecodedVideo | None = None  # without its pixels, once decoding ended
 
 
 class _Batches:
   """Clips gathered into fixed-size batches, each dispatched at once, its scores fetched after the
-  next one is queued; a file's `VideoScore` goes to `on_scored` when its last clip comes back, or
-  a `ScoreFailure` to `on_failed` when a clip's score is not finite: NaN is not a score."""
+  next one is queued; a file's `VideoScore` goes to `on_scored` when its decoding has ended and
+  its last clip came back, or a `ScoreFailure` to `on_failed` when a clip's score is not finite:
+  NaN is not a score."""
 
   def __init__(
       self,
@@ -170,22 +259,43 @@ class _Batches:
     self.on_failed = on_failed
     self._videos: dict[int, _OpenVideo] = {}
     self._clips: list[np.ndarray] = []
-    self._owners: list[tuple[int, int]] = []  # (video position, clip number) of each waiting clip
-    self._in_flight: collections.deque[tuple[Any, list[tuple[int, int]]]] = collections.deque()
+    # (video position, generation, clip number) of each waiting clip
+    self._owners: list[tuple[int, int, int]] = []
+    self._in_flight: collections.deque[tuple[Any, list[tuple[int, int, int]]]] = collections.deque()
 
-  def add(self, position: int, path: str, decoded: DecodedVideo) -> None:
-    """Queues the clips of one file; launches every batch they fill."""
-    count = len(decoded.clips)
+  def open(self, position: int, path: str, clips: int) -> None:
+    """A file's clips were chosen: `clips` will come. Chosen again, the earlier ones are void."""
+    previous = self._videos.get(position)
+    self.drop(position)
     self._videos[position] = _OpenVideo(
         path=path,
-        decoded=dataclasses.replace(decoded, clips=np.empty(0, np.uint8)),
-        raw=np.zeros(count, np.float64),
-        clips_left=count,
+        generation=0 if previous is None else previous.generation + 1,
+        raw=np.zeros(clips, np.float64),
+        clips_left=clips,
     )
-    self._clips.extend(decoded.clips)
-    self._owners.extend((position, number) for number in range(count))
-    while len(self._clips) >= self.batch_size:
+
+  def add(self, position: int, number: int, clip: np.ndarray) -> None:
+    """Queues one clip of a file; launches the batch it fills."""
+    self._clips.append(clip)
+    self._owners.append((position, self._videos[position].generation, number))
+    if len(self._clips) >= self.batch_size:
       self._launch(self.batch_size)
+
+  def close(self, position: int, decoded: DecodedVideo) -> None:
+    """The file's decoding ended: its score goes out once its last clip is back."""
+    video = self._videos[position]
+    video.decoded = decoded
+    if video.clips_left == 0:
+      self._finish_video(position)
+
+  def drop(self, position: int) -> None:
+    """Forgets a file (it failed, or is read anew): its waiting clips go, its scores in flight are
+    ignored when they come back."""
+    if self._videos.pop(position, None) is None:
+      return
+    keep = [i for i, owner in enumerate(self._owners) if owner[0] != position]
+    self._clips = [self._clips[i] for i in keep]
+    self._owners = [self._owners[i] for i in keep]
 
   def finish(self) -> None:
     """Scores the clips left (one padded batch) and waits for every batch."""
@@ -206,24 +316,29 @@ class _Batches:
   def _collect_oldest(self) -> None:
     device_scores, owners = self._in_flight.popleft()
     raw = np.asarray(device_scores, np.float64)[: len(owners)]
-    for (position, clip_number), value in zip(owners, raw):
-      video = self._videos[position]
+    for (position, generation, clip_number), value in zip(owners, raw):
+      video = self._videos.get(position)
+      if video is None or video.generation != generation:
+        continue  # a clip of a file that failed or was read anew
       video.raw[clip_number] = value
       video.clips_left -= 1
-      if video.clips_left == 0:
-        del self._videos[position]
-        nonfinite = int(np.count_nonzero(~np.isfinite(video.raw)))
-        if nonfinite:
-          self.on_failed(
-              position,
-              ScoreFailure(
-                  video.path,
-                  f"the model's score is not a number ({nonfinite} of {len(video.raw)} clips "
-                  "scored NaN or infinity): the model is broken for this input",
-              ),
-          )
-        else:
-          self.on_scored(position, _video_score(video.path, video.decoded, video.raw, self.trained))
+      if video.clips_left == 0 and video.decoded is not None:
+        self._finish_video(position)
+
+  def _finish_video(self, position: int) -> None:
+    video = self._videos.pop(position)
+    nonfinite = int(np.count_nonzero(~np.isfinite(video.raw)))
+    if nonfinite:
+      self.on_failed(
+          position,
+          ScoreFailure(
+              video.path,
+              f"the model's score is not a number ({nonfinite} of {len(video.raw)} clips "
+              "scored NaN or infinity): the model is broken for this input",
+          ),
+      )
+    else:
+      self.on_scored(position, _video_score(video.path, video.decoded, video.raw, self.trained))
 
 
 def _video_score(

@@ -5,6 +5,10 @@ With the default sampling the whole-video clip is exactly the one evaluation sco
 crop, or fragments at cell centres), so a file scores what `eval.py` reports for the same file.
 Segment times in seconds come from the stream's timestamps (variable frame rates included).
 
+`stream_video` (what `jaxvqa score` runs) hands each clip on as soon as its frames are decoded and
+prepared and then drops them, so a file's memory does not grow with its length or its segments;
+`decode_video` keeps them all (the Python API's one clip, tests, benchmarks).
+
 With a display size (`jaxvqa score --display-size WxH`) the chosen frames of a file of another
 size are decoded again at that size as the training frames of a ladder were made
 (`ffmpeg_reader.read_frames_at_size`: ffmpeg, bicubic in yuv420p, then rgb24) before the model's own
@@ -17,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,7 +36,9 @@ from jaxvqa.scoring.sampling import Sampling, SegmentError, centre_frame
 
 @dataclasses.dataclass(frozen=True)
 class DecodedVideo:
-  clips: np.ndarray  # uint8 [K + M, T, S, S, 3]: the whole video's K clips, then M segments
+  # uint8 [K + M, T, S, S, 3]: the whole video's K clips, then M segments (`decode_video`; empty
+  # from `stream_video`, which hands them on one at a time)
+  clips: np.ndarray
   num_frames: int
   fps: float
   segments: tuple[tuple[int, int], ...]  # M (start, stop) frame ranges
@@ -46,6 +52,10 @@ class DecodedVideo:
   def segment_frames(self) -> tuple[int, ...]:
     """The centre frame of each segment."""
     return tuple(centre_frame(start, stop) for start, stop in self.segments)
+
+
+ClipSink = Callable[[int, np.ndarray], None]  # (clip number, uint8 [T, S, S, 3])
+PlanSink = Callable[[int], None]  # the number of clips K + M, each time the frames are chosen
 
 
 def decode_video(
@@ -62,7 +72,8 @@ def decode_video(
 
   With the default sampling the whole-video clip equals `video.load_clip(path, train=False, ...)`:
   the same frames, prepared the same way (both preparations work frame by frame). Each distinct
-  frame is decoded and prepared once, even when clips share it.
+  frame is decoded and prepared once, even when clips share it. This holds every clip of the file;
+  `stream_video` hands them on one at a time instead (what `jaxvqa score` runs).
 
   display_size: (width, height) (`check_display_size`): frames of another size are decoded at it
   by `ffmpeg_reader.read_frames_at_size` (see the module docstring); None: as the file is.
@@ -73,22 +84,64 @@ def decode_video(
   Raises decode.VideoDecodeError naming the file and the reason; SegmentError when the file cannot
   be cut as asked (by seconds, without timestamps).
   """
+  clips: list[np.ndarray | None] = []
+
+  def plan(count: int) -> None:
+    clips[:] = [None] * count
+
+  def keep(number: int, clip: np.ndarray) -> None:
+    clips[number] = clip
+
+  decoded = stream_video(
+      path,
+      options,
+      on_plan=plan,
+      on_clip=keep,
+      sampling=sampling,
+      decode_threads=decode_threads,
+      display_size=display_size,
+      allow_truncated=allow_truncated,
+  )
+  return dataclasses.replace(decoded, clips=np.stack(clips))
+
+
+def stream_video(
+    path: decode.VideoSource,
+    options: video.FrameOptions,
+    *,
+    on_plan: PlanSink,
+    on_clip: ClipSink,
+    sampling: Sampling | None = None,
+    decode_threads: int = 1,
+    display_size: tuple[int, int] | None = None,
+    allow_truncated: bool = False,
+) -> DecodedVideo:
+  """`decode_video` handing each clip to `on_clip(number, clip)` as soon as its frames are
+  decoded and prepared, so that memory does not grow with the file's length: a segment's clip goes
+  as decoding passes its last frame, and its frames are then dropped; only the whole-video clips'
+  N frames are kept to the end (their full-size copies too, for `validity`).
+
+  Clip k < K is the whole video's k-th clip, K + s the s-th segment's. `on_plan(K + M)` comes
+  before the first clip, and again if the file is read anew (decord failed partway and the bundled
+  ffmpeg reads it, or a truncated file is scored from the frames before its end): every clip
+  handed on before it is void. Returns the DecodedVideo with no clips (`clips` empty).
+  """
   if sampling is None:
     sampling = Sampling(clip_length=options.num_frames, frames=options.num_frames)
   if sampling.clip_length != options.num_frames:
     raise ValueError(
         f"sampling of {sampling.clip_length}-frame clips for a model of {options.num_frames}"
     )
-  plan = _FramePlan(sampling)
+  plan = _FramePlan(sampling, on_plan, on_clip)
   reader = decode.open_reader(path, num_threads=decode_threads)
   # One seek-ordered pass over the open reader for every clip: decord decodes from the key frame
   # before each index, so a `load_clip` per clip would reopen the file and decode shared stretches
-  # again. Frames are prepared as they are decoded, a chunk at a time, so a file of many segments
-  # holds its model-size frames, never all its full-size ones (peak memory in docs/SCORING.md).
+  # again. Frames are prepared as they are decoded, a chunk at a time, and each clip handed on
+  # once its last frame is prepared (peak memory in docs/SCORING.md).
   declared = stream_length.declared_length(path, float(reader.get_avg_fps()))
   prepared_size: list[tuple[int, int]] = []  # (width, height) of the frames the model prepared
 
-  def prepare_chunk(indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+  def prepare_chunk(indices: np.ndarray, frames: np.ndarray) -> None:
     plan.keep_full_size(indices, frames)
     # decord tells a file's size only by decoding it, so a file of another size is decoded again;
     # one at the display size keeps exactly these frames.
@@ -97,16 +150,16 @@ def decode_video(
           path, indices, display_size, num_threads=decode_threads
       )
     prepared_size[:] = [(int(frames.shape[2]), int(frames.shape[1]))]
-    return np.ascontiguousarray(options.prepare(frames))
+    plan.add_prepared(indices, np.ascontiguousarray(options.prepare(frames)))
 
   try:
-    reader, unique, prepared = decode.read_chosen_frames(
+    reader, _ = decode.stream_chosen_frames(
         path,
         reader,
         plan.choose,
+        prepare_chunk,
         num_threads=decode_threads,
         allow_truncated=allow_truncated,
-        transform=prepare_chunk,
     )
   except decode.TruncatedVideoError as error:
     # Its total is the stream's packets; the container may declare more (a faststart MP4 cut).
@@ -118,9 +171,8 @@ def decode_video(
   truncation = _truncation(path, num_frames, fps, declared, plan.declared_frames, allow_truncated)
   whole_video_frames = plan.full_size_frames()
   warnings = validity.check_frames(whole_video_frames, num_frames, options.size)
-  clips = prepared[plan.inverse.reshape(-1, sampling.clip_length)]
   return DecodedVideo(
-      clips=clips,
+      clips=np.zeros((0,), np.uint8),
       num_frames=num_frames,
       fps=fps,
       segments=tuple(plan.segments),
@@ -136,19 +188,28 @@ def decode_video(
 
 class _FramePlan:
   """Which frames the clips of a file take, chosen from whichever reader ends up reading it
-  (`decode.read_chosen_frames` may swap decord's for ffmpeg's, of another length)."""
+  (`decode.stream_chosen_frames` may swap decord's for ffmpeg's, of another length), and the
+  prepared frames of the clips not yet handed on."""
 
-  def __init__(self, sampling: Sampling):
+  def __init__(self, sampling: Sampling, on_plan: PlanSink, on_clip: ClipSink):
     self.sampling = sampling
+    self.on_plan = on_plan
+    self.on_clip = on_clip
     self.segments: list[tuple[int, int]] = []
     self.starts: np.ndarray | None = None
-    self.inverse = np.zeros(0, np.int64)
     self.declared_frames: int | None = None
+    self._unique = np.zeros(0, np.int64)
     self._whole_video = np.zeros(0, np.int64)
     self._full_size: dict[int, np.ndarray] = {}
+    self._prepared: dict[int, np.ndarray] = {}  # position in `_unique` → prepared frame
+    self._clip_positions = np.zeros((0, sampling.clip_length), np.int64)  # [K + M, T]
+    self._uses = np.zeros(0, np.int64)  # [U]: clips not yet handed on that read each frame
+    self._clip_order = np.zeros(0, np.int64)  # clips by their last frame
+    self._clips_sent = 0
+    self._frames_done = 0  # positions in `_unique` prepared so far
 
   def choose(self, reader) -> np.ndarray:
-    """int64 [U]: the distinct frames every clip reads, sorted; `inverse` rebuilds the clips."""
+    """int64 [U]: the distinct frames every clip reads, sorted."""
     num_frames = len(reader)
     # The first reader's length is what the file declared when its stream was counted whole.
     if self.declared_frames is None:
@@ -160,16 +221,41 @@ class _FramePlan:
         *sampling.whole_video_clips(num_frames),
         *(sampling.segment_clip(start, stop) for start, stop in self.segments),
     ]
-    unique, self.inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
+    self._unique, inverse = np.unique(np.concatenate(index_sets), return_inverse=True)
     # A reader chosen again (ffmpeg's after decord's) numbers its frames anew.
+    self._clip_positions = inverse.reshape(-1, sampling.clip_length)
+    self._uses = np.bincount(inverse.reshape(-1), minlength=len(self._unique))
+    self._clip_order = np.argsort(self._clip_positions.max(axis=1), kind="stable")
+    self._clips_sent = self._frames_done = 0
+    self._prepared = {}
     self._whole_video = np.unique(sampling.whole_video_indices(num_frames))
     self._full_size = {}
-    return unique
+    self.on_plan(len(self._clip_positions))
+    return self._unique
 
   def keep_full_size(self, indices: np.ndarray, frames: np.ndarray) -> None:
     """Keeps the decoded whole-video frames among `indices` for `validity` (N at most)."""
     for position in np.flatnonzero(np.isin(indices, self._whole_video)):
       self._full_size[int(indices[position])] = frames[position].copy()  # not a view: frees chunk
+
+  def add_prepared(self, indices: np.ndarray, prepared: np.ndarray) -> None:
+    """Takes the prepared frames of the next chunk (in file order) and hands on every clip whose
+    frames are now all prepared, dropping the frames no clip left needs."""
+    positions = np.searchsorted(self._unique, indices)
+    for position, frame in zip(positions.tolist(), prepared):
+      self._prepared[position] = frame.copy()  # not a view: frees the chunk
+    self._frames_done = int(positions[-1]) + 1
+    while self._clips_sent < len(self._clip_order):
+      number = int(self._clip_order[self._clips_sent])
+      clip_positions = self._clip_positions[number]
+      if clip_positions.max() >= self._frames_done:
+        break
+      self.on_clip(number, np.stack([self._prepared[p] for p in clip_positions.tolist()]))
+      self._clips_sent += 1
+      for position in clip_positions.tolist():
+        self._uses[position] -= 1
+        if self._uses[position] == 0:
+          del self._prepared[position]
 
   def full_size_frames(self) -> np.ndarray:
     """uint8 [U, H, W, 3]: the distinct frames of the whole-video score as decoded, in order."""
@@ -279,16 +365,23 @@ def decode_or_failure(
     sampling: Sampling,
     display_size: tuple[int, int] | None = None,
     allow_truncated: bool = False,
+    *,
+    on_plan: PlanSink,
+    on_clip: ClipSink,
 ) -> DecodedVideo | ScoreFailure:
+  """`stream_video` of one file (its clips to `on_clip`), or the ScoreFailure saying why the file
+  cannot be scored; any clip handed on before a failure is void."""
   problem = file_problem(path)
   if problem is not None:
     return ScoreFailure(path, problem)
   try:
     with _decodable_name(path) as name:
       try:
-        return decode_video(
+        return stream_video(
             name,
             options,
+            on_plan=on_plan,
+            on_clip=on_clip,
             sampling=sampling,
             decode_threads=1,
             display_size=display_size,

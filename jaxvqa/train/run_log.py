@@ -246,6 +246,11 @@ class RunLog:
           global_step=step,
       )
 
+  def note(self, message: str) -> None:
+    """One line on stderr above the progress bar (chief only)."""
+    if self.enabled:
+      tqdm.write(message, file=sys.stderr)
+
   def advance(self) -> None:
     if self.enabled:
       self._bar.update(1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -40,6 +41,7 @@ from jaxvqa.models import checkpoint_files, vqa
 from jaxvqa.train.run_log import RunLog, configure_logging
 
 log = logging.getLogger(__name__)
+COMPILING_NOTE = "compiling the training step (first step only)..."
 
 GROUPING_FILE = "grouping.txt"  # the run's coarse-stage groups, one line (data.grouping)
 
@@ -81,6 +83,18 @@ def _stop_requests() -> Iterator[list[int]]:
   finally:
     for signum, handler in previous.items():
       signal.signal(signum, handler)
+
+
+def _remove_unfinished_saves(workdir: Path) -> None:
+  """Deletes what saves killed while Orbax wrote them left (`STEP.orbax-checkpoint-tmp-*` beside
+  the finished saves, never read). Only the workdir's one writer (`lock_workdir` held) may: another
+  process's save in progress looks the same."""
+  for kind in ("checkpoints", "best"):
+    directory = workdir / kind
+    for path in sorted(directory.iterdir()) if directory.is_dir() else ():
+      if ".orbax-checkpoint-tmp" in path.name:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, a save killed before it was finished", path)
 
 
 def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
@@ -282,6 +296,8 @@ class Trainer:
         config, self.model, self.data.frames, self.data.steps_per_epoch, self.mesh
     )
     checkpointing.check_resumed_config(self.workdir, config)
+    if self.is_chief:
+      _remove_unfinished_saves(self.workdir)
     state, meta = self.checkpoints.restore_newest(state)
     start_step = int(jax.device_get(state.step))
     best_srcc = float(meta["best_srcc"]) if meta else -1.0
@@ -317,6 +333,10 @@ class Trainer:
     ) as run_log:
       run_log.write_config(start_step, config.to_dict())
       run_log.write_text(start_step, "grouping", self.data.grouping)
+      if start_step < end_step:
+        # The first step compiles the training program (30-60 s on a CPU, longer for a large
+        # model) while the bar still shows 0/N; say so rather than look stuck.
+        run_log.note(COMPILING_NOTE)
       tick, videos_since = time.perf_counter(), 0
       for step in range(start_step, end_step):
         state, step_metrics = self.train_step(state, parallel.global_batch(next(loader), self.mesh))

@@ -26,6 +26,7 @@ import abc
 import dataclasses
 import hashlib
 import inspect
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -197,6 +198,20 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
       )
     return manual_dir
+
+  def _log_download_bytes(self) -> None:
+    # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size, ...)"
+    # on stdout, though nothing is downloaded: these builders read what manual_dir holds.
+    logging.getLogger(__name__).info(
+        "preparing data set %s (%s) in %s from its files (once; reused while its labels and "
+        "split are unchanged)",
+        self.name,
+        self.builder_config.name,
+        self.data_dir,
+    )
+
+  def _log_download_done(self) -> None:
+    logging.getLogger(__name__).info("prepared data set %s in %s", self.name, self.data_dir)
 
   @classmethod
   def label_fingerprint(cls, manual_dir: str | Path) -> str:
