@@ -192,21 +192,29 @@ class FfmpegReader:
     return _run_decoder(self._source, output_args, threads=self._threads, name=self._name)
 
 
-def _run_decoder(source: VideoSource, output_args: list[str], *, threads: list[str], name: str):
-  """ffmpeg's stdout for `-i source` then `output_args`; FfmpegDecodeError with its reason."""
+@contextlib.contextmanager
+def _launch_errors(name: str):
+  """An ffmpeg that is not installed or cannot be started → FfmpegDecodeError naming the file."""
   try:
-    with ffmpeg_input(source) as path:
-      return ffmpeg.run_ffmpeg(
-          ["-v", "error", *threads, "-i", path, *output_args], capture_stdout=True
-      ).stdout
-  except ffmpeg.FfmpegError as error:
-    raise FfmpegDecodeError(name, _ffmpeg_failure_reason(error.stderr)) from error
+    yield
   except ImportError as error:
     raise FfmpegDecodeError(
         name, f"imageio-ffmpeg is not installed ({error}); pip install imageio-ffmpeg"
     ) from error
   except OSError as error:
     raise FfmpegDecodeError(name, f"could not run ffmpeg: {error}") from error
+
+
+def _run_decoder(source: VideoSource, output_args: list[str], *, threads: list[str], name: str):
+  """ffmpeg's stdout for `-i source` then `output_args`; FfmpegDecodeError with its reason."""
+  with _launch_errors(name):
+    try:
+      with ffmpeg_input(source) as path:
+        return ffmpeg.run_ffmpeg(
+            ["-v", "error", *threads, "-i", path, *output_args], capture_stdout=True
+        ).stdout
+    except ffmpeg.FfmpegError as error:
+      raise FfmpegDecodeError(name, _ffmpeg_failure_reason(error.stderr)) from error
 
 
 # ffmpeg's expression parser refuses a `select` of more than 100 terms ("Error while parsing
@@ -320,7 +328,7 @@ def _stream_selected(
   is_wanted = np.isin(passed, unique)
   found = 0  # frames of `unique` read so far
   chunk: list[np.ndarray] = []
-  try:
+  with _launch_errors(name):
     with ffmpeg_input(source) as path, tempfile.TemporaryFile() as errors:
       command = [
           ffmpeg.ffmpeg_exe(),
@@ -351,12 +359,6 @@ def _stream_selected(
         returncode = process.wait()
       errors.seek(0)
       stderr = errors.read().decode("utf-8", errors="replace")
-  except ImportError as error:
-    raise FfmpegDecodeError(
-        name, f"imageio-ffmpeg is not installed ({error}); pip install imageio-ffmpeg"
-    ) from error
-  except OSError as error:
-    raise FfmpegDecodeError(name, f"could not run ffmpeg: {error}") from error
   if returncode != 0:
     raise FfmpegDecodeError(name, _ffmpeg_failure_reason(stderr))
   if found < unique.size:

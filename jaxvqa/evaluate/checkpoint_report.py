@@ -301,6 +301,7 @@ def evaluate_checkpoint(
   tensorboard = workdir / TENSORBOARD_DIR
   if tensorboard.is_dir():
     _write_tensorboard(tensorboard, f"eval/{stem}", figures, checkpoint.step)
+  # An argument vector (declarative), alike in shape to scoring/batches.py's keyword calls.
   return EvalResult(
       report=report,
       fit=fit,
