@@ -6,6 +6,10 @@ resumes from the newest one, whenever the previous run was killed, if its config
 workdir's config.json records: a changed one is refused, naming the fields, unless
 --config.train.resume_with_changed_config=True resumes with it on purpose.
 
+Compiled programs persist in $JAXVQA_CACHE/xla (default ~/.cache/jaxvqa/xla), so a run that
+resumes, or reruns the same config, loads its training step instead of compiling it again;
+JAXVQA_COMPILATION_CACHE=DIR puts them elsewhere and JAXVQA_COMPILATION_CACHE=off turns it off.
+
 Exit status: 0 done; 2 with one line on stderr for a config error, a damaged checkpoint or a
 workdir another train.py is writing; 128 + the signal number (143 SIGTERM, 130 SIGINT) when a
 signal stopped training: it saved first, and rerunning the same command resumes; 130 for
@@ -25,10 +29,28 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: config.
 flags.mark_flags_as_required(["config"])
 
 
+def enable_compilation_cache() -> str | None:
+  """Points JAX's persistent compilation cache at the project's cache (see the module
+  docstring); returns the directory, or None when turned off."""
+  import os
+
+  import jax
+
+  from jaxvqa.data import demo
+
+  chosen = os.environ.get("JAXVQA_COMPILATION_CACHE", "")
+  if chosen.lower() == "off":
+    return None
+  directory = chosen or str(demo.cache_dir() / "xla")
+  jax.config.update("jax_compilation_cache_dir", directory)
+  return directory
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   run_log.ignore_closed_event_loop_callbacks()
+  enable_compilation_cache()
   # Imported here: flag and config errors are reported before the slow imports.
   from jaxvqa import config as config_lib
   from jaxvqa.train import checkpointing, trainer

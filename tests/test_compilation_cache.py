@@ -1,0 +1,48 @@
+"""train.py keeps compiled programs in the project's cache, or where JAXVQA_COMPILATION_CACHE says,
+or nowhere when it says off."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROGRAM = """
+import jax, jax.numpy as jnp, train
+print(train.enable_compilation_cache())
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+print(float(jax.jit(lambda x: jnp.sin(x) * 3)(jnp.ones(3)).sum()))
+"""
+
+
+def _run(env_overrides: dict[str, str], tmp_path: Path) -> str:
+  env = dict(os.environ, JAXVQA_CACHE=str(tmp_path / "cache"), **env_overrides)
+  result = subprocess.run(
+      [sys.executable, "-c", PROGRAM],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert result.returncode == 0, result.stderr
+  return result.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("setting", ["", "elsewhere", "off"])
+def test_compiled_programs_land_where_configured(tmp_path, setting):
+  overrides = {}
+  if setting == "elsewhere":
+    overrides["JAXVQA_COMPILATION_CACHE"] = str(tmp_path / "xla_here")
+  elif setting == "off":
+    overrides["JAXVQA_COMPILATION_CACHE"] = "off"
+  printed = _run(overrides, tmp_path)
+  default = tmp_path / "cache" / "xla"
+  if setting == "off":
+    assert printed == "None" and not default.exists()
+    return
+  expected = tmp_path / "xla_here" if setting == "elsewhere" else default
+  assert printed == str(expected)
+  assert any(expected.iterdir()), "no compiled program was written"
