@@ -110,6 +110,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, program: str) -> None:
       from jaxvqa.kfold import protocol as kfold
 
       kfold.run_kfold(config, workdir)
+    elif "protocol" in config:  # configs/protocols.py: a public set's standard protocol
+      from jaxvqa.evaluate import protocols
+
+      protocols.run_protocol(config, workdir)
     elif "distill" in config:  # configs/distill.py: the teacher's features into the SwinV2
       from jaxvqa.distill import loop
 
