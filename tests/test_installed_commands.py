@@ -127,3 +127,35 @@ def test_jaxvqa_eval_on_a_directory_that_is_no_run_is_one_line_and_exit_2(tmp_pa
   assert line.startswith(
       f"jaxvqa eval: {tmp_path / 'config.json'} not found: {tmp_path} is not a train.py workdir"
   )
+
+
+def test_jaxvqa_train_hands_the_named_variant_with_its_overrides_to_the_trainer(
+    monkeypatch, tmp_path
+):
+  from jaxvqa.train import trainer
+
+  monkeypatch.setenv("JAXVQA_COMPILATION_CACHE", "off")
+  received = {}
+  monkeypatch.setattr(
+      trainer, "train_and_evaluate", lambda config, workdir: received.update(c=config, w=workdir)
+  )
+  argv = ["train", "--config", "demo:scratch", "--config.optim.epochs=3", "--workdir", "W"]
+  assert cli.main(argv) == 0
+  assert received["w"] == "W"
+  assert received["c"].optim.epochs == 3
+  assert received["c"].init.get("model", "") != "shipped"  # scratch, not the shipped start
+  assert cli.main(["train", "--config", "demo", "--workdir", "W"]) == 0
+  assert received["c"].init.model == "shipped"
+
+
+def test_jaxvqa_train_runs_a_protocol_config_as_a_protocol(monkeypatch):
+  from jaxvqa.evaluate import protocols
+
+  monkeypatch.setenv("JAXVQA_COMPILATION_CACHE", "off")
+  received = {}
+  monkeypatch.setattr(
+      protocols, "run_protocol", lambda config, workdir: received.update(c=config, w=workdir)
+  )
+  assert cli.main(["train", "--config", "protocols:youtube_ugc"]) == 0
+  assert received["c"].protocol.name == "youtube_ugc"
+  assert received["w"] == "workdirs/protocol_youtube_ugc"
