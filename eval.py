@@ -4,7 +4,8 @@ Prints PLCC, SRCC, KRCC, RMSE and the count for the split, and writes OUT/<split
 .json (metrics and every video's score) and .png (label against score with the fitted logistic);
 OUT defaults to WORKDIR/eval. The run's config comes from WORKDIR/config.json; data fields may be
 overridden, e.g. `--config.data.manual_dir=/data/other_set` to evaluate on another data set.
-Flags are spelt as `jaxvqa`'s (`--raw-weights`, `--batch-size`); `--version` prints the version.
+The same as `jaxvqa eval` (jaxvqa/evaluate/launch.py); flags are spelt as `jaxvqa`'s
+(`--raw-weights`, `--batch-size`); `--version` prints the version.
 Exit status 2 with one line on stderr for a bad flag or config field, a workdir that is not a
 train.py run and a damaged checkpoint. See docs/SCORING.md.
 """
@@ -52,28 +53,22 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  run_log.ignore_closed_event_loop_callbacks()
   overrides = (
       config_flags.get_override_values(flags.FLAGS["config"]) if "config" in flags.FLAGS else {}
   )
-  batch = {"per_device_batch": _BATCH_SIZE.value} if _BATCH_SIZE.value else {}
   # Imported here: flag and config errors are reported before the slow imports.
-  from jaxvqa.evaluate import checkpoint_report
-  from jaxvqa.train import checkpointing
+  from jaxvqa.evaluate import launch
 
-  try:
-    checkpoint_report.main(
-        _WORKDIR.value,
-        split=_SPLIT.value,
-        which=_WHICH.value,
-        ema=not _RAW_WEIGHTS.value,
-        out_dir=_OUT.value,
-        overrides=overrides,
-        **batch,
-    )
-  except (checkpointing.CheckpointError, FileNotFoundError, ValueError) as error:
-    # ValueError covers jaxvqa.config.ConfigError, a refused override, an unknown split or which.
-    run_log.exit_with_error("eval.py", error)
+  launch.run(
+      _WORKDIR.value,
+      split=_SPLIT.value,
+      which=_WHICH.value,
+      ema=not _RAW_WEIGHTS.value,
+      out_dir=_OUT.value,
+      overrides=overrides,
+      batch_size=_BATCH_SIZE.value,
+      program="eval.py",
+  )
 
 
 if __name__ == "__main__":

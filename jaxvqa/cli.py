@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
   from jaxvqa.commands import (
       convert,
       doctor,
+      evaluate,
       export,
       fetch_photos,
       make_corpus,
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
       make_iqa_set,
       score,
       score_beam,
+      train,
   )
 
   parser = argparse.ArgumentParser(
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--version", action="version", version=f"%(prog)s {jaxvqa.__version__}")
   subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  train.add_subcommand(subparsers)
+  evaluate.add_subcommand(subparsers)
   convert.add_subcommand(subparsers)
   make_dataset.add_subcommand(subparsers)
   fetch_photos.add_subcommand(subparsers)
@@ -47,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args, unknown = parser.parse_known_args(argv)
+  # `jaxvqa train` and `jaxvqa eval` take train.py's `--config.a.b=v`, which argparse cannot list:
+  # they receive what it does not know; every other command refuses it as parse_args would.
+  if unknown and not getattr(args, "takes_config_overrides", False):
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+  args.config_overrides = unknown
   return int(args.run(args) or 0)
 
 

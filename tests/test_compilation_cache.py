@@ -10,8 +10,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAM = """
-import jax, jax.numpy as jnp, train
-print(train.enable_compilation_cache())
+import jax, jax.numpy as jnp
+from jaxvqa.train import launch
+print(launch.enable_compilation_cache())
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 print(float(jax.jit(lambda x: jnp.sin(x) * 3)(jnp.ones(3)).sum()))
 """

@@ -107,16 +107,18 @@ def _flag_argument(argv: list[str], flag: str) -> str:
 
 
 def parse_flags_or_exit(
-    program: str, config_flag: str = "config"
+    program: str, config_flag: str = "config", flag_values=None
 ) -> Callable[[list[str]], list[str]]:
   """An absl `flags_parser` for app.run: flag errors, unknown config fields and a config file that
-  cannot be loaded each end the program with one line (exit_with_error) instead of a traceback."""
+  cannot be loaded each end the program with one line (exit_with_error) instead of a traceback.
+  `flag_values`: the absl FlagValues to parse into (default: absl's global FLAGS)."""
   from absl import flags
 
   def parse(argv: list[str]) -> list[str]:
+    values = flags.FLAGS if flag_values is None else flag_values
     try:
-      args = flags.FLAGS(argv)
-      flags.FLAGS[config_flag].value.keys  # noqa: B018 -- a config file that failed to load raises here
+      args = values(argv)
+      values[config_flag].value.keys  # noqa: B018 -- a config file that failed to load raises here
       return args
     except flags.Error as error:
       exit_with_error(program, error)
