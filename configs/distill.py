@@ -11,7 +11,9 @@ frames (jaxvqa/distill/), then starts the quality model:
   python train.py --config configs/kfold_distilled.py --config.data.manual_dir=/data/corpus-set \
       --config.init.distilled=workdirs/distill/backbone
 
-Prints, after each checkpoint, the held-out feature and class losses and the top-1 agreement with
+After the distillation the IQA stage (`config.iqa`, jaxvqa/distill/iqa_stage.py) pre-trains the
+spatial module on distorted photos labelled by MS-SSIM and writes WORKDIR/iqa_backbone
+(`--config.iqa.steps=0` skips it). Prints, after each checkpoint, the held-out feature and class losses and the top-1 agreement with
 the teacher on photos no step trained on, and at the end a quality probe (a ridge on the frozen
 pooled features against VMAF, folds by content) beside the same backbone at random init, the
 teacher and the bits-per-pixel line. Figures: docs/RESULTS.md. `train.stop_after_seconds` splits

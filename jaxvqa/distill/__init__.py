@@ -13,4 +13,6 @@ feature distillation"), then starts the quality model (`--config.init.backbone=W
     loop.py       the resumable training run (Orbax), probes after each chunk, the hand-over
     probes.py     top-1 agreement with the teacher on held-out photos; a quality probe (ridge on
                   frozen features against VMAF, folds by content)
+    iqa_stage.py  then the paper's IQA pre-training stage, made here: MS-SSIM of distorted photos
+                  (`config.iqa`; writes WORKDIR/iqa_backbone)
 """
