@@ -20,6 +20,18 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 import pytest  # noqa: E402
 
 
+def shrink_model(model_config):
+  """The ~20k-parameter model of `tiny_demo_settings`, in float32 and without drop path, for
+  tests that run other configs (protocols, the researcher's path) at CI size."""
+  model_config.backbone.update(
+      embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.0
+  )
+  model_config.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
+  model_config.temporal.update(width=16, num_heads=2, max_frames=4)
+  model_config.update(head_hidden=8, projection_dim=8, dtype="float32")
+  return model_config
+
+
 def tiny_demo_settings(config):
   """Shrinks configs/demo.py to test size: 6 sources of 64×48, 12 frames, 4 rungs, a ~20k-param model."""
   demo = config.data.demo

@@ -15,10 +15,9 @@ import scipy.io
 import scipy.stats
 
 import media
+from conftest import shrink_model
 from configs import protocols as protocol_configs
 from jaxvqa.evaluate import protocols
-
-TINY_BACKBONE = dict(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4)
 
 
 def _tiny(config, manual_dir, tmp_path):
@@ -35,10 +34,7 @@ def _tiny(config, manual_dir, tmp_path):
       num_workers=0,
       eval_batch_size=8,
   )
-  config.model.backbone.update(TINY_BACKBONE, drop_path_rate=0.0)
-  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
-  config.model.temporal.update(width=16, num_heads=2, max_frames=4)
-  config.model.update(head_hidden=8, projection_dim=8, dtype="float32")
+  shrink_model(config.model)
   config.optim.update(epochs=1, warmup_epochs=0.5, learning_rate=1e-3)
   config.train.update(log_every_steps=1, checkpoint_every_steps=100, progress_bar=False)
   return config

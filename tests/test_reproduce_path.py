@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import media
+from conftest import shrink_model
 from configs import default, iqa_pretrain
 from jaxvqa.evaluate import checkpoint_report
 from jaxvqa.train import trainer
@@ -21,8 +22,6 @@ from test_convert import _cli, timm_state
 from test_swinv2 import randomized_hf_model
 
 pytestmark = pytest.mark.slow
-
-TINY_BACKBONE = dict(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4)
 
 
 def tiny(config, manual_dir, tmp_path, workdir):
@@ -37,10 +36,7 @@ def tiny(config, manual_dir, tmp_path, workdir):
       num_workers=0,
       eval_batch_size=8,
   )
-  config.model.backbone.update(TINY_BACKBONE, drop_path_rate=0.0)
-  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
-  config.model.temporal.update(width=16, num_heads=2, max_frames=4)
-  config.model.update(head_hidden=8, projection_dim=8, dtype="float32")
+  shrink_model(config.model)
   config.optim.update(epochs=2, warmup_epochs=0.5, learning_rate=1e-3)
   config.train.update(log_every_steps=1, checkpoint_every_steps=4, progress_bar=False)
   config.workdir = str(workdir)
