@@ -84,7 +84,11 @@ def load_config(spec: str, overrides: list[str], program: str) -> ml_collections
 def enable_compilation_cache() -> str | None:
   """Points JAX's persistent compilation cache at $JAXVQA_CACHE/xla (default ~/.cache/jaxvqa/xla),
   or at JAXVQA_COMPILATION_CACHE=DIR, so a resumed run loads its step instead of compiling it
-  again; returns the directory, or None when JAXVQA_COMPILATION_CACHE=off."""
+  again; returns the directory, or None when JAXVQA_COMPILATION_CACHE=off.
+
+  A cache the process already has (JAX_COMPILATION_CACHE_DIR, or one set in this process) is
+  kept: switching directories mid-process would mix two caches' programs (the test suite keeps one
+  per session)."""
   import jax
 
   from jaxvqa.data import demo
@@ -92,6 +96,8 @@ def enable_compilation_cache() -> str | None:
   chosen = os.environ.get("JAXVQA_COMPILATION_CACHE", "")
   if chosen.lower() == "off":
     return None
+  if not chosen and jax.config.jax_compilation_cache_dir:
+    return jax.config.jax_compilation_cache_dir
   directory = chosen or str(demo.cache_dir() / "xla")
   jax.config.update("jax_compilation_cache_dir", directory)
   return directory
