@@ -112,3 +112,14 @@ def test_bad_iqa_fields_are_named():
   config.iqa.reference_size = 100
   with pytest.raises(ConfigError, match="config.iqa.reference_size"):
     iqa_stage.validate_config(config.iqa, 32)
+
+
+def test_the_distillation_checks_the_iqa_stage_before_it_starts():
+  from jaxvqa.distill import loop
+
+  config = _tiny_config()
+  config.iqa.photos_per_batch = 3  # the batch of 4 is no multiple of it
+  with pytest.raises(ConfigError, match="config.iqa.batch_size: must be a multiple"):
+    loop.validate_config(config)
+  config.iqa.steps = 0  # the stage is off: nothing of it is checked
+  loop.validate_config(config)

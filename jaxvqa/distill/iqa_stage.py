@@ -32,6 +32,7 @@ import logging
 import multiprocessing
 import os
 import time
+import zlib
 from pathlib import Path
 
 import jax
@@ -95,7 +96,7 @@ def _photo_crops(task) -> tuple[np.ndarray, np.ndarray] | None:
   except iqa_set.IqaSetError as error:
     log.info("IQA stage: skipping %s (%s)", photo, error)
     return None
-  rng = np.random.default_rng([settings.seed, len(ref_id), sum(ref_id.encode())])
+  rng = np.random.default_rng([settings.seed, zlib.crc32(ref_id.encode())])  # crop places
   height, width = reference.shape[:2]
   tops = rng.integers(0, height - crop_size + 1, crops_per_image)
   lefts = rng.integers(0, width - crop_size + 1, crops_per_image)

@@ -61,6 +61,10 @@ def validate_config(config) -> None:
   for field in ("optim.steps", "optim.batch_size", "optim.learning_rate", "train.log_every_steps"):
     section, key = field.split(".")
     require(config[section][key] > 0, field, f"must be > 0, got {config[section][key]!r}")
+  if config.get("iqa") and config.iqa.steps > 0:  # checked now, not after the distillation
+    from jaxvqa.distill import iqa_stage
+
+    iqa_stage.validate_config(config.iqa, data.crop_size)
 
 
 def crop_options(data_config) -> crops_lib.CropOptions:
