@@ -19,8 +19,9 @@ print(float(jax.jit(lambda x: jnp.sin(x) * 3)(jnp.ones(3)).sum()))
 
 
 def _run(env_overrides: dict[str, str], tmp_path: Path) -> str:
-  env = dict(os.environ, JAXVQA_CACHE=str(tmp_path / "cache"), **env_overrides)
+  env = dict(os.environ, JAXVQA_CACHE=str(tmp_path / "cache"))
   env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the test session's own cache (tests/conftest.py)
+  env.update(env_overrides)
   result = subprocess.run(
       [sys.executable, "-c", PROGRAM],
       cwd=REPO,
@@ -51,16 +52,6 @@ def test_compiled_programs_land_where_configured(tmp_path, setting):
 
 
 def test_a_cache_the_process_already_has_is_kept(tmp_path):
-  env = dict(os.environ, JAXVQA_CACHE=str(tmp_path / "cache"))
-  env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "given")
-  result = subprocess.run(
-      [sys.executable, "-c", PROGRAM],
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=120,
-  )
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.splitlines()[0] == str(tmp_path / "given")
+  given = tmp_path / "given"
+  assert _run({"JAX_COMPILATION_CACHE_DIR": str(given)}, tmp_path) == str(given)
   assert not (tmp_path / "cache" / "xla").exists()
