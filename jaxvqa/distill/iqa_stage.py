@@ -184,7 +184,9 @@ def _loss_weights(iqa_config) -> losses.LossWeights:
 
 def _make_train_step(model, weights: losses.LossWeights, ema_decay: float):
   @jax.jit
-  def train_step(state, crops, labels, photos, rng):
+  def train_step(state, crops_all, rows, labels, photos, rng):
+    """One step on the bank's crops `rows` (gathered here, inside the program)."""
+    crops = crops_all[rows]
     rngs = {steps.DROPOUT_RNG: jax.random.fold_in(rng, state.step)}
     mask = jnp.ones(labels.shape, bool)
 
@@ -277,7 +279,8 @@ def run_iqa_stage(config, workdir: Path, photos, start_backbone) -> dict[str, fl
     rows = _batch_rows(bank, train_photos, iqa, config.seed, step)
     state, metrics = train_step(
         state,
-        crops_on_device[rows],
+        crops_on_device,
+        jnp.asarray(rows),
         jnp.asarray(bank["label"][rows]),
         jnp.asarray(bank["photo"][rows]),
         rng,
