@@ -1,9 +1,10 @@
-"""Scores people can trust (issue 30, items 1, 2, 3 and 5), with the shipped model.
+"""Scores people can trust: decoding and inputs the model was not made for, with the shipped model.
 
 MPEG-TS / M2TS files are scored; a file cut short is an error saying where decoding stopped, or,
 when asked, scored from what is there with a `truncated` warning; a corrupt stretch is reported in
 jaxvqa's words; inputs the model was never meant to judge (flat, noise, tiny, one frame) carry a
-named warning in every output format; valid files score as they did before any of this.
+named warning in every output format, and flat or noise-like ones score the worst on the scale;
+valid files score as they did before any of this.
 """
 
 from __future__ import annotations
@@ -164,6 +165,38 @@ def test_bad_inputs_carry_a_named_warning_in_every_format(bad_inputs, tmp_path):
       videos = {video["path"]: video for video in json.loads(out)["videos"]}
       for path, name in expected.items():
         assert name in [warning["name"] for warning in videos[path]["warnings"]]
+
+
+def test_flat_and_noise_files_score_the_worst_and_rank_below_every_real_clip(
+    model, bad_inputs, tmp_path
+):
+  real = [str(media.shipped_video(name)) for name in SCORES_BEFORE]
+  real.append(str(media.make_clip(
+      tmp_path / "clean.mp4", source="bikes", size=(160, 128), frames=24,
+      codec_options=("-crf", "18"),
+  )))  # fmt: skip
+  unmeasured = [bad_inputs[name] for name in bad_inputs if name.strip() != "single_frame"]
+  scores = model.score_many(real + unmeasured)
+  real_scores, unmeasured_scores = scores[: len(real)], scores[len(real) :]
+  assert min(real_scores) > 40 and unmeasured_scores == [0.0] * len(unmeasured)
+  assert model.trained.worst_score == 0.0
+  for path in unmeasured:
+    assert any("scored 0, the worst on the scale" in d for d in model.last_warnings[path].values())
+  # The model's own output is kept, and it is what ranked noise above real clips before.
+  status, out, _ = run_cli(
+      ["score", bad_inputs["noise_frames"], "--format", "jsonl", "--no-progress"]
+  )
+  (row,) = [json.loads(line) for line in out.splitlines()]
+  assert status == 0 and row["score"] == 0.0
+  assert model.trained.calibrate(np.array([row["raw_score"]]))[0] > max(real_scores)
+  # Frames given as arrays are judged alike.
+  noise = np.random.default_rng(0).integers(0, 256, (2, 16, 128, 160, 1), np.uint8).repeat(3, -1)
+  noise[1] = 128
+  assert model.score_frames(noise) == [0.0, 0.0]
+  assert set(model.last_warnings) == {"0", "1"}
+  assert "noise_frames" in model.last_warnings["0"] and "flat_frames" in model.last_warnings["1"]
+  clean = model.score_frames(decode.read_frames(real[-1], np.arange(24)))
+  assert clean == pytest.approx(real_scores[-1], abs=3.0) and model.last_warnings == {}
 
 
 def _checked(path: str, input_size: int = 128):

@@ -397,13 +397,17 @@ def _count_warnings(scores: list[VideoScore]) -> None:
   """One line: how many scores carry a warning (`scoring.validity`), by warning."""
   import collections
 
+  from jaxvqa.scoring import validity
+
   warned = [score for score in scores if score.warnings]
   if warned:
     counts = collections.Counter(warning.name for score in warned for warning in score.warnings)
+    unmeasured = any(validity.withholds_measurement(score.warnings) for score in warned)
     _error(
         f"warning: {len(warned)} of {len(scores)} scores are of inputs the model was not made "
         f"to judge ({', '.join(f'{name} {count}' for name, count in sorted(counts.items()))}): "
         "see the warnings column of their rows"
+        + ("; flat and noise-like files score the worst on the scale" if unmeasured else "")
     )
 
 

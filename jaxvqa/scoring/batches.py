@@ -26,6 +26,7 @@ from jaxvqa.serve.inference import DEFAULT_PER_DEVICE_BATCH, TrainedModel
 from jaxvqa.scoring.decoding import DecodedVideo, check_display_size, decode_or_failure
 from jaxvqa.scoring.results import ScoreFailure, SegmentScore, VideoScore
 from jaxvqa.scoring.sampling import Sampling
+from jaxvqa.scoring import validity
 
 
 def score_videos(
@@ -352,6 +353,10 @@ def _video_score(
   whole = float(np.mean(raw[: decoded.num_whole_clips]))
   segment_raw = raw[decoded.num_whole_clips :]
   calibrated = trained.calibrate(np.concatenate([[whole], segment_raw]))
+  warnings, worst = decoded.warnings, trained.worst_score
+  if worst is not None and validity.withholds_measurement(warnings):
+    calibrated = np.full_like(calibrated, worst)
+    warnings = validity.scored_as_worst(warnings, worst)
   segments = tuple(
       SegmentScore(
           start_frame=start,
@@ -375,5 +380,5 @@ def _video_score(
       segments=segments,
       frame_indices=decoded.frame_indices,
       decoded_size=decoded.decoded_size,
-      warnings=decoded.warnings,
+      warnings=warnings,
   )

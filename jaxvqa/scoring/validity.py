@@ -4,7 +4,15 @@ The model learned VMAF of encodes of natural video. A 1×1-pixel video, a flat b
 frame and pure random noise are none of that, and it scores them as high as a clean encode (88
 and above); a file of one frame has no motion to judge. Every scored file is checked once, on the
 frames its whole-video score decoded (as decoded, before the model's resize and crop), and a file
-that fails carries a named warning on its row; its score is unchanged.
+that fails carries a named warning on its row.
+
+A flat or noise-like file is not measured: the model's number for it is an extrapolation (88 for
+black, 92.6 for noise, above every real clip), so its score, and each of its segments', is the
+worst on the model's scale (0 for VMAF; `TrainedModel.worst_score`) and its warning says so; the
+model's own output stays in `raw_score`. Such a file ranks below every real clip, which is what
+a catalogue check wants of a black or noise-filled encode. A small, one-frame or truncated file
+is still real video: its score is kept beside the warning. A model without a calibration has no
+worst end, so there the score is kept too.
 
     small_frames   the short side is below the model's input (it is upscaled to be judged)
     flat_frames    no spatial detail: the mean spatial information (SI, ITU-T P.910: the standard
@@ -25,6 +33,7 @@ import numpy as np
 
 from jaxvqa.scoring.results import ScoreWarning
 
+UNMEASURED = frozenset({"flat_frames", "noise_frames"})  # warnings that replace the score
 FLAT_SI = 2.0  # real clips measure ≥ 28 (docs/MODEL.md); flat black, white and grey frames 0
 NOISE_CORRELATION = 0.3  # real clips ≥ 0.56 (a brick wall texture); random noise ≈ 0.00
 _MAX_ROWS = 256  # rows of each frame the statistics read (evenly spaced): cost bounded at any size
@@ -111,3 +120,18 @@ def neighbour_correlation(luma: np.ndarray) -> float:
       denominator > 0, (left * right).sum(axis=1) / np.maximum(denominator, 1e-12), 1.0
   )
   return float(np.mean(correlation))
+
+
+def withholds_measurement(warnings: tuple[ScoreWarning, ...]) -> bool:
+  """Whether a file with these warnings is not measured (module docstring)."""
+  return any(warning.name in UNMEASURED for warning in warnings)
+
+
+def scored_as_worst(warnings: tuple[ScoreWarning, ...], worst: float) -> tuple[ScoreWarning, ...]:
+  """The warnings, those that withhold the measurement saying what the file scored instead."""
+  return tuple(
+      ScoreWarning(warning.name, f"{warning.detail}; scored {worst:g}, the worst on the scale")
+      if warning.name in UNMEASURED
+      else warning
+      for warning in warnings
+  )

@@ -38,6 +38,7 @@ from jaxvqa import metrics, scoring
 from jaxvqa.serve import inference
 from jaxvqa.train import steps
 from jaxvqa.data import decode, video
+from jaxvqa.scoring import validity
 
 
 class QualityModel:
@@ -51,7 +52,8 @@ class QualityModel:
       case (`scores = m.score_many(paths)`) one line and the failures still named.
     last_warnings: {path: {name: detail}} of the files the last call scored whose score may mean
       nothing (`scoring.validity`: flat, noise-like, small or one-frame input, or `truncated`
-      where allowed), as the `warnings` column of `jaxvqa score`; empty when none.
+      where allowed), as the `warnings` column of `jaxvqa score`; empty when none. A flat or
+      noise-like file scores the worst on the scale (`scoring.validity`).
   """
 
   def __init__(self, trained: inference.TrainedModel):
@@ -187,13 +189,31 @@ class QualityModel:
     batch [B, T, H, W, 3] (a list of B floats); see `prepare` for what happens to them.
 
     Scoring all frames of a file equals `score(file)`; scoring a few sampled frames is scoring a
-    shorter video.
+    shorter video. Flat or noise-like frames score the worst on the scale, as files do
+    (`scoring.validity`); `last_warnings` then names them by their index in the batch ("0", …).
     """
     clips = self.prepare(frames)
     batched = clips.ndim == 5
     clips = clips if batched else clips[None]
-    scores = self.trained.calibrate(self.trained.raw_scores(clips)).tolist()
-    return scores if batched else scores[0]
+    scores = self.trained.calibrate(self.trained.raw_scores(clips))
+    videos = _checked_frames(frames)
+    videos = videos if batched else videos[None]
+    self.last_warnings, worst = {}, self.trained.worst_score
+    options = self.trained.frames
+    for index, video_frames in enumerate(videos):
+      # The frames the model reads, as a file's check reads the frames its score decoded.
+      sampled = video.sample_frame_indices(
+          len(video_frames), options.num_frames, train=False, rng=None
+      )
+      warnings = validity.check_frames(
+          video_frames[np.unique(sampled)], len(video_frames), options.size
+      )
+      if worst is not None and validity.withholds_measurement(warnings):
+        scores[index] = worst
+        warnings = validity.scored_as_worst(warnings, worst)
+      if warnings:
+        self.last_warnings[str(index)] = {w.name: w.detail for w in warnings}
+    return scores.tolist() if batched else scores.tolist()[0]
 
 
 def _checked_frames(frames: Any) -> np.ndarray:

@@ -199,6 +199,18 @@ class TrainedModel:
       return np.asarray(raw, np.float64)
     return calibration.calibrate(raw, self.calibration)
 
+  @property
+  def worst_score(self) -> float | None:
+    """The worst score on the label's scale: where the calibration takes the lowest raw output
+    (its range's bottom, or its top for a lower-is-better scale such as DMOS). What a file that
+    the model cannot judge scores (`scoring.validity.withholds_measurement`); None without a
+    calibration (or with an unbounded legacy line), where raw output has no worst end."""
+    bounds = None if self.calibration is None else (self.calibration.low, self.calibration.high)
+    if bounds is None or not np.isfinite(bounds).all():
+      return None
+    lowest, highest = calibration.calibrate(np.array([-np.inf, np.inf]), self.calibration)
+    return bounds[0] if lowest <= highest else bounds[1]
+
 
 def load_trained_model(
     workdir: str | Path,
