@@ -1,21 +1,16 @@
 """Test-wide setup: 8 forced CPU devices, so data-parallel code is exercised on CI."""
 
-import atexit
 import os
-import shutil
-import tempfile
 
 # Must be set before jax is first imported anywhere in the test process.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Programs that several tests compile alike (a run and its resumed run, the trainer's tiny step in
-# each trainer test) compile once per session: JAX's persistent cache, in a directory of this
-# session only, so no test ever reads a program compiled by another jax or another checkout.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxvqa-tests-xla-")
-  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+# No persistent compilation cache in the test process: JAX 0.10.2 aborted and crashed beside it on
+# CI (jaxvqa/train/launch.py `enable_compilation_cache`). tests/test_compilation_cache.py checks
+# the cache in processes of its own.
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+os.environ["JAXVQA_COMPILATION_CACHE"] = "off"
 
 import pytest  # noqa: E402
 

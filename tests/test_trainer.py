@@ -49,30 +49,7 @@ def test_initial_parameters_are_made_on_the_host_and_equal_an_init_on_the_device
     np.testing.assert_array_equal(made, reference)
 
 
-@pytest.fixture
-def without_persistent_cache():
-  """JAX 0.10.2 aborts in `executable.serialize()` while writing this test's 8-device CPU training
-  step to the session's persistent cache (CI, 2026-12-07, twice at the same place); the test
-  compiles without the cache instead."""
-  from jax._src import compilation_cache as cache_state
-  from jax.experimental.compilation_cache import compilation_cache
-
-  # JAX decides once per process whether the cache is in use; `reset_cache` makes it decide again.
-  jax.config.update("jax_enable_compilation_cache", False)
-  compilation_cache.reset_cache()
-  writes = []
-  original_put = cache_state.put_executable_and_time
-  cache_state.put_executable_and_time = lambda *args, **kwargs: writes.append(args)
-  yield
-  cache_state.put_executable_and_time = original_put
-  jax.config.update("jax_enable_compilation_cache", True)
-  compilation_cache.reset_cache()
-  assert not writes, "the persistent cache was written although the test turned it off"
-
-
-def test_one_device_and_eight_devices_train_the_same(
-    tiny_config, tmp_path, without_persistent_cache
-):
+def test_one_device_and_eight_devices_train_the_same(tiny_config, tmp_path):
   assert jax.device_count() == 8, "tests/conftest.py forces 8 CPU devices"
   finals = {}
   for devices in (1, 8):

@@ -82,22 +82,30 @@ def load_config(spec: str, overrides: list[str], program: str) -> ml_collections
 
 
 def enable_compilation_cache() -> str | None:
-  """Points JAX's persistent compilation cache at $JAXVQA_CACHE/xla (default ~/.cache/jaxvqa/xla),
-  or at JAXVQA_COMPILATION_CACHE=DIR, so a resumed run loads its step instead of compiling it
-  again; returns the directory, or None when JAXVQA_COMPILATION_CACHE=off.
+  """Points JAX's persistent compilation cache at $JAXVQA_CACHE/xla (default ~/.cache/jaxvqa/xla)
+  on a GPU or TPU, or at JAXVQA_COMPILATION_CACHE=DIR on any device, so a resumed run loads its
+  step instead of compiling it again; returns the directory, or None when there is none.
 
   A cache the process already has (JAX_COMPILATION_CACHE_DIR, or one set in this process) is
-  kept: switching directories mid-process would mix two caches' programs (the test suite keeps one
-  per session)."""
+  kept: switching directories mid-process would mix two caches' programs. On the CPU there is none
+  unless asked for: JAX 0.10.2 aborted and crashed while writing and compiling CPU programs beside
+  its cache in a long process of many programs (the test suite, 2026-12-07, three times), and a
+  CPU compiles the small models that run there in under a minute. JAXVQA_COMPILATION_CACHE=off:
+  none anywhere."""
   import jax
 
   from jaxvqa.data import demo
+  from jaxvqa.train import parallel
 
   chosen = os.environ.get("JAXVQA_COMPILATION_CACHE", "")
   if chosen.lower() == "off":
     return None
   if not chosen and jax.config.jax_compilation_cache_dir:
     return jax.config.jax_compilation_cache_dir
+  if not chosen:
+    parallel.initialize_distributed()  # before the backend starts, as multi-process JAX needs
+    if jax.default_backend() == "cpu":
+      return None
   directory = chosen or str(demo.cache_dir() / "xla")
   jax.config.update("jax_compilation_cache_dir", directory)
   return directory

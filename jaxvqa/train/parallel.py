@@ -23,8 +23,10 @@ def initialize_distributed() -> None:
 
   `jax.distributed.initialize()` discovers the coordinator on TPU pods, SLURM and Open MPI; a plain
   multi-process GPU launch sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
-  A single process does nothing.
+  A single process does nothing; a second call neither.
   """
+  if jax.distributed.is_initialized():
+    return
   if int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1 or "SLURM_NTASKS" in os.environ:
     jax.distributed.initialize()
     logging.info("process %d of %d", jax.process_index(), jax.process_count())
