@@ -115,6 +115,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, program: str) -> None:
   """Trains what `config` asks for in `workdir`; every stop the user can act on ends `program`
   with one line and train.py's exit status (its docstring)."""
   run_log.ignore_closed_event_loop_callbacks()
+  run_log.configure_logging()  # before the backend starts and says it found no TPU
   enable_compilation_cache()
   from jaxvqa import config as config_lib
   from jaxvqa.train import checkpointing, trainer

@@ -141,10 +141,23 @@ def configure_logging() -> None:
   logging.basicConfig(
       level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
   )
-  logging.getLogger("absl").setLevel(logging.WARNING)
+  absl_logger = logging.getLogger("absl")
+  absl_logger.setLevel(logging.WARNING)
+  if not any(isinstance(f, _ExpectedDatasetWarnings) for f in absl_logger.filters):
+    absl_logger.addFilter(_ExpectedDatasetWarnings())
   logging.getLogger("jax").setLevel(
       logging.WARNING
   )  # "Unable to initialize backend 'tpu'" on every start
+
+
+class _ExpectedDatasetWarnings(logging.Filter):
+  """TFDS warns, on every first build, of what jaxvqa's builders do by design: a split config of
+  their own (seed and fractions) and a config folder that has no dataset_info.json until built."""
+
+  EXPECTED = ("Using custom data configuration", "has no dataset_info.json")
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not any(text in record.getMessage() for text in self.EXPECTED)
 
 
 def _logged_step(line: str) -> float:
