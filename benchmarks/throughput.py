@@ -1,8 +1,10 @@
 """GPU speed of jaxvqa against PyTorch/timm, measured in the same run (issue 8).
 
-    python benchmarks/throughput.py [--batch 64] [--iters 20] [--repeats 5] [--json OUT]
+    python benchmarks/throughput.py [--attention xla,pallas] [--batch 64] [--iters 20]
+                                    [--repeats 5] [--json OUT]
     JAX_PLATFORMS=cpu python benchmarks/throughput.py --smoke --reference hf --skip-compile
-                                   # CPU check of every code path: tiny sizes, a few minutes
+                                   # CPU check of every code path: tiny sizes; about 7
+                                   # CPU-minutes with both attention paths (pallas interpreted)
 
 SwinV2-T (`swinv2_tiny_window8_256`) at 256², bf16 compute with fp32 parameters, --batch frames,
 stochastic depth 0.1 (the default config's rate) on both sides:
@@ -19,6 +21,12 @@ stochastic depth 0.1 (the default config's rate) on both sides:
                          256² (the paper's batch), synthetic uint8 batch already on the device
 Before them, a bf16 matmul ceiling: jnp.dot of 8192² matrices (torch.matmul beside it, as a check).
 
+The jax rows are repeated for each window-attention path of --attention (`SwinV2.attention_impl`,
+default "xla,pallas"), in the same process, and named by it: "jax backbone infer [pallas]".
+"pallas" is the fused kernel of `window_attention_pallas`, compiled by Triton for a CUDA GPU.
+Elsewhere its rows are skipped with one line saying why, except under --smoke, where the kernel
+module runs the same kernels in Pallas' interpreter (slow; it checks the code path, not speed).
+
 Each row: warm-up iterations (compilation included) that are not timed, then --repeats timings of
 --iters iterations, each ending in a device synchronisation (block_until_ready on every output /
 torch.cuda.synchronize); frames/s is from the median repeat, spread = (max − min) / median.
@@ -28,8 +36,12 @@ the torch rows do the same work and get the same count; the VQA row counts its w
 only. (XLA's cost analysis of the GPU program is no use here: it leaves out the matmuls it hands
 to cuBLAS.) Achieved TFLOP/s = GFLOP/frame × frames/s, as a fraction of the jnp.dot ceiling.
 "compile s" is the XLA compilation of the timed jax program.
-Ratios are jax frames/s ÷ reference frames/s (> 1: jax is faster). The last line of output is
-the whole result as JSON; --json also writes it to a file.
+Ratios are jax frames/s ÷ reference frames/s (> 1: jax is faster), one per jax backbone row and
+torch mode ("jax[pallas]/timm-compiled infer"; the VQA rows have no torch counterpart), and
+pallas ÷ xla frames/s of each jax row ("pallas/xla train") when both paths ran. The last line of
+output is the whole result as JSON; --json also writes it to a file, and rewrites that file after
+every row ("complete": false until the end), so a run stopped by a time limit keeps the rows it
+finished.
 
 Inputs are random (never zeros) and rotate between two sets; parameters get a small random
 jitter, because fresh SwinV2 blocks start as the identity (zero res-post-norm scales).
@@ -112,6 +124,17 @@ class Sizes:
     config.data.frame_size = 64
     backbone = dict(config.model.backbone.to_dict(), drop_path_rate=DROP_PATH_RATE)
     return cls(batch=batch, image_size=64, backbone=backbone, matmul_size=512, vqa_config=config)
+
+  def with_attention(self, attention_impl: str) -> "Sizes":
+    """The same sizes, the backbone and the VQA model's backbone on window-attention path
+    `attention_impl`."""
+    vqa_config = self.vqa_config.copy_and_resolve_references()
+    vqa_config.model.backbone.attention_impl = attention_impl
+    return dataclasses.replace(
+        self,
+        backbone=dict(self.backbone, attention_impl=attention_impl),
+        vqa_config=vqa_config,
+    )
 
 
 @dataclasses.dataclass
@@ -579,18 +602,37 @@ def environment(reference: str) -> dict[str, Any]:
   return info
 
 
-def ratios(rows: dict[str, Row], reference: str) -> dict[str, float | None]:
-  """jax frames/s ÷ reference frames/s for each (work, torch mode) pair."""
+def jax_row_name(work: str, attention_impl: str) -> str:
+  """The row's name, e.g. "jax backbone infer [pallas]"; work "vqa train" names the VQA row."""
+  prefix = "jax vqa train" if work == "vqa train" else f"jax backbone {work}"
+  return f"{prefix} [{attention_impl}]"
+
+
+def ratios(
+    rows: dict[str, Row], reference: str, attention_impls: tuple[str, ...]
+) -> dict[str, float | None]:
+  """jax frames/s ÷ reference frames/s for each (attention path, work, torch mode), then
+  pallas ÷ xla frames/s for each jax row when both paths ran."""
+
+  def speed(name: str) -> float | None:
+    row = rows.get(name)
+    return row and row.frames_per_second
+
+  def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator and denominator else None
+
   result = {}
-  for work in ("infer", "train"):
-    jax_speed = rows.get(f"jax backbone {work}")
-    for mode in ("eager", "compiled"):
-      torch_speed = rows.get(f"{reference} {mode} {work}")
-      pair = (
-          jax_speed and jax_speed.frames_per_second,
-          torch_speed and torch_speed.frames_per_second,
+  for impl in attention_impls:
+    for work in ("infer", "train"):
+      for mode in ("eager", "compiled"):
+        result[f"jax[{impl}]/{reference}-{mode} {work}"] = ratio(
+            speed(jax_row_name(work, impl)), speed(f"{reference} {mode} {work}")
+        )
+  if {"xla", "pallas"} <= set(attention_impls):
+    for work in ("infer", "train", "vqa train"):
+      result[f"pallas/xla {work}"] = ratio(
+          speed(jax_row_name(work, "pallas")), speed(jax_row_name(work, "xla"))
       )
-      result[f"jax/{reference}-{mode} {work}"] = pair[0] / pair[1] if all(pair) else None
   return result
 
 
@@ -609,7 +651,7 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
     )
     print(f"bf16 matmul ceiling, {name}: {outcome}")
   header = (
-      f"{'row':<24}{'frames/s':>11}{'ms/iter':>10}{'spread':>8}{'GFLOP/frame':>13}"
+      f"{'row':<30}{'frames/s':>11}{'ms/iter':>10}{'spread':>8}{'GFLOP/frame':>13}"
       f"{'TFLOP/s':>9}{'of ceiling':>12}{'compile s':>11}"
   )
   print()
@@ -617,12 +659,12 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
   print("-" * len(header))
   for row in rows:
     if row.error:
-      print(f"{row.name:<24}  failed: {row.error}")
+      print(f"{row.name:<30}  failed: {row.error}")
       continue
     achieved = row.achieved_flops()
     milliseconds = 1e3 * statistics.median(row.seconds_per_iteration)
     print(
-        f"{row.name:<24}{row.frames_per_second:>11,.1f}{milliseconds:>10.2f}"
+        f"{row.name:<30}{row.frames_per_second:>11,.1f}{milliseconds:>10.2f}"
         f"{row.spread:>8.1%}"
         f"{format_number(row.flops_per_frame and row.flops_per_frame / 1e9, '.2f'):>13}"
         f"{format_number(achieved and achieved / 1e12, '.1f'):>9}"
@@ -631,10 +673,10 @@ def print_table(result: dict[str, Any], rows: list[Row]) -> None:
     )
   print()
   if not any(result["ratios"].values()):
-    print("no jax / torch ratios: the torch rows were skipped or failed")
+    print("no ratios: the torch rows and the second attention path were skipped or failed")
   for name, value in result["ratios"].items():
     if value:
-      print(f"{name:<28}{value:.2f}x")
+      print(f"{name:<36}{value:.2f}x")
 
 
 def row_json(row: Row, ceiling: float | None) -> dict[str, Any]:
@@ -685,6 +727,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   )
   parser.add_argument("--skip-torch", action="store_true", help="no PyTorch rows")
   parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
+  parser.add_argument(
+      "--skip-eager", action="store_true", help="no eager torch rows (torch.compile's only)"
+  )
   parser.add_argument("--skip-vqa", action="store_true", help="no full VQA train-step row")
   parser.add_argument(
       "--work",
@@ -692,8 +737,23 @@ def parse_args(argv=None) -> argparse.Namespace:
       default="both",
       help="backbone rows to time: inference, training step, both, or none (the VQA row alone)",
   )
-  parser.add_argument("--json", type=Path, help="also write the result as JSON here")
+  parser.add_argument(
+      "--attention",
+      default=",".join(swinv2.ATTENTION_IMPLS),
+      help="comma list of window-attention paths (SwinV2.attention_impl) to time the jax rows "
+      f"with, in this order (default {','.join(swinv2.ATTENTION_IMPLS)})",
+  )
+  parser.add_argument(
+      "--json", type=Path, help="also write the result as JSON here (rewritten after each row)"
+  )
   args = parser.parse_args(argv)
+  args.attention = tuple(name.strip() for name in args.attention.split(",") if name.strip())
+  unknown = [name for name in args.attention if name not in swinv2.ATTENTION_IMPLS]
+  if unknown or not args.attention or len(set(args.attention)) < len(args.attention):
+    parser.error(
+        f"--attention {','.join(args.attention)}: give distinct names out of "
+        f"{', '.join(swinv2.ATTENTION_IMPLS)}"
+    )
   defaults = (
       dict(batch=2, iters=2, repeats=2, warmup=1)
       if args.smoke
@@ -703,6 +763,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     if getattr(args, name) is None:
       setattr(args, name, value)
   return args
+
+
+def torch_modes(args: argparse.Namespace) -> tuple[str, ...]:
+  """The torch rows' modes that --skip-eager / --skip-compile leave."""
+  skipped = {"eager": args.skip_eager, "compiled": args.skip_compile}
+  return tuple(mode for mode in ("eager", "compiled") if not skipped[mode])
+
+
+def runnable_attention(requested: tuple[str, ...], backend: str, smoke: bool) -> tuple[str, ...]:
+  """The requested attention paths that can run here; prints one line for a skipped "pallas"."""
+  if "pallas" not in requested or backend == "gpu":
+    return requested
+  if smoke:
+    print(f"[pallas] jax runs on {backend}: the kernel runs in Pallas' interpreter (slow)")
+    return requested
+  print(
+      f"[pallas] skipped: the fused kernel compiles for a CUDA GPU only and jax runs on "
+      f"{backend} (--smoke runs it in Pallas' interpreter)"
+  )
+  return tuple(name for name in requested if name != "pallas")
 
 
 def main(argv=None) -> None:
@@ -715,19 +795,41 @@ def main(argv=None) -> None:
         file=sys.stderr,
     )
   sizes = Sizes.smoke(args.batch) if args.smoke else Sizes.full(args.batch)
+  attention_impls = runnable_attention(args.attention, backend, args.smoke)
   reference = args.reference
+  env = environment(reference)
 
   ceilings: dict[str, Row] = {}
   rows: list[Row] = []
+
+  def report(complete: bool) -> dict[str, Any]:
+    """The result so far; written to --json after every row."""
+    result = build_result(env, args, sizes, attention_impls, ceilings, rows, complete)
+    if args.json:
+      args.json.parent.mkdir(parents=True, exist_ok=True)
+      args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+  def add(row: Row) -> None:
+    rows.append(row)
+    report(complete=False)
+
   # A ceiling row's "frame" is one matmul, so its achieved flops are the matmul's rate.
   ceilings["jnp.dot"] = measure(
       f"ceiling jnp.dot {sizes.matmul_size}³", 1, lambda: time_matmul_jax(sizes.matmul_size, args)
   )
   works = {"both": ("infer", "train"), "none": ()}.get(args.work, (args.work,))
   timers = {"infer": time_jax_backbone_inference, "train": time_jax_backbone_training}
+  flops_per_frame: dict[str, float | None] = {}
   for work in works:
-    rows.append(measure(f"jax backbone {work}", sizes.batch, lambda: timers[work](sizes, args)))
-  flops_per_frame = {work: row.flops_per_frame for work, row in zip(works, rows)}
+    for impl in attention_impls:
+      row = measure(
+          jax_row_name(work, impl),
+          sizes.batch,
+          lambda: timers[work](sizes.with_attention(impl), args),
+      )
+      add(row)
+      flops_per_frame[work] = flops_per_frame.get(work) or row.flops_per_frame
 
   if not args.skip_torch:
     try:
@@ -743,36 +845,52 @@ def main(argv=None) -> None:
           1,
           lambda: time_torch_matmul(setup, sizes.matmul_size, args),
       )
-      modes = ("eager",) if args.skip_compile else ("eager", "compiled")
+      modes = torch_modes(args)
       torch_timers = {"infer": time_torch_inference, "train": time_torch_training}
       for work, time_work in ((work, torch_timers[work]) for work in works):
         for mode in modes:
-          rows.append(
+          add(
               measure(
                   f"{reference} {mode} {work}",
                   sizes.batch,
                   lambda: (
                       time_work(setup, reference, sizes, args, compiled=mode == "compiled"),
-                      flops_per_frame[work],
+                      flops_per_frame.get(work),
                   ),
               )
           )
           release_torch_memory()
 
   if not args.skip_vqa:
-    rows.append(
-        measure(
-            "jax vqa train",
-            vqa_frames_per_step(sizes.vqa_config),
-            lambda: time_jax_vqa_training(sizes, args),
-        )
-    )
+    for impl in attention_impls:
+      add(
+          measure(
+              jax_row_name("vqa train", impl),
+              vqa_frames_per_step(sizes.vqa_config),
+              lambda: time_jax_vqa_training(sizes.with_attention(impl), args),
+          )
+      )
 
-  ceiling_flops = ceilings["jnp.dot"].achieved_flops()
-  rows_by_name = {row.name: row for row in rows}
+  result = report(complete=True)
+  print_table(result, rows)
+  print(json.dumps(result))
+
+
+def build_result(
+    env: dict[str, Any],
+    args: argparse.Namespace,
+    sizes: Sizes,
+    attention_impls: tuple[str, ...],
+    ceilings: dict[str, Row],
+    rows: list[Row],
+    complete: bool,
+) -> dict[str, Any]:
+  ceiling_row = ceilings.get("jnp.dot")
+  ceiling_flops = ceiling_row and ceiling_row.achieved_flops()
   vqa_config = sizes.vqa_config
-  result = {
-      "env": environment(reference),
+  return {
+      "complete": complete,
+      "env": env,
       "settings": {
           "smoke": args.smoke,
           "batch": sizes.batch,
@@ -780,8 +898,11 @@ def main(argv=None) -> None:
           "iters": args.iters,
           "repeats": args.repeats,
           "warmup": args.warmup,
-          "reference": reference,
+          "reference": args.reference,
           "compile_mode": args.compile_mode,
+          "torch_modes": [] if args.skip_torch else list(torch_modes(args)),
+          "attention": list(attention_impls),
+          "attention_requested": list(args.attention),
           "backbone": {
               key: list(value) if isinstance(value, tuple) else value
               for key, value in sizes.backbone.items()
@@ -803,13 +924,8 @@ def main(argv=None) -> None:
           for name, row in ceilings.items()
       },
       "rows": [row_json(row, ceiling_flops) for row in rows],
-      "ratios": ratios(rows_by_name, reference),
+      "ratios": ratios({row.name: row for row in rows}, args.reference, attention_impls),
   }
-  print_table(result, rows)
-  if args.json:
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-  print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -362,6 +362,61 @@ def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, mon
   )
 
 
+RESUME_IN_A_NEW_PROCESS = """
+import sys
+sys.path.insert(0, {tests!r})
+from configs import demo
+from conftest import tiny_demo_settings
+from jaxvqa.train import launch, trainer
+print("cache:", launch.enable_compilation_cache())
+config = tiny_demo_settings(demo.get_config("scratch"))
+config.data.cache_dir = {cache!r}
+run = trainer.Trainer(config, {workdir!r}, num_devices=1)
+run.train()
+run.checkpoints.close()
+"""
+
+
+def test_first_call_seconds_are_logged_and_a_resumed_run_logs_them_again(
+    trained_workdir, demo_cache, tmp_path
+):
+  import math
+  import os
+  import shutil
+  import subprocess
+  from pathlib import Path
+
+  # Steps 1-2 with a validation at 2 (the session's run, shared with other tests), then the
+  # resume as train.py runs it: a new process with JAX's persistent compilation cache on
+  # (launch.enable_compilation_cache keeps the session's, tests/conftest.py), steps 3-4.
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  resumed = subprocess.run(
+      [
+          sys.executable,
+          "-c",
+          RESUME_IN_A_NEW_PROCESS.format(
+              tests=str(Path(__file__).parent), cache=str(demo_cache), workdir=str(workdir)
+          ),
+      ],
+      cwd=Path(__file__).parents[1],
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"cache: {os.environ['JAX_COMPILATION_CACHE_DIR']}" in resumed.stdout
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  reported = [row for row in rows if any(k.startswith(trainer.FIRST_CALL_PREFIX) for k in row)]
+  assert [row["step"] for row in reported] == [2, 4]
+  for row in reported:
+    for step_name in ("train_step", "eval_step"):
+      seconds = row[trainer.FIRST_CALL_PREFIX + step_name]
+      assert isinstance(seconds, float) and math.isfinite(seconds) and seconds > 0, row
+  line = r"first calls, compilation included: train step [0-9.]+ s, eval step [0-9.]+ s"
+  assert len(re.findall(line, resumed.stderr)) == 1
+
+
 # Damaged checkpoints and entry-point errors: one line naming what is wrong, exit 2.
 
 

@@ -5,6 +5,7 @@
       ├─ create_train_state   model init (+ converted / IQA-pretrained weights), AdamW
       ├─ RunCheckpoints       resume from the newest save (periodic or best), if any
       ├─ loop: train_step ──▶ log (JSON lines, TensorBoard, progress bar)
+      │        once:         first-call seconds of the train and eval steps (compile included)
       │        every epoch:  validation SRCC → best checkpoint, score calibration
       │        SIGTERM/SIGINT: save, then stop with TrainingInterrupted
       └─ test split: metrics of the best weights (EMA and raw) and the bits-per-pixel baseline
@@ -35,13 +36,16 @@ import optax
 from jaxvqa import config as config_lib, metrics
 from jaxvqa.evaluate import baselines, calibration, split_predictions
 from jaxvqa.serve import inference
-from jaxvqa.train import checkpointing, losses, optim, parallel, steps
+from jaxvqa.train import checkpointing, first_call, losses, optim, parallel, steps
 from jaxvqa.data import datasets, demo, pipeline
 from jaxvqa.models import checkpoint_files, vqa
 from jaxvqa.train.run_log import RunLog, configure_logging
 
 log = logging.getLogger(__name__)
 COMPILING_NOTE = "compiling the training step (first step only)..."
+# metrics.jsonl keys of the seconds each step's first call took, compilation (or a load from the
+# persistent compilation cache) included: one line per process that trains, resumed runs too.
+FIRST_CALL_PREFIX = "first_call_seconds/"
 
 GROUPING_FILE = "grouping.txt"  # the run's coarse-stage groups, one line (data.grouping)
 
@@ -196,10 +200,11 @@ class Trainer:
     self.total_steps = max(1, round(config.optim.epochs * self.data.steps_per_epoch))
     self.learning_rate = optim.learning_rate_schedule(config.optim, self.data.steps_per_epoch)
     self.loss_weights = losses.LossWeights(**config.loss)
-    self.train_step = steps.jit_train_step(
-        self.model, self.loss_weights, config.optim.ema_decay, config.seed + 1
+    self.train_step = first_call.FirstCallTimer(
+        steps.jit_train_step(self.model, self.loss_weights, config.optim.ema_decay, config.seed + 1)
     )
-    self.score_step = steps.jit_score_step(self.model)
+    self.score_step = first_call.FirstCallTimer(steps.jit_score_step(self.model))
+    self._first_calls_reported = False
     self.checkpoints = checkpointing.RunCheckpoints(
         self.workdir, keep=config.train.keep_checkpoints
     )
@@ -258,6 +263,20 @@ class Trainer:
       )
       return srcc
     return best_srcc
+
+  def _report_first_calls(self, run_log: RunLog, step: int, *, last: bool) -> None:
+    """Logs and prints, once, the first-call seconds of the train and eval steps: when both are
+    known, or at the `last` step of this run with those that are."""
+    timers = {"train_step": self.train_step, "eval_step": self.score_step}
+    seconds = {name: timer.seconds for name, timer in timers.items() if timer.seconds is not None}
+    if self._first_calls_reported or not seconds or (len(seconds) < len(timers) and not last):
+      return
+    self._first_calls_reported = True
+    run_log.write(step, {FIRST_CALL_PREFIX + name: value for name, value in seconds.items()})
+    described = ", ".join(
+        f"{name.replace('_', ' ')} {value:.1f} s" for name, value in seconds.items()
+    )
+    run_log.note(f"first calls, compilation included: {described}")
 
   def _meta(self, step: int) -> dict:
     return {
@@ -360,6 +379,7 @@ class Trainer:
         paused = time.perf_counter()
         if done % eval_every == 0 or done == self.total_steps:
           best_srcc = self._validate(state, done, run_log, best_srcc)
+        self._report_first_calls(run_log, done, last=done == end_step or bool(stop_signals))
         if (
             done % config.train.checkpoint_every_steps == 0
             or done in (end_step, self.total_steps)

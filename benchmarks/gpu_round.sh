@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One GPU round in one call of at most 10 minutes: checks the Pallas window attention in the whole
+# SwinV2 and times both attention paths beside timm, then times 1080p scoring, each step under a
+# `timeout` so the whole ends within GPU_ROUND_BUDGET_S seconds (default 545).
+#
+#   OUT=/some/dir bash benchmarks/gpu_round.sh        # from anywhere; logs and results go to $OUT
+#
+# Steps, in order of importance (a step gets min(its cap, the time left); under 45 s left, it is
+# skipped with a line in summary.txt):
+#   env                   nvidia-smi and versions                              → env.log
+#   parity (cap 150 s)    tests/test_pallas_gpu_parity.py: SwinV2-T, pallas against xla,
+#                         fp32 and bf16, outputs and gradients                → parity.log
+#   throughput (cap 360)  benchmarks/throughput.py, both attention paths and torch.compile'd
+#                         timm in one process: backbone inference and train step (no eager timm
+#                         and no VQA rows, which would not fit)               → throughput.log,
+#                         throughput.json (rewritten after every row: a timeout keeps the rows
+#                         done, "complete": false)
+#   score (the rest)      benchmarks/score_throughput.py on 12 clips of 1920×1080, 60 frames
+#                         (made with ffmpeg while the parity test runs)       → score.log
+# summary.txt holds one line per step: exit status (124: its timeout), seconds, limit. Seven files
+# in all, within the eight a device call brings back.
+#
+# Needs jaxvqa's dependencies importable by $PYTHON (default python3); the repository root is put
+# on PYTHONPATH here, so jaxvqa need not be installed. Where the machine lacks some (ml_collections,
+# imageio-ffmpeg, ...), unpack them somewhere and put that on PYTHONPATH before calling.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?set OUT to the directory for logs and results}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+BUDGET_S="${GPU_ROUND_BUDGET_S:-545}"
+PYTHON="${PYTHON:-python3}"
+MIN_STEP_S=45
+KILL_AFTER_S=5 # a step that ignores SIGTERM is killed this long after its limit
+CLIP_DIR="${TMPDIR:-/tmp}/jaxvqa_score_bench"
+CLIPS=12
+CLIP_FRAMES=60
+started=$SECONDS
+
+step() { # step NAME CAP_S COMMAND...: runs COMMAND with stdout and stderr in $OUT/NAME.log
+  local name=$1 cap=$2
+  shift 2
+  local left=$((BUDGET_S - (SECONDS - started) - KILL_AFTER_S))
+  local limit=$((cap < left ? cap : left))
+  if ((limit < MIN_STEP_S)); then
+    echo "[$name] skipped: $left s of the budget left" | tee -a "$OUT/summary.txt"
+    return
+  fi
+  echo "[$name] running (limit $limit s): $*" | tee -a "$OUT/summary.txt"
+  local step_start=$SECONDS
+  timeout -k "$KILL_AFTER_S" "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local status=$?
+  echo "[$name] exit $status after $((SECONDS - step_start)) s (limit $limit s)" |
+    tee -a "$OUT/summary.txt"
+}
+
+{
+  nvidia-smi
+  "$PYTHON" -c 'import jax, jaxlib; print("jax", jax.__version__, "jaxlib", jaxlib.__version__, jax.devices())'
+  "$PYTHON" -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'
+  git log -1 --oneline 2>/dev/null
+} >"$OUT/env.log" 2>&1
+
+# The 1080p clips need only CPU cores: made while the parity test compiles and runs.
+PYTHONPATH="$PWD/benchmarks:$PYTHONPATH" timeout 150 "$PYTHON" -c "import sys; \
+from pathlib import Path; import score_throughput as s; \
+print(len(s.make_clips(Path(sys.argv[1]), $CLIPS, 1920, 1080, $CLIP_FRAMES)), 'clips')" \
+  "$CLIP_DIR" >"$OUT/clips.log" 2>&1 &
+clips_pid=$!
+
+# tests/conftest.py picks the CPU unless JAX_PLATFORMS says otherwise; the CPU stays on for
+# steps.on_host. No autotuning: the parity test compiles four SwinV2-T programs that it runs once.
+step parity 150 env JAX_PLATFORMS=cuda,cpu XLA_FLAGS=--xla_gpu_autotune_level=0 \
+  "$PYTHON" -m pytest -q -s -rs -p no:cacheprovider tests/test_pallas_gpu_parity.py
+
+step throughput 360 "$PYTHON" benchmarks/throughput.py --attention xla,pallas \
+  --iters 10 --repeats 3 --warmup 2 --skip-eager --skip-vqa --json "$OUT/throughput.json"
+
+wait "$clips_pid"
+echo "[clips] exit $? (made in the background)" | tee -a "$OUT/summary.txt"
+step score 600 "$PYTHON" benchmarks/score_throughput.py --num-clips "$CLIPS" \
+  --frames "$CLIP_FRAMES" --clip-dir "$CLIP_DIR"
+
+echo "total $((SECONDS - started)) s" | tee -a "$OUT/summary.txt"
