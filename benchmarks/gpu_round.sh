@@ -70,8 +70,9 @@ clips_pid=$!
 
 # tests/conftest.py picks the CPU unless JAX_PLATFORMS says otherwise; the CPU stays on for
 # steps.on_host. No autotuning: the parity test compiles four SwinV2-T programs that it runs once.
+# `-o addopts=`: one process on the one GPU, and no pytest-xdist needed (pyproject's addopts).
 step parity 150 env JAX_PLATFORMS=cuda,cpu XLA_FLAGS=--xla_gpu_autotune_level=0 \
-  "$PYTHON" -m pytest -q -s -rs -p no:cacheprovider tests/test_pallas_gpu_parity.py
+  "$PYTHON" -m pytest -q -s -rs -o addopts= -p no:cacheprovider tests/test_pallas_gpu_parity.py
 
 step throughput 360 "$PYTHON" benchmarks/throughput.py --attention xla,pallas \
   --iters 10 --repeats 3 --warmup 2 --skip-eager --skip-vqa --json "$OUT/throughput.json"
