@@ -125,7 +125,16 @@ def test_ctrl_c_stops_make_dataset_at_once_leaving_no_partial_files(tmp_path):
   num_sources, rungs = 16, 4
   for number in range(num_sources):
     media.make_clip(sources / f"source{number}.mp4", size=(160, 120), frames=48)
-  job = subprocess.Popen(_make_dataset(sources, out), cwd=REPO, stderr=subprocess.PIPE, text=True)
+  # A shell starts a background job (`cmd &`, as a CI runner may) with SIGINT ignored, and Python
+  # then never turns Ctrl-C into KeyboardInterrupt; the job is started as a terminal starts it.
+  as_from_a_terminal = [
+      sys.executable,
+      "-c",
+      "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+      "sys.argv[0] = 'jaxvqa'; runpy.run_module('jaxvqa.cli', run_name='__main__')",
+      *_make_dataset(sources, out)[3:],
+  ]
+  job = subprocess.Popen(as_from_a_terminal, cwd=REPO, stderr=subprocess.PIPE, text=True)
   # Interrupted once the first encode is written: work is running and most of it is queued.
   deadline = time.monotonic() + 60
   while not list(out.glob("encodes/*/*.json")) and time.monotonic() < deadline:
