@@ -353,10 +353,9 @@ def _video_score(
   whole = float(np.mean(raw[: decoded.num_whole_clips]))
   segment_raw = raw[decoded.num_whole_clips :]
   calibrated = trained.calibrate(np.concatenate([[whole], segment_raw]))
-  warnings, worst = decoded.warnings, trained.worst_score
-  if worst is not None and validity.withholds_measurement(warnings):
-    calibrated = np.full_like(calibrated, worst)
-    warnings = validity.scored_as_worst(warnings, worst)
+  calibrated, warnings = validity.withhold_unmeasured(
+      calibrated, decoded.warnings, trained.worst_score
+  )
   segments = tuple(
       SegmentScore(
           start_frame=start,

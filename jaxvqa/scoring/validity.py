@@ -127,7 +127,17 @@ def withholds_measurement(warnings: tuple[ScoreWarning, ...]) -> bool:
   return any(warning.name in UNMEASURED for warning in warnings)
 
 
-def scored_as_worst(warnings: tuple[ScoreWarning, ...], worst: float) -> tuple[ScoreWarning, ...]:
+def withhold_unmeasured(
+    scores: np.ndarray, warnings: tuple[ScoreWarning, ...], worst: float | None
+) -> tuple[np.ndarray, tuple[ScoreWarning, ...]]:
+  """(scores, warnings) of one file: every score `worst` and the warnings saying so where the
+  warnings withhold the measurement (and a calibration gives a worst end), else unchanged."""
+  if worst is None or not withholds_measurement(warnings):
+    return scores, warnings
+  return np.full_like(scores, worst), _scored_as_worst(warnings, worst)
+
+
+def _scored_as_worst(warnings: tuple[ScoreWarning, ...], worst: float) -> tuple[ScoreWarning, ...]:
   """The warnings, those that withhold the measurement saying what the file scored instead."""
   return tuple(
       ScoreWarning(warning.name, f"{warning.detail}; scored {worst:g}, the worst on the scale")

@@ -208,9 +208,9 @@ class QualityModel:
       warnings = validity.check_frames(
           video_frames[np.unique(sampled)], len(video_frames), options.size
       )
-      if worst is not None and validity.withholds_measurement(warnings):
-        scores[index] = worst
-        warnings = validity.scored_as_worst(warnings, worst)
+      scores[index : index + 1], warnings = validity.withhold_unmeasured(
+          scores[index : index + 1], warnings, worst
+      )
       if warnings:
         self.last_warnings[str(index)] = {w.name: w.detail for w in warnings}
     return scores.tolist() if batched else scores.tolist()[0]
