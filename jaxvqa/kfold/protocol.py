@@ -389,7 +389,13 @@ class KFoldRun:
 
   def evaluate(self, scores: np.ndarray) -> dict[str, Any]:
     return kfold_report.evaluate_folds(
-        scores, self.data, self.specs, self.train_sets, self.test_sets, self.config.kfold.folds
+        scores,
+        self.data,
+        self.specs,
+        self.train_sets,
+        self.test_sets,
+        self.config.kfold.folds,
+        subsets=dict(self.config.kfold.get("subsets", {})),
     )
 
 
@@ -422,6 +428,12 @@ def _run_kfold(config, workdir: Path) -> dict | None:
   results = run.evaluate(scores)
   results["finetune_steps_done"] = int(jax.device_get(states.step[0]))
   table = metrics.format_fold_table(results["summary"])
+  for name, subset in results["subsets"].items():
+    if "summary" in subset:
+      table += (
+          f"\n\nTest encodes of {name} only ({subset['families']}; {subset['num_families']} "
+          f"families, folds {subset['folds']}):\n" + metrics.format_fold_table(subset["summary"])
+      )
   (workdir / "results.json").write_text(strict_json.dumps(results, indent=2))
   (workdir / "results.md").write_text(table + "\n")
   kfold_ship.ship_model(run, states, scores, workdir / "shipped")

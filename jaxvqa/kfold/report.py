@@ -3,6 +3,7 @@ line fitted on the same folds, the mean ± standard error over folds and the out
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import numpy as np
@@ -56,10 +57,55 @@ def evaluate_folds(
     train_sets: list[np.ndarray],
     test_sets: list[np.ndarray],
     num_folds: int,
+    subsets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
   """Per-variant fold reports from `scores` [M, N], their mean ± SE, the bits-per-pixel line on
   the same folds, each variant's out-of-fold predictions pooled over all encodes, and the ship
-  model's report on the held-out media."""
+  model's report on the held-out media.
+
+  `subsets` maps a name to comma-separated fnmatch patterns of family names (`"deb-photo-*,
+  skimage-*"`); each adds `subsets[name]`: the same per-fold reports and summary with every fold's
+  test encodes restricted to those families (training, calibration and the line's fit unchanged);
+  a fold holding fewer than 3 of them is left out of the subset's summary, which names its folds.
+  """
+  results = _fold_reports(scores, data, specs, train_sets, test_sets, num_folds)
+  results["subsets"] = {}
+  for name, patterns in (subsets or {}).items():
+    keep = family_mask(data, patterns)
+    restricted = [np.intersect1d(test, np.flatnonzero(keep)) for test in test_sets]
+    # A fold with (almost) none of the subset says nothing about it: left out, and named.
+    folds = [fold for fold in range(num_folds) if len(restricted[fold]) >= 3]
+    if len(folds) < 2:
+      results["subsets"][name] = {"families": patterns, "skipped": "fewer than 2 folds hold it"}
+      continue
+    subset_specs = [spec for spec in specs if spec.fold in folds]
+    subset_scores = scores[[index for index, spec in enumerate(specs) if spec.fold in folds]]
+    subset = _fold_reports(
+        subset_scores, data, subset_specs, train_sets, restricted, num_folds, folds
+    )
+    results["subsets"][name] = {
+        "families": patterns,
+        "folds": folds,
+        "num_encodes": int(keep.sum()),
+        "num_families": int(len(np.unique(data.family[keep]))),
+        "per_fold": subset["per_fold"],
+        "summary": subset["summary"],
+    }
+  return results
+
+
+def family_mask(data: decoded_lib.DecodedSet, patterns: str) -> np.ndarray:
+  """Which encodes belong to a family matching one of the comma-separated fnmatch `patterns`."""
+  chosen = [p.strip() for p in patterns.split(",") if p.strip()]
+  matching = np.array(
+      [any(fnmatch.fnmatchcase(name, p) for p in chosen) for name in data.family_names]
+  )
+  return matching[data.family]
+
+
+def _fold_reports(
+    scores, data, specs, train_sets, test_sets, num_folds, folds=None
+) -> dict[str, Any]:
   per_variant: dict[str, list[dict]] = {}
   ship = {}
   for index, spec in enumerate(specs):
@@ -74,12 +120,13 @@ def evaluate_folds(
     for index, spec in enumerate(specs):
       if spec.variant == name and spec.fold < num_folds:
         pooled[test_sets[spec.fold]] = scores[index][test_sets[spec.fold]]
-    out_of_fold[name] = metrics.evaluate(pooled, data.label).to_dict()
+    covered = np.isfinite(pooled)  # every encode, or a subset's
+    out_of_fold[name] = metrics.evaluate(pooled[covered], data.label[covered]).to_dict()
   per_variant[BASELINE] = [
       fold_report(
           bits_per_pixel_line(data, train_sets[fold]), data, train_sets[fold], test_sets[fold]
       )
-      for fold in range(num_folds)
+      for fold in (range(num_folds) if folds is None else folds)
   ]
   summary = {name: metrics.summarize_folds(reports) for name, reports in per_variant.items()}
   return {
