@@ -22,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxvqa.train import checkpointing, trainer
+from jaxvqa.train import checkpointing, run_log, trainer
 from jaxvqa.data import pipeline
 
 
@@ -126,7 +126,7 @@ def test_run_killed_at_several_points_ends_as_the_uninterrupted_run(
 
   # SIGTERM during step 3: the step finishes, is saved, and the run stops saying so.
   stop = _killed_run(
-      tiny_config, workdir, monkeypatch, sigterm_during_step, 3, expect=trainer.TrainingInterrupted
+      tiny_config, workdir, monkeypatch, sigterm_during_step, 3, expect=run_log.TrainingInterrupted
   )
   assert stop.step == 3 and stop.signum == signal.SIGTERM
   assert "interrupted at step 3, saved; rerun the same command to resume" in str(stop)

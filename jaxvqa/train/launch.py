@@ -118,7 +118,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, program: str) -> None:
   run_log.configure_logging()  # before the backend starts and says it found no TPU
   enable_compilation_cache()
   from jaxvqa import config as config_lib
-  from jaxvqa.train import checkpointing, trainer
+  from jaxvqa.train import checkpointing
 
   try:
     if "kfold" in config:  # configs/kfold.py: every variant on every fold (jaxvqa/kfold/)
@@ -134,8 +134,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, program: str) -> None:
 
       loop.run_distillation(config, workdir)
     else:
+      # Imported here: the K-fold and distillation paths need neither TFDS nor Grain.
+      from jaxvqa.train import trainer
+
       trainer.train_and_evaluate(config, workdir)
-  except trainer.TrainingInterrupted as stop:
+  except run_log.TrainingInterrupted as stop:
     print(f"{program}: {stop}", file=sys.stderr)
     sys.exit(128 + stop.signum)
   except KeyboardInterrupt:

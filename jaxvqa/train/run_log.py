@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
@@ -279,3 +280,14 @@ class RunLog:
     self._bar.close()
     self._writer.close()
     self._file.close()
+
+
+class TrainingInterrupted(Exception):
+  """SIGTERM or SIGINT stopped training after a save; rerunning the same command resumes."""
+
+  def __init__(self, step: int, signum: int):
+    self.step, self.signum = step, signum
+    super().__init__(
+        f"{signal.Signals(signum).name}: interrupted at step {step}, saved; rerun the "
+        "same command to resume"
+    )

@@ -39,7 +39,7 @@ from jaxvqa.serve import inference
 from jaxvqa.train import checkpointing, first_call, losses, optim, parallel, steps
 from jaxvqa.data import datasets, demo, pipeline
 from jaxvqa.models import checkpoint_files, vqa
-from jaxvqa.train.run_log import RunLog, configure_logging
+from jaxvqa.train.run_log import RunLog, TrainingInterrupted, configure_logging
 
 log = logging.getLogger(__name__)
 COMPILING_NOTE = "compiling the training step (first step only)..."
@@ -52,17 +52,6 @@ GROUPING_FILE = "grouping.txt"  # the run's coarse-stage groups, one line (data.
 
 class NonFiniteTrainingError(RuntimeError):
   """Raised after too many consecutive steps with non-finite loss or gradients."""
-
-
-class TrainingInterrupted(Exception):
-  """SIGTERM or SIGINT stopped training after a save; rerunning the same command resumes."""
-
-  def __init__(self, step: int, signum: int):
-    self.step, self.signum = step, signum
-    super().__init__(
-        f"{signal.Signals(signum).name}: interrupted at step {step}, saved; rerun the "
-        "same command to resume"
-    )
 
 
 @contextlib.contextmanager
