@@ -16,8 +16,8 @@ import pytest  # noqa: E402
 
 
 def shrink_model(model_config):
-  """The ~20k-parameter model of `tiny_demo_settings`, in float32 and without drop path, for
-  tests that run other configs (protocols, the researcher's path) at CI size."""
+  """The ~20k-parameter test model, in float32 and without drop path: `tiny_demo_settings`'s, and
+  that of tests that run other configs (protocols, the researcher's path, IQA sets) at CI size."""
   model_config.backbone.update(
       embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.0
   )
@@ -41,12 +41,9 @@ def tiny_demo_settings(config):
       train_fraction=0.5,
       validation_fraction=0.17,
   )
-  config.model.backbone.update(
-      embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.1
-  )
-  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
-  config.model.temporal.update(width=16, num_heads=2, max_frames=4)
-  config.model.update(head_hidden=8, projection_dim=8)
+  shrink_model(config.model)
+  # Drop path stays on here, as in configs/demo.py.
+  config.model.backbone.drop_path_rate = 0.1
   config.optim.update(epochs=2, warmup_epochs=0.5, learning_rate=1e-3)
   config.train.update(log_every_steps=1, checkpoint_every_steps=2, progress_bar=False)
   return config

@@ -22,6 +22,8 @@ from jaxvqa.evaluate import protocols
 
 def _tiny(config, manual_dir, tmp_path):
   """The protocol's config at CI size (the tiny model of tests/conftest.py)."""
+  # Declarative data: a tiny data config and schedule, as in test_reproduce_path.py and
+  # conftest.py's tiny_demo_settings.
   config.data.update(
       manual_dir=str(manual_dir),
       data_dir=str(tmp_path / "tfds"),

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.slow
 
 def tiny(config, manual_dir, tmp_path, workdir):
   """The config at CI size (the model of tests/conftest.py's tiny demo), on `manual_dir`."""
+  # Declarative data: a tiny data config and schedule, as in test_protocols.py and
+  # test_iqa_mixture.py.
   config.data.update(
       manual_dir=str(manual_dir),
       data_dir=str(tmp_path / "tfds"),
