@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from conftest import shrink_model
+from conftest import shrink_run
 from configs import iqa_multiset
 from jaxvqa import config as config_lib
 from jaxvqa.train import trainer
@@ -78,7 +78,8 @@ def tiny_multiset(sets, tmp_path):
   config = iqa_multiset.get_config()
   for name, directory in sets.items():
     config.data.mixture[name] = str(directory)
-  # Declarative data: a tiny data config, as in test_mos_grouping.py and test_reproduce_path.py.
+  # Declarative data: a tiny data config, as in test_mos_grouping.py, test_protocols.py and
+  # test_reproduce_path.py.
   config.data.update(
       data_dir=str(tmp_path / "tfds"),
       cache_dir=str(tmp_path / "cache"),
@@ -89,9 +90,7 @@ def tiny_multiset(sets, tmp_path):
       eval_batch_size=8,
       num_workers=0,
   )
-  shrink_model(config.model)
-  config.optim.update(epochs=1, warmup_epochs=0.5, learning_rate=1e-3)
-  config.train.update(log_every_steps=1, checkpoint_every_steps=4, progress_bar=False)
+  shrink_run(config, epochs=1, checkpoint_every_steps=4)
   config.workdir = str(tmp_path / "run")
   return config
 
