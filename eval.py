@@ -59,6 +59,7 @@ def main(argv):
   # Imported here: flag and config errors are reported before the slow imports.
   from jaxvqa.evaluate import launch
 
+  # An argument vector (declarative), alike in shape to jaxvqa/commands/evaluate.py's.
   launch.run(
       _WORKDIR.value,
       split=_SPLIT.value,

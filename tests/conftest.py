@@ -15,16 +15,21 @@ os.environ["JAXVQA_COMPILATION_CACHE"] = "off"
 import pytest  # noqa: E402
 
 
-def shrink_model(model_config):
-  """The ~20k-parameter model of `tiny_demo_settings`, in float32 and without drop path, for
-  tests that run other configs (protocols, the researcher's path) at CI size."""
-  model_config.backbone.update(
+def shrink_run(config, *, epochs: int, checkpoint_every_steps: int):
+  """A run at CI size: the ~20k-parameter test model in float32 without drop path, and a short
+  schedule logged every step. For `tiny_demo_settings` and the tests that run other configs
+  (protocols, the researcher's path, IQA sets); their data blocks stay their own."""
+  config.model.backbone.update(
       embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.0
   )
-  model_config.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
-  model_config.temporal.update(width=16, num_heads=2, max_frames=4)
-  model_config.update(head_hidden=8, projection_dim=8, dtype="float32")
-  return model_config
+  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
+  config.model.temporal.update(width=16, num_heads=2, max_frames=4)
+  config.model.update(head_hidden=8, projection_dim=8, dtype="float32")
+  config.optim.update(epochs=epochs, warmup_epochs=0.5, learning_rate=1e-3)
+  config.train.update(
+      log_every_steps=1, checkpoint_every_steps=checkpoint_every_steps, progress_bar=False
+  )
+  return config
 
 
 def tiny_demo_settings(config):
@@ -32,6 +37,8 @@ def tiny_demo_settings(config):
   demo = config.data.demo
   demo.num_sources, demo.width, demo.height, demo.num_frames = 6, 64, 48, 12
   demo.ladder_kbps = (25.0, 50.0, 100.0, 200.0)
+  # Declarative data: a tiny data config, alike in shape to those of test_protocols.py,
+  # test_reproduce_path.py and test_iqa_mixture.py.
   config.data.update(
       num_frames=2,
       frame_size=32,
@@ -41,14 +48,9 @@ def tiny_demo_settings(config):
       train_fraction=0.5,
       validation_fraction=0.17,
   )
-  config.model.backbone.update(
-      embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.1
-  )
-  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
-  config.model.temporal.update(width=16, num_heads=2, max_frames=4)
-  config.model.update(head_hidden=8, projection_dim=8)
-  config.optim.update(epochs=2, warmup_epochs=0.5, learning_rate=1e-3)
-  config.train.update(log_every_steps=1, checkpoint_every_steps=2, progress_bar=False)
+  shrink_run(config, epochs=2, checkpoint_every_steps=2)
+  # Drop path stays on here, as in configs/demo.py.
+  config.model.backbone.drop_path_rate = 0.1
   return config
 
 

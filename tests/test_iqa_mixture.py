@@ -11,6 +11,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from conftest import shrink_run
 from configs import iqa_multiset
 from jaxvqa import config as config_lib
 from jaxvqa.train import trainer
@@ -77,7 +78,8 @@ def tiny_multiset(sets, tmp_path):
   config = iqa_multiset.get_config()
   for name, directory in sets.items():
     config.data.mixture[name] = str(directory)
-  # Declarative data: a tiny data config, as in test_mos_grouping.py and test_reproduce_path.py.
+  # Declarative data: a tiny data config, as in test_mos_grouping.py, test_protocols.py and
+  # test_reproduce_path.py.
   config.data.update(
       data_dir=str(tmp_path / "tfds"),
       cache_dir=str(tmp_path / "cache"),
@@ -88,14 +90,7 @@ def tiny_multiset(sets, tmp_path):
       eval_batch_size=8,
       num_workers=0,
   )
-  # Declarative data: conftest.py's tiny model, without drop path.
-  config.model.backbone.update(
-      embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, drop_path_rate=0.0
-  )
-  config.model.fusion.update(grid=2, num_heads=2, mlp_dim=8, out_dim=16)
-  config.model.update(head_hidden=8, projection_dim=8, dtype="float32")
-  config.optim.update(epochs=1, warmup_epochs=0.5, learning_rate=1e-3)
-  config.train.update(log_every_steps=1, checkpoint_every_steps=4, progress_bar=False)
+  shrink_run(config, epochs=1, checkpoint_every_steps=4)
   config.workdir = str(tmp_path / "run")
   return config
 

@@ -15,13 +15,14 @@ import scipy.io
 import scipy.stats
 
 import media
-from conftest import shrink_model
+from conftest import shrink_run
 from configs import protocols as protocol_configs
 from jaxvqa.evaluate import protocols
 
 
 def _tiny(config, manual_dir, tmp_path):
   """The protocol's config at CI size (the tiny model of tests/conftest.py)."""
+  # Declarative data: a tiny data config, as in test_reproduce_path.py and test_iqa_mixture.py.
   config.data.update(
       manual_dir=str(manual_dir),
       data_dir=str(tmp_path / "tfds"),
@@ -34,9 +35,7 @@ def _tiny(config, manual_dir, tmp_path):
       num_workers=0,
       eval_batch_size=8,
   )
-  shrink_model(config.model)
-  config.optim.update(epochs=1, warmup_epochs=0.5, learning_rate=1e-3)
-  config.train.update(log_every_steps=1, checkpoint_every_steps=100, progress_bar=False)
+  shrink_run(config, epochs=1, checkpoint_every_steps=100)
   return config
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import media
-from conftest import shrink_model
+from conftest import shrink_run
 from configs import default, iqa_pretrain
 from jaxvqa.evaluate import checkpoint_report
 from jaxvqa.train import trainer
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 def tiny(config, manual_dir, tmp_path, workdir):
   """The config at CI size (the model of tests/conftest.py's tiny demo), on `manual_dir`."""
+  # Declarative data: a tiny data config, as in test_protocols.py and test_iqa_mixture.py.
   config.data.update(
       manual_dir=str(manual_dir),
       data_dir=str(tmp_path / "tfds"),
@@ -36,9 +37,7 @@ def tiny(config, manual_dir, tmp_path, workdir):
       num_workers=0,
       eval_batch_size=8,
   )
-  shrink_model(config.model)
-  config.optim.update(epochs=2, warmup_epochs=0.5, learning_rate=1e-3)
-  config.train.update(log_every_steps=1, checkpoint_every_steps=4, progress_bar=False)
+  shrink_run(config, epochs=2, checkpoint_every_steps=4)
   config.workdir = str(workdir)
   return config
 

@@ -15,6 +15,7 @@ PROGRAM = "jaxvqa eval"
 
 def add_subcommand(subparsers) -> None:
   """Registers `jaxvqa eval`; arguments argparse does not know are config overrides."""
+  # Declarative (argparse), alike in shape to commands/train.py's, with its own help.
   parser = subparsers.add_parser(
       "eval",
       help="evaluate a trained run on a split (the same as eval.py)",
