@@ -40,7 +40,8 @@ def make_clips(
   for index in range(count):
     path = workdir / f"clip{index}_{width}x{height}_{frames}_g{gop}.mp4"
     if not path.is_file():
-      # Different start times so the files are not identical.
+      # Different start times so the files are not identical. An ffmpeg argument vector
+      # (declarative), alike in shape to score_throughput.py's.
       ffmpeg.run_ffmpeg(
           [
               "-v",
