@@ -1,5 +1,6 @@
 """MOS sets in training: quality-level groups for the coarse stage, the refusal of a group loss
-on a set without groups, and a missing file under manual_dir as one line with exit 2."""
+on a set without groups, and a missing file under manual_dir or a converted backbone of another
+architecture as one line with exit 2."""
 
 from __future__ import annotations
 
@@ -92,6 +93,9 @@ def test_mos_quantile_groups_make_the_group_term_non_zero(konvid_set, tmp_path):
   assert run.grouping.startswith(
       "mos_quantile: 4 equal-count quality levels of the training split of 'konvid_1k'"
   )
+  # The levels' boundaries read in the set's MOS: 3 of the published scores, not 0-1 labels.
+  edges = run.grouping.split("levels start at ")[1].removesuffix(" in MOS (1-5))").split(", ")
+  assert len(edges) == 3 and all(float(edge) in MOS for edge in edges), run.grouping
   batch = next(
       iter(pipeline.train_loader(run.splits["train"], run.sampler, run.frames, seed=0, num_steps=1))
   )
@@ -150,3 +154,47 @@ def test_train_py_names_a_missing_file_under_manual_dir_in_one_line(konvid_set, 
   assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
   assert lines[0].startswith(f"train.py: config.data.manual_dir='{manual}': ")
   assert "KoNViD_1k_videos/1003.mp4" in lines[0]
+
+
+def test_train_py_names_both_shapes_of_a_backbone_that_does_not_fit_in_one_line(
+    konvid_set, tmp_path
+):
+  from jaxvqa.models import checkpoint_files
+
+  converted = tmp_path / "converted"
+  kernel = np.zeros((4, 4, 3, 8), np.float32)  # embed_dim 8; the run below asks for 16
+  checkpoint_files.save_converted(
+      converted, {"params": {"patch_embed": {"proj": {"kernel": kernel}}}}, {"embed_dim": 8}
+  )
+  result = subprocess.run(
+      [
+          sys.executable,
+          "train.py",
+          "--config=configs/default.py",
+          "--config.data.builder=konvid_1k",
+          f"--config.data.manual_dir={konvid_set}",
+          f"--config.data.data_dir={tmp_path / 'tfds'}",
+          f"--config.data.cache_dir={tmp_path / 'cache'}",
+          "--config.data.num_frames=2",
+          "--config.data.frame_size=32",
+          "--config.loss.group=0",
+          "--config.model.backbone.embed_dim=16",
+          "--config.model.backbone.depths=(1,1,1,1)",
+          "--config.model.backbone.num_heads=(1,1,2,2)",
+          "--config.model.backbone.window_size=4",
+          "--config.model.fusion.out_dim=16",
+          "--config.model.temporal.width=16",
+          f"--config.init.backbone={converted}",
+          f"--workdir={tmp_path / 'run'}",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert result.returncode == 2, result.stderr[-3000:]
+  lines = [line for line in result.stderr.splitlines() if line.startswith("train.py:")]
+  assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert lines[0].startswith(f"train.py: config.init.backbone='{converted}': ")
+  assert "(4, 4, 3, 8) in the checkpoint, (4, 4, 3, 16) in the model" in lines[0]
+  assert lines[0].endswith("its model.json has embed_dim=8; config.model.backbone has embed_dim=16")

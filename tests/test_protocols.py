@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -74,6 +77,20 @@ def _live_vqc(clips, root, count=6):
   return manual
 
 
+def _youtube_ugc(clips, root, count=15):
+  manual = root / "YouTube-UGC"
+  rows = []
+  for k in range(count):
+    vid = f"Vlog_360P-{k:04x}"
+    video = manual / "original_videos" / "Vlog" / "360P" / f"{vid}.mkv"
+    video.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(clips[k % len(clips)], video)  # the decoder reads the container, not the name
+    rows.append((vid, "Vlog", 360, round(1.0 + 4.0 * ((k * 4) % count) / (count - 1), 3)))
+  with open(manual / "original_videos_MOS_for_YouTube_UGC_dataset.csv", "w", newline="") as file:
+    csv.writer(file).writerows([["vid", "category", "resolution", "MOS full"], *rows])
+  return manual
+
+
 def _lsvq(clips, root):
   manual = root / "LSVQ"
   names = [f"ia-batch1/v{k}" for k in range(12)]
@@ -127,7 +144,7 @@ def test_intra_set_protocol_runs_every_split_and_reports_their_median(clips, tmp
 
 
 @pytest.mark.slow
-def test_cross_set_protocol_scores_lsvq_splits_and_other_sets_whole(clips, tmp_path):
+def test_cross_set_protocol_scores_lsvq_splits_and_other_sets_whole(clips, tmp_path, capsys):
   config = _tiny(protocol_configs.get_config("lsvq"), _lsvq(clips, tmp_path), tmp_path)
   config.protocol.cross_sets.update(
       konvid_1k=str(_konvid(clips, tmp_path, count=12)),
@@ -152,3 +169,89 @@ def test_cross_set_protocol_scores_lsvq_splits_and_other_sets_whole(clips, tmp_p
   assert len(videos) == 12
   expected = scipy.stats.spearmanr([v["score"] for v in videos], [v["label"] for v in videos])
   assert rows["konvid_1k (every video)"]["srcc"] == pytest.approx(expected.statistic, abs=1e-6)
+  # The printed table: the field's four rows, each with the SRCC, PLCC and count written.
+  printed = capsys.readouterr().out.splitlines()
+  header = printed.index("trained on lsvq's training split; no fine-tuning on the others")
+  assert printed[header + 1].split() == ["SRCC", "PLCC", "videos"]
+  assert len(printed) >= header + 2 + len(rows)
+  for line, (name, row) in zip(printed[header + 2 :], rows.items()):
+    assert line.startswith(name)
+    assert line[len(name) :].split() == [
+        f"{row['srcc']:.4f}",
+        f"{row['plcc']:.4f}",
+        str(row["count"]),
+    ]
+
+
+# configs/protocols.py's fields that _tiny sets, as the command line spells them.
+TINY_OVERRIDES = [
+    "--config.data.num_frames=2",
+    "--config.data.frame_size=32",
+    "--config.data.quality_levels=2",
+    "--config.data.groups_per_batch=2",
+    "--config.data.videos_per_group=2",
+    "--config.data.num_workers=0",
+    "--config.data.eval_batch_size=8",
+    "--config.model.backbone.embed_dim=8",
+    "--config.model.backbone.depths=(1,1,1,1)",
+    "--config.model.backbone.num_heads=(1,1,2,2)",
+    "--config.model.backbone.window_size=4",
+    "--config.model.backbone.drop_path_rate=0.0",
+    "--config.model.fusion.grid=2",
+    "--config.model.fusion.num_heads=2",
+    "--config.model.fusion.mlp_dim=8",
+    "--config.model.fusion.out_dim=16",
+    "--config.model.temporal.width=16",
+    "--config.model.temporal.num_heads=2",
+    "--config.model.temporal.max_frames=4",
+    "--config.model.head_hidden=8",
+    "--config.model.projection_dim=8",
+    "--config.model.dtype=float32",
+    "--config.optim.epochs=1",
+    "--config.optim.warmup_epochs=0.5",
+    "--config.optim.learning_rate=1e-3",
+    "--config.train.log_every_steps=1",
+    "--config.train.checkpoint_every_steps=100",
+    "--config.train.progress_bar=False",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, make_set", [("live_vqc", _live_vqc), ("youtube_ugc", _youtube_ugc)])
+def test_each_other_intra_set_protocol_is_one_command_that_prints_its_table(
+    name, make_set, clips, tmp_path
+):
+  """The documented command itself (`jaxvqa train --config protocols:NAME`), in a process of its
+  own with one CPU device, as a user runs it; konvid_1k's splits are checked above."""
+  manual = make_set(clips, tmp_path, count=15)
+  workdir = tmp_path / "protocol"
+  command = [sys.executable, "-m", "jaxvqa.cli", "train", "--config", f"protocols:{name}"]
+  command += [
+      f"--config.data.manual_dir={manual}",
+      f"--config.data.data_dir={tmp_path / 'tfds'}",
+      f"--config.data.cache_dir={tmp_path / 'cache'}",
+      "--config.protocol.splits=1",
+      f"--workdir={workdir}",
+      *TINY_OVERRIDES,
+  ]
+  env = dict(
+      os.environ,
+      XLA_FLAGS="--xla_force_host_platform_device_count=1",
+      JAXVQA_COMPILATION_CACHE="off",
+  )
+  result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  written = protocols.read(workdir)
+  (row,) = written["splits"]
+  assert written["protocol"] == name and row["split_seed"] == 0 and row["count"] == 3
+  first = json.loads((workdir / "split_0" / "results.json").read_text())[0]
+  assert (row["srcc"], row["plcc"]) == (first["srcc"], first["plcc"])
+  lines = result.stdout.splitlines()
+  header = lines.index(f"{name}: 1 random splits by video, test share of each")
+  assert lines[header + 1].split() == ["SRCC", "PLCC", "videos"]
+  assert lines[header + 2].split() == ["0", f"{row['srcc']:.4f}", f"{row['plcc']:.4f}", "3"]
+  srcc, plcc = protocols.spread([row["srcc"]]), protocols.spread([row["plcc"]])
+  assert lines[header + 3] == (
+      f"median over splits: SRCC {srcc.describe()}, PLCC {plcc.describe()}"
+  )

@@ -700,3 +700,23 @@ def test_a_backbone_of_the_wrong_shape_is_a_config_error_naming_both_shapes(tmp_
       match=r"config.init.backbone=.*\(4, 4, 3, 24\) in the checkpoint, \(4, 4, 3, 16\) in the model",
   ):
     trainer.load_initial_weights(params, init)
+  # With config.model.backbone, the architecture each side names (model.json's lists as tuples).
+  backbone = ml_collections.ConfigDict(dict(embed_dim=16, depths=(1, 1, 1, 1), window_size=4))
+  with pytest.raises(config_lib.ConfigError) as refused:
+    trainer.load_initial_weights(params, init, backbone)
+  assert str(refused.value).endswith(
+      ": its model.json has embed_dim=24; config.model.backbone has embed_dim=16"
+  )
+
+
+def test_a_transfer_names_a_reshaped_parameter_before_one_only_a_side_holds():
+  """Another depth leaves parameters on one side only; the shape both hold is the telling one."""
+  from jaxvqa.models import vqa
+
+  source = {"backbone": {"a": np.zeros((2, 3)), "z_extra": np.zeros(1)}}
+  target = {"backbone": {"a": np.zeros((2, 4))}}
+  with pytest.raises(ValueError) as refused:
+    vqa.transfer_spatial_params(source, target)
+  message = str(refused.value)
+  assert "2 parameter(s) differ" in message
+  assert "first backbone/a: (2, 3) in the checkpoint, (2, 4) in the model" in message

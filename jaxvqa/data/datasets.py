@@ -75,7 +75,7 @@ def open_run_data(data_config, *, seed: int) -> RunData:
     groups = grouping.quantile_groups(table.labels, data_config.quality_levels)
     splits[TRAIN] = grouping.RegroupedSource(splits[TRAIN], groups)
     table = dataclasses.replace(table, groups=groups)
-  described = grouping.describe(chosen, data_config.builder, table.labels, table.groups)
+  described = grouping.describe(chosen, data_config.builder, table.labels, table.groups, scale)
   global_batch_size = data_config.groups_per_batch * data_config.videos_per_group
   if len(set(table.groups.tolist())) > 1:
     sampler = pipeline.GroupBatchSampler(

@@ -84,17 +84,26 @@ def check_config(data, loss, has_groups: bool) -> str | None:
   return None
 
 
-def describe(grouping: str, builder: str, labels: np.ndarray, groups: np.ndarray) -> str:
+def describe(
+    grouping: str, builder: str, labels: np.ndarray, groups: np.ndarray, scale=None
+) -> str:
   """One line for the run's log and results: which groups the coarse stage used.
 
-  labels, groups: [N] of the training split, after any regrouping.
+  labels, groups: [N] of the training split, after any regrouping. scale: the set's
+  label_scale.LabelScale, so the level boundaries read in its published units (MOS 1-5, DMOS);
+  without it they are the stored 0-1 labels.
   """
   count = len(np.unique(groups))
   if grouping == "mos_quantile":
-    edges = ", ".join(f"{e:.4g}" for e in level_edges(labels, groups))
+    edges = level_edges(labels, groups)
+    if scale is not None and scale.rescaled:
+      units = scale.describe()
+      edges = scale.to_units(edges).tolist()
+    else:
+      units = "the stored 0-1 labels"
     return (
         f"mos_quantile: {count} equal-count quality levels of the training split of {builder!r} "
-        f"by MOS rank (levels start at labels {edges})"
+        f"by MOS rank (levels start at {', '.join(f'{e:.4g}' for e in edges)} in {units})"
     )
   if builder == MIXTURE:
     return f"set: one group per image set of the mixture ({count} sets)"

@@ -165,6 +165,27 @@ def load_backbone(spec: str | Path) -> tuple[dict, dict[str, Any]]:
   return load_converted(spec)
 
 
+def architecture_differences(saved: Mapping[str, Any], configured: Mapping[str, Any]) -> str:
+  """The architecture fields a converted directory's model.json (`saved`) and config.model.backbone
+  (`configured`) disagree on, each side's values, or "" when they agree on every shared field."""
+
+  def as_given(value):  # model.json holds lists where the config holds tuples
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+  differing = [
+      key
+      for key in saved
+      if key in configured and as_given(saved[key]) != as_given(configured[key])
+  ]
+
+  def spell(fields):
+    return ", ".join(f"{key}={as_given(fields[key])}" for key in differing)
+
+  if not differing:
+    return ""
+  return f"its {MODEL_JSON} has {spell(saved)}; config.model.backbone has {spell(configured)}"
+
+
 def load_converted(directory: str | Path) -> tuple[dict, dict[str, Any]]:
   """(variables {'params': ...}, SwinV2 kwargs) written by `save_converted`."""
   import orbax.checkpoint as ocp

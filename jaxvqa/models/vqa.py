@@ -386,9 +386,13 @@ def transfer_spatial_params(source: Mapping, target: Mapping) -> dict:
     source_shapes = traverse_util.flatten_dict(jax.tree.map(jnp.shape, source[name]), sep="/")
     target_shapes = traverse_util.flatten_dict(jax.tree.map(jnp.shape, target[name]), sep="/")
     if source_shapes != target_shapes:
-      differing = sorted(set(source_shapes) ^ set(target_shapes)) or [
-          key for key in sorted(source_shapes) if source_shapes[key] != target_shapes[key]
+      # A parameter both hold names two shapes; one only a side holds (another depth) names one.
+      reshaped = [
+          key
+          for key in sorted(set(source_shapes) & set(target_shapes))
+          if source_shapes[key] != target_shapes[key]
       ]
+      differing = reshaped + sorted(set(source_shapes) ^ set(target_shapes))
       first = differing[0]
       raise ValueError(
           f"cannot transfer '{name}': {len(differing)} parameter(s) differ between the checkpoint "

@@ -99,9 +99,10 @@ def build_model(model_config) -> vqa.VQAModel | vqa.IQAModel:
   )
 
 
-def load_initial_weights(params: Any, init_config) -> Any:
+def load_initial_weights(params: Any, init_config, backbone_config=None) -> Any:
   """Replaces every weight (a shipped model), the backbone (converted ImageNet weights) or the
-  spatial half (IQA run) of `params`."""
+  spatial half (IQA run) of `params`; a converted backbone that does not fit names the fields of
+  `backbone_config` (config.model.backbone) its model.json contradicts."""
   if init_config.get("model"):
     return start_from_model(params, init_config.model)
   if init_config.spatial:
@@ -112,11 +113,20 @@ def load_initial_weights(params: Any, init_config) -> Any:
     log.info("starting the spatial modules from the IQA run in %s", init_config.spatial)
     params = vqa.transfer_spatial_params(spatial, params)
   if init_config.backbone:
+    saved = None  # the converted directory's architecture, once read
     try:
-      variables, _ = checkpoint_files.load_backbone(init_config.backbone)
+      variables, saved = checkpoint_files.load_backbone(init_config.backbone)
       params = vqa.transfer_spatial_params({"backbone": variables["params"]}, params)
     except (FileNotFoundError, ValueError) as error:
-      raise config_lib.ConfigError(f"config.init.backbone={init_config.backbone!r}: {error}")
+      differences = (
+          checkpoint_files.architecture_differences(saved, backbone_config)
+          if saved is not None and backbone_config is not None
+          else ""
+      )
+      raise config_lib.ConfigError(
+          f"config.init.backbone={init_config.backbone!r}: {error}"
+          + (f": {differences}" if differences else "")
+      )
     log.info("starting the backbone from converted weights in %s", init_config.backbone)
   return params
 
@@ -147,7 +157,9 @@ def start_from_model(params: Any, directory: str) -> Any:
 
 
 def create_train_state(config, model, frames, steps_per_epoch: int, mesh) -> steps.TrainState:
-  params = load_initial_weights(steps.init_params(model, frames, config.seed), config.init)
+  params = load_initial_weights(
+      steps.init_params(model, frames, config.seed), config.init, config.model.backbone
+  )
   tx = optim.build_optimizer(
       config.optim, steps_per_epoch, freeze_backbone=config.model.freeze_backbone
   )
