@@ -12,7 +12,8 @@ one program.
          sources × rungs (weights per variant, traced, so one compilation)
       ─▶ predictions for every encode; per (variant, fold) SRCC, KRCC, PLCC, raw Pearson, RMSE,
          within-source SRCC and the collapse check, beside the bits-per-pixel line fitted on the
-         same fold's training encodes ─▶ mean ± standard error over folds
+         same fold's training encodes ─▶ mean ± standard error over folds, over all test encodes
+         and over those of `kfold.subsets`' families alone (real photographs and video by default)
 
 Why one program: tiny models do not fill an accelerator, and K·V separate runs would each pay
 compilation and launch overhead; stacked, a step of 40 models costs little more than one.
