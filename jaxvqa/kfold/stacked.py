@@ -171,9 +171,11 @@ class StackedRun:
     self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
     self.modes = sorted({spec.sampling for spec in specs})
 
-  def init_states(self, tx, seed: int, shapes_only: bool = False) -> steps.TrainState:
-    """Freshly initialised stacked states; with `shapes_only`, their shapes and dtypes alone (for a
-    restore that replaces every value), traced without compiling the init."""
+  @functools.cached_property
+  def _init_program(self):
+    """The stacked init, jitted once per run: fine-tuning's and pre-training's states share it.
+    One jitted program: run eagerly, vmap compiled each of its hundreds of ops on its own (0.2 s
+    each on a 2-core CPU, most of the K-fold tests' time)."""
     frames = video.FrameOptions(num_frames=self.layout.num_frames, size=self.layout.size)
     container = jnp.zeros((1, vqa.CONTAINER_DIM)) if self.model.container_dim else None
 
@@ -181,16 +183,17 @@ class StackedRun:
       dummy = jnp.zeros((1, frames.num_frames, frames.size, frames.size, 3), jnp.uint8)
       return self.model.init(rng, dummy, None, container, train=False)["params"]
 
+    return jax.jit(jax.vmap(init))
+
+  def init_states(self, tx, seed: int, shapes_only: bool = False) -> steps.TrainState:
+    """Freshly initialised stacked states; with `shapes_only`, their shapes and dtypes alone (for a
+    restore that replaces every value), traced without compiling the init."""
     rngs = jax.random.split(jax.random.PRNGKey(seed), len(self.specs))
+    create = jax.vmap(lambda p: steps.TrainState.create(p, tx))
     if shapes_only:
-      return jax.eval_shape(
-          lambda keys: jax.vmap(lambda p: steps.TrainState.create(p, tx))(jax.vmap(init)(keys)),
-          rngs,
-      )
-    # One jitted program: run eagerly, vmap compiled each of its hundreds of ops on its own
-    # (0.2 s each on a 2-core CPU, most of the K-fold tests' time).
-    params = steps.on_host(jax.jit(jax.vmap(init)), rngs)
-    return jax.jit(jax.vmap(lambda p: steps.TrainState.create(p, tx)))(params)
+      return jax.eval_shape(lambda keys: create(self._init_program(keys)), rngs)
+    params = steps.on_host(self._init_program, rngs)
+    return jax.jit(create)(params)
 
   @property
   def arrays(self) -> dict[str, jax.Array]:
