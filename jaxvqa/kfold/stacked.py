@@ -173,9 +173,9 @@ class StackedRun:
 
   @functools.cached_property
   def _init_program(self):
-    """The stacked init, jitted once per run: fine-tuning's and pre-training's states share it.
-    One jitted program: run eagerly, vmap compiled each of its hundreds of ops on its own (0.2 s
-    each on a 2-core CPU, most of the K-fold tests' time)."""
+    """The stacked init as one jitted program (run eagerly, vmap compiled each of its hundreds of
+    ops on its own: 0.2 s each on a 2-core CPU), built once per run so that pre-training's and
+    fine-tuning's states share its compile."""
     frames = video.FrameOptions(num_frames=self.layout.num_frames, size=self.layout.size)
     container = jnp.zeros((1, vqa.CONTAINER_DIM)) if self.model.container_dim else None
 
