@@ -230,7 +230,8 @@ def test_run_resumes_to_the_uninterrupted_result_and_hands_over(photo_dir, tmp_p
   # The written backbone is exactly the quality model's backbone tree.
   model = vqa.build_vqa_model(config.model)
   frames = jnp.zeros((1, 2, 64, 64, 3), jnp.uint8)
-  target = model.init(jax.random.PRNGKey(0), frames, train=False)["params"]
+  # Its shapes are what the transfer checks; traced, not run (an eager init compiles op by op).
+  target = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), frames, train=False))["params"]
   moved = vqa.transfer_spatial_params({"backbone": a}, target)
   np.testing.assert_array_equal(
       moved["backbone"]["patch_embed"]["proj"]["kernel"], a["patch_embed"]["proj"]["kernel"]

@@ -82,7 +82,9 @@ def test_a_short_run_starts_from_the_backbone_and_writes_its_own(photos, tmp_pat
 
   config = _tiny_config()
   model = vqa.build_iqa_model(config.model)
-  params = model.init(jax.random.PRNGKey(5), np.zeros((1, 32, 32, 3), np.float32))["params"]
+  # Jitted: one compile, where an eager init compiles each of its ops.
+  variables = jax.jit(model.init)(jax.random.PRNGKey(5), np.zeros((1, 32, 32, 3), np.float32))
+  params = variables["params"]
   start = jax.tree.map(np.asarray, params["backbone"])
   report = iqa_stage.run_iqa_stage(config, tmp_path, photos, start)
   assert set(report) == {

@@ -658,7 +658,7 @@ def test_a_variant_with_a_start_holds_that_backbone_in_every_fold(fake_set, tmp_
       kfold._schedule_config(config.optim, 4, 1e-3), 1, freeze_backbone=False
   )
   # A backbone of the right shapes whose values no initialisation draws: every leaf 0.25.
-  fresh = jax.device_get(run.run.init_states(tx, config.seed).params["backbone"])
+  fresh = run.run.init_states(tx, config.seed, shapes_only=True).params["backbone"]
   backbone = jax.tree.map(lambda leaf: np.full(leaf.shape[1:], 0.25, np.float32), fresh)
   checkpoint_files.save_converted(tmp_path / "distilled", {"params": backbone}, {})
 

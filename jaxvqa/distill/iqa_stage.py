@@ -27,6 +27,7 @@ a K-fold run reads like the distilled backbone. Resumable (Orbax, WORKDIR/iqa/ch
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -201,15 +202,23 @@ def _make_train_step(model, weights: losses.LossWeights, ema_decay: float):
   return train_step
 
 
+@functools.lru_cache(maxsize=4)
+def _predict_program(model):
+  """The scorer, one per model: a resume in the same process (the tests) reuses its compile."""
+  return jax.jit(lambda params, crops: model.apply({"params": params}, crops).score)
+
+
 def held_out_report(predict, bank: dict, batch_size: int) -> dict[str, float]:
   """SRCC/PLCC against MS-SSIM on the held-out photos' crops, and the mean SRCC within a photo."""
   rows = np.flatnonzero(bank["held_out"])
+  # The last batch is padded with its own last crop: one batch shape, so one compiled program.
+  padded = np.concatenate([rows, np.full(-len(rows) % batch_size, rows[-1])])
   scores = np.concatenate(
       [
-          np.asarray(predict(bank["crops"][rows[i : i + batch_size]]))
-          for i in range(0, len(rows), batch_size)
+          np.asarray(predict(bank["crops"][padded[i : i + batch_size]]))
+          for i in range(0, len(padded), batch_size)
       ]
-  )
+  )[: len(rows)]
   labels = bank["label"][rows]
   within = [
       scipy.stats.spearmanr(scores[bank["photo"][rows] == p], labels[bank["photo"][rows] == p])[0]
@@ -241,11 +250,6 @@ def run_iqa_stage(config, workdir: Path, photos, start_backbone) -> dict[str, fl
   )
   model = vqa.build_iqa_model(config.model)
   size = config.data.crop_size
-  params = steps.on_host(
-      jax.jit(lambda rng: model.init(rng, jnp.zeros((1, size, size, 3)))["params"]),
-      jax.random.PRNGKey(config.seed),
-  )
-  params = vqa.transfer_spatial_params({"backbone": start_backbone}, params)
   tx = optim.build_optimizer(
       dict(
           learning_rate=iqa.learning_rate,
@@ -258,21 +262,41 @@ def run_iqa_stage(config, workdir: Path, photos, start_backbone) -> dict[str, fl
       1,
       freeze_backbone=False,
   )
-  # Created under jit: eagerly, each optimizer-state leaf would compile its own program.
-  state = jax.jit(lambda p: steps.TrainState.create(p, tx))(params)
+
+  def init_params(rng):
+    return model.init(rng, jnp.zeros((1, size, size, 3)))["params"]
+
   manager = ocp.CheckpointManager(
       workdir / "iqa" / "checkpoints",
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
   )
-  if manager.latest_step() is not None:
-    restored = manager.restore(
-        manager.latest_step(), args=ocp.args.StandardRestore(checkpointing.state_tree(state))
+  latest = manager.latest_step()
+  if latest is None:
+    params = steps.on_host(jax.jit(init_params), jax.random.PRNGKey(config.seed))
+    params = vqa.transfer_spatial_params({"backbone": start_backbone}, params)
+    # Created under jit: eagerly, each optimizer-state leaf would compile its own program.
+    state = jax.jit(lambda p: steps.TrainState.create(p, tx))(params)
+  else:
+    # The restore replaces every value, so the state is only traced for its shapes (the start is
+    # still checked against them): a resume compiles no init.
+    params = jax.eval_shape(init_params, jax.random.PRNGKey(config.seed))
+    params = vqa.transfer_spatial_params({"backbone": start_backbone}, params)
+    state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
+    on_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=on_device),
+        checkpointing.state_tree(state),
     )
+    restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
     state = state.replace(**restored)
-    log.info("IQA stage: resumed at step %d of %d", manager.latest_step(), iqa.steps)
+    log.info("IQA stage: resumed at step %d of %d", latest, iqa.steps)
   train_step = _make_train_step(model, _loss_weights(iqa), config.optim.ema_decay)
-  predict = jax.jit(lambda p, crops: model.apply({"params": p}, crops).score)
-  crops_on_device = parallel.replicate(jnp.asarray(bank["crops"]), parallel.make_mesh())
+  predict = _predict_program(model)
+  mesh = parallel.make_mesh()
+  crops_on_device = parallel.replicate(jnp.asarray(bank["crops"]), mesh)
+  # Where the step's outputs land (beside the replicated crops): a state elsewhere would make the
+  # second step compile the program again for the new input placement.
+  state = parallel.replicate(state, mesh)
   rng = jax.random.PRNGKey(config.seed + 1)
   tick = time.perf_counter()
   for step in range(int(jax.device_get(state.step)), iqa.steps):

@@ -276,9 +276,13 @@ class KFoldRun:
     manager = self._checkpoints(stage)
     latest = manager.latest_step()
     if latest is not None:
-      restored = manager.restore(
-          latest, args=ocp.args.StandardRestore(checkpointing.state_tree(states))
+      # Onto the one device the step runs on (below); `states` may be shapes only (`train`).
+      on_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+      target = jax.tree.map(
+          lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=on_device),
+          checkpointing.state_tree(states),
       )
+      restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
       states = states.replace(**restored)
       log.info("%s: resumed at step %d of %d", stage, latest, num_steps)
     # Orbax restores committed arrays, a fresh init's are not: the step's program would differ by
@@ -321,10 +325,11 @@ class KFoldRun:
     manager.close()
     return states, True
 
-  def _initial_states(self, tx):
+  def _initial_states(self, tx, shapes_only: bool = False):
     """Freshly initialised stacked states, with each model whose variant names a `start` holding
-    that backbone (the same weights in every fold's copy)."""
-    states = self.run.init_states(tx, self.config.seed)
+    that backbone (the same weights in every fold's copy). With `shapes_only`, for a resume, their
+    shapes alone; a start is still checked against them."""
+    states = self.run.init_states(tx, self.config.seed, shapes_only)
     starts = sorted({spec.start for spec in self.specs if spec.start})
     if not starts:
       return states
@@ -344,6 +349,8 @@ class KFoldRun:
             f"(its stage-0 patch embedding is {have.get('patch_embed')} where the model needs "
             f"{want.get('patch_embed')}); distil with the same config.model"
         )
+      if shapes_only:
+        continue
       use = np.asarray([spec.start == start for spec in self.specs])
       params["backbone"] = jax.tree.map(
           lambda stacked, one: np.where(
@@ -353,6 +360,8 @@ class KFoldRun:
           loaded,
       )
       log.info("%d models start their backbone from %s", int(use.sum()), directory)
+    if shapes_only:
+      return states
     return jax.jit(jax.vmap(lambda p: steps.TrainState.create(p, tx)))(params)
 
   def train(self):
@@ -368,12 +377,10 @@ class KFoldRun:
         1,
         freeze_backbone=False,
     )
-    finetune_states = self._initial_states(finetune_tx)
-    if (
-        self._checkpoints(FINETUNE).latest_step() is None
-        and config.pretrain.steps > 0
-        and any(spec.pretrain for spec in self.specs)
-    ):
+    # A resumed fine-tuning restores every value of its states: their shapes are enough.
+    resuming = self._checkpoints(FINETUNE).latest_step() is not None
+    finetune_states = self._initial_states(finetune_tx, shapes_only=resuming)
+    if not resuming and config.pretrain.steps > 0 and any(spec.pretrain for spec in self.specs):
       pretrained, finished = self._train_stage(
           PRETRAIN, self._initial_states(pretrain_tx), config.pretrain.steps
       )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -169,7 +171,11 @@ class StackedRun:
     self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
     self.modes = sorted({spec.sampling for spec in specs})
 
-  def init_states(self, tx, seed: int) -> steps.TrainState:
+  @functools.cached_property
+  def _init_program(self):
+    """The stacked init as one jitted program (run eagerly, vmap compiled each of its hundreds of
+    ops on its own: 0.2 s each on a 2-core CPU), built once per run so that pre-training's and
+    fine-tuning's states share its compile."""
     frames = video.FrameOptions(num_frames=self.layout.num_frames, size=self.layout.size)
     container = jnp.zeros((1, vqa.CONTAINER_DIM)) if self.model.container_dim else None
 
@@ -177,11 +183,17 @@ class StackedRun:
       dummy = jnp.zeros((1, frames.num_frames, frames.size, frames.size, 3), jnp.uint8)
       return self.model.init(rng, dummy, None, container, train=False)["params"]
 
+    return jax.jit(jax.vmap(init))
+
+  def init_states(self, tx, seed: int, shapes_only: bool = False) -> steps.TrainState:
+    """Freshly initialised stacked states; with `shapes_only`, their shapes and dtypes alone (for a
+    restore that replaces every value), traced without compiling the init."""
     rngs = jax.random.split(jax.random.PRNGKey(seed), len(self.specs))
-    # One jitted program: run eagerly, vmap compiled each of its hundreds of ops on its own
-    # (0.2 s each on a 2-core CPU, most of the K-fold tests' time).
-    params = steps.on_host(jax.jit(jax.vmap(init)), rngs)
-    return jax.jit(jax.vmap(lambda p: steps.TrainState.create(p, tx)))(params)
+    create = jax.vmap(lambda p: steps.TrainState.create(p, tx))
+    if shapes_only:
+      return jax.eval_shape(lambda keys: create(self._init_program(keys)), rngs)
+    params = steps.on_host(self._init_program, rngs)
+    return jax.jit(create)(params)
 
   @property
   def arrays(self) -> dict[str, jax.Array]:
@@ -195,73 +207,20 @@ class StackedRun:
         "source": self.source,
     }
 
-  def _model_clips(self, frames, draw) -> jax.Array:
-    """[M, B, T, S, S, 3]: each model's fold batch in its variant's sampling mode."""
-    by_mode = {
-        mode: gather_clips(frames, draw, self.layout, mode)[self.fold_of_model]
-        for mode in self.modes
-    }
-    if len(by_mode) == 1:
-      return by_mode[self.modes[0]]
-    return jnp.where(
-        self.resized[:, None, None, None, None, None], by_mode["resize_crop"], by_mode["fragments"]
-    )
-
-  @functools.cached_property
-  def _weights(self):
-    return {
-        FINETUNE: jnp.asarray([spec.loss_weights for spec in self.specs], jnp.float32),
-        PRETRAIN: jnp.tile(
-            jnp.asarray([[term == "rank" for term in LOSS_TERMS]], jnp.float32),
-            (len(self.specs), 1),
-        ),
-    }
-
-  @functools.lru_cache(maxsize=2)
   def train_step(self, stage: str):
     config = self.config
-    loss_config = config.loss
-    margins = jnp.asarray(
-        [spec.margin if stage == FINETUNE else config.pretrain.margin for spec in self.specs],
-        jnp.float32,
+    return _compiled_step(
+        _StepProgram(
+            model=self.model,
+            specs=tuple(self.specs),
+            layout=self.layout,
+            stage=stage,
+            loss=json.dumps(config.loss.to_dict(), sort_keys=True),
+            ema_decay=config.optim.ema_decay,
+            pretrain_margin=config.pretrain.margin if stage == PRETRAIN else 0.0,
+            use_frame_labels=config.data.use_frame_labels,
+        )
     )
-    ema_decay = config.optim.ema_decay
-    step_fn = functools.partial(
-        _model_step, model=self.model, loss_config=loss_config, ema_decay=ema_decay
-    )
-    weights = self._weights[stage]
-    use_frame_labels = config.data.use_frame_labels
-
-    def step(states, draw, base_rng, arrays):
-      clips = self._model_clips(arrays["frames"], draw)
-      fold = self.fold_of_model
-      video_index = draw["video"][fold]  # [M, B]
-      if stage == PRETRAIN:
-        label = draw["rank_label"][fold]
-      elif use_frame_labels:
-        picked = jnp.take_along_axis(arrays["frame_label"][draw["video"]], draw["picks"], axis=2)
-        label = picked.mean(-1)[fold]
-      else:
-        label = arrays["label"][video_index]
-      container = arrays["container"][video_index] * self.uses_container[:, None, None]
-      rngs = jax.vmap(
-          lambda i: jax.random.fold_in(jax.random.fold_in(base_rng, i), states.step[0])
-      )(jnp.arange(len(self.specs)))
-      source = arrays["source"][video_index]
-      return jax.vmap(step_fn)(
-          states,
-          clips,
-          label,
-          draw["group"][fold],
-          source,
-          container,
-          self.gates,
-          weights,
-          margins,
-          rngs,
-      )
-
-    return jax.jit(step, donate_argnums=0)
 
   @functools.cached_property
   def _score(self):
@@ -297,3 +256,88 @@ class StackedRun:
           np.asarray(self._score(params, draw, jnp.asarray(padded), self.arrays))[:, : len(indices)]
       )
     return np.concatenate(out, axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StepProgram:
+  """What the stacked step reads besides its arguments. Equal runs (a resume in the same process,
+  the tests) share one compilation instead of each compiling a closure of its own."""
+
+  model: Any  # vqa.VQAModel, hashable
+  specs: tuple[ModelSpec, ...]
+  layout: Layout
+  stage: str
+  loss: str  # config.loss as sorted JSON
+  ema_decay: float
+  pretrain_margin: float
+  use_frame_labels: bool
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_step(program: _StepProgram):
+  """The jitted step of `program`: one AdamW step of every stacked model on its fold's batch."""
+  specs, stage, layout = program.specs, program.stage, program.layout
+  fold_of_model = jnp.asarray([spec.fold for spec in specs])
+  uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
+  gates = {
+      f"{branch}_gate": jnp.asarray([getattr(spec, branch) for spec in specs], jnp.float32)
+      for branch in ("detail", "embedding", "statistics")
+  }
+  resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
+  modes = sorted({spec.sampling for spec in specs})
+  if stage == FINETUNE:
+    weights = jnp.asarray([spec.loss_weights for spec in specs], jnp.float32)
+  else:
+    weights = jnp.tile(
+        jnp.asarray([[term == "rank" for term in LOSS_TERMS]], jnp.float32), (len(specs), 1)
+    )
+  margins = jnp.asarray(
+      [spec.margin if stage == FINETUNE else program.pretrain_margin for spec in specs],
+      jnp.float32,
+  )
+  step_fn = functools.partial(
+      _model_step,
+      model=program.model,
+      loss_config=ml_collections.ConfigDict(json.loads(program.loss)),
+      ema_decay=program.ema_decay,
+  )
+
+  def model_clips(frames, draw) -> jax.Array:
+    """[M, B, T, S, S, 3]: each model's fold batch in its variant's sampling mode."""
+    by_mode = {mode: gather_clips(frames, draw, layout, mode)[fold_of_model] for mode in modes}
+    if len(by_mode) == 1:
+      return by_mode[modes[0]]
+    return jnp.where(
+        resized[:, None, None, None, None, None], by_mode["resize_crop"], by_mode["fragments"]
+    )
+
+  def step(states, draw, base_rng, arrays):
+    clips = model_clips(arrays["frames"], draw)
+    fold = fold_of_model
+    video_index = draw["video"][fold]  # [M, B]
+    if stage == PRETRAIN:
+      label = draw["rank_label"][fold]
+    elif program.use_frame_labels:
+      picked = jnp.take_along_axis(arrays["frame_label"][draw["video"]], draw["picks"], axis=2)
+      label = picked.mean(-1)[fold]
+    else:
+      label = arrays["label"][video_index]
+    container = arrays["container"][video_index] * uses_container[:, None, None]
+    rngs = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base_rng, i), states.step[0]))(
+        jnp.arange(len(specs))
+    )
+    source = arrays["source"][video_index]
+    return jax.vmap(step_fn)(
+        states,
+        clips,
+        label,
+        draw["group"][fold],
+        source,
+        container,
+        gates,
+        weights,
+        margins,
+        rngs,
+    )
+
+  return jax.jit(step, donate_argnums=0)
