@@ -1,7 +1,7 @@
 """A corpus of hundreds of distinct pristine source clips, made from installed media and code.
 
 A model that sees 16-20 contents learns to tell them apart instead of learning
-what compression does to pixels (issue 14); this module makes hundreds. Each
+what compression does to pixels (docs/RESULTS.md); this module makes hundreds. Each
 clip is written losslessly (x264 `-qp 0`, yuv420p, Matroska, constant frame
 rate, exactly `num_frames` frames, even size), the format of make-dataset's
 mezzanine, so `jaxvqa make-dataset --sources OUT` only remuxes it:
