@@ -132,28 +132,9 @@ def test_train_py_names_a_missing_file_under_manual_dir_in_one_line(konvid_set, 
   manual = tmp_path / "KoNViD_1k"
   shutil.copytree(konvid_set, manual)
   (manual / "KoNViD_1k_videos" / "1003.mp4").unlink()
-  result = subprocess.run(
-      [
-          sys.executable,
-          "train.py",
-          "--config=configs/default.py",
-          "--config.data.builder=konvid_1k",
-          f"--config.data.manual_dir={manual}",
-          f"--config.data.data_dir={tmp_path / 'tfds'}",
-          f"--config.data.cache_dir={tmp_path / 'cache'}",
-          "--config.loss.group=0",
-          f"--workdir={tmp_path / 'run'}",
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  assert result.returncode == 2, result.stderr[-3000:]
-  lines = [line for line in result.stderr.splitlines() if line.startswith("train.py:")]
-  assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-  assert lines[0].startswith(f"train.py: config.data.manual_dir='{manual}': ")
-  assert "KoNViD_1k_videos/1003.mp4" in lines[0]
+  line = _train_py_error_line(manual, tmp_path, "--config.loss.group=0")
+  assert line.startswith(f"train.py: config.data.manual_dir='{manual}': ")
+  assert "KoNViD_1k_videos/1003.mp4" in line
 
 
 def test_train_py_names_both_shapes_of_a_backbone_that_does_not_fit_in_one_line(
@@ -166,25 +147,37 @@ def test_train_py_names_both_shapes_of_a_backbone_that_does_not_fit_in_one_line(
   checkpoint_files.save_converted(
       converted, {"params": {"patch_embed": {"proj": {"kernel": kernel}}}}, {"embed_dim": 8}
   )
+  line = _train_py_error_line(
+      konvid_set,
+      tmp_path,
+      "--config.data.num_frames=2",
+      "--config.data.frame_size=32",
+      "--config.loss.group=0",
+      "--config.model.backbone.embed_dim=16",
+      "--config.model.backbone.depths=(1,1,1,1)",
+      "--config.model.backbone.num_heads=(1,1,2,2)",
+      "--config.model.backbone.window_size=4",
+      "--config.model.fusion.out_dim=16",
+      "--config.model.temporal.width=16",
+      f"--config.init.backbone={converted}",
+  )
+  assert line.startswith(f"train.py: config.init.backbone='{converted}': ")
+  assert "(4, 4, 3, 8) in the checkpoint, (4, 4, 3, 16) in the model" in line
+  assert line.endswith("its model.json has embed_dim=8; config.model.backbone has embed_dim=16")
+
+
+def _train_py_error_line(manual, tmp_path, *overrides: str) -> str:
+  """train.py's one stderr line for a KoNViD-style run that must stop with exit 2 (no traceback)."""
   result = subprocess.run(
       [
           sys.executable,
           "train.py",
           "--config=configs/default.py",
           "--config.data.builder=konvid_1k",
-          f"--config.data.manual_dir={konvid_set}",
+          f"--config.data.manual_dir={manual}",
           f"--config.data.data_dir={tmp_path / 'tfds'}",
           f"--config.data.cache_dir={tmp_path / 'cache'}",
-          "--config.data.num_frames=2",
-          "--config.data.frame_size=32",
-          "--config.loss.group=0",
-          "--config.model.backbone.embed_dim=16",
-          "--config.model.backbone.depths=(1,1,1,1)",
-          "--config.model.backbone.num_heads=(1,1,2,2)",
-          "--config.model.backbone.window_size=4",
-          "--config.model.fusion.out_dim=16",
-          "--config.model.temporal.width=16",
-          f"--config.init.backbone={converted}",
+          *overrides,
           f"--workdir={tmp_path / 'run'}",
       ],
       cwd=REPO,
@@ -195,6 +188,4 @@ def test_train_py_names_both_shapes_of_a_backbone_that_does_not_fit_in_one_line(
   assert result.returncode == 2, result.stderr[-3000:]
   lines = [line for line in result.stderr.splitlines() if line.startswith("train.py:")]
   assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-  assert lines[0].startswith(f"train.py: config.init.backbone='{converted}': ")
-  assert "(4, 4, 3, 8) in the checkpoint, (4, 4, 3, 16) in the model" in lines[0]
-  assert lines[0].endswith("its model.json has embed_dim=8; config.model.backbone has embed_dim=16")
+  return lines[0]
