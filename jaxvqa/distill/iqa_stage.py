@@ -282,11 +282,7 @@ def run_iqa_stage(config, workdir: Path, photos, start_backbone) -> dict[str, fl
     params = jax.eval_shape(init_params, jax.random.PRNGKey(config.seed))
     params = vqa.transfer_spatial_params({"backbone": start_backbone}, params)
     state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
-    on_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=on_device),
-        checkpointing.state_tree(state),
-    )
+    target = checkpointing.on_first_device(checkpointing.state_tree(state))
     restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
     state = state.replace(**restored)
     log.info("IQA stage: resumed at step %d of %d", latest, iqa.steps)

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa import config as config_lib, metrics, strict_json
+from jaxvqa import config as config_lib, strict_json
 from jaxvqa.kfold import report as kfold_report, ship as kfold_ship
 from jaxvqa.train import checkpointing, losses, optim, run_log, steps
 from jaxvqa.config import require
@@ -277,11 +277,7 @@ class KFoldRun:
     latest = manager.latest_step()
     if latest is not None:
       # Onto the one device the step runs on (below); `states` may be shapes only (`train`).
-      on_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      target = jax.tree.map(
-          lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=on_device),
-          checkpointing.state_tree(states),
-      )
+      target = checkpointing.on_first_device(checkpointing.state_tree(states))
       restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
       states = states.replace(**restored)
       log.info("%s: resumed at step %d of %d", stage, latest, num_steps)
@@ -435,13 +431,7 @@ def _run_kfold(config, workdir: Path) -> dict | None:
   np.save(workdir / "scores.npy", scores)
   results = run.evaluate(scores)
   results["finetune_steps_done"] = int(jax.device_get(states.step[0]))
-  table = metrics.format_fold_table(results["summary"])
-  for name, subset in results["subsets"].items():
-    if "summary" in subset:
-      table += (
-          f"\n\nTest encodes of {name} only ({subset['families']}; {subset['num_families']} "
-          f"families, folds {subset['folds']}):\n" + metrics.format_fold_table(subset["summary"])
-      )
+  table = kfold_report.format_tables(results)
   (workdir / "results.json").write_text(strict_json.dumps(results, indent=2))
   (workdir / "results.md").write_text(table + "\n")
   kfold_ship.ship_model(run, states, scores, workdir / "shipped")

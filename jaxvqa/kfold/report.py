@@ -94,6 +94,18 @@ def evaluate_folds(
   return results
 
 
+def format_tables(results: dict[str, Any]) -> str:
+  """The markdown fold table of `evaluate_folds`' results, then one per subset it could report."""
+  tables = [metrics.format_fold_table(results["summary"])]
+  for name, subset in results["subsets"].items():
+    if "summary" in subset:
+      tables.append(
+          f"Test encodes of {name} only ({subset['families']}; {subset['num_families']} "
+          f"families, folds {subset['folds']}):\n" + metrics.format_fold_table(subset["summary"])
+      )
+  return "\n\n".join(tables)
+
+
 def family_mask(data: decoded_lib.DecodedSet, patterns: str) -> np.ndarray:
   """Which encodes belong to a family matching one of the comma-separated fnmatch `patterns`."""
   chosen = [p.strip() for p in patterns.split(",") if p.strip()]

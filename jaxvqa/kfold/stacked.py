@@ -142,6 +142,30 @@ def _model_step(
   return new_state, {"loss": loss, **terms}
 
 
+@dataclasses.dataclass(frozen=True)
+class PerModel:
+  """What each stacked model [M] is, as arrays the jitted programs read."""
+
+  fold: jax.Array  # int [M]: the fold whose batch the model trains on
+  uses_container: jax.Array  # float [M]: 1 where the head reads the container features
+  gates: dict[str, jax.Array]  # VQAModel's gates, float [M] each: 0 switches a branch off
+  resized: jax.Array  # bool [M]: the paper's resize instead of native fragments
+  modes: list[str]  # the sampling modes any model uses
+
+  @classmethod
+  def of(cls, specs: tuple[ModelSpec, ...]) -> "PerModel":
+    return cls(
+        fold=jnp.asarray([spec.fold for spec in specs]),
+        uses_container=jnp.asarray([spec.container for spec in specs], jnp.float32),
+        gates={
+            f"{branch}_gate": jnp.asarray([getattr(spec, branch) for spec in specs], jnp.float32)
+            for branch in ("detail", "embedding", "statistics")
+        },
+        resized=jnp.asarray([spec.sampling == "resize_crop" for spec in specs]),
+        modes=sorted({spec.sampling for spec in specs}),
+    )
+
+
 class StackedRun:
   """The device side: frames and labels on the accelerator, the stacked states, jitted programs."""
 
@@ -161,15 +185,7 @@ class StackedRun:
     self.source = jnp.asarray(data.source)
     is_hevc = np.isin(np.asarray(data.codec_names)[data.codec], HEVC_CODECS)
     self.container = vqa.container_features(data.bits_per_pixel, data.scale, data.fps, is_hevc)
-    self.fold_of_model = jnp.asarray([spec.fold for spec in specs])
-    self.uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
-    # Per model [M]: which branches its head reads (VQAModel's gates; 0 switches one off).
-    self.gates = {
-        f"{branch}_gate": jnp.asarray([getattr(spec, branch) for spec in specs], jnp.float32)
-        for branch in ("detail", "embedding", "statistics")
-    }
-    self.resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
-    self.modes = sorted({spec.sampling for spec in specs})
+    self.per_model = PerModel.of(tuple(specs))
 
   @functools.cached_property
   def _init_program(self):
@@ -228,7 +244,7 @@ class StackedRun:
       clips = gather_clips(arrays["frames"], draw, self.layout, "fragments")[0]
       resized = (
           gather_clips(arrays["frames"], draw, self.layout, "resize_crop")[0]
-          if "resize_crop" in self.modes
+          if "resize_crop" in self.per_model.modes
           else clips
       )
 
@@ -239,7 +255,8 @@ class StackedRun:
             {"params": model_params}, model_clips, None, container, **gates
         ).score
 
-      return jax.vmap(one)(params, self.resized, self.uses_container, self.gates)
+      per_model = self.per_model
+      return jax.vmap(one)(params, per_model.resized, per_model.uses_container, per_model.gates)
 
     return jax.jit(score)
 
@@ -277,14 +294,9 @@ class _StepProgram:
 def _compiled_step(program: _StepProgram):
   """The jitted step of `program`: one AdamW step of every stacked model on its fold's batch."""
   specs, stage, layout = program.specs, program.stage, program.layout
-  fold_of_model = jnp.asarray([spec.fold for spec in specs])
-  uses_container = jnp.asarray([spec.container for spec in specs], jnp.float32)
-  gates = {
-      f"{branch}_gate": jnp.asarray([getattr(spec, branch) for spec in specs], jnp.float32)
-      for branch in ("detail", "embedding", "statistics")
-  }
-  resized = jnp.asarray([spec.sampling == "resize_crop" for spec in specs])
-  modes = sorted({spec.sampling for spec in specs})
+  per_model = PerModel.of(specs)
+  fold_of_model, uses_container, gates = per_model.fold, per_model.uses_container, per_model.gates
+  resized, modes = per_model.resized, per_model.modes
   if stage == FINETUNE:
     weights = jnp.asarray([spec.loss_weights for spec in specs], jnp.float32)
   else:

@@ -177,6 +177,15 @@ def _abstract(tree):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def on_first_device(tree):
+  """A restore target for `tree` (arrays or shapes) on this process's first device, whatever mesh
+  saved it: Orbax refuses a saved sharding on another topology."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), tree
+  )
+
+
 def _leaf_name(path) -> str:
   """ "a/b/0" for a tree path, whatever the containers: a restored tree may hold dicts where the
   saved one held named tuples or FrozenDicts, and its digest must not change with that."""
@@ -410,9 +419,6 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
       raise CheckpointNotFoundError(
           f"no checkpoint under {directory}: did the training run save one?"
       )
-    # Restore onto this process's first device, whatever mesh saved it: a run trained on 8 GPUs
-    # is scored on a laptop, and Orbax refuses the saved sharding on a different topology.
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     step_dir = directory / str(step)
     missing = _missing_part(step_dir)  # checked first: Orbax logs warnings of its own about it
     if missing:
@@ -427,12 +433,8 @@ def load_params(workdir: str | Path, *, which: str = "best", ema: bool = True) -
           f"checkpoint {step_dir} is damaged: {_describe_damage(step_dir, error)}; use the run's "
           "other checkpoint (best or latest) or train again"
       ) from error
-    target = {
-        wanted: jax.tree.map(
-            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
-            saved[wanted],
-        )
-    }
+    # Onto this process's first device: a run trained on 8 GPUs is scored on a laptop.
+    target = {wanted: on_first_device(saved[wanted])}
     restored = _restore_or_explain(
         manager,
         step,
