@@ -122,6 +122,10 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           # jaxvqa-vmaf-s-3 was trained with 8 frames of one 128 px region (see the docstring).
           ship_variant="scene_only_source_plcc",
           ship_id="jaxvqa-vmaf-s-3",
+          # Train the ship variant's model alone (no fold models, so no K-fold table): the run
+          # that makes a shipped scorer once the folds have been measured.
+          ship_only=False,
+          ship_weights="float32",  # or "bfloat16": how params.msgpack stores them
           # Tables restricted to the test encodes of these families (fnmatch patterns): real
           # photographs and video, as against generated content (`gen-*`).
           subsets=ml_collections.ConfigDict(

@@ -111,3 +111,16 @@ def test_the_teacher_variant_starts_every_fold_from_the_package_weights(tmp_path
   for fold in range(config.kfold.folds):
     np.testing.assert_array_equal(kernel[fold], package["stem"]["conv"]["kernel"])
   kfold.validate_config(config)
+
+
+def test_a_scorer_with_the_package_backbone_names_it():
+  """What `jaxvqa score` and the Python API print for configs/kfold_teacher.py's ship model."""
+  from configs import kfold_teacher
+  from jaxvqa.serve import inference
+
+  config = kfold_teacher.get_config()
+  # The scorer's card holds its variant's sampling (jaxvqa/kfold/ship.py).
+  config.data.sampling = config.variants[config.kfold.ship_variant].sampling
+  line = inference.describe_model(config)
+  assert line.startswith("EfficientNet-Lite0; fusion out_dim=")
+  assert "SwinV2" not in line

@@ -682,3 +682,44 @@ def test_a_variant_with_a_start_holds_that_backbone_in_every_fold(fake_set, tmp_
   config.init = {"distilled": str(tmp_path / "wrong")}
   with pytest.raises(config_lib.ConfigError, match="config.init.distilled: .* does not fit"):
     run._initial_states(tx)
+
+
+def test_a_ship_only_run_trains_the_ship_model_alone_and_stores_bfloat16_weights(
+    fake_set, tmp_path
+):
+  import jax
+  from flax import serialization
+
+  from jaxvqa.serve import inference
+
+  _, data = fake_set
+  decoded_dir = _write_decoded(fake_set, tmp_path / "decoded")
+  config = _tiny_kfold_config(decoded_dir)
+  config.kfold.update(ship_only=True, ship_weights="bfloat16")
+  specs = kfold.model_specs(config)
+  assert [(spec.variant, spec.fold) for spec in specs] == [
+      (config.kfold.ship_variant, config.kfold.folds)
+  ]
+  results = kfold.run_kfold(config, tmp_path / "work")
+  # No fold model, so no variant row: only the line, and the ship model on the held-out media.
+  assert set(results["summary"]) == {kfold_report.BASELINE}
+  assert set(results["ship_held_out"]) == {config.kfold.ship_variant}
+  shipped_dir = tmp_path / "work" / "shipped"
+  card = json.loads((shipped_dir / inference.SHIPPED_CARD).read_text())
+  assert card["weights_dtype"] == "bfloat16"
+  stored = serialization.msgpack_restore((shipped_dir / inference.SHIPPED_PARAMS).read_bytes())
+  assert {str(leaf.dtype) for leaf in jax.tree.leaves(stored)} == {"bfloat16"}
+  shipped = inference.load_shipped_model(shipped_dir)
+  assert {str(leaf.dtype) for leaf in jax.tree.leaves(shipped.params)} == {"float32"}
+  # Rounding the weights to bfloat16 moves the raw scores by little against their spread.
+  layout = device_clips.Layout(num_frames=2, size=32, grid=1, height=40, width=56, align=16)
+  draw = device_clips.evaluation_draw(np.arange(len(data)), layout, stored=data.frames.shape[1])
+  clips = np.asarray(
+      device_clips.gather_clips(np.asarray(data.frames), draw, layout, "fragments")[0]
+  )
+  trained = np.load(tmp_path / "work" / "scores.npy")[0]
+  difference = np.abs(shipped.raw_scores(clips) - trained)
+  assert difference.max() < 0.05 * (trained.max() - trained.min())
+  config.kfold.ship_variant = ""
+  with pytest.raises(config_lib.ConfigError, match="kfold.ship_only"):
+    kfold.validate_config(config)

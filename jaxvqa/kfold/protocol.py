@@ -72,6 +72,16 @@ def validate_config(config) -> None:
       "kfold.ship_variant",
       f"{config.kfold.ship_variant!r} is not one of the variants " f"{sorted(config.variants)}",
   )
+  require(
+      config.kfold.get("ship_weights", "float32") in ("float32", "bfloat16"),
+      "kfold.ship_weights",
+      f"must be 'float32' or 'bfloat16', got {config.kfold.get('ship_weights')!r}",
+  )
+  require(
+      config.kfold.ship_variant or not config.kfold.get("ship_only", False),
+      "kfold.ship_only",
+      "trains the ship variant's model alone, but kfold.ship_variant is empty",
+  )
   for name, variant in config.variants.items():
     require(
         variant.sampling in video.MODES,
@@ -158,9 +168,10 @@ def validate_config(config) -> None:
 
 def model_specs(config) -> list[ModelSpec]:
   specs = []
+  ship_only = config.kfold.get("ship_only", False)
   for name, variant in config.variants.items():
     weights = tuple(float(variant.loss.get(term, 0.0)) for term in LOSS_TERMS)
-    folds = list(range(config.kfold.folds))
+    folds = [] if ship_only else list(range(config.kfold.folds))
     if name == config.kfold.ship_variant:
       folds.append(config.kfold.folds)
     specs += [

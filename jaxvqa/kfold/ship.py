@@ -64,9 +64,11 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
       video.FrameOptions(num_frames=config.data.num_frames, size=config.data.frame_size),
   )
   stacked = jax.device_get(jax.tree.map(lambda leaf: leaf[index], states.ema_params))
-  # The shipped scorer computes in float32 wherever it runs (CPU inference has no fast bf16).
+  # Stored in kfold.ship_weights (bfloat16 halves a backbone's size in the wheel); the scorer
+  # reads them back as float32 and computes in float32 wherever it runs (CPU has no fast bf16).
+  weights_dtype = jax.numpy.dtype(config.kfold.get("ship_weights", "float32"))
   params = jax.tree.map(
-      lambda leaf: np.asarray(leaf, np.float32), _matching_subtree(stacked, shipped_shapes)
+      lambda leaf: np.asarray(leaf, weights_dtype), _matching_subtree(stacked, shipped_shapes)
   )
   train = run.train_sets[spec.fold]
   fitted = calibration.fit_calibration(scores[index][train], run.data.label[train])
@@ -86,6 +88,7 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
           },
       },
       "calibration": fitted.to_dict(),
+      "weights_dtype": weights_dtype.name,
       checkpointing.DIGEST_KEY: checkpointing.weights_digest(params),
       "training": {
           "variant": spec.variant,

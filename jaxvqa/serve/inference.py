@@ -79,10 +79,15 @@ def describe_model(config: ml_collections.ConfigDict) -> str:
   statistics = " + ".join(part for part in parts if part)
   if model.get("embedding_in_head", True):
     backbone = model.backbone
+    if backbone.get("name", "swinv2") == "swinv2":
+      spatial = (
+          f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
+          f"heads={tuple(backbone.num_heads)} window={backbone.window_size}"
+      )
+    else:
+      spatial = {"efficientnet_lite0": "EfficientNet-Lite0"}.get(backbone.name, backbone.name)
     network = (
-        f"SwinV2 embed_dim={backbone.embed_dim} depths={tuple(backbone.depths)} "
-        f"heads={tuple(backbone.num_heads)} window={backbone.window_size}; "
-        f"fusion out_dim={model.fusion.out_dim}; temporal width={model.temporal.width}"
+        f"{spatial}; fusion out_dim={model.fusion.out_dim}; temporal width={model.temporal.width}"
         + (f"; {statistics}" if statistics else "")
     )
   else:  # the head reads the statistics alone (models/vqa.py: embedding_in_head)
@@ -287,6 +292,11 @@ def read_model_directory(directory: str | Path | None = None) -> tuple[dict, Any
       card.get(checkpointing.DIGEST_KEY),
       f"the model in {directory} ({SHIPPED_PARAMS})",
       "reinstall jaxvqa, or copy the model directory again from where it was made",
+  )
+  # Weights stored in bfloat16 (model.json's weights_dtype) are computed with in float32.
+  params = jax.tree.map(
+      lambda leaf: leaf.astype(np.float32) if np.issubdtype(leaf.dtype, np.floating) or leaf.dtype == jax.numpy.bfloat16 else leaf,
+      params,
   )
   return card, params
 
