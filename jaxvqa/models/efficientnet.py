@@ -146,17 +146,19 @@ class ConvBatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.Conv(
-        self.features,
-        (self.kernel_size, self.kernel_size),
-        strides=self.stride,
-        padding="SAME",
-        feature_group_count=x.shape[-1] if self.depthwise else 1,
-        use_bias=False,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        name="conv",
-    )(x)
+    if self.depthwise:
+      x = DepthwiseConv(self.kernel_size, self.stride, self.dtype, self.param_dtype, name="conv")(x)
+    else:
+      x = nn.Conv(
+          self.features,
+          (self.kernel_size, self.kernel_size),
+          strides=self.stride,
+          padding="SAME",
+          use_bias=False,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          name="conv",
+      )(x)
     if self.norm == "folded":
       x = FoldedNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="bn")(x)
     else:
@@ -169,6 +171,68 @@ class ConvBatchNorm(nn.Module):
           name="bn",
       )(x)
     return jnp.clip(x, 0, 6) if self.activate else x
+
+
+class DepthwiseConv(nn.Module):
+  """Bias-free depthwise convolution with TF-"same" padding: each channel by its own k × k kernel.
+
+  [B, H, W, C] → [B, ceil(H/stride), ceil(W/stride), C]; kernel [k, k, 1, C], nn.Conv's parameter
+  for feature_group_count = C (same name, shape and initialiser, so converted weights load). On
+  CPU the sum over the k² taps is written out: XLA's grouped convolution is 5-30× slower there
+  (benchmarks/depthwise_cpu.py); elsewhere it is the convolution.
+  """
+
+  kernel_size: int
+  stride: int = 1
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param(
+        "kernel", nn.initializers.lecun_normal(), (k, k, 1, x.shape[-1]), self.param_dtype
+    )
+    return depthwise_conv(
+        x.astype(self.dtype),
+        kernel.astype(self.dtype),
+        self.stride,
+        written_out=jax.default_backend() == "cpu",
+    )
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, *, written_out: bool) -> jax.Array:
+  """DepthwiseConv's computation: x [B, H, W, C], kernel [k, k, 1, C] → [B, H', W', C] with
+  TF-"same" padding, as XLA's grouped convolution or (`written_out`) as the sum of k² shifted,
+  strided slices times their tap."""
+  k, channels = kernel.shape[0], x.shape[-1]
+  if not written_out:
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=channels,
+    )
+  height, width = x.shape[1:3]
+  out_h, out_w = -(-height // stride), -(-width // stride)
+  # TF-"same": the padding a stride needs, the odd pixel after.
+  pad_h = max((out_h - 1) * stride + k - height, 0)
+  pad_w = max((out_w - 1) * stride + k - width, 0)
+  x = jnp.pad(
+      x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+  )
+  out = jnp.zeros((x.shape[0], out_h, out_w, channels), x.dtype)
+  for row in range(k):
+    for col in range(k):
+      tap = x[
+          :,
+          row : row + stride * (out_h - 1) + 1 : stride,
+          col : col + stride * (out_w - 1) + 1 : stride,
+      ]
+      out = out + tap * kernel[row, col, 0]
+  return out
 
 
 class FoldedNorm(nn.Module):
