@@ -22,7 +22,8 @@ stochastic depth 0.1 (the default config's rate) on both sides:
 Before them, a bf16 matmul ceiling: jnp.dot of 8192² matrices (torch.matmul beside it, as a check).
 
 The jax rows are repeated for each window-attention path of --attention (`SwinV2.attention_impl`,
-default "xla,pallas"), in the same process, and named by it: "jax backbone infer [pallas]".
+default "xla,pallas"; "auto", the models' default, is "pallas" on a CUDA GPU and "xla" elsewhere),
+in the same process, and named by it: "jax backbone infer [pallas]".
 "pallas" is the fused kernel of `window_attention_pallas`, compiled by Triton for a CUDA GPU.
 Elsewhere its rows are skipped with one line saying why, except under --smoke, where the kernel
 module runs the same kernels in Pallas' interpreter (slow; it checks the code path, not speed).
@@ -739,9 +740,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   )
   parser.add_argument(
       "--attention",
-      default=",".join(swinv2.ATTENTION_IMPLS),
+      default=",".join(swinv2.ATTENTION_PATHS),
       help="comma list of window-attention paths (SwinV2.attention_impl) to time the jax rows "
-      f"with, in this order (default {','.join(swinv2.ATTENTION_IMPLS)})",
+      f"with, in this order (default {','.join(swinv2.ATTENTION_PATHS)}; \"auto\" is the "
+      "kernel on a GPU)",
   )
   parser.add_argument(
       "--json", type=Path, help="also write the result as JSON here (rewritten after each row)"

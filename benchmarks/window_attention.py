@@ -219,7 +219,7 @@ def time_backbone(variant: str, args) -> None:
       ("inference", throughput.time_jax_backbone_inference),
       ("train step", throughput.time_jax_backbone_training),
   ):
-    for impl in swinv2.ATTENTION_IMPLS:
+    for impl in swinv2.ATTENTION_PATHS:
       backbone = dict(
           swinv2_presets.VARIANTS[variant],
           drop_path_rate=throughput.DROP_PATH_RATE,

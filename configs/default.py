@@ -69,13 +69,14 @@ def get_config() -> ml_collections.ConfigDict:
           # fusion.out_dim, temporal.width and data.frame_size to fit it at the start of the run
           # (jaxvqa.models.swinv2_presets; docs/REPRODUCE.md lists them). "": the fields as given.
           preset="",
-          # attention_impl: "xla", or "pallas" for the fused window-attention kernel (GPU; not yet
-          # measured there, docs/PERFORMANCE.md).
+          # attention_impl: "auto", the fused window-attention kernel where the program runs on a
+          # CUDA GPU and XLA elsewhere; "xla" or "pallas" force a path (docs/PERFORMANCE.md).
+          # How the model runs, not what it is: scoring runs any run on "auto".
           backbone=dict(
               swinv2_presets.VARIANTS["swinv2_tiny_window16_256"],
               mlp_ratio=4.0,
               drop_path_rate=0.1,
-              attention_impl="xla",
+              attention_impl="auto",
           ),
           fusion=dict(
               grid=8,

@@ -39,7 +39,7 @@ def student_model() -> ml_collections.ConfigDict:
       swinv2_presets.VARIANTS[STUDENT_BACKBONE],
       mlp_ratio=4.0,
       drop_path_rate=0.1,
-      attention_impl="xla",
+      attention_impl="auto",
   )
   model.dtype = "bfloat16"
   return model

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 import traceback
@@ -22,6 +23,7 @@ import media
 import jaxvqa
 from jaxvqa import cli, metrics
 from jaxvqa.evaluate import calibration
+from jaxvqa.models import vqa
 from jaxvqa.serve import api, inference
 from jaxvqa.train import checkpointing
 from jaxvqa.data import decode, ffmpeg_reader, manifest
@@ -120,6 +122,28 @@ def test_load_without_a_workdir_is_the_shipped_model():
       3,
   )
   assert shipped.scale.startswith("VMAF (0-100)")
+
+
+def test_a_recorded_attention_path_is_not_how_scoring_runs(tmp_path, monkeypatch):
+  # How the window attention runs is the machine's choice: a model.json recorded with "xla" is
+  # scored on "auto" (the fused kernel on a GPU) unless JAXVQA_ATTENTION forces a path, and the
+  # model's identity, a fingerprint of what was recorded, stays.
+  directory = Path(shutil.copytree(inference.SHIPPED_DIR, tmp_path / "model"))
+  card_path = directory / inference.SHIPPED_CARD
+  card = json.loads(card_path.read_text())
+  card["config"]["model"]["backbone"]["attention_impl"] = "xla"
+  card_path.write_text(json.dumps(card))
+  monkeypatch.delenv(vqa.ATTENTION_ENV, raising=False)
+  recorded = jaxvqa.load(directory, num_devices=1)
+  assert recorded.trained.config.model.backbone.attention_impl == "xla"
+  assert recorded.trained.model.backbone.attention_impl == "auto"
+  monkeypatch.setenv(vqa.ATTENTION_ENV, "pallas")
+  forced = jaxvqa.load(directory, num_devices=1)
+  assert forced.trained.model.backbone.attention_impl == "pallas"
+  assert forced.identity == recorded.identity
+  monkeypatch.setenv(vqa.ATTENTION_ENV, "triton")
+  with pytest.raises(ValueError, match=r"JAXVQA_ATTENTION='triton'"):
+    jaxvqa.load(directory, num_devices=1)
 
 
 def test_the_packaging_puts_both_shipped_files_in_the_wheel():

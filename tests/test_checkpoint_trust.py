@@ -287,6 +287,21 @@ def test_a_rerun_with_another_config_is_refused_naming_the_fields(
   assert json.loads((workdir / "config.json").read_text())["optim"]["learning_rate"] == 5e-4
 
 
+def test_a_run_resumes_on_another_attention_path(tmp_path):
+  # A run begun when "xla" was the default resumes under today's "auto": how the window attention
+  # runs is not what the run trains. Another model field is still refused.
+  from configs import demo as demo_config
+
+  config = demo_config.get_config("scratch")
+  config.model.backbone.attention_impl = "xla"
+  checkpointing.save_config(tmp_path, config)
+  config.model.backbone.attention_impl = "auto"
+  checkpointing.check_resumed_config(tmp_path, config)
+  config.model.backbone.embed_dim *= 2
+  with pytest.raises(checkpointing.WorkdirConfigError, match=r"model\.backbone\.embed_dim"):
+    checkpointing.check_resumed_config(tmp_path, config)
+
+
 def test_metrics_of_steps_after_the_resumed_save_are_not_kept_twice(tmp_path):
   metrics = tmp_path / run_log.METRICS_FILE
   lines = [json.dumps({"step": step, "loss": 1.0 / step}) + "\n" for step in range(1, 7)]

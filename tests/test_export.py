@@ -155,6 +155,25 @@ def test_the_written_loader_runs_with_jax_and_numpy_alone(model, clips, exported
   np.testing.assert_allclose(printed, expected, rtol=0, atol=1e-5)
 
 
+def test_only_a_cuda_program_holds_the_fused_attention_kernel(model, monkeypatch):
+  # The model scores on "auto" (the fused kernel on a GPU), and one of its SwinV2 stages has
+  # windows the kernel takes. An export for CPU, or for CPU and CUDA, must hold the XLA path
+  # alone, even with JAXVQA_ATTENTION forcing the kernel, and so must one for CUDA with a symbolic
+  # batch (a Triton grid is static); one for CUDA alone with a fixed batch holds the kernel
+  # (lowered here for CUDA without a GPU). The CPU programs' scores are checked above.
+  assert model.trained.model.backbone.attention_impl == "auto"
+  monkeypatch.setenv("JAXVQA_ATTENTION", "pallas")
+  for platforms, batch in ((("cpu",), 1), (("cpu", "cuda"), 1), (("cuda",), None)):
+    program = export.export_program(model, platforms=platforms, batch=batch)
+    text = program.mlir_module()
+    assert "triton" not in text and "stablehlo.while" not in text, platforms
+    assert export.scorer_metadata(model, program, batch=batch)["attention_impl"] == "xla"
+  monkeypatch.delenv("JAXVQA_ATTENTION")
+  program = export.export_program(model, platforms=("cuda",), batch=1)
+  assert program.mlir_module().count("__gpu$xla.gpu.triton") >= 1
+  assert export.scorer_metadata(model, program, batch=1)["attention_impl"] == "auto"
+
+
 def test_export_refuses_bad_invocations(trained_workdir, tmp_path):
   for argv, message in [
       (["--platforms", "cpu,gpu"], "--platforms: platforms 'cpu,gpu': expected"),

@@ -1,5 +1,6 @@
 """The whole SwinV2 with attention_impl="pallas" (the Triton window-attention kernel) against "xla",
-on a GPU: every stage's output and the gradients of a scalar loss.
+on a GPU: every stage's output and the gradients of a scalar loss; and "auto", the default, runs
+the kernel there.
 
 Skipped without a GPU: on other backends the kernel runs in Pallas' interpreter, which
 tests/test_window_attention_pallas.py already checks on a small model. tests/conftest.py sets
@@ -188,3 +189,15 @@ def test_bf16_is_bounded_against_the_fp32_reference(results):
     if not ((bound is None or error < bound) and error < 2 * xla_error):
       failed.append((name, error, xla_error))
   assert not failed, failed
+
+
+def test_auto_runs_the_kernel_on_a_gpu(results):
+  # The default picks the kernel when lowered for CUDA (window_attention_pallas.on_cuda): its
+  # results are the kernel's (expected to the bit; allowed a thousandth of the distance between
+  # the two paths, should XLA fuse the code around the kernel otherwise), not XLA's.
+  auto, pallas, xla = (results(impl, "bf16") for impl in ("auto", "pallas", "xla"))
+  for name, index in (("pooled", 1), ("gradient", 2)):
+    ours, kernel, other = (flat(result[index]) for result in (auto, pallas, xla))
+    error, paths_apart = relative_l2_error(ours, kernel), relative_l2_error(other, kernel)
+    print(f"auto bf16 {name}: {error:.2e} from pallas, the paths {paths_apart:.2e} apart")
+    assert error <= 1e-3 * paths_apart, (name, error, paths_apart)

@@ -19,6 +19,7 @@ import pytest
 from configs import default as default_config
 from jaxvqa import config as config_lib
 from jaxvqa.models import swinv2
+from jaxvqa.models import vqa
 from jaxvqa.models import window_attention_pallas as pallas_attention
 from jaxvqa.models import windows
 
@@ -143,11 +144,11 @@ def tiny_swinv2(attention_impl: str) -> swinv2.SwinV2:
   )
 
 
-def test_swinv2_with_pallas_equals_xla():
+def tiny_swinv2_inputs() -> tuple[dict, jax.Array]:
+  """(params, images) for `tiny_swinv2`: random parameters of the right shapes (eval_shape:
+  compiling an init costs the CPU seconds), none of them zero; LayerNorm scales about 1, logit
+  scales about ln 10, and one above the clamp at ln 100."""
   images = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
-  # Random parameters of the right shapes (eval_shape: compiling an init costs the CPU seconds),
-  # none of them zero; LayerNorm scales about 1, logit scales about ln 10, and one above the
-  # clamp at ln 100.
   shapes = jax.eval_shape(tiny_swinv2("xla").init, jax.random.key(1), images)["params"]
   rng = np.random.default_rng(2)
 
@@ -158,6 +159,11 @@ def test_swinv2_with_pallas_equals_xla():
 
   params = jax.tree_util.tree_map_with_path(draw, shapes)
   params["stage_0"]["block_1"]["attn"]["logit_scale"] = jnp.array([[[2.0]], [[5.0]]])
+  return params, images
+
+
+def test_swinv2_with_pallas_equals_xla():
+  params, images = tiny_swinv2_inputs()
 
   def forward(attention_impl):
     return jax.jit(tiny_swinv2(attention_impl).apply)({"params": params}, images)
@@ -166,6 +172,48 @@ def test_swinv2_with_pallas_equals_xla():
   for i, (o, e) in enumerate(zip(ours.stages, expected.stages)):
     assert max_error(o, e) < 1e-5 * max(float(jnp.max(jnp.abs(e))), 1.0), f"stage {i}"
   assert max_error(ours.pooled, expected.pooled) < 1e-5
+
+
+def loss_and_gradient(attention_impl: str):
+  """jit(value_and_grad) of the tiny SwinV2's mean pooled feature over its parameters."""
+
+  def loss(params, images):
+    pooled = tiny_swinv2(attention_impl).apply({"params": params}, images).pooled
+    return jnp.mean(pooled**2)
+
+  return jax.jit(jax.value_and_grad(loss))
+
+
+def test_auto_is_the_xla_path_on_cpu_bit_for_bit():
+  params, images = tiny_swinv2_inputs()
+  outputs = {
+      impl: jax.jit(tiny_swinv2(impl).apply)({"params": params}, images) for impl in ("xla", "auto")
+  }
+  for auto, xla in zip(jax.tree.leaves(outputs["auto"]), jax.tree.leaves(outputs["xla"])):
+    np.testing.assert_array_equal(auto, xla)
+  (auto_loss, auto_grads), (xla_loss, xla_grads) = (
+      loss_and_gradient(impl)(params, images) for impl in ("auto", "xla")
+  )
+  assert auto_loss == xla_loss
+  for auto, xla in zip(jax.tree.leaves(auto_grads), jax.tree.leaves(xla_grads)):
+    np.testing.assert_array_equal(auto, xla)
+
+
+def test_auto_takes_the_kernel_where_lowered_for_cuda_only():
+  # The choice is made per lowering: lowering for CUDA on this CPU machine is the GPU's program
+  # (its Triton calls), lowering for CPU the XLA path's, with no interpreter (a while loop over
+  # the kernel's grid) and no Triton. Three blocks, each a forward and a backward kernel.
+  params, images = tiny_swinv2_inputs()
+
+  def lowered(attention_impl, platform):
+    traced = loss_and_gradient(attention_impl).trace(params, images)
+    return traced.lower(lowering_platforms=(platform,)).as_text()
+
+  assert lowered("auto", "cuda").count("__gpu$xla.gpu.triton") == 6
+  for impl, platform in (("auto", "cpu"), ("xla", "cuda")):
+    text = lowered(impl, platform)
+    assert "triton" not in text and "stablehlo.while" not in text, (impl, platform)
+  assert "stablehlo.while" in lowered("pallas", "cpu")  # what "auto" spares the CPU
 
 
 def test_windows_too_small_for_the_kernel_stay_on_xla():
@@ -186,11 +234,29 @@ def test_unknown_attention_impl_is_refused_by_name():
     tiny_swinv2("triton").init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
   config = default_config.get_config()
   config.data.demo.enabled = True
-  assert config.model.backbone.attention_impl == "xla"  # the default stays the XLA path
+  assert config.model.backbone.attention_impl == "auto"  # the kernel on a GPU, XLA elsewhere
+  assert swinv2.SwinV2.attention_impl == "auto"
+  config_lib.validate(config)
+  config.model.backbone.attention_impl = "xla"
   config_lib.validate(config)
   config.model.backbone.attention_impl = "cuda"
   with pytest.raises(config_lib.ConfigError, match=r"config\.model\.backbone\.attention_impl"):
     config_lib.validate(config)
+
+
+def test_the_environment_forces_the_path_of_models_built_from_a_config(monkeypatch):
+  model_config = default_config.get_config().model
+  monkeypatch.delenv(vqa.ATTENTION_ENV, raising=False)
+  assert vqa.build_backbone(model_config).attention_impl == "auto"
+  model_config.backbone.attention_impl = "xla"
+  assert vqa.build_backbone(model_config).attention_impl == "xla"
+  monkeypatch.setenv(vqa.ATTENTION_ENV, "pallas")
+  assert vqa.build_backbone(model_config).attention_impl == "pallas"
+  # A caller that names the path (jaxvqa export, for several platforms) keeps it.
+  assert vqa.build_backbone(model_config, attention_impl="xla").attention_impl == "xla"
+  monkeypatch.setenv(vqa.ATTENTION_ENV, "cuda")
+  with pytest.raises(ValueError, match=r"JAXVQA_ATTENTION='cuda': must be one of"):
+    vqa.build_backbone(model_config)
 
 
 @pytest.mark.parametrize("window", [8, 16])

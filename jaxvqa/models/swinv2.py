@@ -28,6 +28,7 @@ the same stream nn.Dropout uses), so `model.apply(..., train=True, rngs={"dropou
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -47,9 +48,11 @@ LOGIT_SCALE_INIT = math.log(10.0)
 LOGIT_SCALE_MAX = math.log(100.0)
 POSITION_BIAS_HIDDEN = 512
 POSITION_BIAS_RANGE = 16.0
-# Window attention implementations: the XLA reference, or the fused kernel of
-# `window_attention_pallas` (GPU; interpreted elsewhere).
-ATTENTION_IMPLS = ("xla", "pallas")
+# Window attention paths: the XLA reference, or the fused kernel of `window_attention_pallas`
+# (GPU; interpreted elsewhere). `attention_impl` takes one, or "auto" (the default): the kernel
+# where the program is lowered for a CUDA GPU, XLA elsewhere.
+ATTENTION_PATHS = ("xla", "pallas")
+ATTENTION_IMPLS = ("auto", *ATTENTION_PATHS)
 
 _linear_init = nn.initializers.truncated_normal(stddev=0.02)
 
@@ -149,7 +152,8 @@ class WindowAttention(nn.Module):
   Parameters: qkv kernel (C, 3C) without bias, q_bias (C,), v_bias (C,) — the k bias is zero by
   design, so it is not a parameter —, logit_scale (heads, 1, 1), cpb_mlp, proj.
   attention_impl: one of `ATTENTION_IMPLS`. "pallas" runs the fused kernel where
-  `window_attention_pallas.supports` the window and head sizes and XLA elsewhere.
+  `window_attention_pallas.supports` the window and head sizes and XLA elsewhere; "auto" does so
+  only where the program is lowered for CUDA (`window_attention_pallas.on_cuda`).
   """
 
   dim: int
@@ -158,7 +162,7 @@ class WindowAttention(nn.Module):
   pretrained_window: int = 0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  attention_impl: str = "xla"
+  attention_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: np.ndarray | None) -> jax.Array:
@@ -181,8 +185,11 @@ class WindowAttention(nn.Module):
     )()
     mask = None if mask is None else jnp.asarray(mask)
     attend = cosine_window_attention
-    if self.attention_impl == "pallas" and window_attention_pallas.supports(x.shape[-2], head_dim):
-      attend = window_attention_pallas.window_attention
+    if window_attention_pallas.supports(x.shape[-2], head_dim):
+      if self.attention_impl == "pallas":
+        attend = window_attention_pallas.window_attention
+      elif self.attention_impl == "auto":
+        attend = functools.partial(window_attention_pallas.on_cuda, elsewhere=attend)
     out = attend(qkv, scale, bias, mask).reshape(*x.shape[:-1], self.dim)
     return _dense(self.dim, "proj", self.dtype, self.param_dtype)(out)
 
@@ -243,7 +250,7 @@ class SwinV2Block(nn.Module):
   drop_path: float = 0.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  attention_impl: str = "xla"
+  attention_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -339,7 +346,7 @@ class SwinV2Stage(nn.Module):
   downsample: bool
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  attention_impl: str = "xla"
+  attention_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -369,8 +376,12 @@ class SwinV2(nn.Module):
   the window of each stage follows from H as the module docstring explains.
   Parameters are `param_dtype`; matmuls run in `dtype` (bf16 fast path) with attention
   logits, softmax and LayerNorm statistics in fp32. `attention_impl` picks the window
-  attention: "xla" (the reference, and the default) or "pallas" (the fused GPU kernel of
-  `window_attention_pallas`; interpreted, hence slow, on other backends).
+  attention: "auto" (the default) is the fused kernel of `window_attention_pallas` where the
+  program is lowered for a CUDA GPU and the XLA path elsewhere (CPU, TPU); "xla" is the reference
+  everywhere; "pallas" the kernel everywhere (interpreted, hence slow, off CUDA). It is how the
+  model runs, not what it is (same parameters): scoring runs a recorded run with "auto", and
+  JAXVQA_ATTENTION=xla|pallas|auto forces a path for debugging (`vqa.attention_impl_to_run`).
+  A program lowered for several platforms at once (a `jax.export`) needs "xla".
   """
 
   embed_dim: int = 96
@@ -383,7 +394,7 @@ class SwinV2(nn.Module):
   drop_path_rate: float = 0.1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  attention_impl: str = "xla"
+  attention_impl: str = "auto"
 
   def _check_fields(self) -> None:
     if self.attention_impl not in ATTENTION_IMPLS:

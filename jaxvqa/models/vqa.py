@@ -11,6 +11,7 @@ sub-module only the numbers it uses.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, NamedTuple
 
 import flax.linen as nn
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 from jaxvqa.models.fusion import MultiStageFusion, TemporalFusion, masked_frame_mean
 from jaxvqa.models.l2 import l2_normalize
 from jaxvqa.models.scene_statistics import scene_statistics, validate_region
-from jaxvqa.models.swinv2 import SwinV2
+from jaxvqa.models.swinv2 import ATTENTION_IMPLS, SwinV2
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -250,14 +251,36 @@ def _dtype(model_config) -> Any:
   return DTYPES[model_config.dtype]
 
 
+# Set to "xla", "pallas" or "auto", it forces the window-attention path of every model built from
+# a config, over config.model.backbone.attention_impl and scoring's "auto" (for debugging).
+ATTENTION_ENV = "JAXVQA_ATTENTION"
+
+
+def attention_impl_to_run(configured: str = SwinV2.attention_impl) -> str:
+  """`configured`, unless the environment variable `ATTENTION_ENV` forces another path.
+
+  A run's recorded attention_impl says how it was trained, not how it must run: scoring passes
+  nothing and runs "auto" (the fused kernel on a GPU) whatever the run recorded.
+  """
+  forced = os.environ.get(ATTENTION_ENV, "").strip()
+  if not forced:
+    return configured
+  if forced not in ATTENTION_IMPLS:
+    raise ValueError(f"{ATTENTION_ENV}={forced!r}: must be one of {ATTENTION_IMPLS} or unset")
+  return forced
+
+
 # config.model.backbone.name: the SwinV2 (the paper's backbone, the default) or the ImageNet
 # EfficientNet-Lite0 a package ships (the distillation teacher, fine-tuned as a comparison row).
 BACKBONES = ("swinv2", "efficientnet_lite0")
 
 
-def build_backbone(model_config) -> SwinV2:
+def build_backbone(model_config, *, attention_impl: str | None = None) -> SwinV2:
   """config.model.backbone (in config.model.dtype) → the backbone module, whose output has
-  `.stages` (four maps at strides 4, 8, 16, 32); distillation builds its student so."""
+  `.stages` (four maps at strides 4, 8, 16, 32); distillation builds its student so.
+
+  attention_impl: the SwinV2's window-attention path as given; None: the config's, or what
+  `ATTENTION_ENV` forces (`attention_impl_to_run`)."""
   b = model_config.backbone
   name = b.get("name", "swinv2")
   if name not in BACKBONES:
@@ -275,14 +298,17 @@ def build_backbone(model_config) -> SwinV2:
       mlp_ratio=b.mlp_ratio,
       drop_path_rate=b.drop_path_rate,
       dtype=_dtype(model_config),
-      attention_impl=b.get("attention_impl", SwinV2.attention_impl),
+      attention_impl=attention_impl
+      or attention_impl_to_run(b.get("attention_impl", SwinV2.attention_impl)),
   )
 
 
-def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
+def _spatial_modules(
+    model_config, attention_impl: str | None = None
+) -> tuple[SwinV2, MultiStageFusion]:
   dtype = _dtype(model_config)
   f = model_config.fusion
-  backbone = build_backbone(model_config)
+  backbone = build_backbone(model_config, attention_impl=attention_impl)
   fusion = MultiStageFusion(
       grid=f.grid,
       num_layers=f.num_layers,
@@ -299,8 +325,8 @@ def _spatial_modules(model_config) -> tuple[SwinV2, MultiStageFusion]:
   return backbone, fusion
 
 
-def build_vqa_model(model_config) -> VQAModel:
-  """config.model → VQAModel."""
+def build_vqa_model(model_config, *, attention_impl: str | None = None) -> VQAModel:
+  """config.model → VQAModel; attention_impl as `build_backbone` takes it."""
   if model_config.get("detail_depth", 1) < 1:
     raise ValueError(
         f"config.model.detail_depth must be >= 1 (the filters, then 3×3 layers), got "
@@ -316,7 +342,7 @@ def build_vqa_model(model_config) -> VQAModel:
   region = model_config.get("statistics_region", 0)
   if region:
     validate_region(region, "config.model.statistics_region (the fragment size; 0 = off)")
-  backbone, fusion = _spatial_modules(model_config)
+  backbone, fusion = _spatial_modules(model_config, attention_impl)
   t = model_config.temporal
   # An argument vector (declarative): config fields to module fields, as for the fusion above.
   temporal = TemporalFusion(

@@ -29,7 +29,7 @@ a whole [N, N] position-bias sum per program, which at window 16 will not fit in
 
 Lowered for any platform but a CUDA GPU, the same kernels run through Pallas' interpreter
 (`interpret=True`, chosen when XLA lowers the program): that is how the tests check them on
-CPU, and it is slow.
+CPU, and it is slow. `on_cuda` (SwinV2's default, "auto") takes the XLA path there instead.
 Not done: window partition and the cyclic shift still happen in XLA before the kernel
 (`windows.window_partition`, `jnp.roll`); choosing windows through the BlockSpecs' index maps
 instead would remove those copies too.
@@ -358,3 +358,24 @@ def window_attention(
       None if mask is None else jnp.asarray(mask, jnp.float32),
   )
   return out.reshape(batch, num_windows, tokens, heads, head_dim)
+
+
+def on_cuda(qkv, scale, position_bias, mask, *, elsewhere):
+  """`window_attention` where the program is lowered for a CUDA GPU, `elsewhere` (a function of the
+  same arguments: the XLA path) on any other platform.
+
+  The choice is made per lowering (`lax.platform_dependent`), not from `jax.default_backend()` at
+  trace time: parameters initialised on the host CPU of a GPU machine (`steps.on_host`) or a
+  program exported for CPU take `elsewhere` rather than the kernel's interpreter, and only the
+  chosen branch is lowered, so XLA never sees the other. Lowering for several platforms at once (a
+  multi-platform jax.export) fails, as Pallas lowers the Triton kernel for CUDA alone: such a
+  program needs the XLA path.
+  """
+  return jax.lax.platform_dependent(
+      qkv,
+      scale,
+      position_bias,
+      mask,
+      cuda=functools.partial(window_attention, interpret=False),
+      default=elsewhere,
+  )

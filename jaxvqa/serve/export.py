@@ -11,6 +11,11 @@ its raw score onto the label scale, so the exported score is `QualityModel.score
 clips (in float32, the network's precision). The weights are constants inside the program, so the
 file's size is about the weights' (float32) times the number of platforms, plus the code.
 
+The SwinV2 window attention is the XLA path in every program but one for CUDA alone with a fixed
+batch (`attention_for`), which holds the fused Pallas kernel as Python scoring runs it on a GPU. That
+kernel is Triton code in a custom call whose stability jax.export does not promise, so a CUDA-only
+program may need exporting again after a jax upgrade sooner than the others.
+
 The batch dimension is symbolic by default ("b"): one program takes any number of clips, and each
 batch size is compiled on its first call. `batch=N` fixes it instead, for runtimes that want static
 shapes; the loader then scores in chunks of N.
@@ -32,12 +37,16 @@ import jax
 import jax.numpy as jnp
 
 import jaxvqa
+from jaxvqa.models import vqa
 from jaxvqa.serve import api
 from jaxvqa.serve import exported as exported_lib
 
 # jax.export's platform names (jax.export.export(..., platforms=...)).
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda")
+# The custom calls of Pallas' Triton kernels (older and newer jaxlib): jax.export does not vouch
+# for their stability, so it refuses them unless told; only a CUDA-only program holds them.
+TRITON_CALL_TARGETS = ("__gpu$xla.gpu.triton", "triton_kernel_call_ffi")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +79,25 @@ def parse_platforms(text: str) -> tuple[str, ...]:
   return platforms
 
 
-def scorer_function(model: api.QualityModel):
-  """f(clips float32 [B, T, S, S, 3]) → (score [B], raw score [B]): the function that is exported."""
-  raw_score = jax.vmap(api.quality_fn(model, calibrated=False))
+def attention_for(platforms: Sequence[str], batch: int | None) -> str:
+  """The window-attention path (SwinV2.attention_impl) of a program for `platforms` and `batch`.
+
+  Only a program for CUDA alone with a fixed batch takes the machine's choice ("auto", the fused
+  kernel, unless JAXVQA_ATTENTION forces another path): Pallas lowers the kernel for one platform
+  at a time, its Triton grid (windows × heads) cannot follow a symbolic batch, and its Triton code
+  is not among jax.export's stable custom calls. Anything else gets "xla", which every platform
+  compiles, so an export for CPU, or for CPU and CUDA, holds no GPU kernel.
+  """
+  kernel_allowed = tuple(platforms) == ("cuda",) and batch is not None
+  return vqa.attention_impl_to_run() if kernel_allowed else "xla"
+
+
+def scorer_function(model: api.QualityModel, attention_impl: str = "xla"):
+  """f(clips float32 [B, T, S, S, 3]) → (score [B], raw score [B]): the function that is exported,
+  its window attention on path `attention_impl`."""
+  raw_score = jax.vmap(
+      api.quality_fn(model.trained.with_attention(attention_impl), calibrated=False)
+  )
   calibration = model.trained.calibration
 
   def score_clips(clips: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -93,7 +118,13 @@ def export_program(
     raise ValueError(f"batch must be ≥ 1 (or None for any batch), got {batch}")
   batch_dim = batch if batch is not None else jax.export.symbolic_shape("b")[0]
   clips = jax.ShapeDtypeStruct((batch_dim, *model.input_shape), jnp.float32)
-  return jax.export.export(jax.jit(scorer_function(model)), platforms=tuple(platforms))(clips)
+  attention_impl = attention_for(platforms, batch)
+  allowed = [] if attention_impl == "xla" else TRITON_CALL_TARGETS
+  return jax.export.export(
+      jax.jit(scorer_function(model, attention_impl)),
+      platforms=tuple(platforms),
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(name) for name in allowed],
+  )(clips)
 
 
 def describe_frames(model: api.QualityModel) -> dict[str, Any]:
@@ -156,6 +187,7 @@ def scorer_metadata(
           "scale": model.scale,
       },
       "calibration": calibration.to_dict() if calibration is not None else None,
+      "attention_impl": attention_for(program.platforms, batch),
       "jaxvqa_version": jaxvqa.__version__,
       "jax_version": jax.__version__,
       "jaxlib_version": importlib.metadata.version("jaxlib"),

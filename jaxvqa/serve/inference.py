@@ -18,6 +18,7 @@ size split differently over devices would change XLA's blocking and the last bit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -115,7 +116,9 @@ class TrainedModel:
     self.config = config
     self.checkpoint = checkpoint
     self.frames = video.FrameOptions.from_data_config(config.data)
-    self.model = vqa.build_vqa_model(config.model)
+    # The window-attention path is this machine's to choose, not the run's: a run recorded with
+    # "xla" takes the fused kernel on a GPU too (vqa.attention_impl_to_run).
+    self.model = vqa.build_vqa_model(config.model, attention_impl=vqa.attention_impl_to_run())
     self.mesh = parallel.make_mesh(num_devices)
     self.params = parallel.replicate(params, self.mesh)
     # The best checkpoint carries the calibration fitted on the validation split; a periodic
@@ -124,6 +127,13 @@ class TrainedModel:
         meta.get("calibration")
     )
     self.score_step = steps.jit_score_step(self.model)
+
+  def with_attention(self, attention_impl: str) -> TrainedModel:
+    """This model (the same weights, config and identity) on another window-attention path."""
+    other = copy.copy(self)
+    other.model = vqa.build_vqa_model(self.config.model, attention_impl=attention_impl)
+    other.score_step = steps.jit_score_step(other.model)
+    return other
 
   @property
   def num_devices(self) -> int:

@@ -57,6 +57,8 @@ RESUMABLE_CHANGES = (
     "data.num_workers",
     "train.progress_bar",
     "train.resume_with_changed_config",
+    # How the window attention runs, not what the model is: a run begun on "xla" resumes on "auto".
+    "model.backbone.attention_impl",
 )
 
 
