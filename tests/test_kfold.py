@@ -720,6 +720,17 @@ def test_a_ship_only_run_trains_the_ship_model_alone_and_stores_bfloat16_weights
   trained = np.load(tmp_path / "work" / "scores.npy")[0]
   difference = np.abs(shipped.raw_scores(clips) - trained)
   assert difference.max() < 0.05 * (trained.max() - trained.min())
+  # Non-finite bfloat16 weights are refused like float32 ones, their digest notwithstanding.
+  from jaxvqa.train import checkpointing
+
+  stored = jax.tree.map(np.array, stored)  # writable copies
+  first = next(leaf for leaf in jax.tree.leaves(stored) if leaf.ndim >= 2)
+  first.flat[0] = np.inf
+  (shipped_dir / inference.SHIPPED_PARAMS).write_bytes(serialization.msgpack_serialize(stored))
+  card[checkpointing.DIGEST_KEY] = checkpointing.weights_digest(stored)
+  (shipped_dir / inference.SHIPPED_CARD).write_text(json.dumps(card))
+  with pytest.raises(checkpointing.CheckpointError, match="non-finite weights"):
+    inference.load_shipped_model(shipped_dir)
   config.kfold.ship_variant = ""
   with pytest.raises(config_lib.ConfigError, match="kfold.ship_only"):
     kfold.validate_config(config)

@@ -237,7 +237,7 @@ def check_weights(tree, recorded: str | None, what: str, advice: str) -> None:
   nonfinite = [
       (name, int(np.size(array) - np.count_nonzero(np.isfinite(array))))
       for name, array in _host_arrays(tree)
-      if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all()
+      if jax.numpy.issubdtype(array.dtype, jax.numpy.inexact) and not np.isfinite(array).all()
   ]
   if nonfinite:
     total = sum(count for _, count in nonfinite)
