@@ -28,6 +28,7 @@ Pretrained ImageNet weights and their provenance: `jaxvqa.models.efficientnet_we
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar, Mapping, NamedTuple
 
@@ -179,7 +180,7 @@ class DepthwiseConv(nn.Module):
   [B, H, W, C] → [B, ceil(H/stride), ceil(W/stride), C]; kernel [k, k, 1, C], nn.Conv's parameter
   for feature_group_count = C (same name, shape and initialiser, so converted weights load). On
   CPU the sum over the k² taps is written out: XLA's grouped convolution is 5-30× slower there
-  (benchmarks/depthwise_cpu.py); elsewhere it is the convolution.
+  (benchmarks/depthwise_cpu.py); for any other platform it is the convolution.
   """
 
   kernel_size: int
@@ -193,11 +194,13 @@ class DepthwiseConv(nn.Module):
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(), (k, k, 1, x.shape[-1]), self.param_dtype
     )
-    return depthwise_conv(
+    # Chosen per lowering, as the SwinV2's window attention is (`window_attention_pallas.on_cuda`):
+    # a program for the CPU writes the sum out, wherever it is traced.
+    return jax.lax.platform_dependent(
         x.astype(self.dtype),
         kernel.astype(self.dtype),
-        self.stride,
-        written_out=jax.default_backend() == "cpu",
+        cpu=functools.partial(depthwise_conv, stride=self.stride, written_out=True),
+        default=functools.partial(depthwise_conv, stride=self.stride, written_out=False),
     )
 
 

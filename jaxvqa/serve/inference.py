@@ -305,7 +305,7 @@ def read_model_directory(directory: str | Path | None = None) -> tuple[dict, Any
   )
   # Weights stored in bfloat16 (model.json's weights_dtype) are computed with in float32.
   params = jax.tree.map(
-      lambda leaf: leaf.astype(np.float32)
+      lambda leaf: np.asarray(leaf, np.float32)
       if jax.numpy.issubdtype(leaf.dtype, np.floating)
       else leaf,
       params,
