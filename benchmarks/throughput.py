@@ -727,6 +727,12 @@ def parse_args(argv=None) -> argparse.Namespace:
       help="torch.compile mode (default, reduce-overhead, max-autotune, ...)",
   )
   parser.add_argument("--skip-torch", action="store_true", help="no PyTorch rows")
+  parser.add_argument(
+      "--skip-jax",
+      action="store_true",
+      help="no jax rows: with JAX_PLATFORMS=cpu, the torch rows in a process where JAX never "
+      "touches the GPU",
+  )
   parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
   parser.add_argument(
       "--skip-eager", action="store_true", help="no eager torch rows (torch.compile's only)"
@@ -791,7 +797,7 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   # JAX first: it loads its CUDA libraries before torch can load other versions of them.
   backend = jax.default_backend()
-  if backend != "gpu" and not args.smoke:
+  if backend != "gpu" and not args.smoke and not args.skip_jax:
     print(
         f"warning: jax runs on {backend}, not a GPU; these are not the issue's numbers",
         file=sys.stderr,
@@ -817,14 +823,17 @@ def main(argv=None) -> None:
     report(complete=False)
 
   # A ceiling row's "frame" is one matmul, so its achieved flops are the matmul's rate.
-  ceilings["jnp.dot"] = measure(
-      f"ceiling jnp.dot {sizes.matmul_size}³", 1, lambda: time_matmul_jax(sizes.matmul_size, args)
-  )
+  if not args.skip_jax:
+    ceilings["jnp.dot"] = measure(
+        f"ceiling jnp.dot {sizes.matmul_size}³",
+        1,
+        lambda: time_matmul_jax(sizes.matmul_size, args),
+    )
   works = {"both": ("infer", "train"), "none": ()}.get(args.work, (args.work,))
   timers = {"infer": time_jax_backbone_inference, "train": time_jax_backbone_training}
   flops_per_frame: dict[str, float | None] = {}
   for work in works:
-    for impl in attention_impls:
+    for impl in () if args.skip_jax else attention_impls:
       row = measure(
           jax_row_name(work, impl),
           sizes.batch,
@@ -863,7 +872,7 @@ def main(argv=None) -> None:
           )
           release_torch_memory()
 
-  if not args.skip_vqa:
+  if not args.skip_vqa and not args.skip_jax:
     for impl in attention_impls:
       add(
           measure(

@@ -4,6 +4,7 @@ running `--smoke` on a CPU (benchmarks/README.md)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -68,3 +69,13 @@ def test_attention_option_and_sizes_per_path():
   assert sizes.vqa_config.model.backbone.get("attention_impl") != "pallas"
   assert throughput.jax_row_name("vqa train", "xla") == "jax vqa train [xla]"
   assert throughput.jax_row_name("infer", "pallas") == "jax backbone infer [pallas]"
+
+
+def test_skip_jax_times_no_jax_row(tmp_path, capsys):
+  # --skip-jax leaves JAX off the timed work (the torch rows alone, JAX_PLATFORMS=cpu keeping it
+  # off the GPU): no ceiling, backbone or VQA row of its own.
+  result_path = tmp_path / "result.json"
+  throughput.main(["--smoke", "--skip-jax", "--skip-torch", "--json", str(result_path)])
+  result = json.loads(result_path.read_text())
+  assert result["complete"] and result["rows"] == [] and result["ceilings"] == {}
+  assert "jax runs on" not in capsys.readouterr().err
