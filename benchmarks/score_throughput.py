@@ -13,7 +13,7 @@ Three rates over the same files, so the bottleneck is visible:
            skipped when neither the imageio-ffmpeg wheel nor a system ffmpeg is found)
 full ≈ min(decode, model) when the two overlap well.
 
-The model is the run in --workdir, or a random initialisation of --config's model (default
+The model is the run (or shipped model directory) in --workdir, or a random initialisation of --config's model (default
 configs/default.py: SwinV2-T, 8 frames of 256 px, bf16). Clips: --clips DIR uses existing files
 and needs no ffmpeg (inference machines may lack it); without --clips, --num-clips 1080p H.264
 clips are made in --clip-dir with the ffmpeg of the `imageio-ffmpeg` wheel (reused when present).
@@ -211,7 +211,8 @@ def main() -> None:
       "--workdir",
       type=Path,
       default=None,
-      help="a training run to load (default: random init of --config's model)",
+      help="a training run, or a shipped model directory such as jaxvqa/shipped, to load "
+      "(default: random init of --config's model)",
   )
   parser.add_argument(
       "--batch-size",
@@ -247,7 +248,7 @@ def main() -> None:
   import jax
 
   if args.workdir is not None:
-    trained = inference.load_trained_model(args.workdir, num_devices=args.devices)
+    trained = inference.load_model(args.workdir, num_devices=args.devices)
   else:
     config = load_config(args.config)
     trained = random_model(shrink_for_smoke(config) if args.smoke else config, args.devices)

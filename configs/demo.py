@@ -9,12 +9,13 @@ On first use it builds the embedded demo set (16 package-shipped sources at 160Ã
 encoded with libx264 at 15/30/60/120 kbit/s and VMAF-labelled; cached in ~/.cache/jaxvqa). Then:
 
 - "shipped" (default): starts every weight from the model shipped inside jaxvqa (docs/MODEL.md;
-  trained by `configs/kfold.py` on a corpus that never held any region of the demo's test media),
+  trained on a corpus that never held any region of the demo's test media),
   fine-tunes it on the demo's training sources and reports the test split beside the
   bits-per-pixel line. The architecture and the fragment layout are the shipped model's own
   (model.json); only the fragment grid shrinks to what the demo's 128 rows hold, so the model sees
-  its fragments at their native size. No SwinV2: the shipped model is the scene-statistics scorer,
-  the project's first pixel-only model to beat the line on unseen contents (docs/RESULTS.md).
+  its fragments at their native size. The shipped model is the paper's model over an ImageNet
+  EfficientNet-Lite0 instead of the SwinV2 (docs/MODEL.md says why), trained by
+  configs/kfold_teacher.py.
 - "scratch": the paper's architecture (SwinV2, fusion, temporal transformer) at toy size from random
   weights (nothing can be downloaded). It shows the whole chain on a CPU but does not beat the
   line: ten training contents are too few (docs/RESULTS.md). `configs/kfold.py` and the tests

@@ -7,7 +7,8 @@ Run (GPU; the corpus and its data set take about 3 minutes on 16 cores):
   python train.py --config configs/kfold.py --config.data.manual_dir=/data/corpus-set
   python train.py --config configs/kfold.py:native,detail ...   # only these variants
 
-The shipped model (docs/MODEL.md) is this config's ship variant, from (docs/RESULTS.md)
+The model shipped before jaxvqa-vmaf-lite0-1 (s-3; docs/MODEL.md, whose history holds it) is this
+config's ship variant, from (docs/RESULTS.md)
   python train.py --config configs/kfold.py:scene_only_source_plcc,scene_hybrid \
       --config.data.manual_dir=/data/corpus-set --config.data.fragment_grid=1 \
       --config.data.frame_size=128 --config.model.statistics_region=128 \
@@ -117,9 +118,10 @@ def get_config(variants: str = "") -> ml_collections.ConfigDict:
           folds=5,
           seed=0,
           hold_out_media=DEMO_TEST_MEDIA,
-          # The shipped model's variant (docs/MODEL.md): the scene statistics alone, the first
-          # pixel-only model above the bits-per-pixel line across contents (docs/RESULTS.md).
-          # jaxvqa-vmaf-s-3 was trained with 8 frames of one 128 px region (see the docstring).
+          # s-3's variant, shipped until jaxvqa-vmaf-lite0-1 (configs/kfold_teacher.py) beat it
+          # (docs/MODEL.md): the scene statistics alone, the first pixel-only model above the
+          # bits-per-pixel line across contents. s-3 was trained with 8 frames of one 128 px
+          # region (see the docstring).
           ship_variant="scene_only_source_plcc",
           ship_id="jaxvqa-vmaf-s-3",
           # Train the ship variant's model alone (no fold models, so no K-fold table): the run

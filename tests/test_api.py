@@ -113,8 +113,8 @@ def test_load_without_a_workdir_is_the_shipped_model():
   shipped = jaxvqa.load()
   card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
   assert f"shipped {card['id']}" in repr(shipped)
-  assert "scene statistics over 128px regions only (no backbone)" in repr(shipped)
-  assert "8 frames of 128px (one native crop, aligned to 16px)" in repr(shipped)
+  assert "EfficientNet-Lite0; fusion out_dim=128; temporal width=128" in repr(shipped)
+  assert "4 frames of 128px (one native crop, aligned to 16px)" in repr(shipped)
   assert shipped.input_shape == (
       card["config"]["data"]["num_frames"],
       card["config"]["data"]["frame_size"],
@@ -124,15 +124,15 @@ def test_load_without_a_workdir_is_the_shipped_model():
   assert shipped.scale.startswith("VMAF (0-100)")
 
 
-def test_a_recorded_attention_path_is_not_how_scoring_runs(tmp_path, monkeypatch):
-  # How the window attention runs is the machine's choice: a model.json recorded with "xla" is
-  # scored on "auto" (the fused kernel on a GPU) unless JAXVQA_ATTENTION forces a path, and the
-  # model's identity, a fingerprint of what was recorded, stays.
-  directory = Path(shutil.copytree(inference.SHIPPED_DIR, tmp_path / "model"))
-  card_path = directory / inference.SHIPPED_CARD
-  card = json.loads(card_path.read_text())
-  card["config"]["model"]["backbone"]["attention_impl"] = "xla"
-  card_path.write_text(json.dumps(card))
+def test_a_recorded_attention_path_is_not_how_scoring_runs(trained_workdir, tmp_path, monkeypatch):
+  # How the window attention runs is the machine's choice: a SwinV2 run whose config.json
+  # recorded "xla" is scored on "auto" (the fused kernel on a GPU) unless JAXVQA_ATTENTION forces
+  # a path, and the model's identity, a fingerprint of what was recorded, stays.
+  directory = Path(shutil.copytree(trained_workdir, tmp_path / "run"))
+  config_path = directory / checkpointing.CONFIG_FILE
+  config = json.loads(config_path.read_text())
+  config["model"]["backbone"]["attention_impl"] = "xla"
+  config_path.write_text(json.dumps(config))
   monkeypatch.delenv(vqa.ATTENTION_ENV, raising=False)
   recorded = jaxvqa.load(directory, num_devices=1)
   assert recorded.trained.config.model.backbone.attention_impl == "xla"
@@ -373,12 +373,12 @@ def test_quality_fn_is_the_score_and_its_pixel_gradient_matches_finite_differenc
     raw_fn(clip[None])
 
 
-# Raw scores of the shipped model on three real 320×240 clips, computed by the code before the
-# scene statistics' square root got a finite gradient (issue 30, item 7): the fix must leave them.
-SHIPPED_RAW_SCORES_BEFORE_THE_GRADIENT_FIX = {
-    ("bikes", 0): 0.09267793595790863,
-    ("bikes", 100): -0.08923473954200745,
-    ("bigbuckbunny", 0): -0.03615165129303932,
+# Raw scores of the shipped model (jaxvqa-vmaf-lite0-1) on three real 320×240 clips, recorded when
+# it shipped: taking gradients (and every later change to scoring) must leave them.
+SHIPPED_RAW_SCORES = {
+    ("bikes", 0): 0.12734676897525787,
+    ("bikes", 100): 0.3338578939437866,
+    ("bigbuckbunny", 0): -0.25039011240005493,
 }
 
 
@@ -402,13 +402,11 @@ def test_shipped_quality_fn_has_finite_gradients_on_real_and_flat_clips_and_the_
           ),
           np.float32,
       )
-      for key in SHIPPED_RAW_SCORES_BEFORE_THE_GRADIENT_FIX
+      for key in SHIPPED_RAW_SCORES
   }
   for key, clip in real_clips.items():
     value, gradient = gradient_fn(clip)
-    assert float(value) == pytest.approx(
-        SHIPPED_RAW_SCORES_BEFORE_THE_GRADIENT_FIX[key], abs=1e-6
-    ), key
+    assert float(value) == pytest.approx(SHIPPED_RAW_SCORES[key], abs=1e-6), key
     assert np.isfinite(np.asarray(gradient)).all(), key
   one_clip = next(iter(real_clips.values()))
   flat_clips = {

@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 
 from configs import kfold as kfold_config
+from configs import kfold_teacher as kfold_teacher_config
 from jaxvqa import config as config_lib
 from jaxvqa.kfold import folds, protocol as kfold, report as kfold_report
 from jaxvqa.data import decoded, device_clips, video
@@ -621,10 +622,14 @@ def test_a_variant_scoring_from_neither_embedding_nor_detail_is_named():
 def test_a_variant_subset_runs_only_those_and_ships_only_when_chosen():
   from jaxvqa.serve import inference
 
-  # The config ships what the package ships (docs/MODEL.md): its variant, under its id.
+  # configs/kfold_teacher.py ships what the package ships (docs/MODEL.md): its variant, its id.
   card = json.loads((inference.SHIPPED_DIR / inference.SHIPPED_CARD).read_text())
-  ship = card["training"]["variant"]
-  assert kfold_config.get_config().kfold.ship_id == card["id"]
+  teacher = kfold_teacher_config.get_config()
+  assert (teacher.kfold.ship_variant, teacher.kfold.ship_id) == (
+      card["training"]["variant"],
+      card["id"],
+  )
+  ship = kfold_config.get_config().kfold.ship_variant
   config = kfold_config.get_config(f"native,{ship}")
   assert sorted(config.variants) == sorted([ship, "native"])
   assert config.kfold.ship_variant == ship

@@ -111,3 +111,26 @@ def test_regions_must_fit_the_frame_and_the_grid(frames):
     ss.scene_statistics(frames, 24)
   with pytest.raises(ValueError, match="do not split into regions of 64"):
     ss.scene_statistics(frames, 64)
+
+
+def test_gradients_are_finite_on_flat_frames_and_beside_them():
+  # A flat region has zero local variance, where the MSCN square root's derivative is infinite;
+  # the statistics take it as 0 there, so a gradient through them (quality_fn on a black clip, a
+  # clip with flat bars) stays finite.
+  import jax
+  import jax.numpy as jnp
+
+  textured = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+  clips = {
+      "black": np.zeros_like(textured),
+      "grey": np.full_like(textured, 128.0),
+      "flat top half": np.concatenate(
+          [np.full_like(textured[:, :32], 90.0), textured[:, 32:]], axis=1
+      ),
+  }
+  gradient_fn = jax.grad(lambda frames: jnp.sum(ss.scene_statistics(frames, 32)))
+  for name, frames in clips.items():
+    gradient = np.asarray(gradient_fn(jnp.asarray(frames)))
+    assert np.isfinite(gradient).all(), name
+  # Off the flat rows the statistics still respond to the pixels.
+  assert np.abs(np.asarray(gradient_fn(jnp.asarray(clips["flat top half"])))[:, 32:]).max() > 0

@@ -275,10 +275,8 @@ def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cach
   # The shipped model's own architecture and fragment size; the grid shrinks to the demo's rows.
   assert config.model.to_dict() == {**card["config"]["model"], "dtype": "float32"}
   data, shipped_data = config.data, card["config"]["data"]
-  assert (
-      data.frame_size // data.fragment_grid
-      == config.model.statistics_region
-      == (shipped_data["frame_size"] // shipped_data["fragment_grid"])
+  assert data.frame_size // data.fragment_grid == (
+      shipped_data["frame_size"] // shipped_data["fragment_grid"]
   )
   assert data.frame_size <= data.demo.height and data.sampling == "fragments"
   assert (data.num_frames, data.fragment_align) == (

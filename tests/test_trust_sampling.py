@@ -167,13 +167,14 @@ def test_stopping_while_a_long_file_streams_ends_its_decoding(
 
   monkeypatch.setattr(batches._Batches, "add", add_then_stop)
   outcome = []
+  frames = shipped.input_shape[0]  # one clip of the model's own length per segment
 
   def score():
     try:
       scoring.score_videos(
           [str(thousand_frames)],
           shipped.trained,
-          sampling=Sampling(clip_length=8, frames=8, segments=200),
+          sampling=Sampling(clip_length=frames, frames=frames, segments=200),
           per_device_batch=32,  # no batch fills before the stop: nothing compiles
           workers=1,
       )
