@@ -6,7 +6,8 @@
 #   OUT=/some/dir bash benchmarks/gpu_round.sh        # from anywhere; logs and results go to $OUT
 #
 # Steps, in order of importance (a step gets min(its cap, the time left); under 45 s left, it is
-# skipped with a line in summary.txt):
+# skipped with a line in summary.txt). GPU_ROUND_STEPS picks which run (default
+# "parity throughput score"; "vqa" is the fourth, too long to share a call with the others):
 #   env                   nvidia-smi and versions                              → env.log
 #   parity (cap 180 s)    tests/test_pallas_gpu_parity.py: SwinV2-T, pallas against xla,
 #                         fp32 and bf16, outputs and gradients, and auto
@@ -18,6 +19,8 @@
 #                         done, "complete": false)
 #   score (the rest)      benchmarks/score_throughput.py on 12 clips of 1920×1080, 60 frames
 #                         (made with ffmpeg while the parity test runs)       → score.log
+#   vqa (cap 540)         the VQA training step of configs/default.py with xla and auto in one
+#                         process (two compiles of 100–200 s each)            → vqa.log, vqa.json
 # summary.txt holds one line per step: exit status (124: its timeout), seconds, limit. Seven files
 # in all, within the eight a device call brings back.
 #
@@ -36,11 +39,13 @@ KILL_AFTER_S=5 # a step that ignores SIGTERM is killed this long after its limit
 CLIP_DIR="${CLIP_DIR:-${TMPDIR:-/tmp}/jaxvqa_score_bench}" # made here unless present
 CLIPS=12
 CLIP_FRAMES=60
+STEPS=" ${GPU_ROUND_STEPS:-parity throughput score} "
 started=$SECONDS
 
 step() { # step NAME CAP_S COMMAND...: runs COMMAND with stdout and stderr in $OUT/NAME.log
   local name=$1 cap=$2
   shift 2
+  [[ $STEPS == *" $name "* ]] || return 0
   local left=$((BUDGET_S - (SECONDS - started) - KILL_AFTER_S))
   local limit=$((cap < left ? cap : left))
   if ((limit < MIN_STEP_S)); then
@@ -63,11 +68,14 @@ step() { # step NAME CAP_S COMMAND...: runs COMMAND with stdout and stderr in $O
 } >"$OUT/env.log" 2>&1
 
 # The 1080p clips need only CPU cores: made while the parity test compiles and runs.
-PYTHONPATH="$PWD/benchmarks:$PYTHONPATH" timeout 150 "$PYTHON" -c "import sys; \
+clips_pid=
+if [[ $STEPS == *" score "* ]]; then
+  PYTHONPATH="$PWD/benchmarks:$PYTHONPATH" timeout 150 "$PYTHON" -c "import sys; \
 from pathlib import Path; import score_throughput as s; \
 print(len(s.make_clips(Path(sys.argv[1]), $CLIPS, 1920, 1080, $CLIP_FRAMES)), 'clips')" \
-  "$CLIP_DIR" >"$OUT/clips.log" 2>&1 &
-clips_pid=$!
+    "$CLIP_DIR" >"$OUT/clips.log" 2>&1 &
+  clips_pid=$!
+fi
 
 # tests/conftest.py picks the CPU unless JAX_PLATFORMS says otherwise; the CPU stays on for
 # steps.on_host. No autotuning: the parity test compiles five SwinV2-T programs that it runs once
@@ -76,12 +84,17 @@ clips_pid=$!
 step parity 180 env JAX_PLATFORMS=cuda,cpu XLA_FLAGS=--xla_gpu_autotune_level=0 \
   "$PYTHON" -m pytest -q -s -rs -o addopts= -p no:cacheprovider tests/test_pallas_gpu_parity.py
 
-step throughput 360 "$PYTHON" benchmarks/throughput.py --attention xla,pallas \
+step throughput 360 "$PYTHON" benchmarks/throughput.py --attention xla,auto \
   --iters 10 --repeats 3 --warmup 2 --skip-eager --skip-vqa --json "$OUT/throughput.json"
 
-wait "$clips_pid"
-echo "[clips] exit $? (made in the background)" | tee -a "$OUT/summary.txt"
+if [[ -n $clips_pid ]]; then
+  wait "$clips_pid"
+  echo "[clips] exit $? (made in the background)" | tee -a "$OUT/summary.txt"
+fi
 step score 600 "$PYTHON" benchmarks/score_throughput.py --num-clips "$CLIPS" \
   --frames "$CLIP_FRAMES" --clip-dir "$CLIP_DIR"
+
+step vqa 540 "$PYTHON" benchmarks/throughput.py --work none --skip-torch --attention xla,auto \
+  --iters 10 --repeats 3 --warmup 2 --json "$OUT/vqa.json"
 
 echo "total $((SECONDS - started)) s" | tee -a "$OUT/summary.txt"
