@@ -128,7 +128,7 @@ def test_gradients_are_finite_on_flat_frames_and_beside_them():
           [np.full_like(textured[:, :32], 90.0), textured[:, 32:]], axis=1
       ),
   }
-  gradient_fn = jax.grad(lambda frames: jnp.sum(ss.scene_statistics(frames, 32)))
+  gradient_fn = jax.jit(jax.grad(lambda frames: jnp.sum(ss.scene_statistics(frames, 32))))
   for name, frames in clips.items():
     gradient = np.asarray(gradient_fn(jnp.asarray(frames)))
     assert np.isfinite(gradient).all(), name
