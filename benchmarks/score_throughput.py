@@ -13,10 +13,11 @@ Three rates over the same files, so the bottleneck is visible:
            skipped when neither the imageio-ffmpeg wheel nor a system ffmpeg is found)
 full ≈ min(decode, model) when the two overlap well.
 
-The model is the run (or shipped model directory) in --workdir, or a random initialisation of --config's model (default
-configs/default.py: SwinV2-T, 8 frames of 256 px, bf16). Clips: --clips DIR uses existing files
-and needs no ffmpeg (inference machines may lack it); without --clips, --num-clips 1080p H.264
-clips are made in --clip-dir with the ffmpeg of the `imageio-ffmpeg` wheel (reused when present).
+The model is the run (or shipped model directory) in --workdir, or a random initialisation of
+--config's model (default configs/default.py: SwinV2-T, 8 frames of 256 px, bf16). Clips: --clips
+DIR uses existing files and needs no ffmpeg (inference machines may lack it); without --clips,
+--num-clips 1080p H.264 clips are made in --clip-dir with the ffmpeg of the `imageio-ffmpeg` wheel
+(reused when present).
 """
 
 from __future__ import annotations
