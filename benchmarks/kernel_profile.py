@@ -1,6 +1,6 @@
 """Where a jaxvqa backbone step spends its GPU time: kernels by name and by kind, from a trace.
 
-    python benchmarks/kernel_profile.py [--work infer|train] [--batch 64]
+    python benchmarks/kernel_profile.py [--work infer|train] [--batch 64] [--attention auto]
 
 Builds the same program as `throughput.py`'s jax rows (SwinV2-T window 8, 256², bf16), compiles
 and warms it up, records --steps steps under `jax.profiler.trace`, then reads the trace back with
@@ -23,6 +23,8 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402  (the rows' builders; this file lives beside it)
+
+from jaxvqa.models import swinv2  # noqa: E402
 
 KINDS = (  # first match wins; names as CUDA libraries and XLA give them
     ("fused attention", re.compile(r"cudnn|fmha|flash|sdpa", re.I)),
@@ -89,9 +91,12 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--top", type=int, default=25)
   parser.add_argument("--trace-dir", default="")
+  parser.add_argument(
+      "--attention", choices=swinv2.ATTENTION_IMPLS, default="auto", help="SwinV2.attention_impl"
+  )
   args = parser.parse_args(argv)
 
-  sizes = throughput.Sizes.full(args.batch)
+  sizes = throughput.Sizes.full(args.batch).with_attention(args.attention)
   model, params = throughput.jax_backbone(sizes)
   images = throughput.jax_random_images(sizes)
   if args.work == "infer":
@@ -109,7 +114,10 @@ def main(argv=None) -> None:
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="jaxvqa-trace-")
   with jax.profiler.trace(trace_dir):
     jax.block_until_ready([step(i) for i in range(args.steps)])
-  print(f"{args.work}, batch {args.batch}, {jax.devices()[0].device_kind}; trace in {trace_dir}")
+  print(
+      f"{args.work} [{args.attention}], batch {args.batch}, {jax.devices()[0].device_kind}; "
+      f"trace in {trace_dir}"
+  )
   print(report(gpu_kernel_times(trace_dir), args.steps, args.top))
 
 

@@ -5,10 +5,12 @@
 
 Shapes are SwinV2-T's at 256² (`swinv2_tiny_window8_256`, as throughput.py; --window 16 is
 configs/default.py's backbone): per stage, --batch images' windows of N = window² tokens, its
-heads of 32 channels, the position bias, and the shift mask for the odd (shifted) blocks.
+heads of 32 channels, the position bias, and the shift mask for the odd (shifted) blocks. Both
+paths take the stage's map of q, k, v and return the map: XLA's rolls it, cuts it into windows and
+puts the result back (as the model does), the kernel gathers each window's rows itself.
 
-1. Check, on a batch of 2: `window_attention_pallas.window_attention` (Triton) against
-   `swinv2.cosine_window_attention` (XLA at fp32 "highest" matmul precision) for each stage
+1. Check, on a batch of 2: `window_attention_pallas.shifted_window_attention` (Triton) against
+   `swinv2.shifted_window_attention` (XLA at fp32 "highest" matmul precision) for each stage
    geometry: fp32 forward and gradients of q/k/v, logit scale and position bias (max error
    relative to the largest value, bound 1e-4), and bf16 output against that fp32 reference
    (relative L2, bound 1.5e-2, with XLA's own bf16 error beside it). A failed check is printed
@@ -53,13 +55,20 @@ class Stage(NamedTuple):
   """One stage's attention geometry and how many of its blocks run unshifted / shifted."""
 
   index: int
-  num_windows: int
-  tokens: int
+  side: int  # the map's height and width, padded to a multiple of the window
+  window: windows.StageWindow
   heads: int
   head_dim: int
-  mask: np.ndarray | None  # [nW, N, N] for the shifted blocks; None when the stage never shifts
   unshifted_blocks: int
   shifted_blocks: int
+
+  @property
+  def tokens(self) -> int:
+    return self.window.size**2
+
+  @property
+  def num_windows(self) -> int:
+    return (self.side // self.window.size) ** 2
 
 
 def stages_of(variant: str) -> list[Stage]:
@@ -76,11 +85,10 @@ def stages_of(variant: str) -> list[Stage]:
     stages.append(
         Stage(
             index=i,
-            num_windows=(padded // window.size) ** 2,
-            tokens=window.size**2,
+            side=padded,
+            window=window,
             heads=model.num_heads[i],
             head_dim=model.embed_dim * 2**i // model.num_heads[i],
-            mask=windows.shifted_window_mask(padded, padded, window),
             unshifted_blocks=depth - shifted,
             shifted_blocks=shifted,
         )
@@ -89,23 +97,29 @@ def stages_of(variant: str) -> list[Stage]:
 
 
 def random_inputs(stage: Stage, batch: int, dtype, seed: int = 0):
-  """qkv [B, nW, N, 3, heads, d] (dtype), scale [heads], position bias [heads, N, N] (fp32)."""
+  """qkv [B, H, W, 3, heads, d] (dtype), scale [heads], position bias [heads, N, N] (fp32)."""
   keys = jax.random.split(jax.random.key(seed), 3)
   qkv = jax.random.normal(
-      keys[0], (batch, stage.num_windows, stage.tokens, 3, stage.heads, stage.head_dim), dtype
+      keys[0], (batch, stage.side, stage.side, 3, stage.heads, stage.head_dim), dtype
   )
   scale = jnp.exp(jax.random.uniform(keys[1], (stage.heads,), minval=1.0, maxval=4.6))
   bias = 16.0 * jax.nn.sigmoid(jax.random.normal(keys[2], (stage.heads,) + (stage.tokens,) * 2))
   return qkv, scale, bias
 
 
-def attention_fns(mask: np.ndarray | None, options: dict) -> dict[str, Callable]:
-  """{"xla", "pallas"} → f(qkv, scale, bias) with the stage's mask folded in, as in the model."""
+def attention_fns(stage: Stage, shifted: bool, options: dict) -> dict[str, Callable]:
+  """{"xla", "pallas"} → f(qkv, scale, bias) of the stage's unshifted or shifted blocks, the
+  geometry and the shift mask folded in, as in the model."""
+  window = stage.window if shifted else windows.StageWindow(stage.window.size, 0)
+  mask = windows.shifted_window_mask(stage.side, stage.side, window)
   mask = None if mask is None else jnp.asarray(mask)
+  geometry = dict(window=window.size, shift=window.shift)
   return {
-      "xla": lambda qkv, scale, bias: swinv2.cosine_window_attention(qkv, scale, bias, mask),
-      "pallas": lambda qkv, scale, bias: pallas_attention.window_attention(
-          qkv, scale, bias, mask, **options
+      "xla": lambda qkv, scale, bias: swinv2.shifted_window_attention(
+          qkv, scale, bias, mask, **geometry
+      ),
+      "pallas": lambda qkv, scale, bias: pallas_attention.shifted_window_attention(
+          qkv, scale, bias, mask, **geometry, **options
       ),
   }
 
@@ -134,12 +148,12 @@ def check(stages: list[Stage], options: dict) -> bool:
   """Prints each stage geometry's errors against XLA; True when all are within bounds."""
   passed = True
   for stage in stages:
-    for mask in ([None, stage.mask] if stage.shifted_blocks else [None]):
-      label = f"stage {stage.index} {'shifted' if mask is not None else 'unshifted'}"
+    for shifted in [False, True] if stage.shifted_blocks else [False]:
+      label = f"stage {stage.index} {'shifted' if shifted else 'unshifted'}"
       if not pallas_attention.supports(stage.tokens, stage.head_dim):
         print(f"  {label}: too small for the kernel, XLA runs it")
         continue
-      fns = attention_fns(mask, options)
+      fns = attention_fns(stage, shifted, options)
       qkv, scale, bias = random_inputs(stage, CHECK_BATCH, jnp.float32)
       cotangent = jax.random.normal(jax.random.key(1), qkv.shape[:3] + qkv.shape[4:])
       with jax.default_matmul_precision("highest"):
@@ -182,11 +196,11 @@ def time_stages(stages: list[Stage], options: dict, args) -> None:
       f"{'XLA fwd':>10}{'Pallas':>10}{'×':>7}{'XLA f+b':>10}{'Pallas':>10}{'×':>7}   (ms)"
   )
   for stage in stages:
-    variants = [(None, stage.unshifted_blocks), (stage.mask, stage.shifted_blocks)]
-    for mask, blocks in variants:
+    variants = [(False, stage.unshifted_blocks), (True, stage.shifted_blocks)]
+    for shifted, blocks in variants:
       if not blocks or not pallas_attention.supports(stage.tokens, stage.head_dim):
         continue
-      fns = attention_fns(mask, options)
+      fns = attention_fns(stage, shifted, options)
       qkv, scale, bias = random_inputs(stage, args.batch, jnp.bfloat16)
       cotangent = jnp.ones(qkv.shape[:3] + qkv.shape[4:], jnp.bfloat16)
       ms = {}
@@ -195,7 +209,7 @@ def time_stages(stages: list[Stage], options: dict, args) -> None:
         ms[f"{impl} fwd+bwd"] = median_ms(with_vjp(attend), (qkv, scale, bias, cotangent), args)
       for key in totals:
         totals[key] += blocks * ms[key]
-      label = f"{stage.index} {'shifted' if mask is not None else 'unshifted'}"
+      label = f"{stage.index} {'shifted' if shifted else 'unshifted'}"
       print(
           f"{label:<18}{args.batch * stage.num_windows:>8}×{stage.heads:<5}{blocks:>8}"
           f"{ms['xla fwd']:>10.3f}{ms['pallas fwd']:>10.3f}"

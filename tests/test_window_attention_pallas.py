@@ -3,12 +3,15 @@ Pallas' interpreter on CPU: forward and gradients in fp32, bf16 bounded against 
 SwinV2 with either path, and the lowering to Triton that a GPU would compile.
 
 The interpreter's programs take seconds each to compile on CPU, so the kernel tests share one
-geometry (window 8 on a 16×16 map: four windows, all shift-mask regions; two 16-wide heads; a
-batch of two images) and so compile as few distinct kernels as they can.
+geometry (window 8 on a 16×24 map, rolled by 4 or not: six windows, all shift-mask regions, and
+rows and columns that differ, so the kernel's gather of each window's rows from the map is
+checked against XLA's roll and partition; two 16-wide heads; a batch of two images) and so
+compile as few distinct kernels as they can.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -24,9 +27,9 @@ from jaxvqa.models import window_attention_pallas as pallas_attention
 from jaxvqa.models import windows
 
 BATCH, HEADS, HEAD_DIM = 2, 2, 16
-WINDOW, SIDE = 8, 16
-TOKENS, NUM_WINDOWS = WINDOW * WINDOW, (SIDE // WINDOW) ** 2
-OUT_SHAPE = (BATCH, NUM_WINDOWS, TOKENS, HEADS, HEAD_DIM)
+WINDOW, SHIFT, HEIGHT, WIDTH = 8, 4, 16, 24
+TOKENS = WINDOW * WINDOW
+OUT_SHAPE = (BATCH, HEIGHT, WIDTH, HEADS, HEAD_DIM)
 # 32 query rows per block: two blocks per window, so k and v gather gradients across blocks.
 BLOCK_ROWS = 32
 # Two windows per backward program: the position-bias gradient is summed over windows on chip
@@ -35,10 +38,10 @@ WINDOWS_PER_PROGRAM = 2
 
 
 def random_inputs(seed: int, dtype=jnp.float32):
-  """qkv [B, nW, N, 3, heads, d], scale [heads], bias [heads, N, N], shift mask [nW, N, N]."""
+  """qkv [B, H, W, 3, heads, d], scale [heads], bias [heads, N, N], shift mask [nW, N, N]."""
   rng = np.random.default_rng(seed)
-  mask = windows.shifted_window_mask(SIDE, SIDE, windows.StageWindow(WINDOW, WINDOW // 2))
-  qkv = rng.normal(size=(BATCH, NUM_WINDOWS, TOKENS, 3, HEADS, HEAD_DIM))
+  mask = windows.shifted_window_mask(HEIGHT, WIDTH, windows.StageWindow(WINDOW, SHIFT))
+  qkv = rng.normal(size=(BATCH, HEIGHT, WIDTH, 3, HEADS, HEAD_DIM))
   # SwinV2's initial τ = 10, and τ = 100 at the clamp, so the logits span a wide range.
   scale = np.array([10.0, 100.0])
   bias = 16.0 / (1.0 + np.exp(-2.0 * rng.normal(size=(HEADS, TOKENS, TOKENS))))  # as the CPB's
@@ -51,15 +54,24 @@ def random_inputs(seed: int, dtype=jnp.float32):
 
 
 def fused(qkv, scale, bias, mask):
-  return pallas_attention.window_attention(
+  """The kernel, interpreted; the map rolled by SHIFT where there is a shift mask."""
+  return pallas_attention.shifted_window_attention(
       qkv,
       scale,
       bias,
       mask,
+      window=WINDOW,
+      shift=0 if mask is None else SHIFT,
       interpret=True,
       block_rows=BLOCK_ROWS,
       windows_per_program=WINDOWS_PER_PROGRAM,
   )
+
+
+def reference(qkv, scale, bias, mask):
+  """The XLA path of the same geometry: roll, partition, attend, reverse, roll back."""
+  shift = 0 if mask is None else SHIFT
+  return swinv2.shifted_window_attention(qkv, scale, bias, mask, window=WINDOW, shift=shift)
 
 
 def max_error(ours, reference) -> float:
@@ -75,7 +87,7 @@ def relative_l2_error(ours, reference) -> float:
 def test_forward_matches_xla_fp32(masked):
   qkv, scale, bias, mask = random_inputs(0)
   mask = mask if masked else None
-  expected = swinv2.cosine_window_attention(qkv, scale, bias, mask)
+  expected = reference(qkv, scale, bias, mask)
   ours = fused(qkv, scale, bias, mask)
   assert ours.shape == expected.shape == OUT_SHAPE
   assert ours.dtype == jnp.float32
@@ -92,7 +104,7 @@ def test_gradients_match_xla_fp32():
     return jax.grad(loss, argnums=(0, 1, 2))(qkv, scale, bias)
 
   for name, ours, expected in zip(
-      ("qkv", "scale", "position_bias"), grads(fused), grads(swinv2.cosine_window_attention)
+      ("qkv", "scale", "position_bias"), grads(fused), grads(reference)
   ):
     magnitude = float(jnp.max(jnp.abs(expected)))
     assert magnitude > 0.1, f"d{name}: the reference gradient is degenerate"
@@ -119,13 +131,13 @@ def test_bf16_is_bounded_against_fp32_reference():
     )
     return out, vjp(cotangent.astype(out.dtype))
 
-  reference, reference_grads = output_and_grads(swinv2.cosine_window_attention, jnp.float32)
+  exact, exact_grads = output_and_grads(reference, jnp.float32)
   ours, grads = output_and_grads(fused, jnp.bfloat16)
-  xla, xla_grads = output_and_grads(swinv2.cosine_window_attention, jnp.bfloat16)
+  xla, xla_grads = output_and_grads(reference, jnp.bfloat16)
   assert ours.dtype == jnp.bfloat16
-  error, xla_error = relative_l2_error(ours, reference), relative_l2_error(xla, reference)
+  error, xla_error = relative_l2_error(ours, exact), relative_l2_error(xla, exact)
   assert error < BF16_OUTPUT_BOUND and error < 2 * xla_error, (error, xla_error)
-  for name, g, x, r in zip(("qkv", "scale", "position_bias"), grads, xla_grads, reference_grads):
+  for name, g, x, r in zip(("qkv", "scale", "position_bias"), grads, xla_grads, exact_grads):
     error, xla_error = relative_l2_error(g, r), relative_l2_error(x, r)
     assert error < BF16_GRADIENT_BOUND and error < 2 * xla_error, (name, error, xla_error)
 
@@ -219,13 +231,12 @@ def test_auto_takes_the_kernel_where_lowered_for_cuda_only():
 def test_windows_too_small_for_the_kernel_stay_on_xla():
   # A 2×2 window (4 tokens) is below Triton's smallest dot: "pallas" must fall back, not fail.
   x = jax.random.normal(jax.random.key(0), (1, 4, 4, 32))
-  mask = windows.shifted_window_mask(4, 4, windows.StageWindow(2, 1))
 
   def attention(attention_impl):
     return swinv2.WindowAttention(32, 2, window=2, attention_impl=attention_impl)
 
-  params = jax.jit(lambda key: attention("xla").init(key, x, mask))(jax.random.key(1))
-  apply = lambda attention_impl: jax.jit(lambda p: attention(attention_impl).apply(p, x, mask))
+  params = jax.jit(lambda key: attention("xla").init(key, x, 1))(jax.random.key(1))
+  apply = lambda attention_impl: jax.jit(lambda p: attention(attention_impl).apply(p, x, 1))
   np.testing.assert_array_equal(apply("pallas")(params), apply("xla")(params))
 
 
@@ -269,12 +280,14 @@ def test_lowers_to_triton_for_gpu(window):
   mask = jnp.asarray(
       windows.shifted_window_mask(2 * window, 2 * window, windows.StageWindow(window, window // 2))
   )
-  qkv = jax.ShapeDtypeStruct((2, 4, tokens, 3, 3, 32), jnp.bfloat16)
+  qkv = jax.ShapeDtypeStruct((2, 2 * window, 2 * window, 3, 3, 32), jnp.bfloat16)
   scale = jax.ShapeDtypeStruct((3,), jnp.float32)
   bias = jax.ShapeDtypeStruct((3, tokens, tokens), jnp.float32)
 
   def loss(qkv, scale, bias):
-    out = pallas_attention.window_attention(qkv, scale, bias, mask)  # interpret=None: chosen
+    out = pallas_attention.shifted_window_attention(  # interpret=None: chosen per lowering
+        qkv, scale, bias, mask, window=window, shift=window // 2
+    )
     return jnp.sum(out.astype(jnp.float32))
 
   step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
@@ -288,10 +301,17 @@ def test_supports_and_shape_errors():
   assert not pallas_attention.supports(4, 32)  # a 2×2 window: Triton's dots need sides >= 16
   assert not pallas_attention.supports(49, 32)  # window 7: not a power of two
   qkv, scale, bias, _ = random_inputs(0)
-  with pytest.raises(ValueError, match=r"mask must be \(4, 64, 64\)"):
-    pallas_attention.window_attention(qkv, scale, bias, jnp.zeros((3, 64, 64)), interpret=True)
-  with pytest.raises(ValueError, match="windows_per_program=3"):
-    pallas_attention.window_attention(qkv, scale, bias, windows_per_program=3, interpret=True)
+  attend = functools.partial(pallas_attention.shifted_window_attention, interpret=True)
+  with pytest.raises(ValueError, match=r"mask must be \(6, 64, 64\)"):
+    attend(qkv, scale, bias, jnp.zeros((3, 64, 64)), window=WINDOW, shift=SHIFT)
+  with pytest.raises(ValueError, match="windows_per_program=5"):
+    attend(qkv, scale, bias, window=WINDOW, windows_per_program=5)
+  with pytest.raises(
+      ValueError, match=r"16×24 map needs sides that are multiples of the window 16"
+  ):
+    attend(qkv, scale, bias, window=16)
+  with pytest.raises(ValueError, match=r"a shift in \[0, 8\); got shift 8"):
+    attend(qkv, scale, bias, window=WINDOW, shift=WINDOW)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -303,9 +323,9 @@ def test_fp32_kernel_dots_ask_for_full_precision(dtype):
   mask = jnp.asarray(
       windows.shifted_window_mask(2 * window, 2 * window, windows.StageWindow(window, window // 2))
   )
-  qkv = jnp.zeros((2, 4, tokens, 3, 3, 32), dtype)
-  attention = lambda qkv, scale, bias: pallas_attention.window_attention(
-      qkv, scale, bias, mask, interpret=False
+  qkv = jnp.zeros((2, 2 * window, 2 * window, 3, 3, 32), dtype)
+  attention = lambda qkv, scale, bias: pallas_attention.shifted_window_attention(
+      qkv, scale, bias, mask, window=window, shift=window // 2, interpret=False
   )
   text = str(jax.make_jaxpr(attention)(qkv, jnp.ones((3,)), jnp.zeros((3, tokens, tokens))))
   highest = text.count("precision=(Precision.HIGHEST, Precision.HIGHEST)")

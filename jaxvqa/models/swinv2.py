@@ -109,8 +109,7 @@ def cosine_window_attention(
   qkv: [B, nW, N, 3, heads, head_dim]; scale: [heads] fp32, the clamped exp(logit_scale);
   position_bias: [heads, N, N]; mask: [nW, N, N] or None. Returns [B, nW, N, heads, head_dim].
   Logits and softmax in fp32. The attention itself is `jax.nn.dot_product_attention(q, k, v,
-  bias, scale=1.0)` with a leading window axis; `window_attention_pallas.window_attention` is
-  the fused kernel with this signature.
+  bias, scale=1.0)` with a leading window axis.
   """
   q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
   # Normalising in fp32: a bf16 norm of a 32-wide head loses the cosine's precision.
@@ -120,6 +119,35 @@ def cosine_window_attention(
   logits = jnp.einsum("...qhd,...khd->...hqk", q, k, preferred_element_type=jnp.float32)
   weights = jax.nn.softmax(logits + bias, axis=-1).astype(v.dtype)
   return jnp.einsum("...hqk,...khd->...qhd", weights, v)
+
+
+def shifted_window_attention(
+    qkv: jax.Array,
+    scale: jax.Array,
+    position_bias: jax.Array,
+    mask: jax.Array | None,
+    *,
+    window: int,
+    shift: int = 0,
+) -> jax.Array:
+  """`cosine_window_attention` in the windows of a map rolled by −shift; the XLA path.
+
+  qkv: [B, H, W, 3, heads, head_dim], H and W multiples of `window`; mask: [nW, N, N] or None.
+  Returns [B, H, W, heads, head_dim]: the map is rolled, cut into windows, attended, put back
+  and rolled back (HF's order of operations). `window_attention_pallas.shifted_window_attention`
+  is the fused kernel with this signature, which never makes the rolled or partitioned copies.
+  """
+  batch, height, width, _, heads, head_dim = qkv.shape
+  if shift:
+    qkv = jnp.roll(qkv, (-shift, -shift), axis=(1, 2))
+  partitioned = windows.window_partition(qkv.reshape(batch, height, width, -1), window)
+  attended = cosine_window_attention(
+      partitioned.reshape(*partitioned.shape[:-1], 3, heads, head_dim), scale, position_bias, mask
+  )
+  out = windows.window_reverse(attended.reshape(*attended.shape[:-2], -1), window, height, width)
+  if shift:
+    out = jnp.roll(out, (shift, shift), axis=(1, 2))
+  return out.reshape(batch, height, width, heads, head_dim)
 
 
 class ContinuousPositionBias(nn.Module):
@@ -146,14 +174,16 @@ class ContinuousPositionBias(nn.Module):
 
 
 class WindowAttention(nn.Module):
-  """Scaled cosine multi-head attention inside windows.
+  """Scaled cosine multi-head attention inside the windows of a map rolled by −shift.
 
-  x: [B, nW, N, C] (N = window²) → [B, nW, N, C]. mask: [nW, N, N] or None.
+  x: [B, H, W, C], H and W multiples of `window` → [B, H, W, C]. shift: 0 ≤ shift < window; the
+  tokens of different regions of the rolled map do not attend to each other (the shift mask).
   Parameters: qkv kernel (C, 3C) without bias, q_bias (C,), v_bias (C,) — the k bias is zero by
   design, so it is not a parameter —, logit_scale (heads, 1, 1), cpb_mlp, proj.
   attention_impl: one of `ATTENTION_IMPLS`. "pallas" runs the fused kernel where
   `window_attention_pallas.supports` the window and head sizes and XLA elsewhere; "auto" does so
-  only where the program is lowered for CUDA (`window_attention_pallas.on_cuda`).
+  only where the program is lowered for CUDA (`window_attention_pallas.on_cuda`). The linears
+  act per token, so they run on the map itself: the kernel reads each window's rows from it.
   """
 
   dim: int
@@ -165,7 +195,8 @@ class WindowAttention(nn.Module):
   attention_impl: str = "auto"
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: np.ndarray | None) -> jax.Array:
+  def __call__(self, x: jax.Array, shift: int = 0) -> jax.Array:
+    batch, height, width, _ = x.shape
     head_dim = self.dim // self.num_heads
     q_bias = self.param("q_bias", nn.initializers.zeros, (self.dim,), self.param_dtype)
     v_bias = self.param("v_bias", nn.initializers.zeros, (self.dim,), self.param_dtype)
@@ -178,20 +209,21 @@ class WindowAttention(nn.Module):
 
     qkv = _dense(3 * self.dim, "qkv", self.dtype, self.param_dtype, use_bias=False)(x)
     qkv_bias = jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(self.dtype)
-    qkv = (qkv + qkv_bias).reshape(*x.shape[:-1], 3, self.num_heads, head_dim)
+    qkv = (qkv + qkv_bias).reshape(batch, height, width, 3, self.num_heads, head_dim)
     scale = jnp.exp(jnp.minimum(logit_scale.astype(jnp.float32), LOGIT_SCALE_MAX)).reshape(-1)
     bias = ContinuousPositionBias(
         self.num_heads, self.window, self.pretrained_window, self.param_dtype, name="cpb_mlp"
     )()
+    mask = windows.shifted_window_mask(height, width, windows.StageWindow(self.window, shift))
     mask = None if mask is None else jnp.asarray(mask)
-    attend = cosine_window_attention
-    if window_attention_pallas.supports(x.shape[-2], head_dim):
+    attend = shifted_window_attention
+    if window_attention_pallas.supports(self.window**2, head_dim):
       if self.attention_impl == "pallas":
-        attend = window_attention_pallas.window_attention
+        attend = window_attention_pallas.shifted_window_attention
       elif self.attention_impl == "auto":
         attend = functools.partial(window_attention_pallas.on_cuda, elsewhere=attend)
-    out = attend(qkv, scale, bias, mask).reshape(*x.shape[:-1], self.dim)
-    return _dense(self.dim, "proj", self.dtype, self.param_dtype)(out)
+    out = attend(qkv, scale, bias, mask, window=self.window, shift=shift)
+    return _dense(self.dim, "proj", self.dtype, self.param_dtype)(out.reshape(x.shape))
 
 
 class DropPath(nn.Module):
@@ -237,8 +269,8 @@ class MLP(nn.Module):
 class SwinV2Block(nn.Module):
   """Res-post-norm block: x + DropPath(norm1(attn(x))), then x + DropPath(norm2(mlp(x))).
 
-  x: [B, H, W, C] → [B, H, W, C]. The map is padded to a multiple of the window, rolled by
-  −shift (if any), attended per window, rolled back and cropped — HF's order of operations.
+  x: [B, H, W, C] → [B, H, W, C]. The map is padded to a multiple of the window, attended in the
+  windows of the map rolled by −shift (`WindowAttention`) and cropped — HF's order of operations.
   norm1/norm2 start at zero (timm's res-post-norm init), so a fresh block is the identity.
   """
 
@@ -256,10 +288,6 @@ class SwinV2Block(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     _, height, width, _ = x.shape
     size, shift = self.window
-    shifted = windows.pad_bottom_right(x, size)
-    _, padded_h, padded_w, _ = shifted.shape
-    if shift:
-      shifted = jnp.roll(shifted, (-shift, -shift), axis=(1, 2))
     attention = WindowAttention(
         self.dim,
         self.num_heads,
@@ -270,12 +298,7 @@ class SwinV2Block(nn.Module):
         self.attention_impl,
         name="attn",
     )
-    mask = windows.shifted_window_mask(padded_h, padded_w, self.window)
-    attended = attention(windows.window_partition(shifted, size), mask)
-    attended = windows.window_reverse(attended, size, padded_h, padded_w)
-    if shift:
-      attended = jnp.roll(attended, (shift, shift), axis=(1, 2))
-    attended = attended[:, :height, :width, :]
+    attended = attention(windows.pad_bottom_right(x, size), shift)[:, :height, :width, :]
 
     drop_path = DropPath(self.drop_path)
     norm1 = _layer_norm("norm1", self.dtype, self.param_dtype, zero_init=True)

@@ -1,9 +1,15 @@
-"""SwinV2 window attention as one Pallas kernel (GPU, Triton lowering): logits never leave the chip.
+"""SwinV2's shifted-window attention as one Pallas kernel (GPU, Triton lowering): logits never
+leave the chip, and the windows are never cut out of the map.
 
-The XLA path (`swinv2.cosine_window_attention`) writes every window's fp32 logits and softmax to
-memory and reads them back (200 MB per SwinV2-T stage-0 block at batch 64, docs/PERFORMANCE.md).
-Here one program holds a window's rows and computes, for window w and head h (N = window² tokens,
-d = head_dim, all fp32 except the matmul operands, which keep the input dtype):
+The XLA path (`swinv2.shifted_window_attention`) rolls the map by −shift, copies it into windows,
+writes every window's fp32 logits and softmax to memory and reads them back (200 MB per SwinV2-T
+stage-0 block at batch 64, docs/PERFORMANCE.md), and copies the result back into the map. Here one
+program gathers a window's rows straight from the map — token t of window (i, j) is map position
+((i·s + t // s + shift) mod H, (j·s + t mod s + shift) mod W) for a window of side s, which is
+exactly where the roll and the partition would have put it — and scatters its output rows to the
+same positions, so the roll, the partition and their inverses cost nothing. For window w and
+head h (N = s² tokens, d = head_dim, all fp32 except the matmul operands, which keep the input
+dtype):
 
   q̂, k̂ = l2_normalize(q), l2_normalize(k)                [N, d]
   S = τ_h · q̂·k̂ᵀ + position_bias[h] + mask[w mod nW]     [N, N], never written out
@@ -25,14 +31,13 @@ stores has a power-of-two size (rows of N and d, both powers of two here); dots 
 accumulation and need sides ≥ 16 — hence `supports`; a program never reads back what it stored
 (on a GPU its threads would race). Windows of 256 tokens (window 16) are cut into blocks of
 `MAX_BLOCK_ROWS` query rows so a block of S stays a register-sized tile; the backward still keeps
-a whole [N, N] position-bias sum per program, which at window 16 will not fit in registers.
+a whole [N, N] position-bias sum per program, which at window 16 will not fit in registers. The
+gathered rows cost what the earlier window-layout kernel's rows did: a token's q, k or v for one
+head is d contiguous values either way.
 
 Lowered for any platform but a CUDA GPU, the same kernels run through Pallas' interpreter
 (`interpret=True`, chosen when XLA lowers the program): that is how the tests check them on
 CPU, and it is slow. `on_cuda` (SwinV2's default, "auto") takes the XLA path there instead.
-Not done: window partition and the cyclic shift still happen in XLA before the kernel
-(`windows.window_partition`, `jnp.roll`); choosing windows through the BlockSpecs' index maps
-instead would remove those copies too.
 """
 
 from __future__ import annotations
@@ -75,10 +80,18 @@ def supports(tokens: int, head_dim: int) -> bool:
 class _Plan(NamedTuple):
   """Static choices of one call (hashable: it is a `custom_vjp` non-differentiable argument)."""
 
+  height: int  # the map's sides, multiples of `window`
+  width: int
+  window: int
+  shift: int  # the cyclic shift: window w's mask is mask[w mod num_windows]
   block_rows: int
   windows_per_program: int
-  num_windows: int  # windows per image; the mask of window w is mask[w mod num_windows]
   interpret: bool | None  # None: Triton where lowered for CUDA, the interpreter elsewhere
+
+  @property
+  def num_windows(self) -> int:
+    """Windows per image."""
+    return (self.height // self.window) * (self.width // self.window)
 
 
 def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
@@ -117,72 +130,94 @@ def _l2_normalize_vjp(x: jax.Array, cotangent: jax.Array) -> jax.Array:
   return vjp(cotangent)[0]
 
 
-def _forward_kernel(qkv_ref, scale_ref, bias_ref, *refs, block_rows: int):
-  """One (window, head, block of query rows). qkv_ref [N, 3, d]; bias_ref, mask_ref [R, N];
-  out_ref [R, d]."""
+def _window_rows(plan: _Plan, window_index, start, count: int):
+  """(image, rows [count] of the flattened map) of tokens start … start+count−1 of window
+  `window_index`, counted over the batch: where `jnp.roll` by −shift and the partition would
+  have taken them from."""
+  per_row = plan.width // plan.window
+  image, within = window_index // plan.num_windows, window_index % plan.num_windows
+  token = start + jax.lax.broadcasted_iota(jnp.int32, (count,), 0)
+  row = (within // per_row) * plan.window + token // plan.window + plan.shift
+  col = (within % per_row) * plan.window + token % plan.window + plan.shift
+  if plan.shift:
+    row, col = row % plan.height, col % plan.width
+  return image, row * plan.width + col
+
+
+def _forward_kernel(qkv_ref, scale_ref, bias_ref, *refs, plan: _Plan):
+  """One (window, head, block of R query rows). qkv_ref [B, H·W, 3, heads, d], the whole map;
+  bias_ref, mask_ref [R, N]; out_ref [B, H·W, heads, d], the whole map."""
   mask_ref, out_ref = refs if len(refs) == 2 else (None, refs[0])
-  rows = pl.ds(pl.program_id(2) * block_rows, block_rows)
-  v = qkv_ref[:, _QKV["v"], :]
+  window, head = pl.program_id(0), pl.program_id(1)
+  image, rows = _window_rows(plan, window, pl.program_id(2) * plan.block_rows, plan.block_rows)
+  _, tokens = _window_rows(plan, window, 0, plan.window**2)
+  v = qkv_ref[image, tokens, _QKV["v"], head, :]
   p, _ = _probabilities(
-      _unit(qkv_ref[rows, _QKV["q"], :], v.dtype),
-      _unit(qkv_ref[:, _QKV["k"], :], v.dtype),
+      _unit(qkv_ref[image, rows, _QKV["q"], head, :], v.dtype),
+      _unit(qkv_ref[image, tokens, _QKV["k"], head, :], v.dtype),
       scale_ref[...],
       bias_ref[...],
       None if mask_ref is None else mask_ref[...],
   )
-  out_ref[...] = _dot(p.astype(v.dtype), v, (1, 0)).astype(out_ref.dtype)
+  out_ref[image, rows, head, :] = _dot(p.astype(v.dtype), v, (1, 0)).astype(out_ref.dtype)
 
 
 def _backward_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: _Plan):
-  """One (head, run of G windows). qkv_ref [G, N, 3, d]; dout_ref [G, N, d]; bias_ref [N, N];
-  mask_ref [nW, N, N]. Writes dqkv_ref [G, N, 3, d] and this run's sums dbias_ref [N, N],
-  dscale_ref []."""
+  """One (head, run of G windows). qkv_ref [B, H·W, 3, heads, d] and dout_ref [B, H·W, heads, d],
+  whole maps; bias_ref [N, N]; mask_ref [nW, N, N]. Writes dqkv_ref (qkv's shape, whole) and this
+  run's sums dbias_ref [N, N], dscale_ref []."""
   mask_ref = refs[0] if len(refs) == 4 else None
   dqkv_ref, dbias_ref, dscale_ref = refs[-3:]
+  head = pl.program_id(0)
   first_window = pl.program_id(1) * plan.windows_per_program
   scale = scale_ref[...]
-  tokens = qkv_ref.shape[1]
-  blocks = [pl.ds(start, plan.block_rows) for start in range(0, tokens, plan.block_rows)]
-  biases = [bias_ref[rows, :] for rows in blocks]
+  tokens = plan.window**2
+  starts = range(0, tokens, plan.block_rows)
+  biases = [bias_ref[pl.ds(start, plan.block_rows), :] for start in starts]
 
   def one_window(g, sums):
     dbiases, dscale = sums
-    k, v = qkv_ref[g, :, _QKV["k"], :], qkv_ref[g, :, _QKV["v"], :]
+    window = first_window + g
+    image, all_rows = _window_rows(plan, window, 0, tokens)
+    k = qkv_ref[image, all_rows, _QKV["k"], head, :]
+    v = qkv_ref[image, all_rows, _QKV["v"], head, :]
     k_hat = _unit(k, v.dtype)
     # Every gradient is written once: k and v gather over the row blocks in registers, since a
     # program re-reading what its own threads stored to global memory would race on a GPU.
     dk_hat = dv = jnp.zeros(k.shape, jnp.float32)
     sums = []
-    for rows, bias, dbias in zip(blocks, biases, dbiases):
-      q, dout = qkv_ref[g, rows, _QKV["q"], :], dout_ref[g, rows, :]
+    for start, bias, dbias in zip(starts, biases, dbiases):
+      _, rows = _window_rows(plan, window, start, plan.block_rows)
+      q, dout = qkv_ref[image, rows, _QKV["q"], head, :], dout_ref[image, rows, head, :]
       mask = None
       if mask_ref is not None:
-        mask = mask_ref[(first_window + g) % plan.num_windows, rows, :]
+        mask = mask_ref[window % plan.num_windows, pl.ds(start, plan.block_rows), :]
       q_hat = _unit(q, v.dtype)
       p, cos = _probabilities(q_hat, k_hat, scale, bias, mask)
       dp = _dot(dout, v, (1, 1))  # [R, N]
       ds = p * (dp - jnp.sum(p * dp, axis=1, keepdims=True))  # dL/dS
       dcos = (scale * ds).astype(v.dtype)
       dq = _l2_normalize_vjp(q, _dot(dcos, k_hat, (1, 0)))  # [R, d]
-      dqkv_ref[g, rows, _QKV["q"], :] = dq.astype(dqkv_ref.dtype)
+      dqkv_ref[image, rows, _QKV["q"], head, :] = dq.astype(dqkv_ref.dtype)
       dk_hat += _dot(dcos, q_hat, (0, 0))  # [N, d]
       dv += _dot(p.astype(v.dtype), dout, (0, 0))  # [N, d]
       sums.append(dbias + ds)
       dscale += jnp.sum(ds * cos)
-    dqkv_ref[g, :, _QKV["k"], :] = _l2_normalize_vjp(k, dk_hat).astype(dqkv_ref.dtype)
-    dqkv_ref[g, :, _QKV["v"], :] = dv.astype(dqkv_ref.dtype)
+    dk = _l2_normalize_vjp(k, dk_hat)
+    dqkv_ref[image, all_rows, _QKV["k"], head, :] = dk.astype(dqkv_ref.dtype)
+    dqkv_ref[image, all_rows, _QKV["v"], head, :] = dv.astype(dqkv_ref.dtype)
     return tuple(sums), dscale
 
-  zeros = tuple(jnp.zeros((plan.block_rows, tokens), jnp.float32) for _ in blocks)
+  zeros = tuple(jnp.zeros((plan.block_rows, tokens), jnp.float32) for _ in starts)
   dbiases, dscale = jax.lax.fori_loop(
       0, plan.windows_per_program, one_window, (zeros, jnp.zeros((), jnp.float32))
   )
-  for rows, dbias in zip(blocks, dbiases):
-    dbias_ref[rows, :] = dbias
+  for start, dbias in zip(starts, dbiases):
+    dbias_ref[pl.ds(start, plan.block_rows), :] = dbias
   dscale_ref[...] = dscale
 
 
-def _pallas_call(plan: _Plan, kernel, *, tokens: int, **options):
+def _pallas_call(plan: _Plan, kernel, **options):
   """`pl.pallas_call` for Triton, interpreted when `plan.interpret` says so.
 
   With interpret None the choice is made per platform when XLA lowers the program
@@ -192,8 +227,13 @@ def _pallas_call(plan: _Plan, kernel, *, tokens: int, **options):
 
   def call(interpret: bool):
     # num_warps: 4 for a 64 × 64 tile; a 64 × 256 one (window 16) has four times the values.
-    params = plgpu.CompilerParams(num_warps=4 if tokens <= 64 else 8, num_stages=1)
-    return pl.pallas_call(kernel, compiler_params=params, interpret=interpret, **options)
+    params = plgpu.CompilerParams(num_warps=4 if plan.window**2 <= 64 else 8, num_stages=1)
+    return pl.pallas_call(
+        functools.partial(kernel, plan=plan),
+        compiler_params=params,
+        interpret=interpret,
+        **options,
+    )
 
   if plan.interpret is not None:
     return call(plan.interpret)
@@ -202,12 +242,16 @@ def _pallas_call(plan: _Plan, kernel, *, tokens: int, **options):
   )
 
 
+# The whole array in every program: the kernels address the map's rows themselves.
+_WHOLE = pl.BlockSpec()
+
+
 def _forward(plan: _Plan, qkv, scale, bias, mask):
-  """qkv [W, N, 3, heads, d] → [W, N, heads, d]; W = batch · num_windows."""
-  total, tokens, _, heads, head_dim = qkv.shape
-  rows = plan.block_rows
+  """qkv [B, H·W, 3, heads, d] → [B, H·W, heads, d]."""
+  batch, area, _, heads, head_dim = qkv.shape
+  rows, tokens = plan.block_rows, plan.window**2
   in_specs = [
-      pl.BlockSpec((None, tokens, 3, None, head_dim), lambda w, h, r: (w, 0, 0, h, 0)),
+      _WHOLE,
       pl.BlockSpec((None,), lambda w, h, r: (h,)),
       pl.BlockSpec((None, rows, tokens), lambda w, h, r: (h, r, 0)),
   ]
@@ -219,39 +263,37 @@ def _forward(plan: _Plan, qkv, scale, bias, mask):
     operands.append(mask)
   return _pallas_call(
       plan,
-      functools.partial(_forward_kernel, block_rows=rows),
-      tokens=tokens,
-      grid=(total, heads, tokens // rows),
+      _forward_kernel,
+      grid=(batch * plan.num_windows, heads, tokens // rows),
       in_specs=in_specs,
-      out_specs=pl.BlockSpec((None, rows, None, head_dim), lambda w, h, r: (w, r, h, 0)),
-      out_shape=jax.ShapeDtypeStruct((total, tokens, heads, head_dim), qkv.dtype),
+      out_specs=_WHOLE,
+      out_shape=jax.ShapeDtypeStruct((batch, area, heads, head_dim), qkv.dtype),
       name="swinv2_window_attention_fwd",
   )(*operands)
 
 
 def _backward(plan: _Plan, qkv, scale, bias, mask, dout):
-  """Cotangents of qkv [W, N, 3, heads, d], scale [heads], bias [heads, N, N]."""
-  total, tokens, _, heads, head_dim = qkv.shape
-  run = plan.windows_per_program
-  runs = total // run
+  """Cotangents of qkv [B, H·W, 3, heads, d], scale [heads], bias [heads, N, N]."""
+  batch, _, _, heads, _ = qkv.shape
+  tokens = plan.window**2
+  runs = batch * plan.num_windows // plan.windows_per_program
   in_specs = [
-      pl.BlockSpec((run, tokens, 3, None, head_dim), lambda h, c: (c, 0, 0, h, 0)),
-      pl.BlockSpec((run, tokens, None, head_dim), lambda h, c: (c, 0, h, 0)),
+      _WHOLE,
+      _WHOLE,
       pl.BlockSpec((None,), lambda h, c: (h,)),
       pl.BlockSpec((None, tokens, tokens), lambda h, c: (h, 0, 0)),
   ]
   operands = [qkv, dout, scale, bias]
   if mask is not None:
-    in_specs.append(pl.BlockSpec(mask.shape, lambda h, c: (0, 0, 0)))
+    in_specs.append(_WHOLE)
     operands.append(mask)
   dqkv, dbias_runs, dscale_runs = _pallas_call(
       plan,
-      functools.partial(_backward_kernel, plan=plan),
-      tokens=tokens,
+      _backward_kernel,
       grid=(heads, runs),
       in_specs=in_specs,
       out_specs=[
-          pl.BlockSpec((run, tokens, 3, None, head_dim), lambda h, c: (c, 0, 0, h, 0)),
+          _WHOLE,
           pl.BlockSpec((None, None, tokens, tokens), lambda h, c: (c, h, 0, 0)),
           pl.BlockSpec((None, None), lambda h, c: (c, h)),
       ],
@@ -295,74 +337,93 @@ def _windows_per_program(total: int, heads: int) -> int:
   return run
 
 
-def window_attention(
+def shifted_window_attention(
     qkv: jax.Array,
     scale: jax.Array,
     position_bias: jax.Array,
     mask: jax.Array | None = None,
     *,
+    window: int,
+    shift: int = 0,
     interpret: bool | None = None,
     block_rows: int | None = None,
     windows_per_program: int | None = None,
 ) -> jax.Array:
-  """Fused `swinv2.cosine_window_attention`: same arguments, same result.
+  """Fused `swinv2.shifted_window_attention`: same arguments, same result.
 
-  qkv: [B, nW, N, 3, heads, d], q, k, v of every window before normalisation (the qkv Linear's
-    output reshaped, no copy). scale: [heads] fp32, exp(min(logit_scale, ln 100)).
-  position_bias: [heads, N, N] fp32. mask: [nW, N, N] additive shift mask, or None.
+  qkv: [B, H, W, 3, heads, d], q, k, v of every token of the map before normalisation (the qkv
+    Linear's output reshaped, no copy); H and W multiples of `window`.
+  scale: [heads] fp32, exp(min(logit_scale, ln 100)). position_bias: [heads, N, N] fp32 with
+    N = window². mask: [nW, N, N] additive shift mask (nW = H·W / N), or None.
+  window, shift: the window side and the cyclic shift, 0 ≤ shift < window.
   interpret: True: Pallas' interpreter; False: Triton; None: Triton when lowered for a CUDA GPU,
     the interpreter on any other platform.
   block_rows: query rows per block of S (a power of two >= 16 dividing N); None: min(N, 64).
   windows_per_program: windows one backward program sums over (must divide B·nW); None chooses.
-  Returns [B, nW, N, heads, d] in qkv's dtype.
+  Returns [B, H, W, heads, d] in qkv's dtype.
   """
-  *leading, tokens, three, heads, head_dim = qkv.shape
-  if len(leading) != 2 or three != 3:
-    raise ValueError(f"window_attention: qkv must be [B, nW, N, 3, heads, d], got {qkv.shape}.")
+  if qkv.ndim != 6 or qkv.shape[3] != 3:
+    raise ValueError(
+        f"shifted_window_attention: qkv must be [B, H, W, 3, heads, d], got {qkv.shape}."
+    )
+  batch, height, width, _, heads, head_dim = qkv.shape
+  tokens = window * window
+  if height % window or width % window or not 0 <= shift < window:
+    raise ValueError(
+        f"shifted_window_attention: a {height}×{width} map needs sides that are multiples of the "
+        f"window {window}, and a shift in [0, {window}); got shift {shift}."
+    )
   if not supports(tokens, head_dim):
     raise ValueError(
-        f"window_attention: {tokens} tokens per window and head_dim {head_dim} do not suit the "
-        f"kernel (both must be powers of two >= {MIN_DOT_SIDE}); use the XLA path."
+        f"shifted_window_attention: {tokens} tokens per window and head_dim {head_dim} do not "
+        f"suit the kernel (both must be powers of two >= {MIN_DOT_SIDE}); use the XLA path."
     )
-  batch, num_windows = leading
+  num_windows = (height // window) * (width // window)
   if position_bias.shape != (heads, tokens, tokens):
     raise ValueError(
-        f"window_attention: position_bias must be {(heads, tokens, tokens)}, "
+        f"shifted_window_attention: position_bias must be {(heads, tokens, tokens)}, "
         f"got {position_bias.shape}."
     )
   if mask is not None and mask.shape != (num_windows, tokens, tokens):
     raise ValueError(
-        f"window_attention: mask must be {(num_windows, tokens, tokens)}, got {mask.shape}."
+        f"shifted_window_attention: mask must be {(num_windows, tokens, tokens)}, "
+        f"got {mask.shape}."
     )
   rows = block_rows or min(tokens, MAX_BLOCK_ROWS)
   if not (supports(rows, head_dim) and tokens % rows == 0):
     raise ValueError(
-        f"window_attention: block_rows={rows} must be a power of two >= "
+        f"shifted_window_attention: block_rows={rows} must be a power of two >= "
         f"{MIN_DOT_SIDE} dividing the {tokens} tokens of a window."
     )
   total = batch * num_windows
   run = windows_per_program or _windows_per_program(total, heads)
   if total % run:
     raise ValueError(
-        f"window_attention: windows_per_program={run} does not divide the "
+        f"shifted_window_attention: windows_per_program={run} does not divide the "
         f"{total} windows of the batch."
     )
   plan = _Plan(
-      block_rows=rows, windows_per_program=run, num_windows=num_windows, interpret=interpret
+      height=height,
+      width=width,
+      window=window,
+      shift=shift,
+      block_rows=rows,
+      windows_per_program=run,
+      interpret=interpret,
   )
   out = _attention(
       plan,
-      qkv.reshape(total, tokens, 3, heads, head_dim),
+      qkv.reshape(batch, height * width, 3, heads, head_dim),
       scale.astype(jnp.float32).reshape(heads),
       position_bias.astype(jnp.float32),
       None if mask is None else jnp.asarray(mask, jnp.float32),
   )
-  return out.reshape(batch, num_windows, tokens, heads, head_dim)
+  return out.reshape(batch, height, width, heads, head_dim)
 
 
-def on_cuda(qkv, scale, position_bias, mask, *, elsewhere):
-  """`window_attention` where the program is lowered for a CUDA GPU, `elsewhere` (a function of the
-  same arguments: the XLA path) on any other platform.
+def on_cuda(qkv, scale, position_bias, mask, *, window: int, shift: int, elsewhere):
+  """`shifted_window_attention` where the program is lowered for a CUDA GPU, `elsewhere` (a
+  function of the same arguments: the XLA path) on any other platform.
 
   The choice is made per lowering (`lax.platform_dependent`), not from `jax.default_backend()` at
   trace time: parameters initialised on the host CPU of a GPU machine (`steps.on_host`) or a
@@ -371,11 +432,12 @@ def on_cuda(qkv, scale, position_bias, mask, *, elsewhere):
   multi-platform jax.export) fails, as Pallas lowers the Triton kernel for CUDA alone: such a
   program needs the XLA path.
   """
+  geometry = dict(window=window, shift=shift)
   return jax.lax.platform_dependent(
       qkv,
       scale,
       position_bias,
       mask,
-      cuda=functools.partial(window_attention, interpret=False),
-      default=elsewhere,
+      cuda=functools.partial(shifted_window_attention, interpret=False, **geometry),
+      default=functools.partial(elsewhere, **geometry),
   )
