@@ -22,6 +22,7 @@ from jaxvqa import cli
 from jaxvqa.data import compress
 from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
+from jaxvqa.data import label_tools
 from jaxvqa.data import ladder
 from jaxvqa.data import manifest
 from jaxvqa.data import decode
@@ -146,6 +147,16 @@ def test_manifest_rows_have_exact_keys_and_order(made):
   assert keys == sorted(keys)
   assert [row["rung"] for row in rows] == [0, 1, 2, 0, 1, 2]
   assert [row["target_kbps"] for row in rows[:3]] == [25.0, 50.0, 120.0]
+
+
+def test_the_set_records_the_tools_that_measured_its_labels(made):
+  # The ship step copies this into model.json: a model trained where no ffmpeg runs (a GPU
+  # machine) still names the libvmaf and ffmpeg that made its labels.
+  label = label_tools.recorded_label(made["out"])
+  # libvmaf names itself by a version or a commit ("86da14d" in imageio-ffmpeg's build).
+  assert re.fullmatch(r"VMAF vmaf_v0\.6\.1 \(libvmaf \w[\w.]* in ffmpeg \S+\)", label), label
+  assert label == label_tools.vmaf_label_source()
+  assert label_tools.recorded_label(made["sources"]) is None  # no record: the caller decides
 
 
 def test_manifest_matches_files_on_disk(made):

@@ -11,7 +11,7 @@ import scipy.stats
 from configs import kfold as kfold_config
 from configs import kfold_teacher as kfold_teacher_config
 from jaxvqa import config as config_lib
-from jaxvqa.kfold import folds, protocol as kfold, report as kfold_report
+from jaxvqa.kfold import folds, protocol as kfold, report as kfold_report, ship as kfold_ship
 from jaxvqa.data import decoded, device_clips, video
 
 import media
@@ -64,6 +64,16 @@ def test_folds_partition_families_and_balance_encodes():
   np.testing.assert_array_equal(fold_of, folds.assign_folds(family, 5, seed=3))
   with pytest.raises(ValueError, match="3 families cannot fill 5 folds"):
     folds.assign_folds(np.array([0, 1, 2]), 5, seed=0)
+
+
+def test_the_shipped_card_names_the_label_tools_the_data_set_recorded(tmp_path, monkeypatch):
+  config = kfold_config.get_config()
+  config.data.manual_dir = str(tmp_path)
+  monkeypatch.setattr(kfold_ship.provenance, "vmaf_label_source", lambda: "probed here")
+  assert kfold_ship._label_source(config) == "probed here"  # a set made before the record
+  recorded = "VMAF vmaf_v0.6.1 (libvmaf 3.0.0 in ffmpeg n9.0.2)"
+  (tmp_path / "labels.json").write_text(json.dumps({"label": recorded}))
+  assert kfold_ship._label_source(config) == recorded
 
 
 def test_device_fragments_equal_the_scoring_path():

@@ -35,6 +35,7 @@ from typing import NamedTuple
 from jaxvqa.data import video_source
 from jaxvqa.data import encoding
 from jaxvqa.data import ffmpeg
+from jaxvqa.data import label_tools
 from jaxvqa.data import ladder
 from jaxvqa.data.manifest import MANIFEST_KEYS, MANIFEST_NAME, bits_per_pixel
 
@@ -313,9 +314,12 @@ def encode_failure(task: EncodeTask, error: Exception) -> Failure:
 
 
 def write_manifest(out_dir: Path, rows: Iterable[dict]) -> list[dict]:
-  """Writes out_dir/manifest.jsonl (atomically) from `rows`; returns them sorted as written."""
+  """Writes out_dir/manifest.jsonl (atomically) from `rows`, and beside it the record of the
+  tools that measured their VMAF (`label_tools.LABELS_NAME`); returns the rows sorted as written."""
   rows = sorted(rows, key=lambda row: (row["source"], row["codec"], row["rung"]))
   write_atomically(Path(out_dir) / MANIFEST_NAME, "".join(json.dumps(row) + "\n" for row in rows))
+  labels = json.dumps(label_tools.record(), indent=2) + "\n"
+  write_atomically(Path(out_dir) / label_tools.LABELS_NAME, labels)
   return rows
 
 

@@ -14,7 +14,7 @@ from jaxvqa import strict_json
 from jaxvqa.evaluate import calibration
 from jaxvqa.serve import inference
 from jaxvqa.train import checkpointing, steps
-from jaxvqa.data import video
+from jaxvqa.data import label_tools, video
 from jaxvqa.models import vqa
 from jaxvqa.scoring import provenance
 
@@ -27,6 +27,11 @@ def _matching_subtree(tree, shapes):
   if isinstance(shapes, Mapping):
     return {key: _matching_subtree(tree[key], value) for key, value in shapes.items()}
   return tree
+
+
+def _label_source(config: ml_collections.ConfigDict) -> str:
+  manual_dir = config.data.get("manual_dir")
+  return label_tools.recorded_label(manual_dir) or provenance.vmaf_label_source()
 
 
 def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path | None:
@@ -100,8 +105,9 @@ def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path
           "encodes": len(train),
           "codecs": sorted(set(data.codec_names)),
           "held_out_media": list(config.kfold.hold_out_media),
-          # The ffmpeg/libvmaf that make-dataset ran here (a run does not record its own).
-          "label": f"{provenance.vmaf_label_source()}, mean over frames",
+          # The ffmpeg/libvmaf that made the data set's labels, as make-dataset recorded them;
+          # for a set made before the record, the ones that make-dataset would run here.
+          "label": f"{_label_source(config)}, mean over frames",
       },
   }
   (out_dir / inference.SHIPPED_CARD).write_text(strict_json.dumps(card, indent=2))

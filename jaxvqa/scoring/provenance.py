@@ -10,14 +10,12 @@ without JAX, and `records` imports this.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jaxvqa.data import label_scale
+from jaxvqa.data.label_tools import vmaf_label_source
 from jaxvqa.scoring.sampling import Sampling
 
 if TYPE_CHECKING:
@@ -27,8 +25,6 @@ if TYPE_CHECKING:
 # needs TFDS, which inference machines lack). A calibration saved with its units says them itself.
 LABEL_SCALES = {builder: scale.describe() for builder, scale in label_scale.PUBLISHED.items()}
 VMAF_BUILDER = "compressed"  # make-dataset's sets and the demo set: labels measured with libvmaf
-# libvmaf's default model, the one `jaxvqa.data.encoding.measure_vmaf` gets (it names none).
-VMAF_MODEL = "vmaf_v0.6.1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,45 +166,6 @@ def label_source(trained: TrainedModel) -> str:
   if builder == VMAF_BUILDER:
     return vmaf_label_source()
   return f"MOS of the {builder} data set (its published mean opinion scores)"
-
-
-@functools.cache
-def vmaf_label_source() -> str:
-  """ "VMAF vmaf_v0.6.1 (libvmaf V in ffmpeg X)": the libvmaf and ffmpeg that make-dataset runs here
-  (imageio-ffmpeg's; a run does not record the ones its labels were made with)."""
-  from jaxvqa.data import ffmpeg
-
-  try:
-    version_text = ffmpeg.run_ffmpeg(["-version"], capture_stdout=True, timeout=60).stdout
-    words = version_text.decode(errors="replace").split()
-    ffmpeg_version = words[2] if words[:2] == ["ffmpeg", "version"] else "of unknown version"
-    libvmaf_version = _libvmaf_version(ffmpeg)
-  except (
-      ImportError,
-      OSError,
-      ValueError,
-      KeyError,
-      ffmpeg.FfmpegError,
-      subprocess.TimeoutExpired,
-  ) as error:
-    reason = "imageio-ffmpeg is not installed" if isinstance(error, ImportError) else str(error)
-    return f"VMAF {VMAF_MODEL} (libvmaf in imageio-ffmpeg's ffmpeg; versions unknown: {reason})"
-  return f"VMAF {VMAF_MODEL} (libvmaf {libvmaf_version} in ffmpeg {ffmpeg_version})"
-
-
-def _libvmaf_version(ffmpeg) -> str:
-  """The "version" libvmaf writes in its JSON log, from two frames of a 64×64 test pattern."""
-  pattern = "testsrc=size=64x64:rate=25"
-  with tempfile.TemporaryDirectory(prefix="jaxvqa_libvmaf_") as work_dir:
-    ffmpeg.run_ffmpeg(
-        ["-v", "error", "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i", pattern]
-        + ["-frames:v", "2", "-lavfi", "[0:v][1:v]libvmaf=log_fmt=json:log_path=vmaf.json"]
-        + ["-f", "null", "-"],
-        cwd=work_dir,
-        timeout=60,
-    )
-    with open(Path(work_dir) / "vmaf.json") as file:
-      return str(json.load(file)["version"])
 
 
 def model_version(trained: TrainedModel) -> str:
