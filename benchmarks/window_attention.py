@@ -10,7 +10,7 @@ paths take the stage's map of q, k, v and return the map: XLA's rolls it, cuts i
 puts the result back (as the model does), the kernel gathers each window's rows itself.
 
 1. Check, on a batch of 2: `window_attention_pallas.shifted_window_attention` (Triton) against
-   `swinv2.shifted_window_attention` (XLA at fp32 "highest" matmul precision) for each stage
+   `window_attention.shifted_window_attention` (XLA at fp32 "highest" matmul precision) for each stage
    geometry: fp32 forward and gradients of q/k/v, logit scale and position bias (max error
    relative to the largest value, bound 1e-4), and bf16 output against that fp32 reference
    (relative L2, bound 1.5e-2, with XLA's own bf16 error beside it). A failed check is printed
@@ -18,7 +18,8 @@ puts the result back (as the model does), the kernel gathers each window's rows 
 2. Time, bf16 at --batch: XLA and Pallas, the forward alone and forward + backward (the vjp of
    all three inputs), each compiled, warmed up (--warmup calls) and timed as --repeats runs of
    --iters calls ending in block_until_ready; the median run. Printed per stage and summed over
-   the backbone's blocks, with XLA ÷ Pallas (> 1: the kernel is faster).
+   the backbone's blocks, with XLA ÷ Pallas (> 1: the kernel is faster), and, last, forward +
+   backward with the kernel's forward and XLA's gradient (`backward="xla"`).
 3. --backbone: throughput.py's jax backbone rows (inference; forward, backward and AdamW) with
    attention_impl "xla" and then "pallas", and their ratio.
 
@@ -39,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvqa.models import swinv2, swinv2_presets
+from jaxvqa.models import window_attention as xla_attention
 from jaxvqa.models import window_attention_pallas as pallas_attention
 from jaxvqa.models import windows
 
@@ -115,11 +117,15 @@ def attention_fns(stage: Stage, shifted: bool, options: dict) -> dict[str, Calla
   mask = None if mask is None else jnp.asarray(mask)
   geometry = dict(window=window.size, shift=window.shift)
   return {
-      "xla": lambda qkv, scale, bias: swinv2.shifted_window_attention(
+      "xla": lambda qkv, scale, bias: xla_attention.shifted_window_attention(
           qkv, scale, bias, mask, **geometry
       ),
       "pallas": lambda qkv, scale, bias: pallas_attention.shifted_window_attention(
           qkv, scale, bias, mask, **geometry, **options
+      ),
+      # The kernel's forward, XLA's gradient (`backward="xla"`): timed forward + backward only.
+      "xla bwd": lambda qkv, scale, bias: pallas_attention.shifted_window_attention(
+          qkv, scale, bias, mask, **geometry, **dict(options, backward="xla")
       ),
   }
 
@@ -190,10 +196,14 @@ def median_ms(function: Callable, inputs: tuple, args) -> float:
 
 def time_stages(stages: list[Stage], options: dict, args) -> None:
   """Prints ms per call for each stage and both paths, and the backbone's totals."""
-  totals = {key: 0.0 for key in ("xla fwd", "pallas fwd", "xla fwd+bwd", "pallas fwd+bwd")}
+  totals = {
+      key: 0.0
+      for key in ("xla fwd", "pallas fwd", "xla fwd+bwd", "pallas fwd+bwd", "xla bwd fwd+bwd")
+  }
   print(
       f"{'stage':<18}{'windows×heads':>14}{'blocks':>8}"
-      f"{'XLA fwd':>10}{'Pallas':>10}{'×':>7}{'XLA f+b':>10}{'Pallas':>10}{'×':>7}   (ms)"
+      f"{'XLA fwd':>10}{'Pallas':>10}{'×':>7}{'XLA f+b':>10}{'Pallas':>10}{'×':>7}"
+      f"{'P+XLA bwd':>11}   (ms)"
   )
   for stage in stages:
     variants = [(False, stage.unshifted_blocks), (True, stage.shifted_blocks)]
@@ -205,7 +215,8 @@ def time_stages(stages: list[Stage], options: dict, args) -> None:
       cotangent = jnp.ones(qkv.shape[:3] + qkv.shape[4:], jnp.bfloat16)
       ms = {}
       for impl, attend in fns.items():
-        ms[f"{impl} fwd"] = median_ms(attend, (qkv, scale, bias), args)
+        if impl != "xla bwd":  # its forward is the kernel's
+          ms[f"{impl} fwd"] = median_ms(attend, (qkv, scale, bias), args)
         ms[f"{impl} fwd+bwd"] = median_ms(with_vjp(attend), (qkv, scale, bias, cotangent), args)
       for key in totals:
         totals[key] += blocks * ms[key]
@@ -215,14 +226,14 @@ def time_stages(stages: list[Stage], options: dict, args) -> None:
           f"{ms['xla fwd']:>10.3f}{ms['pallas fwd']:>10.3f}"
           f"{ms['xla fwd'] / ms['pallas fwd']:>7.2f}"
           f"{ms['xla fwd+bwd']:>10.3f}{ms['pallas fwd+bwd']:>10.3f}"
-          f"{ms['xla fwd+bwd'] / ms['pallas fwd+bwd']:>7.2f}",
+          f"{ms['xla fwd+bwd'] / ms['pallas fwd+bwd']:>7.2f}{ms['xla bwd fwd+bwd']:>11.3f}",
           flush=True,
       )
   print(
       f"{'all blocks':<40}{totals['xla fwd']:>10.3f}{totals['pallas fwd']:>10.3f}"
       f"{totals['xla fwd'] / totals['pallas fwd']:>7.2f}"
       f"{totals['xla fwd+bwd']:>10.3f}{totals['pallas fwd+bwd']:>10.3f}"
-      f"{totals['xla fwd+bwd'] / totals['pallas fwd+bwd']:>7.2f}"
+      f"{totals['xla fwd+bwd'] / totals['pallas fwd+bwd']:>7.2f}{totals['xla bwd fwd+bwd']:>11.3f}"
   )
 
 

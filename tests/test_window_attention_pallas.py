@@ -23,6 +23,7 @@ from configs import default as default_config
 from jaxvqa import config as config_lib
 from jaxvqa.models import swinv2
 from jaxvqa.models import vqa
+from jaxvqa.models import window_attention as xla_attention
 from jaxvqa.models import window_attention_pallas as pallas_attention
 from jaxvqa.models import windows
 
@@ -55,6 +56,10 @@ def random_inputs(seed: int, dtype=jnp.float32):
 
 def fused(qkv, scale, bias, mask):
   """The kernel, interpreted; the map rolled by SHIFT where there is a shift mask."""
+  return fused_with(qkv, scale, bias, mask)
+
+
+def fused_with(qkv, scale, bias, mask, **options):
   return pallas_attention.shifted_window_attention(
       qkv,
       scale,
@@ -65,13 +70,14 @@ def fused(qkv, scale, bias, mask):
       interpret=True,
       block_rows=BLOCK_ROWS,
       windows_per_program=WINDOWS_PER_PROGRAM,
+      **options,
   )
 
 
 def reference(qkv, scale, bias, mask):
   """The XLA path of the same geometry: roll, partition, attend, reverse, roll back."""
   shift = 0 if mask is None else SHIFT
-  return swinv2.shifted_window_attention(qkv, scale, bias, mask, window=WINDOW, shift=shift)
+  return xla_attention.shifted_window_attention(qkv, scale, bias, mask, window=WINDOW, shift=shift)
 
 
 def max_error(ours, reference) -> float:
@@ -109,6 +115,24 @@ def test_gradients_match_xla_fp32():
     magnitude = float(jnp.max(jnp.abs(expected)))
     assert magnitude > 0.1, f"d{name}: the reference gradient is degenerate"
     assert max_error(ours, expected) < 2e-5 * max(magnitude, 1.0), name
+
+
+def test_the_xla_backward_gives_xla_gradients_and_the_kernel_output():
+  qkv, scale, bias, mask = random_inputs(3)
+  cotangent = jnp.asarray(np.random.default_rng(4).normal(size=OUT_SHAPE), jnp.float32)
+  with_xla_backward = functools.partial(fused_with, backward="xla")
+
+  def loss(attend):
+    return lambda *args: jnp.sum(attend(*args, mask) * cotangent)
+
+  # Not differentiated, it is the kernel: the same output, bit for bit.
+  np.testing.assert_array_equal(
+      with_xla_backward(qkv, scale, bias, mask), fused(qkv, scale, bias, mask)
+  )
+  ours = jax.grad(loss(with_xla_backward), argnums=(0, 1, 2))(qkv, scale, bias)
+  expected = jax.grad(loss(reference), argnums=(0, 1, 2))(qkv, scale, bias)
+  for name, o, e in zip(("qkv", "scale", "position_bias"), ours, expected):
+    assert max_error(o, e) <= 1e-6 * max(float(jnp.max(jnp.abs(e))), 1.0), name
 
 
 # The bf16 bound, in relative L2 error against the fp32 reference computed from the same
@@ -270,12 +294,16 @@ def test_the_environment_forces_the_path_of_models_built_from_a_config(monkeypat
     vqa.build_backbone(model_config)
 
 
-@pytest.mark.parametrize("window", [8, 16])
-def test_lowers_to_triton_for_gpu(window):
+@pytest.mark.parametrize(
+    "window, backward, triton_calls",
+    [(8, "kernel", 2), (16, "kernel", 2), (16, "xla", 0)],
+)
+def test_lowers_to_triton_for_gpu(window, backward, triton_calls):
   # Lowering for CUDA on this CPU machine runs Pallas' Triton lowering, which refuses what a GPU
   # cannot compile (loads of non-power-of-two size, batched dots): forward and backward must each
-  # become one Triton call, and the interpreter's branch must be gone. Compiling that to PTX, and
-  # its speed, still need a GPU.
+  # become one Triton call, and the interpreter's branch must be gone. With XLA's backward a
+  # training step holds no kernel (its forward is XLA's too) and inference holds one. Compiling
+  # that to PTX, and its speed, still need a GPU.
   tokens = window * window
   mask = jnp.asarray(
       windows.shifted_window_mask(2 * window, 2 * window, windows.StageWindow(window, window // 2))
@@ -286,14 +314,17 @@ def test_lowers_to_triton_for_gpu(window):
 
   def loss(qkv, scale, bias):
     out = pallas_attention.shifted_window_attention(  # interpret=None: chosen per lowering
-        qkv, scale, bias, mask, window=window, shift=window // 2
+        qkv, scale, bias, mask, window=window, shift=window // 2, backward=backward
     )
     return jnp.sum(out.astype(jnp.float32))
 
-  step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
-  text = step.trace(qkv, scale, bias).lower(lowering_platforms=("cuda",)).as_text()
-  assert text.count("__gpu$xla.gpu.triton") == 2
-  assert "stablehlo.while" not in text
+  def lowered(function):
+    return function.trace(qkv, scale, bias).lower(lowering_platforms=("cuda",)).as_text()
+
+  step = lowered(jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))))
+  assert step.count("__gpu$xla.gpu.triton") == triton_calls
+  assert "stablehlo.while" not in step
+  assert lowered(jax.jit(loss)).count("__gpu$xla.gpu.triton") == 1
 
 
 def test_supports_and_shape_errors():

@@ -1,7 +1,7 @@
 """SwinV2's shifted-window attention as one Pallas kernel (GPU, Triton lowering): logits never
 leave the chip, and the windows are never cut out of the map.
 
-The XLA path (`swinv2.shifted_window_attention`) rolls the map by −shift, copies it into windows,
+The XLA path (`window_attention.shifted_window_attention`) rolls the map by −shift, copies it into windows,
 writes every window's fp32 logits and softmax to memory and reads them back (200 MB per SwinV2-T
 stage-0 block at batch 64, docs/PERFORMANCE.md), and copies the result back into the map. Here one
 program gathers a window's rows straight from the map — token t of window (i, j) is map position
@@ -50,6 +50,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 import jax.numpy as jnp
 
+from jaxvqa.models import window_attention
 from jaxvqa.models.l2 import l2_normalize
 
 # Query rows per block of S: 64 × 256 fp32 logits is about the most a program keeps in registers.
@@ -62,6 +63,15 @@ TARGET_BACKWARD_PROGRAMS = 1024
 MAX_WINDOWS_PER_PROGRAM = 32
 
 _QKV = {"q": 0, "k": 1, "v": 2}
+# Where the gradient comes from: the kernel's own backward, or XLA's (forward and backward, as
+# the XLA path runs them; the kernel still serves calls that are not differentiated).
+BACKWARDS = ("kernel", "xla")
+
+
+def default_backward(tokens: int) -> str:
+  """The backward for windows of `tokens` tokens."""
+  del tokens
+  return "kernel"
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -87,6 +97,7 @@ class _Plan(NamedTuple):
   block_rows: int
   windows_per_program: int
   interpret: bool | None  # None: Triton where lowered for CUDA, the interpreter elsewhere
+  backward: str  # one of BACKWARDS
 
   @property
   def num_windows(self) -> int:
@@ -313,13 +324,35 @@ def _attention(plan: _Plan, qkv, scale, bias, mask):
 
 
 def _attention_fwd(plan: _Plan, qkv, scale, bias, mask):
+  if plan.backward == "xla":
+    # Differentiated: XLA's forward, keeping what XLA's backward needs (its softmax), so the
+    # step costs what the XLA path's does; undifferentiated calls still take the kernel.
+    out, vjp = jax.vjp(functools.partial(_xla_attention, plan, mask=mask), qkv, scale, bias)
+    return out, (vjp, mask)
   return _forward(plan, qkv, scale, bias, mask), (qkv, scale, bias, mask)
 
 
 def _attention_bwd(plan: _Plan, residuals, dout):
+  if plan.backward == "xla":
+    vjp, mask = residuals
+    return (*vjp(dout), None if mask is None else jnp.zeros_like(mask))
   qkv, scale, bias, mask = residuals
   dqkv, dscale, dbias = _backward(plan, qkv, scale, bias, mask, dout)
   return dqkv, dscale, dbias, None if mask is None else jnp.zeros_like(mask)
+
+
+def _xla_attention(plan: _Plan, qkv, scale, bias, *, mask):
+  """`window_attention.shifted_window_attention` on the kernel's flattened layout."""
+  batch, _, _, heads, head_dim = qkv.shape
+  out = window_attention.shifted_window_attention(
+      qkv.reshape(batch, plan.height, plan.width, 3, heads, head_dim),
+      scale,
+      bias,
+      mask,
+      window=plan.window,
+      shift=plan.shift,
+  )
+  return out.reshape(batch, plan.height * plan.width, heads, head_dim)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
@@ -348,8 +381,9 @@ def shifted_window_attention(
     interpret: bool | None = None,
     block_rows: int | None = None,
     windows_per_program: int | None = None,
+    backward: str | None = None,
 ) -> jax.Array:
-  """Fused `swinv2.shifted_window_attention`: same arguments, same result.
+  """Fused `window_attention.shifted_window_attention`: same arguments, same result.
 
   qkv: [B, H, W, 3, heads, d], q, k, v of every token of the map before normalisation (the qkv
     Linear's output reshaped, no copy); H and W multiples of `window`.
@@ -360,6 +394,7 @@ def shifted_window_attention(
     the interpreter on any other platform.
   block_rows: query rows per block of S (a power of two >= 16 dividing N); None: min(N, 64).
   windows_per_program: windows one backward program sums over (must divide B·nW); None chooses.
+  backward: one of `BACKWARDS`; None: `default_backward(N)`.
   Returns [B, H, W, heads, d] in qkv's dtype.
   """
   if qkv.ndim != 6 or qkv.shape[3] != 3:
@@ -402,6 +437,9 @@ def shifted_window_attention(
         f"shifted_window_attention: windows_per_program={run} does not divide the "
         f"{total} windows of the batch."
     )
+  backward = backward or default_backward(tokens)
+  if backward not in BACKWARDS:
+    raise ValueError(f"shifted_window_attention: backward={backward!r}, not one of {BACKWARDS}.")
   plan = _Plan(
       height=height,
       width=width,
@@ -410,6 +448,7 @@ def shifted_window_attention(
       block_rows=rows,
       windows_per_program=run,
       interpret=interpret,
+      backward=backward,
   )
   out = _attention(
       plan,
