@@ -120,8 +120,9 @@ def attention_fns(stage: Stage, shifted: bool, options: dict) -> dict[str, Calla
       "xla": lambda qkv, scale, bias: xla_attention.shifted_window_attention(
           qkv, scale, bias, mask, **geometry
       ),
+      # The kernel's own backward, whatever `default_backward` picks for this window.
       "pallas": lambda qkv, scale, bias: pallas_attention.shifted_window_attention(
-          qkv, scale, bias, mask, **geometry, **options
+          qkv, scale, bias, mask, **geometry, **dict(options, backward="kernel")
       ),
       # The kernel's forward, XLA's gradient (`backward="xla"`): timed forward + backward only.
       "xla bwd": lambda qkv, scale, bias: pallas_attention.shifted_window_attention(

@@ -331,6 +331,12 @@ def test_supports_and_shape_errors():
   assert pallas_attention.supports(64, 32) and pallas_attention.supports(256, 32)
   assert not pallas_attention.supports(4, 32)  # a 2×2 window: Triton's dots need sides >= 16
   assert not pallas_attention.supports(49, 32)  # window 7: not a power of two
+  # Window 16's gradient is XLA's until the kernel's backward stops spilling registers there.
+  assert [pallas_attention.default_backward(n) for n in (16, 64, 256)] == [
+      "kernel",
+      "kernel",
+      "xla",
+  ]
   qkv, scale, bias, _ = random_inputs(0)
   attend = functools.partial(pallas_attention.shifted_window_attention, interpret=True)
   with pytest.raises(ValueError, match=r"mask must be \(6, 64, 64\)"):

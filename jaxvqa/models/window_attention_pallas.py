@@ -31,7 +31,8 @@ stores has a power-of-two size (rows of N and d, both powers of two here); dots 
 accumulation and need sides ≥ 16 — hence `supports`; a program never reads back what it stored
 (on a GPU its threads would race). Windows of 256 tokens (window 16) are cut into blocks of
 `MAX_BLOCK_ROWS` query rows so a block of S stays a register-sized tile; the backward still keeps
-a whole [N, N] position-bias sum per program, which at window 16 will not fit in registers. The
+a whole [N, N] position-bias sum per program, which at window 16 does not fit in registers, so
+there the gradient is XLA's by default (`default_backward`). The
 gathered rows cost what the earlier window-layout kernel's rows did: a token's q, k or v for one
 head is d contiguous values either way.
 
@@ -69,9 +70,17 @@ BACKWARDS = ("kernel", "xla")
 
 
 def default_backward(tokens: int) -> str:
-  """The backward for windows of `tokens` tokens."""
-  del tokens
-  return "kernel"
+  """The backward for windows of `tokens` tokens: the kernel's where a window is one block of
+  rows (window 8), XLA's for larger windows (window 16, configs/default.py's backbone).
+
+  At window 16 the kernel's backward carries a [256, 256] fp32 position-bias sum through its loop
+  over windows: 256 values per thread at 8 warps, more than a thread's 255 registers, so it
+  spills. configs/default.py's training step ran 2.2× slower with the kernel (98.6 ms on an H100,
+  2026-12-07) than XLA's path had (44 ms, 2026-11-25). Until the kernel's backward splits its
+  rows across programs and is timed faster, XLA's gradient serves there; the forward stays the
+  kernel's. `benchmarks/window_attention.py --window 16` times both.
+  """
+  return "kernel" if tokens <= MAX_BLOCK_ROWS else "xla"
 
 
 def _is_power_of_two(n: int) -> bool:
