@@ -31,7 +31,8 @@ BATCH, HEADS, HEAD_DIM = 2, 2, 16
 WINDOW, SHIFT, HEIGHT, WIDTH = 8, 4, 16, 24
 TOKENS = WINDOW * WINDOW
 OUT_SHAPE = (BATCH, HEIGHT, WIDTH, HEADS, HEAD_DIM)
-# 32 query rows per block: two blocks per window, so k and v gather gradients across blocks.
+# 32 query rows per block: two blocks per window, so the backward takes its query and key
+# kernels (as window 16 does); `test_gradients_match_xla_fp32` also runs the one-block kernel.
 BLOCK_ROWS = 32
 # Two windows per backward program: the position-bias gradient is summed over windows on chip
 # (4 programs per head) and then over programs.
@@ -60,6 +61,7 @@ def fused(qkv, scale, bias, mask):
 
 
 def fused_with(qkv, scale, bias, mask, **options):
+  options = dict(dict(block_rows=BLOCK_ROWS, windows_per_program=WINDOWS_PER_PROGRAM), **options)
   return pallas_attention.shifted_window_attention(
       qkv,
       scale,
@@ -68,8 +70,6 @@ def fused_with(qkv, scale, bias, mask, **options):
       window=WINDOW,
       shift=0 if mask is None else SHIFT,
       interpret=True,
-      block_rows=BLOCK_ROWS,
-      windows_per_program=WINDOWS_PER_PROGRAM,
       **options,
   )
 
@@ -101,16 +101,20 @@ def test_forward_matches_xla_fp32(masked):
   assert max_error(ours, expected) < 1e-5 * float(jnp.max(jnp.abs(expected)))
 
 
-def test_gradients_match_xla_fp32():
+@pytest.mark.parametrize("block_rows", [BLOCK_ROWS, TOKENS], ids=["two-kernels", "one-block"])
+def test_gradients_match_xla_fp32(block_rows):
+  # Two blocks of rows per window take the backward's query and key kernels (as window 16 does);
+  # one block takes its single kernel (as window 8 does).
   qkv, scale, bias, mask = random_inputs(1)
   cotangent = jnp.asarray(np.random.default_rng(2).normal(size=OUT_SHAPE), jnp.float32)
+  attend = functools.partial(fused_with, block_rows=block_rows)
 
   def grads(attend):
     loss = lambda *args: jnp.sum(attend(*args, mask) * cotangent)
     return jax.grad(loss, argnums=(0, 1, 2))(qkv, scale, bias)
 
   for name, ours, expected in zip(
-      ("qkv", "scale", "position_bias"), grads(fused), grads(reference)
+      ("qkv", "scale", "position_bias"), grads(attend), grads(reference)
   ):
     magnitude = float(jnp.max(jnp.abs(expected)))
     assert magnitude > 0.1, f"d{name}: the reference gradient is degenerate"
@@ -296,12 +300,13 @@ def test_the_environment_forces_the_path_of_models_built_from_a_config(monkeypat
 
 @pytest.mark.parametrize(
     "window, backward, triton_calls",
-    [(8, "kernel", 2), (16, "kernel", 2), (16, "xla", 0)],
+    [(8, "kernel", 2), (16, "kernel", 3), (16, "xla", 0)],
 )
 def test_lowers_to_triton_for_gpu(window, backward, triton_calls):
   # Lowering for CUDA on this CPU machine runs Pallas' Triton lowering, which refuses what a GPU
-  # cannot compile (loads of non-power-of-two size, batched dots): forward and backward must each
-  # become one Triton call, and the interpreter's branch must be gone. With XLA's backward a
+  # cannot compile (loads of non-power-of-two size, batched dots): the forward must become one
+  # Triton call and the backward one (window 8) or two (window 16: queries, then keys), and the
+  # interpreter's branch must be gone. With XLA's backward a
   # training step holds no kernel (its forward is XLA's too) and inference holds one. Compiling
   # that to PTX, and its speed, still need a GPU.
   tokens = window * window
