@@ -7,7 +7,7 @@
 #
 # Steps, in order of importance (a step gets min(its cap, the time left); under 45 s left, it is
 # skipped with a line in summary.txt). GPU_ROUND_STEPS picks which run (default
-# "parity throughput score"; "vqa" is the fourth, too long to share a call with the others):
+# "parity throughput score"; "vqa" and "window16" are further ones, run on request):
 #   env                   nvidia-smi and versions                              → env.log
 #   parity (cap 180 s)    tests/test_pallas_gpu_parity.py: SwinV2-T, pallas against xla,
 #                         fp32 and bf16, outputs and gradients, and auto
@@ -21,6 +21,9 @@
 #                         (made with ffmpeg while the parity test runs)       → score.log
 #   vqa (cap 540)         the VQA training step of configs/default.py with xla and auto in one
 #                         process (two compiles of 100–200 s each)            → vqa.log, vqa.json
+#   window16 (cap 300)    benchmarks/window_attention.py --window 16: the kernel's forward and its
+#                         own (two-kernel) backward against XLA at configs/default.py's window,
+#                         which decides `default_backward` for window 16     → window16.log
 # summary.txt holds one line per step: exit status (124: its timeout), seconds, limit. Seven files
 # in all, within the eight a device call brings back.
 #
@@ -96,5 +99,7 @@ step score 600 "$PYTHON" benchmarks/score_throughput.py --num-clips "$CLIPS" \
 
 step vqa 540 "$PYTHON" benchmarks/throughput.py --work none --skip-torch --attention xla,auto \
   --iters 10 --repeats 3 --warmup 2 --json "$OUT/vqa.json"
+
+step window16 300 "$PYTHON" benchmarks/window_attention.py --window 16 --iters 10 --repeats 3
 
 echo "total $((SECONDS - started)) s" | tee -a "$OUT/summary.txt"
