@@ -24,8 +24,9 @@
 #   window16 (cap 300)    benchmarks/window_attention.py --window 16: the kernel's forward and its
 #                         own (two-kernel) backward against XLA at configs/default.py's window,
 #                         which decides `default_backward` for window 16     → window16.log
-# summary.txt holds one line per step: exit status (124: its timeout), seconds, limit. Seven files
-# in all, within the eight a device call brings back.
+# summary.txt holds one line per step: exit status (124: its timeout), seconds, limit. The default
+# steps write seven files, within the eight a device call brings back; name vqa or window16 in a
+# call of their own (or with one other step).
 #
 # Needs jaxvqa's dependencies importable by $PYTHON (default python3); the repository root is put
 # on PYTHONPATH here, so jaxvqa need not be installed. Where the machine lacks some (ml_collections,
