@@ -42,6 +42,20 @@ def _softmax_vjp(p, dp):
   return p * (dp - jnp.sum(p * dp, axis=1, keepdims=True))
 
 
+def _sum_over_run(plan: tiles.Plan, first_window, per_window, dbias_ref, dscale_ref) -> None:
+  """Runs `per_window(window)` → (dS, its τ gradient) over a run of `windows_per_program` windows
+  from `first_window`, and writes the sums: dbias_ref (dS's shape) and dscale_ref []."""
+
+  def one_window(g, sums):
+    ds, dscale = per_window(first_window + g)
+    return sums[0] + ds, sums[1] + dscale
+
+  zeros = (jnp.zeros(dbias_ref.shape, jnp.float32), jnp.zeros((), jnp.float32))
+  dbias, dscale = jax.lax.fori_loop(0, plan.windows_per_program, one_window, zeros)
+  dbias_ref[...] = dbias
+  dscale_ref[...] = dscale
+
+
 def _one_block_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles.Plan):
   """One (head, run of G windows). qkv_ref [B, H·W, 3, heads, d] and dout_ref [B, H·W, heads, d],
   whole maps; bias_ref [N, N]; mask_ref [nW, N, N]. Writes dqkv_ref (qkv's shape, whole) and the
@@ -49,12 +63,9 @@ def _one_block_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles
   mask_ref = refs[0] if len(refs) == 4 else None
   dqkv_ref, dbias_ref, dscale_ref = refs[-3:]
   head = pl.program_id(0)
-  first_window = pl.program_id(1) * plan.windows_per_program
   scale, bias = scale_ref[...], bias_ref[...]
 
-  def one_window(g, sums):
-    dbias, dscale = sums
-    window = first_window + g
+  def one_window(window):
     image, rows = tiles.window_rows(plan, window, 0, plan.tokens)
     q, k, v = (qkv_ref[image, rows, QKV[name], head, :] for name in "qkv")
     dout = dout_ref[image, rows, head, :]
@@ -70,16 +81,10 @@ def _one_block_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles
     }
     for name, gradient in gradients.items():
       dqkv_ref[image, rows, QKV[name], head, :] = gradient.astype(dqkv_ref.dtype)
-    return dbias + ds, dscale + jnp.sum(ds * cos)
+    return ds, jnp.sum(ds * cos)
 
-  dbias, dscale = jax.lax.fori_loop(
-      0,
-      plan.windows_per_program,
-      one_window,
-      (jnp.zeros((plan.tokens,) * 2, jnp.float32), jnp.zeros((), jnp.float32)),
-  )
-  dbias_ref[...] = dbias
-  dscale_ref[...] = dscale
+  first_window = pl.program_id(1) * plan.windows_per_program
+  _sum_over_run(plan, first_window, one_window, dbias_ref, dscale_ref)
 
 
 def _one_block(plan: tiles.Plan, qkv, scale, bias, mask, dout):
@@ -124,12 +129,9 @@ def _query_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles.Pla
   mask_ref = refs[0] if len(refs) == 5 else None
   dqkv_ref, stats_ref, dbias_ref, dscale_ref = refs[-4:]
   head, start = pl.program_id(0), pl.program_id(1) * plan.block_rows
-  first_window = pl.program_id(2) * plan.windows_per_program
   scale, bias = scale_ref[...], bias_ref[...]
 
-  def one_window(g, sums):
-    dbias, dscale = sums
-    window = first_window + g
+  def one_window(window):
     image, keys = tiles.window_rows(plan, window, 0, plan.tokens)
     _, rows = tiles.window_rows(plan, window, start, plan.block_rows)
     k, v = qkv_ref[image, keys, QKV["k"], head, :], qkv_ref[image, keys, QKV["v"], head, :]
@@ -150,16 +152,10 @@ def _query_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles.Pla
     dqkv_ref[image, rows, QKV["q"], head, :] = tiles.l2_normalize_vjp(q, dq).astype(dqkv_ref.dtype)
     stats_ref[image, rows, 0, head] = top + jnp.log(total)
     stats_ref[image, rows, 1, head] = row_dot
-    return dbias + ds, dscale + jnp.sum(ds * cos)
+    return ds, jnp.sum(ds * cos)
 
-  dbias, dscale = jax.lax.fori_loop(
-      0,
-      plan.windows_per_program,
-      one_window,
-      (jnp.zeros(bias.shape, jnp.float32), jnp.zeros((), jnp.float32)),
-  )
-  dbias_ref[...] = dbias
-  dscale_ref[...] = dscale
+  first_window = pl.program_id(2) * plan.windows_per_program
+  _sum_over_run(plan, first_window, one_window, dbias_ref, dscale_ref)
 
 
 def _key_kernel(qkv_ref, dout_ref, stats_ref, scale_ref, bias_ref, *refs, plan: tiles.Plan):
