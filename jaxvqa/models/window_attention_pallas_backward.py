@@ -32,8 +32,8 @@ from jaxvqa.models.window_attention_tiles import QKV, WHOLE
 def backward(plan: tiles.Plan, qkv, scale, bias, mask, dout):
   """Cotangents of qkv [B, H·W, 3, heads, d], scale [heads] and bias [heads, N, N], from dout
   [B, H·W, heads, d]."""
-  attend = _one_block if plan.blocks == 1 else _two_kernels
-  dqkv, dbias_runs, dscale_runs = attend(plan, qkv, scale, bias, mask, dout)
+  kernels = _one_block if plan.blocks == 1 else _two_kernels
+  dqkv, dbias_runs, dscale_runs = kernels(plan, qkv, scale, bias, mask, dout)
   return dqkv, dscale_runs.sum(axis=0), dbias_runs.sum(axis=0)
 
 
