@@ -236,7 +236,8 @@ def test_each_other_intra_set_protocol_is_one_command_that_prints_its_table(
   ]
   env = dict(
       os.environ,
-      XLA_FLAGS="--xla_force_host_platform_device_count=1",
+      # One device; LLVM at -O0 as in this process (tests/conftest.py): compiling is most of it.
+      XLA_FLAGS="--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0",
       JAXVQA_COMPILATION_CACHE="off",
   )
   result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
