@@ -69,7 +69,7 @@ def test_folds_partition_families_and_balance_encodes():
 def test_the_shipped_card_names_the_label_tools_the_data_set_recorded(tmp_path, monkeypatch):
   config = kfold_config.get_config()
   config.data.manual_dir = str(tmp_path)
-  monkeypatch.setattr(kfold_ship.provenance, "vmaf_label_source", lambda: "probed here")
+  monkeypatch.setattr(kfold_ship.label_tools, "vmaf_label_source", lambda: "probed here")
   assert kfold_ship._label_source(config) == "probed here"  # a set made before the record
   recorded = "VMAF vmaf_v0.6.1 (libvmaf 3.0.0 in ffmpeg n9.0.2)"
   (tmp_path / "labels.json").write_text(json.dumps({"label": recorded}))

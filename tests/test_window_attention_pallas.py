@@ -61,7 +61,7 @@ def fused(qkv, scale, bias, mask):
 
 
 def fused_with(qkv, scale, bias, mask, **options):
-  options = dict(dict(block_rows=BLOCK_ROWS, windows_per_program=WINDOWS_PER_PROGRAM), **options)
+  options = {"block_rows": BLOCK_ROWS, "windows_per_program": WINDOWS_PER_PROGRAM, **options}
   return pallas_attention.shifted_window_attention(
       qkv,
       scale,

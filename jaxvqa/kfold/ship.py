@@ -16,7 +16,6 @@ from jaxvqa.serve import inference
 from jaxvqa.train import checkpointing, steps
 from jaxvqa.data import label_tools, video
 from jaxvqa.models import vqa
-from jaxvqa.scoring import provenance
 
 if TYPE_CHECKING:
   from jaxvqa.kfold.protocol import KFoldRun
@@ -31,7 +30,7 @@ def _matching_subtree(tree, shapes):
 
 def _label_source(config: ml_collections.ConfigDict) -> str:
   manual_dir = config.data.get("manual_dir")
-  return label_tools.recorded_label(manual_dir) or provenance.vmaf_label_source()
+  return label_tools.recorded_label(manual_dir) or label_tools.vmaf_label_source()
 
 
 def ship_model(run: KFoldRun, states, scores: np.ndarray, out_dir: Path) -> Path | None:

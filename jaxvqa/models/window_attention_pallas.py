@@ -153,20 +153,19 @@ def _attention_fwd(plan: tiles.Plan, qkv, scale, bias, mask):
   if plan.backward == "xla":
     # Differentiated: XLA's forward, keeping what XLA's backward needs (its softmax), so the
     # step costs what the XLA path's does; undifferentiated calls still take the kernel.
-    out, vjp = jax.vjp(functools.partial(_xla_attention, plan, mask=mask), qkv, scale, bias)
-    return out, (vjp, mask)
-  return _forward(plan, qkv, scale, bias, mask), (qkv, scale, bias, mask)
+    out, saved = jax.vjp(functools.partial(_xla_attention, plan, mask=mask), qkv, scale, bias)
+  else:
+    out, saved = _forward(plan, qkv, scale, bias, mask), (qkv, scale, bias)
+  return out, (saved, mask)
 
 
 def _attention_bwd(plan: tiles.Plan, residuals, dout):
+  saved, mask = residuals
   if plan.backward == "xla":
-    vjp, mask = residuals
-    return (*vjp(dout), None if mask is None else jnp.zeros_like(mask))
-  qkv, scale, bias, mask = residuals
-  dqkv, dscale, dbias = window_attention_pallas_backward.backward(
-      plan, qkv, scale, bias, mask, dout
-  )
-  return dqkv, dscale, dbias, None if mask is None else jnp.zeros_like(mask)
+    gradients = saved(dout)
+  else:
+    gradients = window_attention_pallas_backward.backward(plan, *saved, mask, dout)
+  return (*gradients, None if mask is None else jnp.zeros_like(mask))
 
 
 def _xla_attention(plan: tiles.Plan, qkv, scale, bias, *, mask):

@@ -141,16 +141,13 @@ def _query_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles.Pla
       mask = mask_ref[window % plan.num_windows, pl.ds(start, plan.block_rows), :]
     k_hat = tiles.unit(k, v.dtype)
     s, cos = tiles.logits(tiles.unit(q, v.dtype), k_hat, scale, bias, mask)
-    top = jnp.max(s, axis=1)
-    exp = jnp.exp(s - top[:, None])
-    total = jnp.sum(exp, axis=1)
-    p = exp / total[:, None]
+    p, log_normaliser = tiles.softmax(s)
     dp = tiles.dot(dout, v, (1, 1))
     row_dot = jnp.sum(p * dp, axis=1)
     ds = p * (dp - row_dot[:, None])
     dq = tiles.dot((scale * ds).astype(v.dtype), k_hat, (1, 0))
     dqkv_ref[image, rows, QKV["q"], head, :] = tiles.l2_normalize_vjp(q, dq).astype(dqkv_ref.dtype)
-    stats_ref[image, rows, 0, head] = top + jnp.log(total)
+    stats_ref[image, rows, 0, head] = log_normaliser
     stats_ref[image, rows, 1, head] = row_dot
     return ds, jnp.sum(ds * cos)
 

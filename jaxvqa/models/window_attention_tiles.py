@@ -75,11 +75,18 @@ def logits(q_hat, k_hat, scale, bias, mask):
   return (out if mask is None else out + mask), cos
 
 
+def softmax(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Softmax of whole rows s [R, N], and each row's log-normaliser log Σ_j exp(s) [R]."""
+  top = jnp.max(s, axis=1)
+  exp = jnp.exp(s - top[:, None])
+  total = jnp.sum(exp, axis=1)
+  return exp / total[:, None], top + jnp.log(total)
+
+
 def probabilities(q_hat, k_hat, scale, bias, mask):
   """Softmax rows of one block, with its whole rows of keys: (P, cos), both [R, N] fp32."""
   s, cos = logits(q_hat, k_hat, scale, bias, mask)
-  exp = jnp.exp(s - jnp.max(s, axis=1, keepdims=True))
-  return exp / jnp.sum(exp, axis=1, keepdims=True), cos
+  return softmax(s)[0], cos
 
 
 def l2_normalize_vjp(x: jax.Array, cotangent: jax.Array) -> jax.Array:
