@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvqa.models import mlp_pallas
 from jaxvqa.models import window_attention_pallas
 from jaxvqa.models import windows
 from jaxvqa.models.window_attention import shifted_window_attention
@@ -256,42 +255,8 @@ class SwinV2Block(nn.Module):
     norm1 = _layer_norm("norm1", self.dtype, self.param_dtype, zero_init=True)
     norm2 = _layer_norm("norm2", self.dtype, self.param_dtype, zero_init=True)
     x = x + drop_path(norm1(attended), train=train)
-    hidden = int(self.dim * self.mlp_ratio)
-    mlp = MLP(self.dim, hidden, self.dtype, self.param_dtype, name="mlp")
-    if (
-        self.attention_impl == "xla"
-        or self.is_initializing()
-        or (train and self.drop_path)
-        or not mlp_pallas.supports(x.size // self.dim, self.dim, hidden)
-    ):
-      return x + drop_path(norm2(mlp(x)), train=train)
-    params = self.variables["params"]
-    return self._fused_mlp(x, {**params["mlp"], "norm": params["norm2"]}, hidden)
-
-  def _fused_mlp(self, x: jax.Array, params: dict, hidden: int) -> jax.Array:
-    """x + norm2(mlp(x)) by `mlp_pallas`' kernel: everywhere for "pallas", where lowered for
-    CUDA for "auto" (this block's own modules elsewhere, so the CPU result is the XLA path's)."""
-    reference = mlp_half_reference(self.dim, hidden, self.dtype, self.param_dtype)
-    fused = functools.partial(mlp_pallas.residual_mlp, reference=reference, epsilon=LAYER_NORM_EPS)
-    if self.attention_impl == "pallas":
-      return fused(x, params)
-    return jax.lax.platform_dependent(
-        x, params, cuda=functools.partial(fused, interpret=False), default=reference
-    )
-
-
-def mlp_half_reference(dim: int, hidden: int, dtype: Any, param_dtype: Any):
-  """reference(x, params) = x + norm2(mlp(x)) of a `SwinV2Block`, by its own modules, with params
-  in `mlp_pallas.residual_mlp`'s layout ({"fc1", "fc2", "norm"}): the XLA path of the kernel."""
-  # parent=None: free-standing modules, not children of whichever block is being traced.
-  mlp = MLP(dim, hidden, dtype, param_dtype, parent=None)
-  norm = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, parent=None)
-
-  def reference(x: jax.Array, params: dict) -> jax.Array:
-    fc = {"fc1": params["fc1"], "fc2": params["fc2"]}
-    return x + norm.apply({"params": params["norm"]}, mlp.apply({"params": fc}, x))
-
-  return reference
+    mlp = MLP(self.dim, int(self.dim * self.mlp_ratio), self.dtype, self.param_dtype, name="mlp")
+    return x + drop_path(norm2(mlp(x)), train=train)
 
 
 class PatchMerging(nn.Module):
