@@ -1,6 +1,9 @@
 """Test-wide setup: 8 forced CPU devices, so data-parallel code is exercised on CI."""
 
+import fcntl
 import os
+import shutil
+from pathlib import Path
 
 # Must be set before jax is first imported anywhere in the test process. LLVM at -O0: the suite's
 # programs are compiled once and run for a few steps, so compiling is most of their time; at -O0
@@ -59,15 +62,37 @@ def tiny_demo_settings(config):
   return config
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+  """A session directory made by `build(directory)` once for all of this session's pytest-xdist
+  workers: the first to ask builds it under a file lock, the others wait and read it. Without
+  xdist, a directory of this process. Its readers must not change it."""
+  if not os.environ.get("PYTEST_XDIST_WORKER"):
+    directory = tmp_path_factory.mktemp(name)
+    build(directory)
+    return directory
+  # Each worker's base is <session>/popen-gwN; the session's directory is theirs in common.
+  directory = tmp_path_factory.getbasetemp().parent / name
+  with open(directory.with_name(name + ".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    done = directory / ".built"
+    if not done.exists():
+      shutil.rmtree(directory, ignore_errors=True)  # a build that failed part way
+      directory.mkdir()
+      build(directory)
+      done.touch()
+  return directory
+
+
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory):
   """A cache dir holding the tiny demo set (built once per test session, real encodes and VMAF)."""
   from configs import demo as demo_config
   from jaxvqa.data import demo
 
-  cache = tmp_path_factory.mktemp("jaxvqa-cache")
-  demo.ensure_demo_set(tiny_demo_settings(demo_config.get_config("scratch")).data.demo, cache)
-  return cache
+  settings = tiny_demo_settings(demo_config.get_config("scratch")).data.demo
+  return built_once(
+      tmp_path_factory, "jaxvqa-cache", lambda cache: demo.ensure_demo_set(settings, cache)
+  )
 
 
 @pytest.fixture
@@ -84,7 +109,7 @@ def tiny_config(demo_cache, tmp_path):
 @pytest.fixture(scope="session")
 def trained_workdir(demo_cache, tmp_path_factory):
   """configs/demo.py at test size, trained 2 steps (one epoch) on 1 device; the evaluation and
-  scoring tests read it.
+  scoring tests read it (one run for all workers: about 45 s of compiling on the 2-core CI).
 
   Step 2 ends the first epoch, so the run validates (best checkpoint with its calibration) and
   saves (latest checkpoint), both at step 2.
@@ -92,13 +117,14 @@ def trained_workdir(demo_cache, tmp_path_factory):
   from configs import demo as demo_config
   from jaxvqa.train import trainer
 
-  config = tiny_demo_settings(demo_config.get_config("scratch"))
-  config.data.cache_dir = str(demo_cache)
-  workdir = tmp_path_factory.mktemp("trained") / "run"
-  run = trainer.Trainer(config, workdir, num_devices=1)
-  run.train(stop_after_step=2)
-  run.checkpoints.close()
-  return workdir
+  def train(directory):
+    config = tiny_demo_settings(demo_config.get_config("scratch"))
+    config.data.cache_dir = str(demo_cache)
+    run = trainer.Trainer(config, directory / "run", num_devices=1)
+    run.train(stop_after_step=2)
+    run.checkpoints.close()
+
+  return built_once(tmp_path_factory, "trained", train) / "run"
 
 
 @pytest.fixture(scope="session")

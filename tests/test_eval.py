@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import struct
 import subprocess
 import sys
@@ -55,7 +56,14 @@ def apply_saved_calibration(saved: dict, raw: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def eval_output(trained_workdir, tmp_path_factory):
+def evaluated_workdir(trained_workdir, tmp_path_factory):
+  """A copy of the session's trained run for eval.py, which writes into the run's TensorBoard
+  directory (the session's run is shared by the test workers, read-only)."""
+  return shutil.copytree(trained_workdir, tmp_path_factory.mktemp("evaluated") / "run")
+
+
+@pytest.fixture(scope="module")
+def eval_output(evaluated_workdir, tmp_path_factory):
   """eval.py run as a user runs it, on the test split; (completed process, JSON document, out dir)."""
   out = tmp_path_factory.mktemp("eval")
   completed = subprocess.run(
@@ -63,7 +71,7 @@ def eval_output(trained_workdir, tmp_path_factory):
           sys.executable,
           "eval.py",
           "--workdir",
-          str(trained_workdir),
+          str(evaluated_workdir),
           "--split",
           "test",
           "--out",
@@ -147,7 +155,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
-def test_eval_writes_both_plots_and_the_tensorboard_images(eval_output, trained_workdir):
+def test_eval_writes_both_plots_and_the_tensorboard_images(eval_output, evaluated_workdir):
   import matplotlib.image
 
   completed, document, out = eval_output
@@ -168,7 +176,7 @@ def test_eval_writes_both_plots_and_the_tensorboard_images(eval_output, trained_
   # The run's TensorBoard directory receives the same figures as images.
   images = {
       (value.tag, event.step): value.image
-      for event in tensorboard_events(trained_workdir / "tensorboard")
+      for event in tensorboard_events(evaluated_workdir / "tensorboard")
       for value in event.summary.value
       if value.HasField("image")
   }

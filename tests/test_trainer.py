@@ -267,6 +267,8 @@ def _shipped_demo_config(demo_cache, workdir):
 
 
 def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cache, tmp_path):
+  import shutil
+
   from configs import demo as demo_config
   from jaxvqa.serve import inference
 
@@ -284,7 +286,10 @@ def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cach
       shipped_data["fragment_align"],
   )
 
+  # configs/demo.py starts from the shipped model; here from a copy of it, which is then moved.
+  assert config.init.model == "shipped"
   config = _shipped_demo_config(demo_cache, tmp_path / "run")
+  config.init.model = str(shutil.copytree(inference.SHIPPED_DIR, tmp_path / "start"))
   run = trainer.Trainer(config, tmp_path / "run", num_devices=1)
   state = trainer.create_train_state(
       config, run.model, run.data.frames, run.data.steps_per_epoch, run.mesh
@@ -295,22 +300,11 @@ def test_the_demo_starts_from_every_shipped_weight_and_fine_tunes_them(demo_cach
   assert any(np.abs(a - b).max() > 0 for a, b in zip(_leaves(shipped), _leaves(tuned.params)))
   names = [report.name for report in run.test_reports(tuned)]
   assert names[2].startswith(f"{card['id']} as shipped (no fine-tuning)") and len(names) == 4
-  run.checkpoints.close()
-
-
-def test_a_starting_model_moved_during_training_leaves_the_other_test_rows(demo_cache, tmp_path):
-  import shutil
-
-  from jaxvqa.serve import inference
-
-  config = _shipped_demo_config(demo_cache, tmp_path / "run")
-  config.init.model = str(shutil.copytree(inference.SHIPPED_DIR, tmp_path / "start"))
-  run = trainer.Trainer(config, tmp_path / "run", num_devices=1)
-  state = run.train()
+  # A starting model moved away after training leaves the other test rows.
   shutil.rmtree(tmp_path / "start")
-  names = [report.name for report in run.test_reports(state)]
-  run.checkpoints.close()
+  names = [report.name for report in run.test_reports(tuned)]
   assert len(names) == 3 and not any("as shipped" in name for name in names)
+  run.checkpoints.close()
 
 
 def test_a_model_that_does_not_fit_the_shipped_weights_is_named(demo_cache, tmp_path):
@@ -360,49 +354,28 @@ def test_logged_throughput_leaves_out_validation_time(tiny_config, tmp_path, mon
   )
 
 
-RESUME_IN_A_NEW_PROCESS = """
-import sys
-sys.path.insert(0, {tests!r})
-from configs import demo
-from conftest import tiny_demo_settings
-from jaxvqa.train import launch, trainer
-print("cache:", launch.enable_compilation_cache())
-config = tiny_demo_settings(demo.get_config("scratch"))
-config.data.cache_dir = {cache!r}
-run = trainer.Trainer(config, {workdir!r}, num_devices=1)
-run.train()
-run.checkpoints.close()
-"""
-
-
 def test_first_call_seconds_are_logged_and_a_resumed_run_logs_them_again(
-    trained_workdir, demo_cache, tmp_path
+    trained_workdir, demo_cache, tmp_path, capsys
 ):
   import math
   import shutil
-  import subprocess
-  from pathlib import Path
 
-  # Steps 1-2 with a validation at 2 (the session's run, shared with other tests), then the
-  # resume as train.py runs it, in a new process (without the persistent compilation cache, as on
-  # any CPU: tests/conftest.py), steps 3-4.
+  from configs import demo as demo_config
+  from jaxvqa.train import launch
+
+  # Steps 1-2 with a validation at 2 (the session's run, shared with other tests), then a resume
+  # as train.py runs it, without the persistent compilation cache (as on any CPU:
+  # tests/conftest.py), steps 3-4. In this process, so the resume's first calls find their
+  # programs compiled: the seconds are logged whatever they cost.
+  assert launch.enable_compilation_cache() is None
   workdir = tmp_path / "run"
   shutil.copytree(trained_workdir, workdir)
-  resumed = subprocess.run(
-      [
-          sys.executable,
-          "-c",
-          RESUME_IN_A_NEW_PROCESS.format(
-              tests=str(Path(__file__).parent), cache=str(demo_cache), workdir=str(workdir)
-          ),
-      ],
-      cwd=Path(__file__).parents[1],
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "cache: None" in resumed.stdout
+  config = tiny_demo_settings(demo_config.get_config("scratch"))
+  config.data.cache_dir = str(demo_cache)
+  capsys.readouterr()
+  run = trainer.Trainer(config, workdir, num_devices=1)
+  run.train()
+  run.checkpoints.close()
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   reported = [row for row in rows if any(k.startswith(trainer.FIRST_CALL_PREFIX) for k in row)]
   assert [row["step"] for row in reported] == [2, 4]
@@ -411,7 +384,7 @@ def test_first_call_seconds_are_logged_and_a_resumed_run_logs_them_again(
       seconds = row[trainer.FIRST_CALL_PREFIX + step_name]
       assert isinstance(seconds, float) and math.isfinite(seconds) and seconds > 0, row
   line = r"first calls, compilation included: train step [0-9.]+ s, eval step [0-9.]+ s"
-  assert len(re.findall(line, resumed.stderr)) == 1
+  assert len(re.findall(line, capsys.readouterr().err)) == 1
 
 
 # Damaged checkpoints and entry-point errors: one line naming what is wrong, exit 2.
