@@ -365,8 +365,8 @@ def test_first_call_seconds_are_logged_and_a_resumed_run_logs_them_again(
 
   # Steps 1-2 with a validation at 2 (the session's run, shared with other tests), then a resume
   # as train.py runs it, without the persistent compilation cache (as on any CPU:
-  # tests/conftest.py), steps 3-4. In this process, so the resume's first calls find their
-  # programs compiled: the seconds are logged whatever they cost.
+  # tests/conftest.py), steps 3-4. In this process, where the programs may already be compiled
+  # (no new process to compile them again): the seconds are logged whatever they cost.
   assert launch.enable_compilation_cache() is None
   workdir = tmp_path / "run"
   shutil.copytree(trained_workdir, workdir)
