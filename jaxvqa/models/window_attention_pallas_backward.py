@@ -38,8 +38,10 @@ def backward(plan: tiles.Plan, qkv, scale, bias, mask, dout):
 
 
 def _softmax_vjp(p, dp):
-  """dL/dS from the softmax P and dL/dP, both [R, N] over whole rows."""
-  return p * (dp - jnp.sum(p * dp, axis=1, keepdims=True))
+  """(dL/dS [R, N], Σ_j P·dP [R]) from the softmax P and dL/dP, both [R, N] over whole rows; the
+  key kernel rebuilds dS from the row sums."""
+  row_dot = jnp.sum(p * dp, axis=1)
+  return p * (dp - row_dot[:, None]), row_dot
 
 
 def _sum_over_run(plan: tiles.Plan, first_window, per_window, dbias_ref, dscale_ref) -> None:
@@ -72,7 +74,7 @@ def _one_block_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles
     mask = None if mask_ref is None else mask_ref[window % plan.num_windows]
     q_hat, k_hat = tiles.unit(q, v.dtype), tiles.unit(k, v.dtype)
     p, cos = tiles.probabilities(q_hat, k_hat, scale, bias, mask)
-    ds = _softmax_vjp(p, tiles.dot(dout, v, (1, 1)))
+    ds, _ = _softmax_vjp(p, tiles.dot(dout, v, (1, 1)))
     dcos = (scale * ds).astype(v.dtype)
     gradients = {
         "q": tiles.l2_normalize_vjp(q, tiles.dot(dcos, k_hat, (1, 0))),
@@ -142,9 +144,7 @@ def _query_kernel(qkv_ref, dout_ref, scale_ref, bias_ref, *refs, plan: tiles.Pla
     k_hat = tiles.unit(k, v.dtype)
     s, cos = tiles.logits(tiles.unit(q, v.dtype), k_hat, scale, bias, mask)
     p, log_normaliser = tiles.softmax(s)
-    dp = tiles.dot(dout, v, (1, 1))
-    row_dot = jnp.sum(p * dp, axis=1)
-    ds = p * (dp - row_dot[:, None])
+    ds, row_dot = _softmax_vjp(p, tiles.dot(dout, v, (1, 1)))
     dq = tiles.dot((scale * ds).astype(v.dtype), k_hat, (1, 0))
     dqkv_ref[image, rows, QKV["q"], head, :] = tiles.l2_normalize_vjp(q, dq).astype(dqkv_ref.dtype)
     stats_ref[image, rows, 0, head] = log_normaliser
